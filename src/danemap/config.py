@@ -1,0 +1,224 @@
+"""One typed run configuration: defaults < TOML file < environment < CLI flags.
+
+The effective configuration is written next to the outputs
+(``OUT/danemap/config.toml``) and its hash goes into provenance.
+
+Each subsystem owns one section (a dataclass). Unknown keys are refused with
+the closest valid name suggested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from danemap.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "FunctionalConfig",
+    "PetConfig",
+    "RunConfig",
+    "StatsConfig",
+    "load_config",
+]
+
+ENV_PREFIX = "DANEMAP_"
+
+
+@dataclass
+class RunConfig:
+    """Execution and I/O settings."""
+
+    resolution: int = 2
+    n_jobs: int = 1
+    backend: str = "local"
+    max_nifti_gib: float = 4.0
+    atlas: str = "danemap"
+    participant_label: list[str] = field(default_factory=list)
+    session_label: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FunctionalConfig:
+    """Resting-state fMRI denoising and connectivity settings."""
+
+    strategy: str = "simple"
+    motion: str = "full"
+    wm_csf: str = "basic"
+    fd_threshold: float = 0.5
+    scrub_before: int = 1
+    scrub_after: int = 2
+    n_compcor: int = 5
+    confounds: list[str] = field(default_factory=list)
+    high_pass: float = 0.01
+    low_pass: float = 0.1
+    detrend: bool = True
+    max_mean_fd: float = 0.5
+    max_scrubbed_pct: float = 40.0
+    connectivity: list[str] = field(
+        default_factory=lambda: ["correlation", "partial correlation", "tangent"]
+    )
+
+
+@dataclass
+class PetConfig:
+    """PET/SPECT quantification settings."""
+
+    reference_region: str = "occipital"
+    fwhm_mm: float = 0.0
+
+
+@dataclass
+class StatsConfig:
+    """Group-statistics settings."""
+
+    group: str = "group"
+    case: str = "ADHD"
+    control: str = "TD"
+    site: str = "site"
+    covariates: list[str] = field(default_factory=lambda: ["age", "sex"])
+    harmonize: str = "combat"
+    n_permutations: int = 5000
+    alpha: float = 0.05
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    """The whole danemap configuration, one dataclass per section."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    functional: FunctionalConfig = field(default_factory=FunctionalConfig)
+    pet: PetConfig = field(default_factory=PetConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+
+    def updated(self, values: Mapping[str, Any], source: str = "arguments") -> Config:
+        """Return a copy with ``values`` (``{section: {key: value}}``) applied.
+
+        Parameters
+        ----------
+        values : mapping
+            Nested mapping of section name to settings. ``None`` values are ignored.
+        source : str
+            Where the values come from, used in error messages.
+        """
+        new = dataclasses.replace(self)
+        for section_name, settings in values.items():
+            section = _get_field(new, section_name, source)
+            if not isinstance(settings, Mapping):
+                raise ConfigError(
+                    f"{source}: [{section_name}] must be a table of settings, "
+                    f"found {type(settings).__name__}"
+                )
+            changes = {}
+            for key, value in settings.items():
+                current = _get_field(section, key, f"{source} [{section_name}]")
+                if value is None:
+                    continue
+                changes[key] = _coerce(value, current, f"{source}: {section_name}.{key}")
+            setattr(new, section_name, dataclasses.replace(section, **changes))
+        return new
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Return the configuration as plain nested dictionaries."""
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        """Serialise to TOML text (deterministic key order)."""
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+    def sha256(self) -> str:
+        """Hash of the TOML text; recorded in ``dataset_description.json``."""
+        return hashlib.sha256(self.to_toml().encode()).hexdigest()
+
+
+def _get_field(obj: Any, name: str, where: str) -> Any:
+    names = [f.name for f in dataclasses.fields(obj)]
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; valid: {', '.join(names)}"
+        raise ConfigError(f"{where}: unknown setting '{name}'{hint}")
+    return getattr(obj, name)
+
+
+def _coerce(value: Any, current: Any, where: str) -> Any:
+    if isinstance(current, bool):
+        if isinstance(value, str) and value.lower() in {"1", "true", "yes", "0", "false", "no"}:
+            return value.lower() in {"1", "true", "yes"}
+        if isinstance(value, bool):
+            return value
+    elif isinstance(current, list):
+        if isinstance(value, str):
+            return [v for v in value.replace(",", " ").split() if v]
+        if isinstance(value, list | tuple):
+            return list(value)
+    elif isinstance(current, int | float) and not isinstance(value, bool):
+        try:
+            return type(current)(value)
+        except (TypeError, ValueError):
+            pass
+    elif isinstance(current, str):
+        return str(value)
+    raise ConfigError(
+        f"{where}: expected {type(current).__name__}, found {value!r} ({type(value).__name__})"
+    )
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Read ``DANEMAP_<SECTION>__<KEY>`` variables (e.g. ``DANEMAP_RUN__N_JOBS=4``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the effective configuration: defaults < TOML file < environment < overrides.
+
+    Parameters
+    ----------
+    path : path-like or None
+        A TOML file with ``[run]``, ``[functional]``, ``[pet]`` and ``[stats]`` tables.
+    overrides : mapping or None
+        ``{section: {key: value}}`` from the command line; ``None`` values are ignored.
+    environ : mapping or None
+        Environment to read ``DANEMAP_<SECTION>__<KEY>`` from (default ``os.environ``).
+
+    Returns
+    -------
+    Config
+        The effective configuration.
+    """
+    cfg = Config()
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{p}: configuration file not found") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML ({exc})") from exc
+        cfg = cfg.updated(data, source=str(p))
+    env = _from_environment(os.environ if environ is None else environ)
+    if env:
+        cfg = cfg.updated(env, source="environment")
+    if overrides:
+        cfg = cfg.updated(overrides, source="command line")
+    return cfg

@@ -1,0 +1,1 @@
+"""danemap.engine."""
