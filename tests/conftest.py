@@ -1,0 +1,31 @@
+"""Shared pytest fixtures.
+
+``shared_data`` locates ``../shared/data`` relative to the repository root (not the
+current directory). Without it the real-data tests skip with a reason, except under
+``CI=true``, where a missing folder is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to ``../shared/data``; fails under CI=true when missing, else skips."""
+    if not SHARED_DATA.is_dir():
+        msg = f"real data folder {SHARED_DATA} is missing"
+        if _in_ci():
+            pytest.fail(f"{msg}, and CI=true requires tests/real to run")
+        pytest.skip(msg)
+    return SHARED_DATA
