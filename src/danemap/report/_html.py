@@ -1,0 +1,198 @@
+"""Minimal, dependency-free HTML rendering with inline SVG forest plots."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from danemap._version import __version__
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DISCLAIMER", "Section", "forest_plot_svg", "render_html", "write_report"]
+
+DISCLAIMER = (
+    "danemap is a research tool, not a diagnostic device. Group differences in ADHD imaging "
+    "are small (ENIGMA-ADHD: Cohen's d between -0.19 and 0.00 for subcortical volumes) and "
+    "overlap heavily between groups; no number here classifies an individual."
+)
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}
+h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+.disclaimer{background:#fff4e5;border-left:4px solid #f0a020;padding:.6em 1em}
+.meta{color:#666;font-size:.9em}table{border-collapse:collapse;font-size:.85em;margin:.6em 0}
+th,td{border:1px solid #ddd;padding:.25em .5em;text-align:right}th{background:#f5f5f5}
+td.txt,th.txt{text-align:left}.note{color:#555;font-size:.9em}.scroll{overflow-x:auto}
+"""
+
+
+@dataclass
+class Section:
+    """One report section.
+
+    Attributes
+    ----------
+    title : str
+        Heading.
+    text : str
+        Plain-text paragraph(s); escaped, blank lines separate paragraphs.
+    table : pandas.DataFrame or None
+        Table shown below the text (numbers rounded for display only).
+    svg : str
+        Inline SVG figure produced by danemap (e.g. :func:`forest_plot_svg`); trusted markup.
+    notes : list of str
+        Footnotes (escaped).
+    """
+
+    title: str
+    text: str = ""
+    table: pd.DataFrame | None = None
+    svg: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _cell(value: object, digits: int) -> tuple[str, bool]:
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        if isinstance(value, float) and math.isnan(value):
+            return "n/a", False
+        if isinstance(value, float):
+            return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else \
+                f"{value:.{digits}f}".rstrip("0").rstrip("."), False
+        return str(value), False
+    try:
+        import numpy as np
+
+        if isinstance(value, np.floating | np.integer):
+            return _cell(value.item(), digits)
+    except ImportError:  # pragma: no cover
+        pass
+    return _esc(value), True
+
+
+def _table_html(df: pd.DataFrame, digits: int = 3, max_rows: int = 200) -> str:
+    head = "".join(f'<th class="txt">{_esc(c)}</th>' for c in df.columns)
+    rows = []
+    for values in df.head(max_rows).itertuples(index=False):
+        cells = []
+        for v in values:
+            text, is_txt = _cell(v, digits)
+            cells.append(f'<td class="txt">{text}</td>' if is_txt else f"<td>{text}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    more = (f'<p class="note">{len(df) - max_rows} more rows in the TSV.</p>'
+            if len(df) > max_rows else "")
+    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>'
+            + "".join(rows) + "</tbody></table></div>" + more)
+
+
+def forest_plot_svg(labels: Sequence[str], estimates: Sequence[float],
+                    lows: Sequence[float], highs: Sequence[float],
+                    reference: Sequence[float] | None = None,
+                    xlabel: str = "Cohen's d (95% CI)") -> str:
+    """Return an inline SVG forest plot of estimates with confidence intervals.
+
+    Parameters
+    ----------
+    labels : sequence of str
+        Row labels (escaped).
+    estimates, lows, highs : sequence of float
+        Point estimates and CI bounds (NaN rows are drawn as labels only).
+    reference : sequence of float or None
+        Optional reference values (e.g. ENIGMA-ADHD d), drawn as open diamonds.
+    xlabel : str
+        Axis label.
+
+    Returns
+    -------
+    str
+        SVG markup.
+    """
+    n = len(labels)
+    finite = [v for v in [*lows, *highs, *(reference or [])] if v == v and math.isfinite(v)]
+    lim = max([0.5, *(abs(v) for v in finite)]) * 1.1
+    row_h, left, width, top = 22, 200, 420, 10
+    height = top + row_h * n + 40
+
+    def x(v: float) -> float:
+        return left + (v + lim) / (2 * lim) * width
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 20}" '
+             f'height="{height}" font-size="12" role="img">',
+             f'<line x1="{x(0):.1f}" y1="{top}" x2="{x(0):.1f}" y2="{top + row_h * n}" '
+             'stroke="#999" stroke-dasharray="3,3"/>']
+    for i, label in enumerate(labels):
+        y = top + row_h * i + row_h / 2
+        parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{_esc(label)}</text>')
+        est, lo, hi = estimates[i], lows[i], highs[i]
+        if all(math.isfinite(v) for v in (est, lo, hi)):
+            parts.append(f'<line x1="{x(lo):.1f}" y1="{y:.1f}" x2="{x(hi):.1f}" y2="{y:.1f}" '
+                         'stroke="#1f5fa0" stroke-width="2"/>')
+            parts.append(f'<circle cx="{x(est):.1f}" cy="{y:.1f}" r="4" fill="#1f5fa0"/>')
+        if reference is not None and math.isfinite(reference[i]):
+            r = x(reference[i])
+            parts.append(f'<path d="M{r:.1f},{y - 5:.1f} l5,5 l-5,5 l-5,-5 z" fill="none" '
+                         'stroke="#c0392b" stroke-width="1.5"/>')
+    axis_y = top + row_h * n + 5
+    for tick in (-lim, -lim / 2, 0.0, lim / 2, lim):
+        parts.append(f'<text x="{x(tick):.1f}" y="{axis_y + 12}" text-anchor="middle">'
+                     f"{tick:.2f}</text>")
+    parts.append(f'<text x="{left + width / 2}" y="{axis_y + 30}" text-anchor="middle">'
+                 f"{_esc(xlabel)}</text></svg>")
+    return "".join(parts)
+
+
+def render_html(title: str, sections: Sequence[Section], subtitle: str = "") -> str:
+    """Render a self-contained HTML page (no scripts, no external resources).
+
+    Parameters
+    ----------
+    title : str
+        Page title (escaped).
+    sections : sequence of Section
+        Content, in order.
+    subtitle : str
+        A line under the title (escaped).
+
+    Returns
+    -------
+    str
+        The HTML document.
+    """
+    body = [f"<h1>{_esc(title)}</h1>",
+            f'<p class="meta">{_esc(subtitle)} · danemap {_esc(__version__)}</p>',
+            f'<p class="disclaimer">{_esc(DISCLAIMER)}</p>']
+    for sec in sections:
+        body.append(f"<h2>{_esc(sec.title)}</h2>")
+        for para in [p for p in sec.text.split("\n\n") if p.strip()]:
+            body.append(f"<p>{_esc(para.strip())}</p>")
+        if sec.svg:
+            body.append(f"<figure>{sec.svg}</figure>")
+        if sec.table is not None:
+            body.append(_table_html(sec.table))
+        for note in sec.notes:
+            body.append(f'<p class="note">{_esc(note)}</p>')
+    return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
+            + "\n".join(body) + "</body></html>\n")
+
+
+def write_report(path: str | Path, title: str, sections: Sequence[Section],
+                 subtitle: str = "") -> Path:
+    """Render and atomically write an HTML report; return its path."""
+    from danemap.io import atomic_write_text
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, render_html(title, sections, subtitle))
+    return path

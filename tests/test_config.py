@@ -1,0 +1,55 @@
+import pytest
+
+from danemap.config import Config, load_config
+from danemap.errors import ConfigError
+
+
+def test_defaults_and_roundtrip(tmp_path):
+    cfg = load_config(environ={})
+    assert cfg.run.resolution == 2
+    assert cfg.functional.strategy == "simple"
+    path = tmp_path / "c.toml"
+    path.write_text(cfg.to_toml())
+    again = load_config(path, environ={})
+    assert again == cfg
+    assert again.sha256() == cfg.sha256()
+
+
+def test_layering_file_env_flags(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[run]\nn_jobs = 3\nresolution = 3\n[functional]\nfd_threshold = 0.3\n')
+    env = {"DANEMAP_RUN__N_JOBS": "5", "DANEMAP_FUNCTIONAL__DETREND": "false"}
+    cfg = load_config(path, overrides={"run": {"resolution": None, "n_jobs": 7}}, environ=env)
+    assert cfg.run.n_jobs == 7  # flag beats environment beats file
+    assert cfg.run.resolution == 3  # None flag leaves the file value
+    assert cfg.functional.fd_threshold == 0.3
+    assert cfg.functional.detrend is False
+    assert cfg.sha256() != Config().sha256()
+
+
+def test_unknown_key_suggests_closest(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[functional]\nfd_treshold = 0.3\n")
+    with pytest.raises(ConfigError, match="did you mean 'fd_threshold'"):
+        load_config(path, environ={})
+
+
+def test_unknown_section_and_bad_type(tmp_path):
+    with pytest.raises(ConfigError, match="unknown setting 'runn'"):
+        load_config(overrides={"runn": {"n_jobs": 2}}, environ={})
+    with pytest.raises(ConfigError, match=r"run.n_jobs: expected int, found 'many'"):
+        load_config(overrides={"run": {"n_jobs": "many"}}, environ={})
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[run\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad, environ={})
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml", environ={})
+
+
+def test_list_from_string():
+    cfg = load_config(overrides={"stats": {"covariates": "age, sex iq"}}, environ={})
+    assert cfg.stats.covariates == ["age", "sex", "iq"]
