@@ -1,1 +1,48 @@
-"""danemap.io."""
+"""danemap.io: safe NIfTI loading, BIDS discovery, participants.tsv, derivatives writer.
+
+Heavy libraries (nibabel, pandas, isal) are imported inside the functions that
+need them, so importing this subpackage is cheap.
+"""
+
+from danemap.io._bids import (
+    BIDSDataset,
+    BIDSFile,
+    FuncRun,
+    SessionData,
+    discover,
+    parse_entities,
+    read_aseg_stats,
+    read_synthseg_volumes,
+)
+from danemap.io._derivatives import (
+    DerivativesWriter,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_output_not_in_input,
+    read_tsv,
+    write_json,
+)
+from danemap.io._nifti import DEFAULT_MAX_BYTES, load_nifti, load_nifti_header
+from danemap.io._participants import read_participants, validate_label
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "BIDSDataset",
+    "BIDSFile",
+    "DerivativesWriter",
+    "FuncRun",
+    "SessionData",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_output_not_in_input",
+    "discover",
+    "load_nifti",
+    "load_nifti_header",
+    "parse_entities",
+    "read_aseg_stats",
+    "read_participants",
+    "read_synthseg_volumes",
+    "read_tsv",
+    "validate_label",
+    "write_json",
+]

@@ -1,0 +1,617 @@
+"""Light-weight BIDS discovery (raw data, fMRIPrep, FreeSurfer/FastSurfer, SynthSeg).
+
+This is deliberately not pybids: it walks the few folders danemap reads and
+returns plain dataclasses.
+
+Conventions
+-----------
+* A missing ``dataset_description.json`` is logged as a warning (many
+  hand-made or converted datasets lack it), a malformed one is an error.
+* JSON sidecars follow the BIDS inheritance principle, kept simple: sidecars
+  with the same suffix whose entities are a subset of the file's entities are
+  collected from the dataset root, the subject folder, the session folder and
+  the datatype folder, and merged in that order (the nearest one wins). So a
+  top-level ``task-rest_bold.json`` applies to every rest run unless a
+  sidecar next to the file overrides a key.
+* fMRIPrep outputs are matched to raw runs by the ``sub``, ``ses``, ``task`` and
+  ``run`` entities. ``derivatives`` may be ``None`` (look in
+  ``<bids_dir>/derivatives/{fmriprep,freesurfer,fastsurfer,synthseg}``), a
+  folder (a derivatives root if it holds one of those sub-folders, otherwise
+  the fMRIPrep output itself), or a mapping ``{"fmriprep": path, ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from danemap._utils.logging import get_logger
+from danemap.errors import InputError
+from danemap.io._participants import closest, read_participants, validate_label
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "BIDSDataset",
+    "BIDSFile",
+    "FuncRun",
+    "SessionData",
+    "discover",
+    "parse_entities",
+    "read_aseg_stats",
+    "read_synthseg_volumes",
+]
+
+logger = get_logger("io")
+
+DEFAULT_SPACE = "MNI152NLin2009cAsym"
+_DERIVATIVE_TOOLS = ("fmriprep", "freesurfer", "fastsurfer", "synthseg")
+_NII = (".nii", ".nii.gz")
+
+
+def parse_entities(filename: str | os.PathLike[str]) -> dict[str, str]:
+    """Split a BIDS file name into its entities, suffix and extension.
+
+    Parameters
+    ----------
+    filename : str or os.PathLike
+        A file name or path, e.g. ``sub-01_ses-1_task-rest_run-1_bold.nii.gz``.
+
+    Returns
+    -------
+    dict
+        Entity key -> label in file-name order (``{"sub": "01", "ses": "1", ...}``),
+        plus ``"suffix"`` (``"bold"``) and ``"extension"`` (``".nii.gz"``) when
+        present. Parts that are not ``key-value`` pairs are ignored.
+    """
+    name = Path(filename).name
+    stem, dot, ext = name.partition(".")
+    parts = stem.split("_")
+    out: dict[str, str] = {}
+    for part in parts[:-1]:
+        key, sep, value = part.partition("-")
+        if sep and key and value:
+            out[key] = value
+    last = parts[-1] if parts else ""
+    if "-" in last:
+        key, _, value = last.partition("-")
+        if key and value:
+            out[key] = value
+    elif last:
+        out["suffix"] = last
+    if dot:
+        out["extension"] = "." + ext
+    return out
+
+
+@dataclass
+class BIDSFile:
+    """One data file with its parsed entities and merged JSON metadata."""
+
+    path: Path
+    entities: dict[str, str]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    sidecars: list[Path] = field(default_factory=list)
+
+    @property
+    def sidecar(self) -> Path | None:
+        """The nearest JSON sidecar (or ``None``)."""
+        return self.sidecars[-1] if self.sidecars else None
+
+
+@dataclass
+class FuncRun:
+    """One functional run: raw BOLD and its fMRIPrep outputs (any may be missing)."""
+
+    entities: dict[str, str]
+    bold: BIDSFile | None = None
+    preproc: BIDSFile | None = None
+    confounds: BIDSFile | None = None
+    mask: BIDSFile | None = None
+
+
+@dataclass
+class SessionData:
+    """Everything found for one participant and session."""
+
+    participant: str
+    session: str | None
+    t1w: list[BIDSFile] = field(default_factory=list)
+    bold: list[BIDSFile] = field(default_factory=list)
+    pet: list[BIDSFile] = field(default_factory=list)
+    runs: list[FuncRun] = field(default_factory=list)
+    aseg_stats: Path | None = None
+    synthseg: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class BIDSDataset:
+    """The result of :func:`discover`.
+
+    Attributes
+    ----------
+    root : Path
+        The BIDS dataset folder.
+    participants : list of str
+        Selected participants (``sub-XX``), sorted.
+    sessions : dict
+        ``sub-XX`` -> list of ``ses-YY`` (empty when the dataset has no sessions).
+    data : dict
+        ``(sub-XX, ses-YY or None)`` -> :class:`SessionData`.
+    participants_table : pandas.DataFrame or None
+        The validated ``participants.tsv``, if present.
+    derivatives : dict
+        Tool name -> folder for the derivatives found (``fmriprep``, ...).
+    description : dict
+        Content of ``dataset_description.json`` (empty when missing).
+    synthseg_tables : list of Path
+        SynthSeg CSVs not attributable to one participant (multi-subject tables).
+    """
+
+    root: Path
+    participants: list[str]
+    sessions: dict[str, list[str]]
+    data: dict[tuple[str, str | None], SessionData]
+    participants_table: pd.DataFrame | None = None
+    derivatives: dict[str, Path] = field(default_factory=dict)
+    description: dict[str, Any] = field(default_factory=dict)
+    synthseg_tables: list[Path] = field(default_factory=list)
+
+    def get(self, participant: str, session: str | None = None) -> SessionData:
+        """Return the data of one participant (and session).
+
+        Parameters
+        ----------
+        participant : str
+            ``"01"`` or ``"sub-01"``.
+        session : str or None
+            ``"1"`` or ``"ses-1"``; ``None`` for datasets without sessions, or to
+            take the only session.
+
+        Returns
+        -------
+        SessionData
+        """
+        sub = "sub-" + validate_label(participant, "participant")
+        if sub not in self.sessions:
+            raise InputError(_unknown("participant", sub, self.participants))
+        sessions = self.sessions[sub]
+        if session is None:
+            if len(sessions) > 1:
+                raise InputError(f"participant {sub} has sessions {sessions}; pass session")
+            ses = sessions[0] if sessions else None
+        else:
+            ses = "ses-" + validate_label(session, "session")
+            if ses not in sessions:
+                raise InputError(_unknown(f"session of {sub}", ses, sessions))
+        return self.data[(sub, ses)]
+
+    def __iter__(self) -> Any:
+        """Iterate over the :class:`SessionData` in participant/session order."""
+        return iter(self.data.values())
+
+
+def _unknown(what: str, value: str, existing: Iterable[str]) -> str:
+    existing = list(existing)
+    hint = closest(value, existing)
+    text = f"{what} '{value}' not found in the dataset"
+    if hint:
+        text += f"; closest existing: {', '.join(hint)}"
+    elif existing:
+        shown = ", ".join(existing[:10]) + (" ..." if len(existing) > 10 else "")
+        text += f"; existing: {shown}"
+    return text
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a readable JSON file ({exc})") from exc
+    if not isinstance(obj, dict):
+        raise InputError(f"{path}: expected a JSON object, found {type(obj).__name__}")
+    return obj
+
+
+def _select(requested: Iterable[str] | str | None, existing: list[str], entity: str,
+            prefix: str) -> list[str]:
+    if requested is None:
+        return existing
+    if isinstance(requested, str):
+        requested = [requested]
+    out = []
+    for label in requested:
+        full = prefix + validate_label(label, entity)
+        if full not in existing:
+            raise InputError(_unknown(f"{entity} label", full, existing))
+        if full not in out:
+            out.append(full)
+    return sorted(out)
+
+
+def _nii_files(folder: Path, suffix: str) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file()
+                  and any(p.name.endswith(f"_{suffix}{ext}") for ext in _NII))
+
+
+def _sidecar_chain(file: Path, entities: dict[str, str], dirs: list[Path]) -> list[Path]:
+    """JSON sidecars applying to ``file`` by inheritance, farthest first."""
+    suffix = entities.get("suffix")
+    own = {k: v for k, v in entities.items() if k not in ("suffix", "extension")}
+    chain: list[Path] = []
+    for folder in dirs:
+        if not folder.is_dir():
+            continue
+        level: list[tuple[int, Path]] = []
+        for js in sorted(folder.glob(f"*{suffix}.json")):
+            ents = parse_entities(js.name)
+            keys = {k: v for k, v in ents.items() if k not in ("suffix", "extension")}
+            if ents.get("suffix") == suffix and all(own.get(k) == v for k, v in keys.items()):
+                level.append((len(keys), js))
+        # within one folder, fewer entities = more general = applied first
+        chain.extend(js for _, js in sorted(level, key=lambda t: t[0]))
+    return chain
+
+
+def _bids_file(path: Path, dirs: list[Path]) -> BIDSFile:
+    ents = parse_entities(path.name)
+    chain = _sidecar_chain(path, ents, dirs)
+    meta: dict[str, Any] = {}
+    for js in chain:
+        meta.update(_read_json(js))
+    return BIDSFile(path=path, entities=ents, metadata=meta, sidecars=chain)
+
+
+def _resolve_derivatives(root: Path, derivatives: str | os.PathLike[str]
+                         | Mapping[str, str | os.PathLike[str]] | None) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    if isinstance(derivatives, Mapping):
+        for tool, folder in derivatives.items():
+            if tool not in _DERIVATIVE_TOOLS:
+                hint = closest(tool, _DERIVATIVE_TOOLS, n=1)
+                raise InputError(f"derivatives: unknown tool '{tool}'"
+                                 + (f"; did you mean '{hint[0]}'?" if hint else
+                                    f"; expected one of {', '.join(_DERIVATIVE_TOOLS)}"))
+            p = Path(folder)
+            if not p.is_dir():
+                raise InputError(f"derivatives: {tool} folder {p} does not exist")
+            found[tool] = p
+        return found
+    if derivatives is None:
+        base = root / "derivatives"
+    else:
+        base = Path(derivatives)
+        if not base.is_dir():
+            raise InputError(f"derivatives folder {base} does not exist")
+        if not any((base / t).is_dir() for t in _DERIVATIVE_TOOLS):
+            return {"fmriprep": base}
+    for tool in _DERIVATIVE_TOOLS:
+        if (base / tool).is_dir():
+            found[tool] = base / tool
+    return found
+
+
+def _run_key(ents: Mapping[str, str]) -> tuple[str, str, str, str]:
+    return (ents.get("sub", ""), ents.get("ses", ""), ents.get("task", ""),
+            ents.get("run", ""))
+
+
+def _res_rank(ents: Mapping[str, str], preferred: str | None) -> tuple[int, str]:
+    res = ents.get("res")
+    if res == preferred:
+        return (0, "")
+    if res is None:
+        return (1, "")
+    return (2, res)
+
+
+def _fmriprep_runs(fmriprep: Path, sub: str, ses: str | None, raw: list[BIDSFile],
+                   space: str) -> list[FuncRun]:
+    folder = fmriprep / sub / ses / "func" if ses else fmriprep / sub / "func"
+    runs: dict[tuple[str, str, str, str], FuncRun] = {}
+    for b in raw:
+        runs.setdefault(_run_key(b.entities), FuncRun(entities=_key_entities(b.entities)))
+        runs[_run_key(b.entities)].bold = b
+    if not folder.is_dir():
+        return list(runs.values())
+    preproc: dict[tuple[str, str, str, str], list[BIDSFile]] = {}
+    masks: dict[tuple[str, str, str, str], list[BIDSFile]] = {}
+    dirs = [fmriprep, fmriprep / sub] + ([fmriprep / sub / ses] if ses else []) + [folder]
+    for p in sorted(folder.iterdir()):
+        ents = parse_entities(p.name)
+        key = _run_key(ents)
+        if "task" not in ents:
+            continue
+        ext = ents.get("extension")
+        if (ents.get("suffix") == "bold" and ents.get("desc") == "preproc"
+                and ents.get("space") == space and ext in _NII):
+            preproc.setdefault(key, []).append(_bids_file(p, dirs))
+        elif ents.get("suffix") == "mask" and ents.get("desc") == "brain" and ents.get(
+                "space") == space and ext in _NII:
+            masks.setdefault(key, []).append(BIDSFile(p, ents))
+        elif ents.get("suffix") == "timeseries" and ents.get("desc") == "confounds" and (
+                ext == ".tsv"):
+            run = runs.setdefault(key, FuncRun(entities=_key_entities(ents)))
+            run.confounds = _bids_file(p, dirs)
+    for key, files in preproc.items():
+        run = runs.setdefault(key, FuncRun(entities=_key_entities(files[0].entities)))
+        run.preproc = min(files, key=lambda f: _res_rank(f.entities, "2"))
+    for key, files in masks.items():
+        run = runs.setdefault(key, FuncRun(entities=_key_entities(files[0].entities)))
+        want = run.preproc.entities.get("res") if run.preproc else "2"
+        run.mask = min(files, key=lambda f: _res_rank(f.entities, want))
+    return [runs[k] for k in sorted(runs)]
+
+
+def _key_entities(ents: Mapping[str, str]) -> dict[str, str]:
+    return {k: ents[k] for k in ("sub", "ses", "task", "run") if k in ents}
+
+
+def _aseg(derivs: dict[str, Path], sub: str, ses: str | None) -> Path | None:
+    for tool in ("freesurfer", "fastsurfer"):
+        if tool not in derivs:
+            continue
+        names = ([f"{sub}_{ses}"] if ses else []) + [sub]
+        for n in names:
+            p = derivs[tool] / n / "stats" / "aseg.stats"
+            if p.is_file():
+                return p
+    return None
+
+
+def discover(
+    bids_dir: str | os.PathLike[str],
+    participant_label: Iterable[str] | str | None = None,
+    session_label: Iterable[str] | str | None = None,
+    derivatives: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]] | None = None,
+    space: str = DEFAULT_SPACE,
+) -> BIDSDataset:
+    """Find the raw data and derivatives of a BIDS dataset.
+
+    Parameters
+    ----------
+    bids_dir : str or os.PathLike
+        The BIDS dataset folder.
+    participant_label : str, iterable of str or None
+        Participants to keep (``"01"`` or ``"sub-01"``); ``None`` keeps all.
+    session_label : str, iterable of str or None
+        Sessions to keep (``"1"`` or ``"ses-1"``); ``None`` keeps all.
+    derivatives : path, mapping or None
+        Where the derivatives are (see the module docstring).
+    space : str
+        Template space of the fMRIPrep outputs to use.
+
+    Returns
+    -------
+    BIDSDataset
+        Participants, sessions and, per participant/session, the raw T1w, BOLD
+        and PET files with their metadata, fMRIPrep runs, ``aseg.stats`` and
+        SynthSeg tables.
+
+    Raises
+    ------
+    InputError
+        If ``bids_dir`` does not exist, a label is invalid or not in the dataset
+        (the closest existing labels are listed), ``participants.tsv`` is invalid,
+        or a JSON file is malformed.
+    """
+    root = Path(bids_dir)
+    if not root.is_dir():
+        raise InputError(f"BIDS folder {root} does not exist or is not a folder")
+    description: dict[str, Any] = {}
+    desc_file = root / "dataset_description.json"
+    if desc_file.is_file():
+        description = _read_json(desc_file)
+    else:
+        logger.warning("%s: no dataset_description.json; continuing, but this is not a "
+                       "valid BIDS dataset", root)
+
+    folders = sorted(p.name for p in root.glob("sub-*") if p.is_dir())
+    table = None
+    tsv = root / "participants.tsv"
+    if tsv.is_file():
+        table = read_participants(tsv)
+        listed = list(table["participant_id"])
+        no_folder = sorted(set(listed) - set(folders))
+        if no_folder:
+            logger.warning("%s lists %d participant(s) without a folder: %s", tsv,
+                           len(no_folder), ", ".join(no_folder))
+        not_listed = sorted(set(folders) - set(listed))
+        if not_listed:
+            logger.warning("%d participant folder(s) missing from %s: %s",
+                           len(not_listed), tsv, ", ".join(not_listed))
+    if not folders:
+        raise InputError(f"BIDS folder {root} has no sub-* participant folders")
+    participants = _select(participant_label, folders, "participant", "sub-")
+
+    derivs = _resolve_derivatives(root, derivatives)
+    synthseg_by_sub: dict[str, list[Path]] = {}
+    synthseg_tables: list[Path] = []
+    if "synthseg" in derivs:
+        for csv in sorted(derivs["synthseg"].rglob("*.csv")):
+            sub_part = next((part for part in (*csv.relative_to(derivs["synthseg"]).parts[:-1],
+                                               *csv.name.split("_"))
+                             if part.startswith("sub-")), None)
+            if sub_part is None:
+                synthseg_tables.append(csv)
+            else:
+                synthseg_by_sub.setdefault(sub_part.split(".")[0], []).append(csv)
+
+    sessions: dict[str, list[str]] = {}
+    data: dict[tuple[str, str | None], SessionData] = {}
+    all_sessions = sorted({p.name for sub in participants for p in (root / sub).glob("ses-*")
+                           if p.is_dir()})
+    if session_label is not None and not all_sessions:
+        raise InputError(f"session_label given but {root} has no ses-* folders")
+    wanted = _select(session_label, all_sessions, "session", "ses-") if all_sessions else []
+    for sub in participants:
+        subdir = root / sub
+        own = sorted(p.name for p in subdir.glob("ses-*") if p.is_dir())
+        ses_list: list[str | None] = [s for s in own if s in wanted] if own else [None]
+        sessions[sub] = [s for s in ses_list if s is not None]
+        for ses in ses_list:
+            base = subdir / ses if ses else subdir
+            chain = [root, subdir] + ([base] if ses else [])
+            item = SessionData(participant=sub, session=ses)
+            for dtype, suffix, attr in (("anat", "T1w", "t1w"), ("func", "bold", "bold"),
+                                        ("pet", "pet", "pet")):
+                files = [_bids_file(p, [*chain, base / dtype])
+                         for p in _nii_files(base / dtype, suffix)]
+                setattr(item, attr, files)
+            if "fmriprep" in derivs:
+                item.runs = _fmriprep_runs(derivs["fmriprep"], sub, ses, item.bold, space)
+            else:
+                item.runs = [FuncRun(entities=_key_entities(b.entities), bold=b)
+                             for b in item.bold]
+            item.aseg_stats = _aseg(derivs, sub, ses)
+            item.synthseg = [c for c in synthseg_by_sub.get(sub, [])
+                             if ses is None or ses in c.parts or f"_{ses}_" in c.name
+                             or not any(part.startswith("ses-") for part in c.parts)]
+            data[(sub, ses)] = item
+    return BIDSDataset(root=root, participants=participants, sessions=sessions, data=data,
+                       participants_table=table, derivatives=derivs, description=description,
+                       synthseg_tables=synthseg_tables)
+
+
+def read_aseg_stats(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a FreeSurfer/FastSurfer ``aseg.stats`` file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``stats/aseg.stats`` file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per structure with the columns of the ``# ColHeaders`` line
+        (``Index``, ``SegId``, ``NVoxels``, ``Volume_mm3``, ``StructName``, ...) and
+        ``Kind == "structure"``, followed by one row per ``# Measure`` line in mm^3
+        (``StructName`` = the measure's short name, e.g. ``eTIV``, ``BrainSegVol``;
+        ``Volume_mm3`` = its value; ``Kind == "measure"``). All measures (with
+        units) are also in ``df.attrs["measures"]``; ``df.attrs["eTIV"]`` holds the
+        estimated total intracranial volume when present.
+
+    Raises
+    ------
+    InputError
+        If the file is missing or has no ``# ColHeaders`` line, or a row does not
+        match the header.
+    """
+    import pandas as pd
+
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise InputError(f"{p}: cannot be read ({exc.strerror or exc})") from exc
+    measures: dict[str, dict[str, Any]] = {}
+    headers: list[str] | None = None
+    rows: list[list[str]] = []
+    for lineno, line in enumerate(lines, 1):
+        s = line.strip()
+        if not s:
+            continue
+        if s.startswith("#"):
+            body = s[1:].strip()
+            if body.startswith("Measure "):
+                parts = [x.strip() for x in body[len("Measure "):].split(",")]
+                if len(parts) >= 4:
+                    try:
+                        value = float(parts[3])
+                    except ValueError as exc:
+                        raise InputError(f"{p}: line {lineno}: measure {parts[1]!r} value "
+                                         f"must be a number, found {parts[3]!r}") from exc
+                    measures[parts[1]] = {"name": parts[0], "description": parts[2],
+                                          "value": value,
+                                          "units": parts[4] if len(parts) > 4 else ""}
+            elif body.startswith("ColHeaders"):
+                headers = body.split()[1:]
+            continue
+        if headers is None:
+            raise InputError(f"{p}: line {lineno}: data row before the '# ColHeaders' line")
+        fields = s.split()
+        if len(fields) != len(headers):
+            raise InputError(f"{p}: line {lineno}: expected {len(headers)} columns "
+                             f"({' '.join(headers)}), found {len(fields)}")
+        rows.append(fields)
+    if headers is None:
+        raise InputError(f"{p}: not an aseg.stats file: no '# ColHeaders' line")
+    if "StructName" not in headers or "Volume_mm3" not in headers:
+        raise InputError(f"{p}: '# ColHeaders' must include StructName and Volume_mm3, "
+                         f"found {' '.join(headers)}")
+    df = pd.DataFrame(rows, columns=headers)
+    for col in headers:
+        if col != "StructName":
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    df["Kind"] = "structure"
+    extra = [{"StructName": short, "Volume_mm3": m["value"], "Kind": "measure"}
+             for short, m in measures.items() if m["units"] in ("mm^3", "mm3")]
+    if extra:
+        df = pd.concat([df, pd.DataFrame(extra)], ignore_index=True)
+    df.attrs["measures"] = measures
+    if "eTIV" in measures:
+        df.attrs["eTIV"] = measures["eTIV"]["value"]
+    return df
+
+
+def read_synthseg_volumes(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a SynthSeg ``--vol`` CSV (one row per segmented image).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The CSV written by ``mri_synthseg --vol``: a ``subject`` column and one
+        column per structure (volumes in mm^3, e.g. ``total intracranial``,
+        ``left putamen``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table with ``subject`` as text, every other column as float, and a
+        ``participant_id`` column (``sub-XX`` parsed from ``subject`` when it
+        contains one, otherwise missing) inserted first.
+
+    Raises
+    ------
+    InputError
+        If the file is missing or empty, has no ``subject`` column, or a volume
+        column holds non-numeric values.
+    """
+    import pandas as pd
+
+    p = Path(path)
+    try:
+        df = pd.read_csv(p, dtype=str, skipinitialspace=True, encoding="utf-8-sig")
+    except FileNotFoundError as exc:
+        raise InputError(f"{p}: file not found") from exc
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as exc:
+        raise InputError(f"{p}: cannot be read as a CSV table ({exc})") from exc
+    df.columns = [str(c).strip() for c in df.columns]
+    df = df.loc[:, [c for c in df.columns if c and not c.startswith("Unnamed:")]]
+    if "subject" not in df.columns:
+        raise InputError(f"{p}: not a SynthSeg volume table: expected a 'subject' column, "
+                         f"found {list(df.columns)[:5]}")
+    bad = []
+    for col in df.columns:
+        if col == "subject":
+            continue
+        values = pd.to_numeric(df[col].str.strip(), errors="coerce")
+        if (values.isna() & df[col].notna()).any():
+            bad.append(col)
+        df[col] = values.astype(float)
+    if bad:
+        raise InputError(f"{p}: volume columns must be numeric, found text in "
+                         f"{', '.join(repr(b) for b in bad)}")
+    pids = [next((part for part in parse_entities(str(s)).items()
+                  if part[0] == "sub"), None) for s in df["subject"]]
+    df.insert(0, "participant_id", [f"sub-{v[1]}" if v else None for v in pids])
+    return df

@@ -1,0 +1,453 @@
+"""BIDS-derivatives writer: atomic writes, canonical names, provenance.
+
+Every file is written to a temporary file in the destination folder, flushed,
+``fsync``-ed and moved into place with ``os.replace``, so a reader (or a resumed
+run) never sees a half-written file; on failure the temporary file is removed
+and any previous version of the file is left intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from danemap.errors import InputError
+from danemap.io._participants import closest, validate_label
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from danemap.config import Config
+
+__all__ = [
+    "ENTITY_ORDER",
+    "DerivativesWriter",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_output_not_in_input",
+    "read_tsv",
+    "write_json",
+]
+
+#: Canonical order of the entities in derivative file names.
+ENTITY_ORDER = ("sub", "ses", "task", "acq", "trc", "rec", "run", "space", "res", "atlas",
+                "desc")
+BIDS_VERSION = "1.9.0"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file, fsync, ``os.replace``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination; missing parent folders are created.
+    data : bytes
+        The content.
+
+    Returns
+    -------
+    Path
+        The destination path.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(dest.parent)
+    return dest
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist the rename (best effort; not supported on every platform)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination; missing parent folders are created.
+    text : str
+        The content (written as-is; line endings are not translated).
+
+    Returns
+    -------
+    Path
+        The destination path.
+    """
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays and paths; non-finite floats become ``null``."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, bool | int | str) or obj is None:
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return _jsonable(float(obj))
+    if isinstance(obj, set | frozenset):
+        return [_jsonable(v) for v in sorted(obj, key=str)]
+    raise InputError(f"cannot write a {type(obj).__name__} value to JSON: {obj!r}")
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Serialise ``obj`` to indented JSON and write it atomically.
+
+    numpy scalars and arrays are converted, NaN and infinities become ``null``
+    (JSON has no NaN). The object is fully serialised before the file is touched.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination.
+    obj : object
+        A JSON-compatible object.
+
+    Returns
+    -------
+    Path
+        The destination path.
+
+    Raises
+    ------
+    InputError
+        If ``obj`` holds a value JSON cannot represent.
+    """
+    text = json.dumps(_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return atomic_write_text(path, text)
+
+
+def check_output_not_in_input(
+    bids_dir: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    allow_derivatives: bool = True,
+) -> None:
+    """Refuse an output folder that is, or lies inside, the input BIDS dataset.
+
+    Symbolic links are resolved first. By default the BIDS convention
+    ``<bids_dir>/derivatives/...`` is allowed (as fMRIPrep does); pass
+    ``allow_derivatives=False`` to refuse it too.
+
+    Parameters
+    ----------
+    bids_dir : str or os.PathLike
+        The input dataset.
+    output_dir : str or os.PathLike
+        The requested output folder.
+    allow_derivatives : bool
+        Allow ``output_dir`` under ``<bids_dir>/derivatives``.
+
+    Raises
+    ------
+    InputError
+        If ``output_dir`` is ``bids_dir`` or inside it.
+    """
+    bids = Path(bids_dir).resolve()
+    out = Path(output_dir).resolve()
+    if out != bids and bids not in out.parents:
+        return
+    derivs = bids / "derivatives"
+    if allow_derivatives and (out == derivs or derivs in out.parents):
+        return
+    raise InputError(f"output_dir {output_dir} (resolved: {out}) is inside the input BIDS "
+                     f"dataset {bids}; danemap never writes into its input. Choose a folder "
+                     f"outside it, e.g. {bids.parent / (bids.name + '-danemap')}")
+
+
+def read_tsv(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a BIDS TSV with ``n/a`` (and empty cells) as missing values.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A tab-separated file with a header row.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    InputError
+        If the file is missing or not a readable table.
+    """
+    import pandas as pd
+
+    p = Path(path)
+    try:
+        return pd.read_csv(p, sep="\t", keep_default_na=False, na_values=["n/a", ""],
+                           encoding="utf-8-sig")
+    except FileNotFoundError as exc:
+        raise InputError(f"{p}: file not found") from exc
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as exc:
+        raise InputError(f"{p}: cannot be read as a tab-separated table ({exc})") from exc
+
+
+def _source_entry(src: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(src, Mapping):
+        return dict(src)
+    text = os.fspath(src)
+    if "://" in text or text.startswith(("doi:", "bids:")):
+        return {"URL": text}
+    return {"URL": Path(text).resolve().as_uri()}
+
+
+class DerivativesWriter:
+    """Write danemap outputs as a BIDS-derivatives dataset under ``output_dir/danemap``.
+
+    On creation, writes ``dataset_description.json`` (with ``GeneratedBy`` and
+    ``SourceDatasets``) and, when a configuration is given, ``config.toml``.
+
+    Parameters
+    ----------
+    output_dir : str or os.PathLike
+        The output folder; outputs go to ``output_dir/danemap``.
+    config : danemap.config.Config or None
+        The effective configuration; written as ``config.toml`` and its hash
+        recorded as ``GeneratedBy[0].ConfigHash``.
+    source_datasets : iterable or None
+        Source datasets: URLs, paths (converted to ``file://`` URLs) or
+        ``{"URL": ..., "DOI": ..., "Version": ...}`` mappings. Default: ``bids_dir``.
+    bids_dir : str, os.PathLike or None
+        The input dataset; ``output_dir`` inside it is refused.
+
+    Attributes
+    ----------
+    root : Path
+        ``output_dir/danemap``.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike[str],
+        config: Config | None = None,
+        source_datasets: Iterable[str | os.PathLike[str] | Mapping[str, Any]] | None = None,
+        bids_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if bids_dir is not None:
+            check_output_not_in_input(bids_dir, output_dir)
+        self.output_dir = Path(output_dir)
+        self.root = self.output_dir / "danemap"
+        self.config = config
+        sources: list[str | os.PathLike[str] | Mapping[str, Any]]
+        if source_datasets is None:
+            sources = [bids_dir] if bids_dir is not None else []
+        elif isinstance(source_datasets, str | os.PathLike | Mapping):
+            sources = [source_datasets]
+        else:
+            sources = list(source_datasets)
+        self.source_datasets = [_source_entry(s) for s in sources]
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"output_dir {self.output_dir}: cannot create {self.root} "
+                             f"({exc.strerror or exc})") from exc
+        self.write_json(self.root / "dataset_description.json", self.dataset_description())
+        if config is not None:
+            atomic_write_text(self.root / "config.toml", config.to_toml())
+
+    def dataset_description(self) -> dict[str, Any]:
+        """Return the content of ``dataset_description.json``.
+
+        Returns
+        -------
+        dict
+        """
+        from danemap._version import __version__
+
+        generated: dict[str, Any] = {"Name": "danemap", "Version": __version__,
+                                     "CodeURL": "https://github.com/danemap/danemap"}
+        if self.config is not None:
+            generated["ConfigHash"] = self.config.sha256()
+        desc: dict[str, Any] = {
+            "Name": "danemap: dopamine/norepinephrine imaging markers",
+            "BIDSVersion": BIDS_VERSION,
+            "DatasetType": "derivative",
+            "GeneratedBy": [generated],
+        }
+        if self.source_datasets:
+            desc["SourceDatasets"] = self.source_datasets
+        return desc
+
+    def path(self, subject: str | None, datatype: str, suffix: str, extension: str,
+             **entities: str | int | None) -> Path:
+        """Build a BIDS-derivative path under :attr:`root`.
+
+        Parameters
+        ----------
+        subject : str or None
+            ``"01"`` or ``"sub-01"``; ``None`` for dataset-level outputs
+            (``root/<datatype>/<entities>_<suffix><extension>``).
+        datatype : str
+            ``anat``, ``func``, ``pet``, ``figures``, ``group``...
+        suffix : str
+            e.g. ``connectivity``, ``stats``, ``timeseries``.
+        extension : str
+            e.g. ``.tsv``, ``.json``, ``.nii.gz``.
+        **entities : str, int or None
+            ``ses``, ``task``, ``acq``, ``trc``, ``rec``, ``run``, ``space``,
+            ``res``, ``atlas``, ``desc`` (``None`` values are skipped). They are
+            placed in that canonical order whatever the argument order.
+
+        Returns
+        -------
+        Path
+            e.g. ``OUT/danemap/sub-01/func/``
+            ``sub-01_task-rest_atlas-danemap_desc-corr_connectivity.tsv``.
+
+        Raises
+        ------
+        InputError
+            If an entity is unknown or a label, datatype, suffix or extension is invalid.
+        """
+        parts: list[str] = []
+        folder = self.root
+        if subject is not None:
+            sub = validate_label(subject, "participant")
+            parts.append(f"sub-{sub}")
+            folder = folder / f"sub-{sub}"
+            ses = entities.get("ses")
+            if ses is not None:
+                folder = folder / f"ses-{validate_label(ses, 'ses')}"
+        for key in entities:
+            if key not in ENTITY_ORDER or key == "sub":
+                hint = closest(key, ENTITY_ORDER, n=1)
+                raise InputError(f"unknown entity '{key}' for a derivative file name"
+                                 + (f"; did you mean '{hint[0]}'?" if hint else "")
+                                 + f"; valid: {', '.join(ENTITY_ORDER[1:])}")
+        for key in ENTITY_ORDER[1:]:
+            value = entities.get(key)
+            if value is not None:
+                parts.append(f"{key}-{validate_label(value, key)}")
+        validate_label(datatype, "datatype")
+        validate_label(suffix, "suffix")
+        exts = extension.split(".")
+        if not extension.startswith(".") or not all(e.isalnum() for e in exts[1:]):
+            raise InputError(f"extension must look like '.tsv' or '.nii.gz', "
+                             f"found {extension!r}")
+        parts.append(suffix)
+        return folder / datatype / ("_".join(parts) + extension)
+
+    def write_json(self, path: str | os.PathLike[str], obj: Any) -> Path:
+        """Write ``obj`` as JSON atomically (see :func:`write_json`).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Destination.
+        obj : object
+            JSON-compatible content.
+
+        Returns
+        -------
+        Path
+        """
+        return write_json(path, obj)
+
+    def write_tsv(self, df: pd.DataFrame, path: str | os.PathLike[str],
+                  sidecar: Mapping[str, Any] | None = None, index: bool = False) -> Path:
+        """Write a table as BIDS TSV (``n/a`` for missing) with a JSON sidecar.
+
+        Floats are written with the shortest text that round-trips exactly.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            The table.
+        path : str or os.PathLike
+            Destination ``.tsv`` file (usually from :meth:`path`).
+        sidecar : mapping or None
+            Column name -> ``{"Description": ..., "Units": ...}`` (other keys such
+            as ``Levels`` are kept). Columns not described get a placeholder
+            description; keys that are not columns are refused. Non-column
+            metadata may be given under the key ``"_metadata"`` (merged at the top
+            level of the sidecar).
+        index : bool
+            Also write the index (as the first column).
+
+        Returns
+        -------
+        Path
+            The TSV path; the sidecar is the same path with ``.json``.
+
+        Raises
+        ------
+        InputError
+            If ``path`` does not end in ``.tsv`` or the sidecar names unknown columns.
+        """
+        dest = Path(path)
+        if dest.suffix != ".tsv":
+            raise InputError(f"write_tsv: path must end in .tsv, found {dest.name}")
+        table = df.reset_index() if index else df
+        columns = [str(c) for c in table.columns]
+        meta: dict[str, Any] = {}
+        given = dict(sidecar or {})
+        extra = given.pop("_metadata", {})
+        unknown = [k for k in given if k not in columns]
+        if unknown:
+            hints = [f"'{k}'" + (f" (did you mean '{h[0]}'?)" if (h := closest(k, columns, 1))
+                                 else "") for k in unknown]
+            raise InputError(f"write_tsv {dest.name}: sidecar describes columns not in the "
+                             f"table: {', '.join(hints)}")
+        for col in columns:
+            entry = given.get(col)
+            if entry is None:
+                entry = {"Description": f"{col} (no description provided)"}
+            elif isinstance(entry, str):
+                entry = {"Description": entry}
+            meta[col] = dict(entry)
+        meta.update(extra)
+        text = table.to_csv(sep="\t", na_rep="n/a", index=False, lineterminator="\n")
+        json_path = dest.with_suffix(".json")
+        write_json(json_path, meta)
+        atomic_write_text(dest, text)
+        return dest

@@ -1,0 +1,471 @@
+"""Safe NIfTI loading: every header field is checked before any voxel is read.
+
+The loader parses the header from the first bytes of the file (streamed through
+the fast ``isal`` gzip decompressor for ``.nii.gz``), validates it, and only
+then allocates one array of exactly the declared size and decompresses the data
+straight into it. Corrupt or truncated files never leak a raw traceback from
+nibabel, zlib, gzip or isal: they raise :class:`~danemap.errors.InputError`
+naming the file and the problem.
+
+Design choices
+--------------
+* ``expect_ndim=3`` accepts a 4D image with a single volume and squeezes it to
+  3D, exactly as nilearn's ``check_niimg_3d`` does. A 3D image is never promoted
+  to 4D for ``expect_ndim=4`` (nilearn raises ``DimensionError`` there too).
+* The affine is the one nibabel would choose (``get_best_affine``: sform if
+  ``sform_code > 0``, else qform if ``qform_code > 0``, else the voxel-size
+  affine). It must be finite and invertible.
+* Data scaling follows nibabel: when ``scl_slope``/``scl_inter`` are set (slope
+  finite, non-zero, and ``(slope, inter) != (1, 0)``) the data are scaled and
+  returned as float64 (``get_fdata`` semantics); otherwise the on-disk dtype is
+  kept (float32 stays float32, int32 stays int32) in native byte order.
+* For ``.nii.gz`` the declared data size is compared with the compressed file
+  size: deflate cannot compress better than 1032:1, so a header that declares
+  more than that is rejected as truncated before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import numpy as np
+
+from danemap.errors import InputError
+
+if TYPE_CHECKING:
+    import nibabel as nib
+
+__all__ = ["DEFAULT_MAX_BYTES", "load_nifti", "load_nifti_header"]
+
+#: Default cap on the declared data size of one image (4 GiB); the run
+#: configuration's ``run.max_nifti_gib`` is the same number in GiB.
+DEFAULT_MAX_BYTES = 4 * 2**30
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_MAX_DEFLATE_RATIO = 1032  # theoretical maximum compression ratio of deflate
+_CHUNK = 16 * 2**20  # bytes decompressed per readinto call
+_MAX_VOX_OFFSET = 64 * 2**20  # extensions larger than 64 MiB are not plausible
+
+# NIfTI datatype code -> numpy type (native order; byte order applied later).
+_SUPPORTED_DTYPES: dict[int, np.dtype[Any]] = {
+    2: np.dtype(np.uint8),
+    4: np.dtype(np.int16),
+    8: np.dtype(np.int32),
+    16: np.dtype(np.float32),
+    64: np.dtype(np.float64),
+    256: np.dtype(np.int8),
+    512: np.dtype(np.uint16),
+    768: np.dtype(np.uint32),
+    1024: np.dtype(np.int64),
+    1280: np.dtype(np.uint64),
+}
+_UNSUPPORTED_NAMES = {
+    0: "unknown (0)",
+    1: "binary (1)",
+    32: "complex64 (32)",
+    128: "RGB24 (128)",
+    1536: "float128 (1536)",
+    1792: "complex128 (1792)",
+    2048: "complex256 (2048)",
+    2304: "RGBA32 (2304)",
+}
+
+
+class _Layout:
+    """What the header says about where and how the data are stored."""
+
+    def __init__(self, header: Any, shape: tuple[int, ...], dtype: np.dtype[Any],
+                 vox_offset: int, nbytes: int, affine: np.ndarray) -> None:
+        self.header = header
+        self.shape = shape
+        self.dtype = dtype  # with the file's byte order
+        self.vox_offset = vox_offset
+        self.nbytes = nbytes
+        self.affine = affine
+        self.is_gz = False
+
+
+def _fail(name: str, msg: str) -> InputError:
+    return InputError(f"{name}: {msg}")
+
+
+def _as_path(path: str | os.PathLike[str]) -> Path:
+    try:
+        return Path(path)
+    except TypeError as exc:
+        raise InputError(
+            f"NIfTI path must be a str or os.PathLike, found {type(path).__name__}"
+        ) from exc
+
+
+def _open(path: Path) -> tuple[BinaryIO, bool, int]:
+    """Open ``path`` for reading; return (stream, is_gzip, size on disk)."""
+    name = path.name
+    if not path.exists():
+        raise _fail(str(path), "file not found")
+    if path.is_dir():
+        raise _fail(str(path), "is a directory, expected a .nii or .nii.gz file")
+    lower = name.lower()
+    if not (lower.endswith(".nii") or lower.endswith(".nii.gz")):
+        raise _fail(name, "expected a .nii or .nii.gz file name")
+    try:
+        size = path.stat().st_size
+        raw = open(path, "rb")  # returned to the caller, closed there
+    except OSError as exc:
+        raise _fail(name, f"cannot be opened ({exc.strerror or exc})") from exc
+    if size == 0:
+        raw.close()
+        raise _fail(name, "file is empty (0 bytes)")
+    magic = raw.read(2)
+    raw.seek(0)
+    is_gz = magic == _GZIP_MAGIC
+    if lower.endswith(".gz") and not is_gz:
+        raw.close()
+        raise _fail(name, "named .gz but is not gzip-compressed "
+                          f"(first bytes {magic!r}, expected {_GZIP_MAGIC!r})")
+    if not is_gz:
+        return raw, False, size
+    from isal import igzip
+
+    return igzip.IGzipFile(fileobj=raw, mode="rb"), True, size  # type: ignore[return-value]
+
+
+def _read_exact(stream: BinaryIO, n: int, name: str, what: str) -> bytes:
+    data = _guarded_read(stream, n, name)
+    if len(data) < n:
+        raise _fail(name, f"file is truncated: {what} needs {n} bytes, found {len(data)}")
+    return data
+
+
+def _guarded_read(stream: BinaryIO, n: int, name: str) -> bytes:
+    """Read up to ``n`` bytes, turning decompression errors into InputError."""
+    try:
+        return stream.read(n)
+    except (OSError, EOFError, ValueError, struct.error) as exc:
+        raise _fail(name, f"corrupt or truncated gzip stream ({exc})") from exc
+    except Exception as exc:
+        # isal_zlib.error and friends do not subclass OSError.
+        if type(exc).__module__.startswith(("isal", "zlib", "gzip")):
+            raise _fail(name, f"corrupt or truncated gzip stream ({exc})") from exc
+        raise
+
+
+def _parse_header(stream: BinaryIO, name: str) -> tuple[Any, bytes]:
+    """Read and parse the fixed header; return (nibabel header, header bytes)."""
+    import nibabel as nib
+
+    first = _guarded_read(stream, 348, name)
+    if len(first) < 4:
+        raise _fail(name, f"file is truncated: only {len(first)} bytes, "
+                          "a NIfTI header needs 348")
+    le = struct.unpack("<i", first[:4])[0]
+    be = struct.unpack(">i", first[:4])[0]
+    if 348 in (le, be):
+        klass: Any = nib.Nifti1Header
+        size = 348
+        endian = "<" if le == 348 else ">"
+    elif 540 in (le, be):
+        klass = nib.Nifti2Header
+        size = 540
+        endian = "<" if le == 540 else ">"
+    else:
+        raise _fail(name, f"not a NIfTI file: header field sizeof_hdr is {le} "
+                          "(expected 348 for NIfTI-1 or 540 for NIfTI-2)")
+    if len(first) < 348:
+        raise _fail(name, f"file is truncated: only {len(first)} bytes, "
+                          f"a NIfTI header needs {size}")
+    if size > 348:
+        first += _read_exact(stream, size - 348, name, "the NIfTI-2 header")
+    ext_flag = _read_exact(stream, 4, name, "the header extension flag")
+    blob = first + ext_flag
+    try:
+        hdr = klass(first, endianness=endian, check=False)
+    except Exception as exc:  # nibabel HeaderDataError, ValueError...
+        raise _fail(name, f"header cannot be parsed ({exc})") from exc
+    magic = bytes(hdr["magic"]).rstrip(b"\x00")
+    if magic not in (b"n+1", b"n+2"):
+        hint = " (a .hdr/.img pair; load the pair with nibabel)" if magic in (
+            b"ni1", b"ni2") else ""
+        raise _fail(name, f"header field magic must be 'n+1' or 'n+2' for a single-file "
+                          f"NIfTI, found {magic!r}{hint}")
+    return hdr, blob
+
+
+def _check_header(hdr: Any, blob: bytes, name: str, compressed_size: int | None,
+                  file_size: int, max_bytes: float) -> tuple[tuple[int, ...], np.dtype[Any],
+                                                             int, int, np.ndarray]:
+    """Validate the header; return (shape, file dtype, vox_offset, nbytes, affine)."""
+    dim = [int(d) for d in hdr["dim"]]
+    ndim = dim[0]
+    if not 1 <= ndim <= 7:
+        raise _fail(name, f"header field dim[0] (number of dimensions) must be 1..7, "
+                          f"found {ndim}")
+    for i in range(1, ndim + 1):
+        if dim[i] < 1:
+            raise _fail(name, f"header field dim[{i}] must be >= 1, found {dim[i]}")
+    shape = tuple(dim[1:ndim + 1])
+
+    pixdim = [float(p) for p in hdr["pixdim"]]
+    for i in range(1, min(ndim, 3) + 1):
+        if not (np.isfinite(pixdim[i]) and pixdim[i] > 0):
+            raise _fail(name, f"header field pixdim[{i}] must be finite and > 0, "
+                              f"found {pixdim[i]}")
+
+    code = int(hdr["datatype"])
+    if code not in _SUPPORTED_DTYPES:
+        label = _UNSUPPORTED_NAMES.get(code, f"unknown ({code})")
+        supported = ", ".join(str(d) for d in _SUPPORTED_DTYPES.values())
+        raise _fail(name, f"header field datatype must be a supported numeric type "
+                          f"({supported}), found {label}")
+    dtype = _SUPPORTED_DTYPES[code].newbyteorder(hdr.endianness)
+
+    nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if nbytes > max_bytes:
+        raise _fail(name, f"declared data size {_fmt_bytes(nbytes)} (shape {shape}, "
+                          f"{dtype.name}) exceeds the limit of {_fmt_bytes(max_bytes)}; "
+                          "raise max_bytes (config run.max_nifti_gib) if this is intended")
+
+    vox_offset_f = float(hdr["vox_offset"])
+    min_offset = len(blob)
+    if not np.isfinite(vox_offset_f) or vox_offset_f != int(vox_offset_f):
+        raise _fail(name, f"header field vox_offset must be a whole number, found "
+                          f"{vox_offset_f}")
+    vox_offset = int(vox_offset_f)
+    if blob[-4:-3] == b"\x00" and vox_offset == 0:
+        vox_offset = min_offset  # nibabel tolerates an unset offset without extensions
+    if not min_offset <= vox_offset <= _MAX_VOX_OFFSET:
+        raise _fail(name, f"header field vox_offset must be between {min_offset} and "
+                          f"{_MAX_VOX_OFFSET}, found {vox_offset}")
+
+    needed = vox_offset + nbytes
+    if compressed_size is None:
+        if file_size < needed:
+            raise _fail(name, f"file is truncated: the header declares {needed} bytes "
+                              f"(vox_offset {vox_offset} + {nbytes} data bytes), "
+                              f"the file has {file_size}")
+    elif needed > compressed_size * _MAX_DEFLATE_RATIO + 4096:
+        raise _fail(name, f"file is truncated or the header is corrupt: it declares "
+                          f"{_fmt_bytes(needed)} of data but the compressed file has only "
+                          f"{_fmt_bytes(compressed_size)} (gzip cannot compress more than "
+                          f"{_MAX_DEFLATE_RATIO}:1)")
+
+    try:
+        affine = np.asarray(hdr.get_best_affine(), dtype=np.float64)
+    except Exception as exc:  # nibabel raises on invalid quaternions
+        raise _fail(name, f"header affine cannot be computed ({exc})") from exc
+    source = ("sform (srow_x/y/z)" if int(hdr["sform_code"]) > 0 else
+              "qform (quatern_b/c/d, qoffset)" if int(hdr["qform_code"]) > 0 else
+              "pixdim")
+    if not np.all(np.isfinite(affine)):
+        raise _fail(name, f"header affine from the {source} must be finite, found "
+                          f"{_fmt_affine(affine)}")
+    det = float(np.linalg.det(affine[:3, :3]))
+    if not np.isfinite(det) or abs(det) < 1e-12:
+        raise _fail(name, f"header affine from the {source} must be invertible, found "
+                          f"a singular matrix (det {det:.3g}) {_fmt_affine(affine)}")
+    return shape, dtype, vox_offset, nbytes, affine
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{int(n)} bytes"
+
+
+def _fmt_affine(affine: np.ndarray) -> str:
+    return np.array2string(affine[:3], precision=3, separator=", ").replace("\n", "")
+
+
+def _max_bytes(max_bytes: float | None) -> float:
+    if max_bytes is None:
+        return DEFAULT_MAX_BYTES
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int | float) or not (
+            max_bytes > 0):
+        raise InputError(f"max_bytes must be a positive number of bytes, found {max_bytes!r}")
+    return float(max_bytes)
+
+
+def _expected_ndims(expect_ndim: int | tuple[int, ...] | None) -> tuple[int, ...] | None:
+    if expect_ndim is None:
+        return None
+    values = (expect_ndim,) if isinstance(expect_ndim, int) else tuple(expect_ndim)
+    if not values or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 7
+                         for v in values):
+        raise InputError(f"expect_ndim must be an int 1..7 or a tuple of them, "
+                         f"found {expect_ndim!r}")
+    return values
+
+
+def _check_ndim(shape: tuple[int, ...], expected: tuple[int, ...] | None,
+                name: str) -> bool:
+    """Check the dimensionality; return True if a single-volume 4D must be squeezed."""
+    if expected is None or len(shape) in expected:
+        return False
+    if 3 in expected and len(shape) == 4 and shape[3] == 1:
+        return True  # nilearn's check_niimg_3d squeezes a single-volume 4D image
+    want = " or ".join(f"{n}D" for n in expected)
+    raise _fail(name, f"expected a {want} image, found a {len(shape)}D image of shape {shape}")
+
+
+def _inspect(path: str | os.PathLike[str], max_bytes: float | None,
+             ) -> tuple[Path, BinaryIO, _Layout]:
+    """Open the file, parse and validate the header; leave the stream at the data."""
+    p = _as_path(path)
+    cap = _max_bytes(max_bytes)
+    stream, is_gz, size = _open(p)
+    name = p.name
+    try:
+        hdr, blob = _parse_header(stream, name)
+        shape, dtype, vox_offset, nbytes, affine = _check_header(
+            hdr, blob, name, size if is_gz else None, size, cap)
+        if vox_offset > len(blob):
+            ext = _read_exact(stream, vox_offset - len(blob), name, "the header extensions")
+            blob += ext
+        hdr_size = 540 if len(hdr.binaryblock) == 540 else 348
+        if blob[hdr_size:hdr_size + 1] != b"\x00" and vox_offset > hdr_size + 4:
+            try:
+                full = type(hdr).from_fileobj(io.BytesIO(blob), check=False)
+                hdr.extensions = full.extensions
+            except Exception as exc:  # malformed extension blocks
+                raise _fail(name, f"header extensions are corrupt ({exc})") from exc
+        layout = _Layout(hdr, shape, dtype, vox_offset, nbytes, affine)
+        layout.is_gz = is_gz
+        return p, stream, layout
+    except BaseException:
+        stream.close()
+        raise
+
+
+def load_nifti_header(
+    path: str | os.PathLike[str],
+    expect_ndim: int | tuple[int, ...] | None = None,
+    max_bytes: float | None = None,
+) -> nib.Nifti1Header:
+    """Read and validate a NIfTI header without reading any voxel data.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.nii`` or ``.nii.gz`` file (NIfTI-1 or NIfTI-2, single file).
+    expect_ndim : int, tuple of int or None
+        Accepted numbers of dimensions, e.g. ``3``, ``4`` or ``(3, 4)``. A 4D image
+        with one volume passes ``expect_ndim=3`` (nilearn squeezes it).
+    max_bytes : int, float or None
+        Cap on the declared data size in bytes (default 4 GiB). From the run
+        configuration: ``config.run.max_nifti_gib * 2**30``.
+
+    Returns
+    -------
+    nibabel.Nifti1Header
+        The header (``Nifti2Header`` for NIfTI-2 files), in the file's byte order.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, not a NIfTI, truncated (where detectable from
+        its size), or any header field is invalid.
+    """
+    p, stream, layout = _inspect(path, max_bytes)
+    stream.close()
+    _check_ndim(layout.shape, _expected_ndims(expect_ndim), p.name)
+    return layout.header
+
+
+def load_nifti(
+    path: str | os.PathLike[str],
+    expect_ndim: int | tuple[int, ...] | None = None,
+    max_bytes: float | None = None,
+) -> nib.Nifti1Image:
+    """Load a NIfTI image safely: validate the header, then read the data in memory.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.nii`` or ``.nii.gz`` file (NIfTI-1 or NIfTI-2, single file).
+    expect_ndim : int, tuple of int or None
+        Accepted numbers of dimensions, e.g. ``3``, ``4`` or ``(3, 4)``. A 4D image
+        with a single volume is squeezed to 3D when 3 is accepted and 4 is not
+        (nilearn's ``check_niimg_3d`` behaviour).
+    max_bytes : int, float or None
+        Cap on the declared data size in bytes (default 4 GiB). From the run
+        configuration: ``config.run.max_nifti_gib * 2**30``.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        The image (``Nifti2Image`` for NIfTI-2 files) with its data loaded in
+        memory in native byte order: the on-disk dtype when the header sets no
+        scaling, float64 (``get_fdata`` semantics) when ``scl_slope``/``scl_inter``
+        are set. The affine is nibabel's best affine; the header is kept.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, not a NIfTI, truncated or corrupt, or any header
+        field is invalid. The message names the file and the problem.
+    """
+    import nibabel as nib
+
+    p, stream, layout = _inspect(path, max_bytes)
+    name = p.name
+    with stream:
+        squeeze = _check_ndim(layout.shape, _expected_ndims(expect_ndim), name)
+        buf = np.empty(layout.nbytes, dtype=np.uint8)
+        view = memoryview(buf.data)
+        got = 0
+        try:
+            while got < layout.nbytes:
+                n = stream.readinto(view[got:got + _CHUNK])  # type: ignore[attr-defined]
+                if not n:
+                    break
+                got += n
+            if got == layout.nbytes and layout.is_gz:
+                # drain the gzip trailer so that its CRC and length are verified
+                while stream.read(_CHUNK):
+                    pass
+        except (OSError, EOFError, ValueError, struct.error) as exc:
+            raise _fail(name, f"corrupt or truncated data ({type(exc).__name__}: "
+                              f"{exc})") from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith(("isal", "zlib", "gzip")):
+                raise _fail(name, f"corrupt or truncated gzip stream ({exc})") from exc
+            raise
+        if got < layout.nbytes:
+            raise _fail(name, f"file is truncated: the header declares {layout.nbytes} data "
+                              f"bytes, only {got} could be read")
+    hdr = layout.header
+    data = buf.view(layout.dtype)
+    if layout.dtype.byteorder not in ("=", "|") and layout.dtype.byteorder != _NATIVE:
+        data = data.byteswap(inplace=True).view(layout.dtype.newbyteorder("="))
+        hdr = hdr.as_byteswapped(_NATIVE)
+    else:
+        data = data.view(layout.dtype.newbyteorder("="))
+    data = data.reshape(layout.shape, order="F")
+
+    try:
+        slope, inter = hdr.get_slope_inter()
+    except Exception as exc:  # valid slope with a non-finite intercept
+        raise _fail(name, f"header field scl_inter must be finite when scl_slope is set "
+                          f"({exc})") from exc
+    if slope is not None and (slope, inter) != (1.0, 0.0):
+        data = data.astype(np.float64) * slope + inter
+        # the header now describes the scaled float64 array (saving it is exact)
+        hdr = hdr.copy()
+        hdr.set_data_dtype(np.float64)
+        hdr.set_slope_inter(np.nan, np.nan)
+
+    if squeeze:
+        data = data[..., 0]
+    klass = nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image
+    img = klass(data, layout.affine, hdr)
+    img.set_filename(str(p))
+    return img
+
+
+_NATIVE = "<" if sys.byteorder == "little" else ">"
