@@ -1,0 +1,428 @@
+"""Design-matrix helpers shared by every statistics module.
+
+Everything that turns a ``participants.tsv``-like table into numbers lives here, so that
+ComBat, the GLM, the permutation engine and the application modules (symptoms, normative,
+classification) encode covariates the same way:
+
+* categorical columns (object, string, category or bool dtype) are dummy-encoded with the
+  first level (in sorted order) dropped; numeric columns are used as they are;
+* missing values are either reported (:func:`check_complete`, with the rows and columns
+  named) or dropped with a logged count (:func:`drop_incomplete`);
+* feature tables and participant tables are joined on ``participant_id``
+  (:func:`join_features`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from danemap._utils.logging import get_logger
+from danemap.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "CovariateEncoder",
+    "as_2d_float",
+    "as_labels",
+    "check_complete",
+    "drop_incomplete",
+    "is_categorical",
+    "join_features",
+]
+
+log = get_logger("stats")
+
+_MAX_LISTED = 10
+
+
+def _listing(items: Sequence[Any], limit: int = _MAX_LISTED) -> str:
+    shown = ", ".join(str(i) for i in list(items)[:limit])
+    if len(items) > limit:
+        shown += f", ... ({len(items)} in all)"
+    return shown
+
+
+def is_categorical(series: pd.Series) -> bool:
+    """Return True when a column is treated as categorical (dummy-encoded).
+
+    Parameters
+    ----------
+    series : pandas.Series
+        The column.
+
+    Returns
+    -------
+    bool
+        True for object, string, category and bool dtypes; False for numbers.
+    """
+    import pandas as pd
+
+    dtype = series.dtype
+    return bool(
+        isinstance(dtype, pd.CategoricalDtype)
+        or pd.api.types.is_bool_dtype(dtype)
+        or pd.api.types.is_object_dtype(dtype)
+        or pd.api.types.is_string_dtype(dtype)
+    )
+
+
+def as_2d_float(X: Any, name: str = "X") -> np.ndarray:
+    """Convert a table or array to a finite 2-D float64 array, naming bad cells.
+
+    Parameters
+    ----------
+    X : array-like or pandas.DataFrame
+        (n_samples, n_features) data.
+    name : str
+        Parameter name used in error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 array of shape (n_samples, n_features).
+
+    Raises
+    ------
+    InputError
+        If ``X`` is not 2-D, not numeric, empty, or holds NaN/inf (rows and columns named).
+    """
+    import pandas as pd
+
+    if isinstance(X, pd.DataFrame):
+        non_numeric = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+        if non_numeric:
+            raise InputError(
+                f"{name}: expected numeric feature columns, found non-numeric columns "
+                f"{_listing(non_numeric)}"
+            )
+        arr = X.to_numpy(dtype=np.float64)
+        row_names: Sequence[Any] = list(X.index)
+        col_names: Sequence[Any] = list(X.columns)
+    else:
+        try:
+            arr = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{name}: expected a numeric array, got {type(X).__name__}") from exc
+        row_names = range(arr.shape[0]) if arr.ndim else []
+        col_names = range(arr.shape[1]) if arr.ndim == 2 else []
+    if arr.ndim != 2:
+        raise InputError(f"{name}: expected a 2-D (n_samples, n_features) array, got "
+                         f"shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(f"{name}: expected at least one sample and one feature, got "
+                         f"shape {arr.shape}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        rows = [row_names[int(i)] for i in np.flatnonzero(bad.any(axis=1))]
+        cols = [col_names[int(j)] for j in np.flatnonzero(bad.any(axis=0))]
+        raise InputError(
+            f"{name}: expected finite values, found {int(bad.sum())} missing/non-finite "
+            f"value(s) in rows [{_listing(rows)}] and columns [{_listing(cols)}]; impute or "
+            "drop them first"
+        )
+    return arr
+
+
+def as_labels(labels: Any, n: int, name: str = "site") -> np.ndarray:
+    """Convert site/group labels to a 1-D object array of length ``n`` without missing values.
+
+    Parameters
+    ----------
+    labels : array-like
+        One label per sample.
+    n : int
+        Expected number of samples.
+    name : str
+        Parameter name used in error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        1-D array of labels (object dtype).
+
+    Raises
+    ------
+    InputError
+        On a length mismatch or missing labels.
+    """
+    import pandas as pd
+
+    arr = np.asarray(labels, dtype=object)
+    if arr.ndim != 1:
+        arr = arr.reshape(-1) if arr.size == n else arr
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise InputError(f"{name}: expected {n} labels (one per row of X), got shape "
+                         f"{np.shape(labels)}")
+    missing = pd.isna(pd.Series(arr)).to_numpy()
+    if missing.any():
+        raise InputError(f"{name}: expected a label for every sample, found missing labels "
+                         f"in rows [{_listing(np.flatnonzero(missing).tolist())}]")
+    return arr
+
+
+def check_complete(df: pd.DataFrame, columns: Iterable[str], name: str = "participants",
+                   id_column: str = "participant_id") -> None:
+    """Raise if any of ``columns`` is absent from ``df`` or has missing values.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table.
+    columns : iterable of str
+        Columns that must be present and complete.
+    name : str
+        Name of the table (file or parameter) for messages.
+    id_column : str
+        Column (or index name) used to name offending rows.
+
+    Raises
+    ------
+    InputError
+        Naming the missing columns, or the incomplete columns and rows.
+    """
+    columns = list(columns)
+    absent = [c for c in columns if c not in df.columns]
+    if absent:
+        raise InputError(f"{name}: expected column(s) {absent}, found columns "
+                         f"{_listing(list(df.columns), 30)}")
+    sub = df[columns]
+    miss = sub.isna()
+    if miss.to_numpy().any():
+        ids = df[id_column] if id_column in df.columns else df.index.to_series()
+        rows = ids[miss.any(axis=1).to_numpy()].tolist()
+        cols = [c for c in columns if miss[c].any()]
+        raise InputError(f"{name}: expected complete values in columns {cols}, found missing "
+                         f"values in rows [{_listing(rows)}]")
+
+
+def drop_incomplete(df: pd.DataFrame, columns: Iterable[str],
+                    name: str = "participants") -> tuple[pd.DataFrame, int]:
+    """Drop rows with a missing value in any of ``columns``, logging how many went.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table.
+    columns : iterable of str
+        Columns that must be complete (absent columns raise).
+    name : str
+        Name of the table for messages.
+
+    Returns
+    -------
+    kept : pandas.DataFrame
+        The complete rows.
+    n_dropped : int
+        How many rows were dropped.
+
+    Raises
+    ------
+    InputError
+        If a column is absent or no row is left.
+    """
+    columns = list(columns)
+    absent = [c for c in columns if c not in df.columns]
+    if absent:
+        raise InputError(f"{name}: expected column(s) {absent}, found columns "
+                         f"{_listing(list(df.columns), 30)}")
+    mask = df[columns].notna().all(axis=1)
+    n_dropped = int((~mask).sum())
+    if n_dropped:
+        per_col = {c: int(df[c].isna().sum()) for c in columns if df[c].isna().any()}
+        log.info("%s: dropped %d of %d rows with missing values (%s)", name, n_dropped,
+                 len(df), per_col)
+    kept = df.loc[mask]
+    if kept.empty:
+        raise InputError(f"{name}: no row is complete for columns {columns} "
+                         f"({len(df)} rows, all with a missing value)")
+    return kept, n_dropped
+
+
+def join_features(features: pd.DataFrame, participants: pd.DataFrame,
+                  on: str = "participant_id") -> tuple[pd.DataFrame, list[str]]:
+    """Inner-join a feature table with a participants table on ``participant_id``.
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        ``participant_id`` plus one numeric column per feature.
+    participants : pandas.DataFrame
+        ``participant_id`` plus covariates.
+    on : str
+        Join column.
+
+    Returns
+    -------
+    joined : pandas.DataFrame
+        One row per participant in both tables, in feature-table order.
+    feature_names : list of str
+        The feature columns.
+
+    Raises
+    ------
+    InputError
+        If the join column is missing, duplicated, a feature column clashes with a
+        participants column, a feature column is not numeric, or nothing matches.
+    """
+    import pandas as pd
+
+    for tname, df in (("features", features), ("participants", participants)):
+        if on not in df.columns:
+            raise InputError(f"{tname}: expected a '{on}' column, found "
+                             f"{_listing(list(df.columns), 30)}")
+        dup = df[on][df[on].duplicated()].tolist()
+        if dup:
+            raise InputError(f"{tname}: expected unique '{on}', found duplicates "
+                             f"[{_listing(dup)}]")
+    feature_names = [c for c in features.columns if c != on]
+    if not feature_names:
+        raise InputError("features: expected at least one feature column besides "
+                         f"'{on}', found none")
+    clash = [c for c in feature_names if c in participants.columns]
+    if clash:
+        raise InputError(f"features: feature column(s) {_listing(clash)} also exist in "
+                         "participants; rename them")
+    non_numeric = [c for c in feature_names if not pd.api.types.is_numeric_dtype(features[c])]
+    if non_numeric:
+        raise InputError(f"features: expected numeric feature columns, found non-numeric "
+                         f"{_listing(non_numeric)}")
+    f_ids = features[on].astype(str)
+    p = participants.copy()
+    p[on] = p[on].astype(str)
+    f = features.copy()
+    f[on] = f_ids
+    joined = f.merge(p, on=on, how="inner", sort=False)
+    n_f, n_p, n_j = len(features), len(participants), len(joined)
+    if n_j == 0:
+        raise InputError(f"features/participants: no '{on}' in common (features has {n_f} "
+                         f"rows, participants {n_p}; e.g. {_listing(f_ids.tolist(), 3)})")
+    if n_j < n_f:
+        log.info("features: %d of %d rows have no match in participants and were dropped",
+                 n_f - n_j, n_f)
+    return joined, feature_names
+
+
+@dataclass
+class CovariateEncoder:
+    """Encode a covariate table as a numeric matrix, remembering the levels seen at fit.
+
+    Categorical columns (see :func:`is_categorical`, or listed in ``categorical``) become
+    dummy columns named ``col[level]`` with the first sorted level dropped; numeric
+    columns are used as they are.
+
+    Parameters
+    ----------
+    categorical : sequence of str or None
+        Columns to treat as categorical even if numeric (e.g. integer codes).
+    """
+
+    categorical: Sequence[str] | None = None
+    columns_: list[str] = field(default_factory=list)
+    levels_: dict[str, list[Any]] = field(default_factory=dict)
+    names_: list[str] = field(default_factory=list)
+
+    def fit(self, df: pd.DataFrame, name: str = "covars") -> CovariateEncoder:
+        """Learn columns and categorical levels from ``df``.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Complete covariate table.
+        name : str
+            Parameter name for messages.
+
+        Returns
+        -------
+        CovariateEncoder
+            ``self``.
+        """
+        check_complete(df, list(df.columns), name=name)
+        forced = set(self.categorical or ())
+        self.columns_ = list(df.columns)
+        self.levels_ = {}
+        self.names_ = []
+        for col in self.columns_:
+            s = df[col]
+            if col in forced or is_categorical(s):
+                levels = sorted(_unique(s), key=lambda v: str(v))
+                if len(levels) < 2:
+                    raise InputError(f"{name}: categorical column '{col}' has a single level "
+                                     f"{levels}; it cannot be estimated, remove it")
+                self.levels_[col] = levels
+                self.names_ += [f"{col}[{lv}]" for lv in levels[1:]]
+            else:
+                self.names_.append(str(col))
+        return self
+
+    def transform(self, df: pd.DataFrame, name: str = "covars") -> np.ndarray:
+        """Encode ``df`` with the fitted columns and levels.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Covariate table with the fitted columns.
+        name : str
+            Parameter name for messages.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n, len(names_)) float64 matrix.
+
+        Raises
+        ------
+        InputError
+            On missing columns or values, or a categorical level not seen at fit.
+        """
+        check_complete(df, self.columns_, name=name)
+        blocks: list[np.ndarray] = []
+        for col in self.columns_:
+            s = df[col]
+            if col in self.levels_:
+                levels = self.levels_[col]
+                vals = s.to_numpy(dtype=object)
+                known = {str(v) for v in levels}
+                unseen = sorted({str(v) for v in vals} - known)
+                if unseen:
+                    raise InputError(f"{name}: column '{col}' has level(s) {unseen} not seen "
+                                     f"at fit (fitted levels: {[str(v) for v in levels]})")
+                sv = np.array([str(v) for v in vals])
+                for lv in levels[1:]:
+                    blocks.append((sv == str(lv)).astype(np.float64)[:, None])
+            else:
+                try:
+                    blocks.append(s.to_numpy(dtype=np.float64)[:, None])
+                except (TypeError, ValueError) as exc:
+                    raise InputError(f"{name}: column '{col}' was numeric at fit, found "
+                                     f"non-numeric values") from exc
+        if not blocks:
+            return np.empty((len(df), 0))
+        return np.hstack(blocks)
+
+    def fit_transform(self, df: pd.DataFrame, name: str = "covars") -> np.ndarray:
+        """Fit then transform ``df``.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Covariate table.
+        name : str
+            Parameter name for messages.
+
+        Returns
+        -------
+        numpy.ndarray
+            Encoded matrix.
+        """
+        return self.fit(df, name=name).transform(df, name=name)
+
+
+def _unique(series: pd.Series) -> list[Any]:
+    """Return the distinct non-missing values of a column (helper for encoders)."""
+    return list(series.dropna().unique())
