@@ -441,11 +441,11 @@ def load_nifti(
                               f"bytes, only {got} could be read")
     hdr = layout.header
     data = buf.view(layout.dtype)
-    if layout.dtype.byteorder not in ("=", "|") and layout.dtype.byteorder != _NATIVE:
-        data = data.byteswap(inplace=True).view(layout.dtype.newbyteorder("="))
+    if not data.dtype.isnative:
+        data.byteswap(inplace=True)
+    data = data.view(layout.dtype.newbyteorder("="))
+    if hdr.endianness != _NATIVE:
         hdr = hdr.as_byteswapped(_NATIVE)
-    else:
-        data = data.view(layout.dtype.newbyteorder("="))
     data = data.reshape(layout.shape, order="F")
 
     try:

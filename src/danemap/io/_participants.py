@@ -195,7 +195,7 @@ def read_participants(
     if age_column in df.columns:
         ages = pd.to_numeric(df[age_column], errors="coerce")
         bad_age = [f"line {i + 2}: {v!r}" for i, (v, a) in enumerate(
-            zip(df[age_column], ages, strict=True)) if v is not None and pd.isna(a)]
+            zip(df[age_column], ages, strict=True)) if not pd.isna(v) and pd.isna(a)]
         if bad_age:
             problems.append(f"non-numeric value in column '{age_column}': " + _join(bad_age))
 

@@ -1,0 +1,180 @@
+"""Tests of atomic writes and the BIDS-derivatives writer."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from danemap._version import __version__
+from danemap.config import Config
+from danemap.errors import InputError
+from danemap.io import (
+    DerivativesWriter,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_output_not_in_input,
+    read_tsv,
+    write_json,
+)
+
+
+def test_atomic_write_creates_and_replaces(tmp_path):
+    p = tmp_path / "a" / "b.txt"
+    atomic_write_text(p, "one")
+    atomic_write_bytes(p, b"two")
+    assert p.read_bytes() == b"two"
+    assert os.listdir(p.parent) == ["b.txt"]
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~_umask())
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
+    p = tmp_path / "x.json"
+    write_json(p, {"v": 1})
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_json(p, {"v": 2})
+    monkeypatch.undo()
+    assert json.loads(p.read_text()) == {"v": 1}
+    assert os.listdir(tmp_path) == ["x.json"]  # no temp file left
+
+
+def test_write_json_unserialisable_leaves_nothing(tmp_path):
+    p = tmp_path / "x.json"
+    write_json(p, {"v": 1})
+    with pytest.raises(InputError, match="cannot write a object value to JSON"):
+        write_json(p, {"v": object()})
+    assert json.loads(p.read_text()) == {"v": 1}
+    assert os.listdir(tmp_path) == ["x.json"]
+
+
+def test_write_json_numpy_and_nan(tmp_path):
+    p = write_json(tmp_path / "n.json", {"a": np.float32(1.5), "b": np.arange(3),
+                                         "c": float("nan"), "d": np.int64(4)})
+    assert json.loads(p.read_text()) == {"a": 1.5, "b": [0, 1, 2], "c": None, "d": 4}
+
+
+def test_dataset_description_and_config(tmp_path):
+    cfg = Config()
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    w = DerivativesWriter(tmp_path / "out", config=cfg, bids_dir=bids)
+    assert w.root == tmp_path / "out" / "danemap"
+    desc = json.loads((w.root / "dataset_description.json").read_text())
+    assert desc["BIDSVersion"] == "1.9.0"
+    assert desc["DatasetType"] == "derivative"
+    gen = desc["GeneratedBy"][0]
+    assert gen["Name"] == "danemap"
+    assert gen["Version"] == __version__
+    assert gen["ConfigHash"] == cfg.sha256()
+    assert desc["SourceDatasets"] == [{"URL": bids.resolve().as_uri()}]
+    assert (w.root / "config.toml").read_text() == cfg.to_toml()
+
+
+def test_source_datasets_given(tmp_path):
+    w = DerivativesWriter(tmp_path / "out", source_datasets=[
+        "https://openneuro.org/datasets/ds000030", {"DOI": "doi:10.1/x"}])
+    desc = w.dataset_description()
+    assert desc["SourceDatasets"] == [{"URL": "https://openneuro.org/datasets/ds000030"},
+                                      {"DOI": "doi:10.1/x"}]
+    assert "ConfigHash" not in desc["GeneratedBy"][0]
+
+
+def test_paths_in_canonical_order(tmp_path):
+    w = DerivativesWriter(tmp_path / "out")
+    p = w.path("01", "func", "connectivity", ".tsv", desc="corr", atlas="danemap", task="rest")
+    assert p == (tmp_path / "out/danemap/sub-01/func/"
+                 "sub-01_task-rest_atlas-danemap_desc-corr_connectivity.tsv")
+    p = w.path("sub-02", "pet", "stats", ".tsv", desc="sbr", atlas="danemap", trc="FPCIT",
+               ses="1", run=2)
+    assert p == (tmp_path / "out/danemap/sub-02/ses-1/pet/"
+                 "sub-02_ses-1_trc-FPCIT_run-2_atlas-danemap_desc-sbr_stats.tsv")
+    assert w.path(None, "group", "effects", ".tsv", desc="dx") == (
+        tmp_path / "out/danemap/group/desc-dx_effects.tsv")
+
+
+def test_path_errors(tmp_path):
+    w = DerivativesWriter(tmp_path / "out")
+    with pytest.raises(InputError, match="participant label '../x' is not a valid BIDS label"):
+        w.path("../x", "anat", "stats", ".tsv")
+    with pytest.raises(InputError, match="desc label 'a_b' is not a valid BIDS label"):
+        w.path("01", "anat", "stats", ".tsv", desc="a_b")
+    with pytest.raises(InputError, match="unknown entity 'atals'.*did you mean 'atlas'"):
+        w.path("01", "anat", "stats", ".tsv", atals="x")
+    with pytest.raises(InputError, match="extension must look like"):
+        w.path("01", "anat", "stats", "tsv")
+    with pytest.raises(InputError, match="datatype label '../anat'"):
+        w.path("01", "../anat", "stats", ".tsv")
+
+
+def test_refuse_output_inside_input(tmp_path):
+    bids = tmp_path / "bids"
+    (bids / "sub-01").mkdir(parents=True)
+    with pytest.raises(InputError, match="is inside the input BIDS dataset"):
+        DerivativesWriter(bids, bids_dir=bids)
+    with pytest.raises(InputError, match="is inside the input BIDS dataset"):
+        check_output_not_in_input(bids, bids / "sub-01" / "out")
+    link = tmp_path / "link"
+    link.symlink_to(bids / "sub-01")
+    with pytest.raises(InputError, match="is inside the input BIDS dataset"):
+        check_output_not_in_input(bids, link)
+    # BIDS convention: <bids>/derivatives/<tool> is allowed unless refused explicitly
+    check_output_not_in_input(bids, bids / "derivatives")
+    with pytest.raises(InputError, match="inside the input"):
+        check_output_not_in_input(bids, bids / "derivatives", allow_derivatives=False)
+    check_output_not_in_input(bids, tmp_path / "bids-danemap")
+
+
+def test_write_tsv_round_trip_and_sidecar(tmp_path):
+    w = DerivativesWriter(tmp_path / "out")
+    df = pd.DataFrame({"region": ["caudate_L", "putamen_R", None],
+                       "volume": [1 / 3, np.nan, 1e-17],
+                       "n": [1, 2, 3]})
+    p = w.path("01", "anat", "stats", ".tsv", atlas="danemap", desc="volumes")
+    w.write_tsv(df, p, sidecar={"volume": {"Description": "Volume", "Units": "mm^3"},
+                                "region": "Region name"})
+    text = p.read_text()
+    assert text.splitlines()[0] == "region\tvolume\tn"
+    assert "n/a" in text and "\r" not in text
+    back = read_tsv(p)
+    assert back["volume"].iloc[0] == 1 / 3  # exact round trip
+    assert back["volume"].iloc[2] == 1e-17
+    assert np.isnan(back["volume"].iloc[1])
+    assert pd.isna(back["region"].iloc[2])
+    side = json.loads(p.with_suffix(".json").read_text())
+    assert side["volume"] == {"Description": "Volume", "Units": "mm^3"}
+    assert side["region"] == {"Description": "Region name"}
+    assert "Description" in side["n"]
+
+
+def test_write_tsv_errors(tmp_path):
+    w = DerivativesWriter(tmp_path / "out")
+    df = pd.DataFrame({"volume": [1.0]})
+    with pytest.raises(InputError, match=r"sidecar describes columns not in the table: "
+                                         r"'volum' \(did you mean 'volume'\?\)"):
+        w.write_tsv(df, w.root / "x.tsv", sidecar={"volum": "x"})
+    with pytest.raises(InputError, match="path must end in .tsv"):
+        w.write_tsv(df, w.root / "x.csv")
+    assert not (w.root / "x.tsv").exists()
+
+
+def test_read_tsv_errors(tmp_path):
+    with pytest.raises(InputError, match="nope.tsv: file not found"):
+        read_tsv(tmp_path / "nope.tsv")
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("")
+    with pytest.raises(InputError, match="cannot be read as a tab-separated table"):
+        read_tsv(empty)
