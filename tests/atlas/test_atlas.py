@@ -519,12 +519,12 @@ def test_user_atlas_image_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"expected label values in 0..32767, found range -1"):
         Atlas.from_files(nii, tsv)
     nii, tsv = _user_files(tmp_path, ["1\tA"], data=np.ones((3, 3, 3, 2), np.int16))
-    with pytest.raises(InputError, match=r"expected a 3D label image, found shape \(3, 3, 3, 2\)"):
+    with pytest.raises(InputError, match=r"expected a 3D image, found a 4D image"):
         Atlas.from_files(nii, tsv)
-    with pytest.raises(InputError, match=r"does not exist"):
+    with pytest.raises(InputError, match=r"missing\.nii\.gz: file not found"):
         Atlas.from_files(tmp_path / "missing.nii.gz", tsv)
     (tmp_path / "bad.nii.gz").write_bytes(b"not a nifti")
-    with pytest.raises(InputError, match=r"cannot read .*bad.nii.gz as NIfTI"):
+    with pytest.raises(InputError, match=r"bad\.nii\.gz: named \.gz but is not gzip"):
         Atlas.from_files(tmp_path / "bad.nii.gz", tsv)
     nii, tsv = _user_files(tmp_path, ["1\tA"])
     with pytest.raises(InputError, match=r"region table .*nope.tsv does not exist"):

@@ -13,18 +13,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 from nibabel.affines import apply_affine
 
 from danemap.atlas import Atlas, load_atlas, region_means
+from danemap.io import load_nifti
 
 pytestmark = pytest.mark.real
 
 
 def _template_means(path: Path) -> tuple[Atlas, dict[str, float]]:
-    img = nib.load(path)
+    img = load_nifti(path, expect_ndim=3)
     assert img.shape == (61, 73, 61)
     assert img.affine[0, 0] < 0  # x-flipped: the resampling must follow the affine
     atlas = load_atlas(1).resample_to(img)  # warns (and fails the test) if a region is lost
@@ -52,7 +52,7 @@ def test_dat_spect_peaks_in_striatum(shared_data: Path) -> None:
 
 
 def test_lc_matches_consensus_atlas(shared_data: Path) -> None:
-    lc = nib.load(shared_data / "lc-atlas" / "LCconsensus.nii.gz")
+    lc = load_nifti(shared_data / "lc-atlas" / "LCconsensus.nii.gz")
     mask = np.asarray(lc.dataobj) >= 1
     ref_xyz = apply_affine(lc.affine, np.argwhere(mask))
     atlas = load_atlas(1)

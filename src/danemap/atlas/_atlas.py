@@ -8,7 +8,6 @@ import gzip
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from danemap.atlas._regions import (
     resolve_source_labels,
 )
 from danemap.errors import DanemapWarning, DependencyError, InputError
+from danemap.io import atomic_write_bytes, atomic_write_text, load_nifti, write_json
 
 log = get_logger("atlas")
 
@@ -126,21 +126,6 @@ def _grid_of(target: Any, what: str) -> tuple[tuple[int, int, int], np.ndarray]:
         raise InputError(f"{what}: the 4x4 affine is singular: {aff.tolist()}")
     s3 = (int(shape[0]), int(shape[1]), int(shape[2]))
     return s3, aff
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _warn_empty(regions: pd.DataFrame, context: str) -> None:
@@ -329,7 +314,7 @@ class Atlas:
         img_name = getattr(label_img, "get_filename", lambda: None)() or "image"
         if isinstance(label_img, str | os.PathLike):
             img_name = str(label_img)
-            label_img = _load_image(Path(label_img), "from_files 'label_img'")
+            label_img = load_nifti(label_img, expect_ndim=3)
         data = _integer_labels(label_img, f"label image {img_name}")
         table = _read_region_tsv(Path(table_tsv), Path(img_name).name)
         net_col = table.pop("network")
@@ -400,11 +385,9 @@ class Atlas:
         tsv = self.regions.loc[:, list(_TSV_COLUMNS)].to_csv(
             sep="\t", index=False, na_rep="n/a", lineterminator="\n"
         )
-        nets = json.dumps({k: [list(p) for p in v] for k, v in self.networks.items()},
-                          indent=2) + "\n"
-        _atomic_write_bytes(paths["dseg"], nii)
-        _atomic_write_bytes(paths["tsv"], tsv.encode("utf-8"))
-        _atomic_write_bytes(paths["networks"], nets.encode("utf-8"))
+        atomic_write_bytes(paths["dseg"], nii)
+        atomic_write_text(paths["tsv"], tsv)
+        write_json(paths["networks"], {k: [list(p) for p in v] for k, v in self.networks.items()})
         for p in paths.values():
             log.info("wrote %s", p)
         return paths
@@ -474,16 +457,6 @@ def _infer_hemisphere(name: str) -> str:
     if name.endswith(("_R", "_r", "_rh", "_right", "_Right")):
         return "R"
     return "midline"
-
-
-def _load_image(path: Path, what: str) -> nib.Nifti1Image:
-    if not path.is_file():
-        raise InputError(f"{what}: file {path} does not exist")
-    try:
-        img = nib.load(path)
-    except Exception as exc:  # nibabel raises many types for unreadable files
-        raise InputError(f"{what}: cannot read {path} as NIfTI: {exc}") from exc
-    return img  # type: ignore[return-value]
 
 
 def _integer_labels(img: Any, what: str) -> np.ndarray:
