@@ -45,7 +45,7 @@ def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match=r"disk full"):
         write_json(p, {"v": 2})
     monkeypatch.undo()
     assert json.loads(p.read_text()) == {"v": 1}
@@ -55,7 +55,7 @@ def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
 def test_write_json_unserialisable_leaves_nothing(tmp_path):
     p = tmp_path / "x.json"
     write_json(p, {"v": 1})
-    with pytest.raises(InputError, match="cannot write a object value to JSON"):
+    with pytest.raises(InputError, match=r"cannot write a object value to JSON"):
         write_json(p, {"v": object()})
     assert json.loads(p.read_text()) == {"v": 1}
     assert os.listdir(tmp_path) == ["x.json"]
@@ -108,32 +108,32 @@ def test_paths_in_canonical_order(tmp_path):
 
 def test_path_errors(tmp_path):
     w = DerivativesWriter(tmp_path / "out")
-    with pytest.raises(InputError, match="participant label '../x' is not a valid BIDS label"):
+    with pytest.raises(InputError, match=r"participant label '../x' is not a valid BIDS label"):
         w.path("../x", "anat", "stats", ".tsv")
-    with pytest.raises(InputError, match="desc label 'a_b' is not a valid BIDS label"):
+    with pytest.raises(InputError, match=r"desc label 'a_b' is not a valid BIDS label"):
         w.path("01", "anat", "stats", ".tsv", desc="a_b")
-    with pytest.raises(InputError, match="unknown entity 'atals'.*did you mean 'atlas'"):
+    with pytest.raises(InputError, match=r"unknown entity 'atals'.*did you mean 'atlas'"):
         w.path("01", "anat", "stats", ".tsv", atals="x")
-    with pytest.raises(InputError, match="extension must look like"):
+    with pytest.raises(InputError, match=r"extension must look like"):
         w.path("01", "anat", "stats", "tsv")
-    with pytest.raises(InputError, match="datatype label '../anat'"):
+    with pytest.raises(InputError, match=r"datatype label '../anat'"):
         w.path("01", "../anat", "stats", ".tsv")
 
 
 def test_refuse_output_inside_input(tmp_path):
     bids = tmp_path / "bids"
     (bids / "sub-01").mkdir(parents=True)
-    with pytest.raises(InputError, match="is inside the input BIDS dataset"):
+    with pytest.raises(InputError, match=r"is inside the input BIDS dataset"):
         DerivativesWriter(bids, bids_dir=bids)
-    with pytest.raises(InputError, match="is inside the input BIDS dataset"):
+    with pytest.raises(InputError, match=r"is inside the input BIDS dataset"):
         check_output_not_in_input(bids, bids / "sub-01" / "out")
     link = tmp_path / "link"
     link.symlink_to(bids / "sub-01")
-    with pytest.raises(InputError, match="is inside the input BIDS dataset"):
+    with pytest.raises(InputError, match=r"is inside the input BIDS dataset"):
         check_output_not_in_input(bids, link)
     # BIDS convention: <bids>/derivatives/<tool> is allowed unless refused explicitly
     check_output_not_in_input(bids, bids / "derivatives")
-    with pytest.raises(InputError, match="inside the input"):
+    with pytest.raises(InputError, match=r"inside the input"):
         check_output_not_in_input(bids, bids / "derivatives", allow_derivatives=False)
     check_output_not_in_input(bids, tmp_path / "bids-danemap")
 
@@ -166,15 +166,15 @@ def test_write_tsv_errors(tmp_path):
     with pytest.raises(InputError, match=r"sidecar describes columns not in the table: "
                                          r"'volum' \(did you mean 'volume'\?\)"):
         w.write_tsv(df, w.root / "x.tsv", sidecar={"volum": "x"})
-    with pytest.raises(InputError, match="path must end in .tsv"):
+    with pytest.raises(InputError, match=r"path must end in .tsv"):
         w.write_tsv(df, w.root / "x.csv")
     assert not (w.root / "x.tsv").exists()
 
 
 def test_read_tsv_errors(tmp_path):
-    with pytest.raises(InputError, match="nope.tsv: file not found"):
+    with pytest.raises(InputError, match=r"nope.tsv: file not found"):
         read_tsv(tmp_path / "nope.tsv")
     empty = tmp_path / "empty.tsv"
     empty.write_text("")
-    with pytest.raises(InputError, match="cannot be read as a tab-separated table"):
+    with pytest.raises(InputError, match=r"cannot be read as a tab-separated table"):
         read_tsv(empty)

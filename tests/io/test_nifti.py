@@ -125,10 +125,10 @@ def test_nifti2(tmp_path):
 
 
 def test_missing_and_directory(tmp_path):
-    with pytest.raises(InputError, match="file not found"):
+    with pytest.raises(InputError, match=r"file not found"):
         load_nifti(tmp_path / "nope.nii.gz")
     (tmp_path / "d.nii").mkdir()
-    with pytest.raises(InputError, match="is a directory"):
+    with pytest.raises(InputError, match=r"is a directory"):
         load_nifti(tmp_path / "d.nii")
 
 
@@ -149,7 +149,7 @@ def test_zero_byte_file(tmp_path):
 def test_not_gzip_but_gz(tmp_path):
     p = tmp_path / "fake.nii.gz"
     p.write_bytes(_raw_bytes(_img()))
-    with pytest.raises(InputError, match="fake.nii.gz: named .gz but is not gzip-compressed"):
+    with pytest.raises(InputError, match=r"fake.nii.gz: named .gz but is not gzip-compressed"):
         load_nifti(p)
 
 
@@ -166,7 +166,7 @@ def test_truncated_gz_header(tmp_path):
     full = gzip.compress(_raw_bytes(_img()))
     p = tmp_path / "tiny.nii.gz"
     p.write_bytes(full[:30])
-    with pytest.raises(InputError, match="tiny.nii.gz: (corrupt|file is truncated)"):
+    with pytest.raises(InputError, match=r"tiny.nii.gz: (corrupt|file is truncated)"):
         load_nifti(p)
 
 
@@ -175,14 +175,14 @@ def test_corrupt_gz_crc(tmp_path):
     full[-6] ^= 0xFF  # damage the CRC32 of the trailer
     p = tmp_path / "crc.nii.gz"
     p.write_bytes(bytes(full))
-    with pytest.raises(InputError, match="crc.nii.gz: corrupt") as err:
+    with pytest.raises(InputError, match=r"crc.nii.gz: corrupt") as err:
         load_nifti(p)
     assert err.value.__cause__ is not None
 
 
 def test_garbage_header(tmp_path):
     p = _write(tmp_path / "garbage.nii", bytes(range(256)) * 4)
-    with pytest.raises(InputError, match="garbage.nii: not a NIfTI file: header field sizeof_hdr"):
+    with pytest.raises(InputError, match=r"garbage.nii: not a NIfTI file: header field sizeof_hdr"):
         load_nifti(p)
 
 
@@ -246,9 +246,9 @@ def test_declared_size_over_cap(tmp_path):
                                          r"4 GiB"):
         load_nifti(p)
     small = _save(_img(), tmp_path / "small.nii.gz")
-    with pytest.raises(InputError, match="exceeds the limit of 100 bytes"):
+    with pytest.raises(InputError, match=r"exceeds the limit of 100 bytes"):
         load_nifti(small, max_bytes=100)
-    with pytest.raises(InputError, match="max_bytes must be a positive number"):
+    with pytest.raises(InputError, match=r"max_bytes must be a positive number"):
         load_nifti(small, max_bytes=-1)
 
 
@@ -258,7 +258,7 @@ def test_truncated_uncompressed(tmp_path):
     with pytest.raises(InputError, match=r"short.nii: file is truncated: the header declares "
                                          r"4352 bytes .* the file has 4252"):
         load_nifti(p)
-    with pytest.raises(InputError, match="file is truncated"):
+    with pytest.raises(InputError, match=r"file is truncated"):
         load_nifti_header(p)
 
 
@@ -293,7 +293,7 @@ def test_wrong_ndim(tmp_path):
     with pytest.raises(InputError, match=r"bold.nii.gz: expected a 3D image, found a 4D image "
                                          r"of shape \(3, 4, 5, 6\)"):
         load_nifti(p4, expect_ndim=3)
-    with pytest.raises(InputError, match="expect_ndim must be an int"):
+    with pytest.raises(InputError, match=r"expect_ndim must be an int"):
         load_nifti(p4, expect_ndim=(3, 9))
 
 
@@ -305,5 +305,5 @@ def test_bad_vox_offset(tmp_path):
 
 def test_non_finite_intercept(tmp_path):
     raw = _patch(_raw_bytes(_img(dtype="i2")), 112, "<ff", 2.0, np.inf)
-    with pytest.raises(InputError, match="scl_inter must be finite"):
+    with pytest.raises(InputError, match=r"scl_inter must be finite"):
         load_nifti(_write(tmp_path / "inter.nii", raw))

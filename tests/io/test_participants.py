@@ -31,7 +31,7 @@ def test_validate_label_refuses(label):
 
 
 def test_validate_label_type():
-    with pytest.raises(InputError, match="session label must be a str, found NoneType"):
+    with pytest.raises(InputError, match=r"session label must be a str, found NoneType"):
         validate_label(None, "session")  # type: ignore[arg-type]
 
 
@@ -85,11 +85,11 @@ def test_read_participants_missing_columns(tmp_path):
 
 def test_read_participants_missing_id_and_file(tmp_path):
     p = _tsv(tmp_path, "participant_id\tage\nn/a\t3\n")
-    with pytest.raises(InputError, match="line 2: missing participant_id"):
+    with pytest.raises(InputError, match=r"line 2: missing participant_id"):
         read_participants(p)
-    with pytest.raises(InputError, match="nope.tsv: file not found"):
+    with pytest.raises(InputError, match=r"nope.tsv: file not found"):
         read_participants(tmp_path / "nope.tsv")
     bad = tmp_path / "latin.tsv"
     bad.write_bytes(b"participant_id\tname\n01\t\xe9\xff\n")
-    with pytest.raises(InputError, match="cannot be read as a UTF-8"):
+    with pytest.raises(InputError, match=r"cannot be read as a UTF-8"):
         read_participants(bad)

@@ -1,0 +1,220 @@
+"""Tests of BIDS discovery on a tiny fake tree (zero-size placeholder images)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from danemap.errors import InputError
+from danemap.io import discover, parse_entities, read_aseg_stats, read_synthseg_volumes
+
+SPACE = "space-MNI152NLin2009cAsym"
+
+ASEG = """\
+# Title Segmentation Statistics
+# generating_program mri_segstats
+# Measure BrainSeg, BrainSegVol, Brain Segmentation Volume, 1139458.000000, mm^3
+# Measure EstimatedTotalIntraCranialVol, eTIV, Estimated Total Intracranial Volume, \
+1512345.678901, mm^3
+# Measure SupraTentorial, SupraTentorialVol, Supratentorial volume, 1000.5, unitless
+# NRows 3
+# ColHeaders  Index SegId NVoxels Volume_mm3 StructName normMean normStdDev normMin normMax \
+normRange
+  1   4     6563     6563.4  Left-Lateral-Ventricle     32.6 11.2 11.0 83.0 72.0
+  2  11     3613     3613.0  Left-Caudate               77.2  6.8 48.0 96.0 48.0
+  3  12     4953     4953.1  Left-Putamen               84.1  5.3 60.0 101.0 41.0
+"""
+
+SYNTHSEG = """subject,total intracranial,left putamen,right putamen
+sub-01_T1w.nii.gz,1500000.5,4800.25,4700
+"""
+
+
+def _touch(path: Path, text: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture()
+def bids(tmp_path):
+    root = tmp_path / "bids"
+    _touch(root / "dataset_description.json", json.dumps({"Name": "fake", "BIDSVersion": "1.9.0"}))
+    _touch(root / "participants.tsv", "participant_id\tage\nsub-01\t9\nsub-02\t10\nsub-03\t11\n")
+    _touch(root / "task-rest_bold.json", json.dumps({"RepetitionTime": 2.0, "TaskName": "rest"}))
+    for sub in ("sub-01", "sub-02"):
+        _touch(root / sub / "anat" / f"{sub}_T1w.nii.gz")
+        _touch(root / sub / "anat" / f"{sub}_T1w.json", "{}")
+        for run in (1, 2):
+            _touch(root / sub / "func" / f"{sub}_task-rest_run-{run}_bold.nii.gz")
+        _touch(root / sub / "pet" / f"{sub}_trc-FPCIT_pet.nii.gz")
+        _touch(root / sub / "pet" / f"{sub}_trc-FPCIT_pet.json",
+               json.dumps({"TracerName": "FP-CIT"}))
+    _touch(root / "sub-01" / "func" / "sub-01_task-rest_run-2_bold.json",
+           json.dumps({"RepetitionTime": 1.5}))
+    fp = root / "derivatives" / "fmriprep"
+    _touch(fp / "dataset_description.json", "{}")
+    func = fp / "sub-01" / "func"
+    for run in (1, 2):
+        stem = f"sub-01_task-rest_run-{run}"
+        _touch(func / f"{stem}_{SPACE}_res-2_desc-preproc_bold.nii.gz")
+        _touch(func / f"{stem}_{SPACE}_desc-preproc_bold.nii.gz")
+        _touch(func / f"{stem}_space-T1w_desc-preproc_bold.nii.gz")
+        _touch(func / f"{stem}_{SPACE}_res-2_desc-brain_mask.nii.gz")
+        _touch(func / f"{stem}_{SPACE}_desc-brain_mask.nii.gz")
+        _touch(func / f"{stem}_desc-confounds_timeseries.tsv", "a\n1\n")
+    _touch(root / "derivatives" / "freesurfer" / "sub-01" / "stats" / "aseg.stats", ASEG)
+    _touch(root / "derivatives" / "synthseg" / "sub-02" / "sub-02_T1w_volumes.csv", SYNTHSEG)
+    _touch(root / "derivatives" / "synthseg" / "all_volumes.csv", SYNTHSEG)
+    return root
+
+
+def test_parse_entities():
+    assert parse_entities("sub-01_ses-1_task-rest_run-1_bold.nii.gz") == {
+        "sub": "01", "ses": "1", "task": "rest", "run": "1", "suffix": "bold",
+        "extension": ".nii.gz"}
+    assert parse_entities("/x/y/task-rest_bold.json") == {
+        "task": "rest", "suffix": "bold", "extension": ".json"}
+    assert parse_entities("sub-01") == {"sub": "01"}
+
+
+def test_discover_raw_and_derivatives(bids, caplog):
+    with caplog.at_level(logging.WARNING, logger="danemap"):
+        ds = discover(bids)
+    assert "lists 1 participant(s) without a folder: sub-03" in caplog.text
+    assert ds.participants == ["sub-01", "sub-02"]
+    assert ds.sessions == {"sub-01": [], "sub-02": []}
+    assert set(ds.derivatives) == {"fmriprep", "freesurfer", "synthseg"}
+    s1 = ds.get("01")
+    assert [f.path.name for f in s1.t1w] == ["sub-01_T1w.nii.gz"]
+    assert [f.path.name for f in s1.bold] == ["sub-01_task-rest_run-1_bold.nii.gz",
+                                              "sub-01_task-rest_run-2_bold.nii.gz"]
+    # inheritance: top-level task-rest_bold.json, overridden next to run-2
+    assert s1.bold[0].metadata == {"RepetitionTime": 2.0, "TaskName": "rest"}
+    assert s1.bold[1].metadata == {"RepetitionTime": 1.5, "TaskName": "rest"}
+    assert s1.bold[1].sidecar.name == "sub-01_task-rest_run-2_bold.json"
+    assert s1.pet[0].metadata == {"TracerName": "FP-CIT"}
+    assert s1.pet[0].entities["trc"] == "FPCIT"
+    assert len(s1.runs) == 2
+    run2 = s1.runs[1]
+    assert run2.entities == {"sub": "01", "task": "rest", "run": "2"}
+    assert run2.bold.path.name == "sub-01_task-rest_run-2_bold.nii.gz"
+    stem = f"sub-01_task-rest_run-2_{SPACE}_res-2"
+    assert run2.preproc.path.name == f"{stem}_desc-preproc_bold.nii.gz"
+    assert run2.mask.path.name == f"{stem}_desc-brain_mask.nii.gz"
+    assert run2.confounds.path.name == "sub-01_task-rest_run-2_desc-confounds_timeseries.tsv"
+    assert s1.aseg_stats is not None and s1.aseg_stats.name == "aseg.stats"
+    s2 = ds.get("sub-02")
+    assert s2.aseg_stats is None
+    assert all(r.preproc is None for r in s2.runs)
+    assert [p.name for p in s2.synthseg] == ["sub-02_T1w_volumes.csv"]
+    assert [p.name for p in ds.synthseg_tables] == ["all_volumes.csv"]
+    assert list(ds.participants_table["participant_id"]) == ["sub-01", "sub-02", "sub-03"]
+
+
+def test_participant_label_selection_and_errors(bids):
+    ds = discover(bids, participant_label=["sub-02"])
+    assert ds.participants == ["sub-02"]
+    with pytest.raises(InputError, match=r"participant label 'sub-011' not found in the dataset; "
+                                         r"closest existing: sub-01"):
+        discover(bids, participant_label="011")
+    with pytest.raises(InputError, match=r"participant label '../x' is not a valid BIDS label"):
+        discover(bids, participant_label="../x")
+    with pytest.raises(InputError, match=r"session_label given but .* has no ses-"):
+        discover(bids, session_label="1")
+    with pytest.raises(InputError, match=r"participant 'sub-09' not found"):
+        ds.get("09")
+
+
+def test_sessions_and_derivatives_argument(tmp_path):
+    root = tmp_path / "sess"
+    _touch(root / "dataset_description.json", "{}")
+    for ses in ("1", "2"):
+        _touch(root / "sub-01" / f"ses-{ses}" / "anat" / f"sub-01_ses-{ses}_T1w.nii")
+    fp = tmp_path / "fmriprep_out"
+    _touch(fp / "sub-01" / "ses-2" / "func"
+           / f"sub-01_ses-2_task-rest_{SPACE}_desc-preproc_bold.nii.gz")
+    ds = discover(root, derivatives=fp)
+    assert ds.sessions == {"sub-01": ["ses-1", "ses-2"]}
+    assert ds.derivatives == {"fmriprep": fp}
+    assert ds.get("01", "2").runs[0].preproc is not None
+    assert ds.get("01", "1").runs == []
+    with pytest.raises(InputError, match=r"has sessions"):
+        ds.get("01")
+    only = discover(root, session_label="ses-2")
+    assert only.sessions == {"sub-01": ["ses-2"]}
+    with pytest.raises(InputError, match=r"session label 'ses-3' not found.*closest"):
+        discover(root, session_label="3")
+    with pytest.raises(InputError, match=r"derivatives: unknown tool 'fmriprpe'.*'fmriprep'"):
+        discover(root, derivatives={"fmriprpe": fp})
+    with pytest.raises(InputError, match=r"derivatives folder .* does not exist"):
+        discover(root, derivatives=tmp_path / "nope")
+
+
+def test_discover_errors_and_warnings(tmp_path, caplog):
+    with pytest.raises(InputError, match=r"BIDS folder .* does not exist"):
+        discover(tmp_path / "missing")
+    root = tmp_path / "nodesc"
+    _touch(root / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
+    with caplog.at_level(logging.WARNING, logger="danemap"):
+        ds = discover(root)
+    assert "no dataset_description.json" in caplog.text
+    assert ds.participants == ["sub-01"]
+    _touch(root / "dataset_description.json", "{not json")
+    with pytest.raises(InputError, match=r"dataset_description.json: not a readable JSON file"):
+        discover(root)
+    empty = tmp_path / "empty"
+    _touch(empty / "dataset_description.json", "{}")
+    with pytest.raises(InputError, match=r"has no sub-\* participant folders"):
+        discover(empty)
+    _touch(empty / "sub-01" / "anat" / "x.txt")
+    _touch(empty / "participants.tsv", "participant_id\n01\n01\n")
+    with pytest.raises(InputError, match=r"duplicate participant_id"):
+        discover(empty)
+
+
+def test_read_aseg_stats(tmp_path):
+    p = _touch(tmp_path / "aseg.stats", ASEG)
+    df = read_aseg_stats(p)
+    structures = df[df["Kind"] == "structure"]
+    assert list(structures["StructName"]) == ["Left-Lateral-Ventricle", "Left-Caudate",
+                                              "Left-Putamen"]
+    assert structures["Volume_mm3"].tolist() == [6563.4, 3613.0, 4953.1]
+    assert structures["SegId"].tolist() == [4, 11, 12]
+    vols = df.set_index("StructName")["Volume_mm3"]
+    assert vols["eTIV"] == 1512345.678901
+    assert vols["BrainSegVol"] == 1139458.0
+    assert "SupraTentorialVol" not in vols.index  # unitless measure: attrs only
+    assert df.attrs["eTIV"] == 1512345.678901
+    assert df.attrs["measures"]["SupraTentorialVol"]["units"] == "unitless"
+
+
+def test_read_aseg_stats_errors(tmp_path):
+    with pytest.raises(InputError, match=r"no '# ColHeaders' line"):
+        read_aseg_stats(_touch(tmp_path / "a.stats", "# Title x\n"))
+    bad = ASEG.replace("Left-Caudate  ", "Left Caudate ")
+    with pytest.raises(InputError, match=r"line 9: expected 10 columns"):
+        read_aseg_stats(_touch(tmp_path / "b.stats", bad))
+    with pytest.raises(InputError, match=r"c.stats: cannot be read"):
+        read_aseg_stats(tmp_path / "c.stats")
+    bad = ASEG.replace("1512345.678901", "lots")
+    with pytest.raises(InputError, match=r"measure 'eTIV' value must be a number, found 'lots'"):
+        read_aseg_stats(_touch(tmp_path / "d.stats", bad))
+
+
+def test_read_synthseg_volumes(tmp_path):
+    p = _touch(tmp_path / "vol.csv", SYNTHSEG + "other_scan.nii.gz,1,2,3\n")
+    df = read_synthseg_volumes(p)
+    assert df.columns.tolist() == ["participant_id", "subject", "total intracranial",
+                                   "left putamen", "right putamen"]
+    assert df["participant_id"].tolist()[0] == "sub-01"
+    assert df["participant_id"].isna().tolist() == [False, True]
+    assert df["left putamen"].tolist() == [4800.25, 2.0]
+    with pytest.raises(InputError, match=r"expected a 'subject' column"):
+        read_synthseg_volumes(_touch(tmp_path / "x.csv", "a,b\n1,2\n"))
+    with pytest.raises(InputError, match=r"volume columns must be numeric, found text in "
+                                         "'left putamen'"):
+        read_synthseg_volumes(_touch(tmp_path / "y.csv", "subject,left putamen\ns1,big\n"))
