@@ -1,0 +1,405 @@
+"""Feature tables and participants: loading, joining, validation and result writing.
+
+A *feature table* is any tab-separated file with a ``participant_id`` column and
+one numeric column per feature (``n/a`` marks a missing value). It can come from
+danemap's own markers or from any other pipeline. ``participants.tsv`` follows
+BIDS: ``participant_id`` plus phenotype columns, ``n/a`` for missing.
+
+Result tables are written as TSV (``n/a`` for missing) with a JSON sidecar, both
+atomically (temporary file + rename) through :func:`danemap.io.atomic_write_text`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from danemap._utils.logging import get_logger
+from danemap.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__: list[str] = []
+
+log = get_logger("stats")
+
+PathLike = str | os.PathLike[str]
+
+#: The disclaimer carried by every summary and sidecar.
+DISCLAIMER = (
+    "danemap is a research tool, not a diagnostic device. Group differences and "
+    "classification accuracies describe this sample; they do not diagnose ADHD in an individual."
+)
+
+
+def _norm_id(value: object) -> str:
+    """Return a participant id with the ``sub-`` prefix (BIDS form)."""
+    text = str(value).strip()
+    return text if text.startswith("sub-") else f"sub-{text}"
+
+
+def _read_tsv(path: PathLike, what: str) -> pd.DataFrame:
+    """Read a TSV with every cell as text, ``n/a`` and empty cells as missing."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{what} {p}: file not found")
+    try:
+        df = pd.read_csv(p, sep="\t", dtype=str, na_values=["n/a", ""], keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"{what} {p}: not a readable tab-separated table ({exc})") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise InputError(f"{what} {p}: the file is empty") from exc
+    df.columns = [str(c).strip() for c in df.columns]
+    if "participant_id" not in df.columns:
+        hint = difflib.get_close_matches("participant_id", df.columns, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise InputError(
+            f"{what} {p}: expected a 'participant_id' column, found columns "
+            f"{list(df.columns)[:8]}{extra}"
+        )
+    if df.empty:
+        raise InputError(f"{what} {p}: the table has a header but no rows")
+    if df["participant_id"].isna().any():
+        rows = (np.flatnonzero(df["participant_id"].isna().to_numpy()) + 2).tolist()[:5]
+        raise InputError(f"{what} {p}: empty participant_id on line(s) {rows}")
+    df["participant_id"] = [_norm_id(v) for v in df["participant_id"]]
+    dup = df["participant_id"][df["participant_id"].duplicated()].unique().tolist()
+    if dup:
+        raise InputError(f"{what} {p}: participant_id must be unique, found duplicates {dup[:5]}")
+    return df.set_index("participant_id")
+
+
+def _to_numeric(series: pd.Series, where: str) -> pd.Series:
+    """Convert a text column to float; raise naming the first non-numeric cells."""
+    import pandas as pd
+
+    out = pd.to_numeric(series, errors="coerce")
+    bad = out.isna() & series.notna()
+    if bad.any():
+        examples = [f"{i}={series[i]!r}" for i in series.index[bad.to_numpy()][:3]]
+        raise InputError(f"{where}: expected numbers (or n/a), found {', '.join(examples)}")
+    return out.astype(float)
+
+
+def load_features(paths: PathLike | Sequence[PathLike]) -> pd.DataFrame:
+    """Read one or several feature tables and join them on ``participant_id``.
+
+    Parameters
+    ----------
+    paths : path-like or sequence of path-like
+        TSV files with ``participant_id`` plus one numeric column per feature.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Float features indexed by ``participant_id`` (with the ``sub-`` prefix).
+
+    Raises
+    ------
+    InputError
+        A file is missing or malformed, a feature column is not numeric, a feature
+        name appears in two tables, or the tables share no participant.
+    """
+    import pandas as pd
+
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    if len(paths) == 0:
+        raise InputError("features: expected at least one feature table, found none")
+    tables = []
+    for path in paths:
+        df = _read_tsv(path, "feature table")
+        if df.shape[1] == 0:
+            raise InputError(
+                f"feature table {path}: expected participant_id plus at least one feature "
+                "column, found only participant_id"
+            )
+        df = pd.DataFrame(
+            {c: _to_numeric(df[c], f"feature table {path}, column {c!r}") for c in df.columns},
+            index=df.index,
+        )
+        empty = [c for c in df.columns if df[c].isna().all()]
+        if empty:
+            raise InputError(
+                f"feature table {path}: feature column(s) {empty[:5]} are entirely n/a"
+            )
+        tables.append(df)
+    out = tables[0]
+    for path, df in zip(paths[1:], tables[1:], strict=True):
+        clash = sorted(set(out.columns) & set(df.columns))
+        if clash:
+            raise InputError(
+                f"feature table {path}: feature names {clash[:5]} already appear in an earlier "
+                "table; rename them so every feature is unique"
+            )
+        out = out.join(df, how="inner")
+        if out.empty:
+            raise InputError(f"feature table {path}: no participant in common with the others")
+    return out
+
+
+def load_participants(path: PathLike) -> pd.DataFrame:
+    """Read ``participants.tsv``; numeric-looking columns become float.
+
+    Parameters
+    ----------
+    path : path-like
+        BIDS ``participants.tsv`` (``n/a`` for missing values).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``participant_id`` (with the ``sub-`` prefix).
+    """
+    import pandas as pd
+
+    df = _read_tsv(path, "participants table")
+    for col in df.columns:
+        num = pd.to_numeric(df[col], errors="coerce")
+        if num.notna().sum() == df[col].notna().sum() and df[col].notna().any():
+            df[col] = num.astype(float)
+    return df
+
+
+def check_columns(participants: pd.DataFrame, columns: Iterable[str | None], where: str) -> None:
+    """Raise :class:`InputError` naming each requested column that is absent.
+
+    Parameters
+    ----------
+    participants : pandas.DataFrame
+        The participants table.
+    columns : iterable of str or None
+        Required columns (``None`` entries are skipped).
+    where : str
+        The file or parameter named in the message.
+    """
+    for col in columns:
+        if col is None or col in participants.columns:
+            continue
+        hint = difflib.get_close_matches(col, [str(c) for c in participants.columns], n=1)
+        extra = f"; did you mean {hint[0]!r}?" if hint else ""
+        raise InputError(
+            f"{where}: column {col!r} not found; available columns are "
+            f"{list(participants.columns)}{extra}"
+        )
+
+
+def join_tables(
+    features: pd.DataFrame,
+    participants: pd.DataFrame,
+    *,
+    features_path: object = "features",
+    participants_path: object = "participants",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Align a feature table with the participants table.
+
+    Every participant of the feature table must be in ``participants.tsv``; participants
+    without features are dropped (logged).
+
+    Parameters
+    ----------
+    features, participants : pandas.DataFrame
+        Tables indexed by ``participant_id``.
+    features_path, participants_path : object
+        Names used in messages.
+
+    Returns
+    -------
+    (features, participants) : tuple of pandas.DataFrame
+        Both restricted to the same participants, in the feature table's order.
+    """
+    unknown = [p for p in features.index if p not in participants.index]
+    if unknown:
+        raise InputError(
+            f"feature table {features_path}: {len(unknown)} participant(s) are not in "
+            f"{participants_path}: {unknown[:5]}"
+        )
+    dropped = len(participants) - len(features)
+    if dropped:
+        log.info("%d participant(s) of %s have no features; they are left out",
+                 dropped, participants_path)
+    return features, participants.loc[features.index]
+
+
+def load_inputs(
+    features: PathLike | Sequence[PathLike], participants: PathLike
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Load and join feature table(s) and ``participants.tsv`` (see :func:`join_tables`)."""
+    feats = load_features(features)
+    parts = load_participants(participants)
+    return join_tables(feats, parts, features_path=features, participants_path=participants)
+
+
+def group_mask(
+    participants: pd.DataFrame, group: str, case: str, control: str, where: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return boolean case and control masks; raise if a label is absent.
+
+    Parameters
+    ----------
+    participants : pandas.DataFrame
+        The participants table.
+    group, case, control : str
+        Group column and its case and control labels.
+    where : str
+        Name used in messages.
+    """
+    check_columns(participants, [group], where)
+    values = participants[group].astype("string").str.strip()
+    found = sorted({str(v) for v in values.dropna()})
+    for label, name in ((case, "case"), (control, "control")):
+        if label not in found:
+            raise InputError(
+                f"{where}: {name} label {label!r} not found in column {group!r}; "
+                f"found {found}"
+            )
+    return (values == case).fillna(False).to_numpy(bool), (values == control).fillna(
+        False
+    ).to_numpy(bool)
+
+
+def encode_covariates(
+    participants: pd.DataFrame,
+    columns: Sequence[str],
+    where: str,
+    categories: Mapping[str, list[str]] | None = None,
+) -> tuple[np.ndarray, list[str], dict[str, list[str]]]:
+    """Encode covariates as a numeric matrix (no intercept).
+
+    Numeric columns are used as they are; text columns (sex, site) become
+    treatment-coded indicators, the first (sorted) level being the reference.
+
+    Parameters
+    ----------
+    participants : pandas.DataFrame
+        The participants table.
+    columns : sequence of str
+        Covariate columns.
+    where : str
+        Name used in messages.
+    categories : mapping or None
+        Levels of each categorical column from a previous call (to encode new rows
+        the same way); an unseen level raises :class:`InputError`.
+
+    Returns
+    -------
+    matrix : ndarray, shape (n, k)
+        Encoded covariates; missing values stay NaN.
+    names : list of str
+        Column names (``sex[M]`` for indicators).
+    categories : dict
+        Levels of each categorical column.
+    """
+    import pandas as pd
+
+    check_columns(participants, columns, where)
+    blocks: list[np.ndarray] = []
+    names: list[str] = []
+    cats: dict[str, list[str]] = {}
+    for col in columns:
+        s = participants[col]
+        known = None if categories is None else categories.get(col)
+        if known is None and pd.api.types.is_numeric_dtype(s):
+            blocks.append(s.to_numpy(float)[:, None])
+            names.append(col)
+            continue
+        text = s.astype("string").str.strip()
+        levels = list(known) if known is not None else sorted({str(v) for v in text.dropna()})
+        unseen = sorted({str(v) for v in text.dropna()} - set(levels))
+        if unseen:
+            raise InputError(f"{where}: column {col!r} has level(s) {unseen} not seen in fit "
+                             f"(known levels {levels})")
+        cats[col] = levels
+        mat = np.full((len(s), max(len(levels) - 1, 0)), np.nan)
+        ok = text.notna().to_numpy(bool)
+        for j, lev in enumerate(levels[1:]):
+            mat[ok, j] = (text[ok] == lev).to_numpy(float)
+            names.append(f"{col}[{lev}]")
+        blocks.append(mat)
+    matrix = np.hstack(blocks) if blocks else np.empty((len(participants), 0))
+    return matrix, names, cats
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return None if not math.isfinite(float(obj)) else float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, set | tuple):
+        return list(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _clean_json(obj: Any) -> Any:
+    """Replace non-finite floats by ``None`` so the output is strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean_json(v) for v in obj]
+    return obj
+
+
+def to_json_text(obj: object) -> str:
+    """Serialise ``obj`` as strict, indented JSON (NaN becomes ``null``)."""
+    return json.dumps(_clean_json(obj), indent=2, default=_json_default, allow_nan=False) + "\n"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically through :func:`danemap.io.atomic_write_text`."""
+    from danemap.io import atomic_write_text
+
+    atomic_write_text(path, text)
+
+
+def write_json(path: PathLike, obj: object) -> Path:
+    """Write strict JSON atomically and return the path."""
+    p = Path(path)
+    _atomic_write_text(p, to_json_text(obj))
+    return p
+
+
+def write_result(
+    df: pd.DataFrame, path: PathLike, sidecar: Mapping[str, Any], *, float_format: str = "%.10g"
+) -> Path:
+    """Write a result table as TSV (``n/a`` for missing) plus a ``.json`` sidecar.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table (its index is not written).
+    path : path-like
+        Output ``.tsv`` path; the sidecar goes next to it with ``.json``.
+    sidecar : mapping
+        Sidecar content; a ``Columns`` entry describing every column is expected.
+    float_format : str
+        Float format of the TSV.
+
+    Returns
+    -------
+    pathlib.Path
+        The TSV path.
+    """
+    p = Path(path)
+    missing = [c for c in df.columns if c not in sidecar.get("Columns", {})]
+    if missing:  # a programming error, not a user error
+        raise RuntimeError(f"sidecar of {p.name} does not describe columns {missing}")
+    text = df.to_csv(sep="\t", index=False, na_rep="n/a", float_format=float_format)
+    _atomic_write_text(p, text)
+    write_json(p.with_suffix(".json"), dict(sidecar))
+    return p
