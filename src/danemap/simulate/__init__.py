@@ -1,1 +1,20 @@
-"""danemap.simulate."""
+"""danemap.simulate: seeded synthetic BIDS cohorts with planted, recorded effects.
+
+:func:`simulate_cohort` writes a BIDS dataset (raw ``anat/`` and ``pet/``, fMRIPrep-style
+``derivatives/fmriprep``, warped atlas labels in ``derivatives/danemap-sim``) and
+``ground_truth.json`` with every planted effect and each participant's true values.
+The in-memory generators (:func:`simulate_bold`, :func:`simulate_dat_spect`,
+:func:`simulate_t1w`) serve tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+from danemap.simulate._cohort import simulate_cohort
+from danemap.simulate._effects import SimulationEffects
+from danemap.simulate._func import simulate_bold
+
+__all__ = [
+    "SimulationEffects",
+    "simulate_bold",
+    "simulate_cohort",
+]

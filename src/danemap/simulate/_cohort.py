@@ -1,0 +1,384 @@
+"""Write a whole simulated BIDS cohort with ``ground_truth.json``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from danemap._utils.logging import get_logger, progress
+from danemap._version import __version__
+from danemap.errors import InputError
+from danemap.simulate._common import (
+    STREAMS,
+    check_resolution,
+    json_text,
+    nifti_bytes,
+    rng_for,
+    to_jsonable,
+    write_bytes,
+    write_json,
+)
+from danemap.simulate._effects import SimulationEffects
+
+log = get_logger("simulate")
+
+MODALITIES = ("anat", "func", "pet")
+SPACE = "MNI152NLin2009cAsym"
+TASK = "rest"
+
+#: Planted phenotype distributions (T-score-like symptom scales; ADHD-200 NYU uses Conners).
+SYMPTOMS = {
+    "adhd_index": {"TD": (45.0, 7.0), "ADHD": (70.0, 9.0)},
+    "inattentive": {"TD": (46.0, 7.0), "ADHD": (68.0, 9.0)},
+    "hyperimpulsive": {"TD": (47.0, 7.0), "ADHD": (62.0, 11.0)},
+}
+SYMPTOM_WITHIN_CORR = 0.6
+IQ = {"TD": (108.0, 13.0), "ADHD": (102.0, 14.0)}
+P_MALE = {"TD": 0.55, "ADHD": 0.75}
+AGE_RANGE = (7.0, 21.0)
+
+
+def _check_args(out_dir: Any, n_subjects: int, n_sites: int, modalities: Sequence[str],
+                n_volumes: int, tr: float) -> tuple[Path, tuple[str, ...]]:
+    if isinstance(modalities, str):
+        modalities = (modalities,)
+    bad = sorted(set(modalities) - set(MODALITIES))
+    if bad:
+        raise InputError(f"modalities: unknown {bad}; expected some of {list(MODALITIES)}")
+    if not modalities:
+        raise InputError("modalities: expected at least one of anat, func, pet, found none")
+    if int(n_subjects) != n_subjects or n_subjects < 2:
+        raise InputError(f"n_subjects: expected an integer >= 2, found {n_subjects!r}")
+    if int(n_sites) != n_sites or not 1 <= n_sites <= n_subjects:
+        raise InputError(
+            f"n_sites: expected an integer between 1 and n_subjects ({n_subjects}), "
+            f"found {n_sites!r}"
+        )
+    if int(n_volumes) != n_volumes or n_volumes < 10:
+        raise InputError(f"n_volumes: expected an integer >= 10, found {n_volumes!r}")
+    if not tr > 0:
+        raise InputError(f"tr: expected a positive repetition time in seconds, found {tr!r}")
+    out = Path(os.fspath(out_dir))
+    if out.exists() and not out.is_dir():
+        raise InputError(f"out_dir {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "ground_truth.json").is_file():
+        raise InputError(
+            f"out_dir {out}: folder is not empty and holds no ground_truth.json (not a previous "
+            "simulation); refusing to write into it"
+        )
+    return out, tuple(m for m in MODALITIES if m in modalities)
+
+
+def _participants(n: int, n_sites: int, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    rng = rng_for(seed, STREAMS["cohort"])
+    width = max(2, len(str(n)))
+    rows = []
+    cov = np.full((3, 3), SYMPTOM_WITHIN_CORR)
+    np.fill_diagonal(cov, 1.0)
+    for i in range(n):
+        site = i % n_sites
+        group = "ADHD" if (i // n_sites) % 2 == 0 else "TD"
+        z = rng.multivariate_normal(np.zeros(3), cov)
+        row: dict[str, Any] = {
+            "participant_id": f"sub-{i + 1:0{width}d}",
+            "group": group,
+            "age": round(float(rng.uniform(*AGE_RANGE)), 1),
+            "sex": "M" if rng.random() < P_MALE[group] else "F",
+            "site": f"site-{site + 1}",
+            "full4_iq": round(float(rng.normal(*IQ[group]))),
+            "med_status": ("stimulant" if rng.random() < 0.5 else "naive")
+            if group == "ADHD" else None,
+        }
+        for k, name in enumerate(SYMPTOMS):
+            mu, sd = SYMPTOMS[name][group]
+            row[name] = round(float(mu + sd * z[k]))
+        rows.append(row)
+    g = np.array([r["group"] == "ADHD" for r in rows], dtype=float)
+    realised = {}
+    for name in SYMPTOMS:
+        x = np.array([r[name] for r in rows], dtype=float)
+        realised[name] = {
+            "corr_with_group": float(np.corrcoef(x, g)[0, 1]) if g.std() > 0 else None,
+            "mean_TD": float(x[g == 0].mean()) if (g == 0).any() else None,
+            "mean_ADHD": float(x[g == 1].mean()) if (g == 1).any() else None,
+        }
+    pheno = {
+        "symptoms_planted": {k: {grp: {"mean": v[0], "sd": v[1]} for grp, v in d.items()}
+                             for k, d in SYMPTOMS.items()},
+        "symptoms_within_group_corr": SYMPTOM_WITHIN_CORR,
+        "symptoms_realised": realised,
+        "full4_iq_planted": {grp: {"mean": v[0], "sd": v[1]} for grp, v in IQ.items()},
+        "p_male": P_MALE,
+        "age_range": list(AGE_RANGE),
+        "group_assignment": "balanced: site = index mod n_sites, group alternates within site",
+    }
+    return rows, pheno
+
+
+def _sites(n_sites: int, seed: int, eff: SimulationEffects, on: bool) -> dict[str, Any]:
+    rng = rng_for(seed, STREAMS["site"])
+    out = {}
+    for s in range(n_sites):
+        draw = {
+            "bold_intensity_scale": float(np.exp(rng.normal(0.0, eff.site_intensity_sd))),
+            "fc_shift_z": float(rng.normal(0.0, eff.fc_site_sd_z)),
+            "spect_calibration_scale": float(np.exp(rng.normal(0.0, eff.dat_site_scale_sd))),
+            "volume_bias_log": float(rng.normal(0.0, eff.vol_site_sd)),
+            "t1_intensity_scale": float(np.exp(rng.normal(0.0, eff.site_intensity_sd))),
+        }
+        if not on:
+            draw = {k: (0.0 if k in ("fc_shift_z", "volume_bias_log") else 1.0) for k in draw}
+        out[f"site-{s + 1}"] = draw
+    return out
+
+
+def _tsv(rows: list[dict[str, Any]]) -> str:
+    cols = list(rows[0])
+    lines = ["\t".join(cols)]
+    for r in rows:
+        lines.append("\t".join("n/a" if r[c] is None else str(r[c]) for c in cols))
+    return "\n".join(lines) + "\n"
+
+
+PARTICIPANTS_JSON = {
+    "group": {"Description": "diagnostic group",
+              "Levels": {"ADHD": "attention-deficit/hyperactivity disorder",
+                         "TD": "typically developing"}},
+    "age": {"Description": "age at scan", "Units": "year"},
+    "sex": {"Description": "sex", "Levels": {"M": "male", "F": "female"}},
+    "site": {"Description": "acquisition site (simulated site effects)"},
+    "full4_iq": {"Description": "full-scale IQ (4 subtests)"},
+    "med_status": {"Description": "stimulant medication history (ADHD only)",
+                   "Levels": {"stimulant": "previously medicated", "naive": "medication naive"}},
+    "adhd_index": {"Description": "ADHD index, T-score-like scale (simulated)"},
+    "inattentive": {"Description": "inattentive symptom score, T-score-like (simulated)"},
+    "hyperimpulsive": {"Description": "hyperactive/impulsive symptom score, T-score-like "
+                       "(simulated)"},
+}
+
+
+def _description(name: str, derivative: bool) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "Name": name,
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "derivative" if derivative else "raw",
+        "License": "CC0",
+        "Authors": ["danemap simulator"],
+        "GeneratedBy": [{"Name": "danemap.simulate", "Version": __version__,
+                         "Description": "synthetic data with planted effects; "
+                                        "see ground_truth.json at the dataset root"}],
+    }
+    if derivative:
+        d["SourceDatasets"] = [{"URL": "bids::"}]
+    return d
+
+
+def _func_subject(out: Path, sub: str, row: dict[str, Any], site: dict[str, Any], atlas: Any,
+                  idx: int, seed: int, n_volumes: int, tr: float, res: int,
+                  eff: SimulationEffects) -> dict[str, Any]:
+    from danemap.simulate._func import bold_arrays
+
+    data, affine, mask, conf, truth = bold_arrays(
+        atlas, n_volumes, tr, [seed, STREAMS["func"], idx], group=row["group"], effects=eff,
+        site_shift_z=site["fc_shift_z"], intensity_scale=site["bold_intensity_scale"],
+    )
+    base = out / "derivatives" / "fmriprep" / sub / "func"
+    stem = f"{sub}_task-{TASK}_space-{SPACE}_res-{res}"
+    zooms = (float(res),) * 3
+    write_bytes(base / f"{stem}_desc-preproc_bold.nii.gz",
+                nifti_bytes(data, affine, zooms=(*zooms, float(tr))))
+    write_json(base / f"{stem}_desc-preproc_bold.json", {
+        "RepetitionTime": float(tr), "SkullStripped": False, "TaskName": TASK,
+        "SliceTimingCorrected": False, "StartTime": 0.0,
+        "Sources": [f"bids:raw:{sub}/func/{sub}_task-{TASK}_bold.nii.gz"],
+    })
+    write_bytes(base / f"{stem}_desc-brain_mask.nii.gz",
+                nifti_bytes(mask, affine, dtype=np.uint8, zooms=zooms))
+    write_json(base / f"{stem}_desc-brain_mask.json", {"Type": "Brain", "RawSources": []})
+    conf_text = conf.to_csv(sep="\t", index=False, na_rep="n/a", float_format="%.8g",
+                            lineterminator="\n")
+    write_bytes(base / f"{sub}_task-{TASK}_desc-confounds_timeseries.tsv",
+                conf_text.encode("utf-8"))
+    write_json(base / f"{sub}_task-{TASK}_desc-confounds_timeseries.json", {
+        c: {"Description": "simulated fMRIPrep-style confound"} for c in conf.columns
+    })
+    keep = ("networks", "site_shift_z", "intensity_scale", "spike_volumes", "mean_fd",
+            "amplitude")
+    return {k: truth[k] for k in keep} | {"_regions": truth["regions"], "_n_vox": truth["n_vox"]}
+
+
+def simulate_cohort(
+    out_dir: str | os.PathLike[str],
+    n_subjects: int = 24,
+    n_sites: int = 2,
+    seed: int = 0,
+    resolution: int = 3,
+    modalities: Sequence[str] = ("anat", "func", "pet"),
+    n_volumes: int = 120,
+    tr: float = 2.0,
+    effects: SimulationEffects | None = None,
+    site_effects: bool = True,
+    dynamic_pet: bool = False,
+    verbose: bool = False,
+) -> Path:
+    """Write a seeded BIDS cohort with planted group and site effects.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        Dataset root; created if missing. A non-empty folder is refused unless it holds a
+        previous simulation (``ground_truth.json``), whose files are then overwritten.
+    n_subjects : int
+        Number of participants (>= 2); groups ADHD/TD are balanced within each site.
+    n_sites : int
+        Number of sites (1..n_subjects).
+    seed : int
+        Master seed: the same seed gives byte-identical TSV/JSON and identical images.
+    resolution : {2, 3}
+        Grid of every image (MNI152, the atlas grid), in mm.
+    modalities : sequence of {"anat", "func", "pet"}
+        What to simulate.
+    n_volumes : int
+        BOLD volumes per run.
+    tr : float
+        BOLD repetition time in seconds.
+    effects : SimulationEffects or None
+        Planted effects and noise levels (defaults if None).
+    site_effects : bool
+        If false, every site has identity scales and zero shifts.
+    dynamic_pet : bool
+        Also write a 4D dynamic [18F]FE-PE2I PET series from the SRTM.
+    verbose : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    pathlib.Path
+        The dataset root.
+
+    Raises
+    ------
+    InputError
+        On an invalid argument or a non-empty foreign ``out_dir``.
+    """
+    from danemap.atlas import load_atlas
+
+    eff = SimulationEffects() if effects is None else effects
+    if not isinstance(eff, SimulationEffects):
+        raise InputError(
+            f"effects: expected a SimulationEffects, found {type(eff).__name__}"
+        )
+    res = check_resolution(resolution)
+    out, mods = _check_args(out_dir, n_subjects, n_sites, modalities, n_volumes, tr)
+    out.mkdir(parents=True, exist_ok=True)
+    atlas = load_atlas(res)
+    rows, pheno = _participants(int(n_subjects), int(n_sites), int(seed))
+    sites = _sites(int(n_sites), int(seed), eff, site_effects)
+
+    write_json(out / "dataset_description.json", _description("danemap simulated cohort", False))
+    write_bytes(out / "README", (
+        b"Synthetic ADHD cohort written by danemap.simulate. Every planted effect and every\n"
+        b"participant's true values are in ground_truth.json. Not real data.\n"))
+    write_bytes(out / "participants.tsv", _tsv(rows).encode("utf-8"))
+    write_json(out / "participants.json", PARTICIPANTS_JSON)
+    if "func" in mods:
+        write_json(out / "derivatives" / "fmriprep" / "dataset_description.json",
+                   _description("fMRIPrep-style derivatives (simulated)", True))
+
+    per: dict[str, Any] = {}
+    mod_truth: dict[str, Any] = {}
+    for idx, row in enumerate(progress(rows, "Simulating participants", verbose=verbose)):
+        sub = row["participant_id"]
+        site = sites[row["site"]]
+        entry: dict[str, Any] = {"group": row["group"], "site": row["site"]}
+        if "func" in mods:
+            ft = _func_subject(out, sub, row, site, atlas, idx, int(seed), int(n_volumes),
+                               float(tr), res, eff)
+            mod_truth.setdefault("func", {"regions": ft.pop("_regions"),
+                                          "n_vox": ft.pop("_n_vox")})
+            ft.pop("_regions", None)
+            ft.pop("_n_vox", None)
+            entry["func"] = ft
+        if "pet" in mods:
+            from danemap.simulate._pet import pet_subject
+
+            entry["pet"] = pet_subject(out, sub, row, site, atlas, idx, int(seed), eff,
+                                       dynamic_pet)
+        if "anat" in mods:
+            from danemap.simulate._anat import anat_subject
+
+            entry["anat"] = anat_subject(out, sub, row, site, atlas, idx, int(seed), res, eff)
+        per[sub] = entry
+        log.debug("simulated %s", sub)
+
+    truth: dict[str, Any] = {
+        "generator": {"name": "danemap.simulate", "version": __version__},
+        "parameters": {
+            "n_subjects": int(n_subjects), "n_sites": int(n_sites), "seed": int(seed),
+            "resolution": res, "modalities": list(mods), "n_volumes": int(n_volumes),
+            "tr": float(tr), "site_effects": bool(site_effects), "dynamic_pet": bool(dynamic_pet),
+            "space": SPACE,
+        },
+        "effects": eff.to_dict(),
+        "phenotype": pheno,
+        "sites": sites,
+    }
+    if "func" in mods:
+        truth["functional"] = _func_summary(per, mod_truth["func"], eff)
+    if "pet" in mods:
+        from danemap.simulate._pet import pet_summary
+
+        truth["pet"] = pet_summary(per, eff, atlas, dynamic_pet)
+    if "anat" in mods:
+        from danemap.simulate._anat import anat_summary
+
+        truth["structural"] = anat_summary(per, eff)
+    truth["participants"] = per
+    write_bytes(out / "ground_truth.json", json_text(to_jsonable(truth)).encode("utf-8"))
+    log.info("simulated cohort written to %s", out)
+    return out
+
+
+def _group_mean(per: dict[str, Any], fn: Any) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for grp in ("TD", "ADHD"):
+        vals = [fn(p) for p in per.values() if p["group"] == grp]
+        vals = [v for v in vals if v is not None]
+        out[grp] = float(np.mean(vals)) if vals else None
+    return out
+
+
+def _func_summary(per: dict[str, Any], shared: dict[str, Any],
+                  eff: SimulationEffects) -> dict[str, Any]:
+    nets = sorted(next(iter(per.values()))["func"]["networks"])
+    shifts = {"frontostriatal": eff.fc_frontostriatal_z, "lc_pfc": eff.fc_lc_pfc_z}
+    summary: dict[str, Any] = {}
+    for net in nets:
+        means = _group_mean(per, lambda p, n=net: p["func"]["networks"][n]["expected_score_z"])
+        shift = shifts.get(net, 0.0)
+        sd = eff.fc_subject_sd_z
+        summary[net] = {
+            "group_shift_latent_z": shift,
+            "cohens_d_latent": shift / sd if sd > 0 else None,
+            "expected_score_z_group_mean": means,
+        }
+    return {
+        "regions": shared["regions"],
+        "n_vox": shared["n_vox"],
+        "model": ("latent region signals with correlation C (Cholesky of C on white sources, "
+                  "one AR(1) filter); voxel = region signal + sqrt(noise_var) * filtered noise"),
+        "expected_roi_corr_formula": "rho_ab = c_ab / sqrt((1 + noise_var/n_a)(1 + noise_var/n_b))",
+        "expected_score": "mean over the network's edges of arctanh(rho_ab)",
+        "valid_after": ("regressing the 24 motion parameters + white_matter + csf (with an "
+                        "intercept) or any linear filter applied to every voxel; NOT after "
+                        "global signal regression"),
+        "cohens_d_note": ("d relative to the between-subject SD of the latent network shift; "
+                          "the measured d is smaller because of estimation noise"),
+        "noise_var": eff.fc_noise_var,
+        "ar1": eff.fc_ar1,
+        "networks": summary,
+    }
