@@ -1,0 +1,252 @@
+"""Streaming extraction of atlas voxels and region means, and the ALFF kernel.
+
+The BOLD file is decompressed (``isal``) a few volumes at a time straight into a reused
+buffer; from each block only the atlas voxels are gathered (sorted by region), so the
+full 4D array is never materialised. Region means are one ``np.add.reduceat`` over the
+gathered ``(T, N_atlas)`` matrix, accumulated in float64. Integer data with
+``scl_slope``/``scl_inter`` are gathered raw (exact in float32) and scaled afterwards,
+which is exact because means and ALFF are linear in the data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from danemap.errors import InputError
+
+__all__: list[str] = []
+
+_BLOCK_BYTES = 32 * 2**20
+
+
+@dataclass
+class AtlasVoxels:
+    """Atlas voxel time series gathered from one run, sorted by region."""
+
+    data: np.ndarray  # (T, N) float32/float64, raw units (before slope/inter)
+    starts: np.ndarray  # (R,) offset of each region's first column (len N if empty)
+    counts: np.ndarray  # (R,) voxels per region
+    slope: float
+    inter: float
+
+    def region_means(self) -> np.ndarray:
+        """Region mean time series ``(T, R)`` in float64, NaN columns for empty regions."""
+        n_t = self.data.shape[0]
+        out = np.full((n_t, self.counts.size), np.nan)
+        nz = self.counts > 0
+        if nz.any():
+            sums = np.add.reduceat(self.data, self.starts[nz], axis=1, dtype=np.float64)
+            out[:, nz] = sums / self.counts[nz]
+            if self.slope != 1.0 or self.inter != 0.0:
+                out[:, nz] = out[:, nz] * self.slope + self.inter
+        return out
+
+
+def voxel_order(labels: np.ndarray, region_labels: np.ndarray,
+                mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flat (Fortran-order) voxel indices sorted by region, region starts and counts.
+
+    Parameters
+    ----------
+    labels : ndarray (X, Y, Z) of int
+        Label image on the BOLD grid.
+    region_labels : ndarray (R,) of int
+        Label value of each region, in output order.
+    mask : ndarray (X, Y, Z) of bool or None
+        Brain mask; voxels outside are ignored.
+    """
+    flat = np.asarray(labels).ravel(order="F").astype(np.int64)
+    if mask is not None:
+        flat = np.where(np.asarray(mask).ravel(order="F") != 0, flat, 0)
+    lut = np.full(max(int(flat.max(initial=0)), int(region_labels.max(initial=0))) + 1, -1,
+                  dtype=np.int64)
+    lut[region_labels] = np.arange(region_labels.size)
+    lut[0] = -1
+    pos = lut[flat]
+    sel = np.flatnonzero(pos >= 0)
+    order = sel[np.argsort(pos[sel], kind="stable")]
+    counts = np.bincount(pos[sel], minlength=region_labels.size).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
+    return order.astype(np.intp), starts, counts
+
+
+def _work_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    exact32 = (dtype.kind in "iu" and dtype.itemsize <= 2) or dtype == np.float32
+    return np.dtype(np.float32) if exact32 else np.dtype(np.float64)
+
+
+def gather_from_array(data: np.ndarray, order: np.ndarray, starts: np.ndarray,
+                      counts: np.ndarray, slope: float = 1.0,
+                      inter: float = 0.0) -> AtlasVoxels:
+    """Gather atlas voxels from an in-memory 4D array."""
+    n_t = data.shape[3]
+    flat = data.reshape(-1, n_t, order="F")
+    work = _work_dtype(data.dtype)
+    out = np.empty((n_t, order.size), dtype=work)
+    step = max(1, _BLOCK_BYTES // max(1, flat.shape[0] * data.dtype.itemsize))
+    for t0 in range(0, n_t, step):
+        t1 = min(n_t, t0 + step)
+        out[t0:t1] = flat[order, t0:t1].T
+    return AtlasVoxels(out, starts, counts, slope, inter)
+
+
+def gather_from_file(path: str | os.PathLike[str], header: Any, order: np.ndarray,
+                     starts: np.ndarray, counts: np.ndarray) -> AtlasVoxels:
+    """Stream a ``.nii``/``.nii.gz`` file and gather atlas voxels block by block.
+
+    Parameters
+    ----------
+    path : path-like
+        The 4D NIfTI file (single file, header already validated).
+    header : nibabel.Nifti1Header
+        Its header (shape, dtype with byte order, ``vox_offset``, scaling).
+    order, starts, counts : ndarray
+        From :func:`voxel_order`.
+    """
+    p = Path(path)
+    shape = tuple(int(s) for s in header.get_data_shape())
+    n_vox = int(np.prod(shape[:3]))
+    n_t = int(np.prod(shape[3:])) if len(shape) > 3 else 1
+    dtype = header.get_data_dtype()
+    slope, inter = header.get_slope_inter()
+    slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
+    inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+    vox_offset = int(header["vox_offset"])
+    vol_bytes = n_vox * dtype.itemsize
+    step = max(1, min(n_t, _BLOCK_BYTES // vol_bytes))
+    buf = bytearray(step * vol_bytes)
+    mv = memoryview(buf)
+    work = _work_dtype(dtype.newbyteorder("="))
+    out = np.empty((n_t, order.size), dtype=work)
+    with open(p, "rb") as raw:
+        magic = raw.read(2)
+        raw.seek(0)
+        if magic == b"\x1f\x8b":
+            from isal import igzip
+
+            stream: Any = igzip.IGzipFile(fileobj=raw, mode="rb")
+        else:
+            stream = raw
+        try:
+            stream.seek(vox_offset) if stream is raw else _skip(stream, vox_offset)
+            t0 = 0
+            while t0 < n_t:
+                k = min(step, n_t - t0)
+                need = k * vol_bytes
+                got = _readinto_full(stream, mv[:need])
+                if got < need:
+                    raise InputError(
+                        f"{p.name}: file is truncated: volume {t0 + got // vol_bytes} of "
+                        f"{n_t} is incomplete ({got} of {need} bytes read)"
+                    )
+                block = np.frombuffer(buf, dtype=dtype, count=k * n_vox).reshape(k, n_vox)
+                out[t0:t0 + k] = block[:, order]
+                t0 += k
+        except (OSError, EOFError, ValueError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(f"{p.name}: corrupt or truncated data ({exc})") from exc
+        finally:
+            if stream is not raw:
+                stream.close()
+    return AtlasVoxels(out, starts, counts, slope, inter)
+
+
+def _skip(stream: Any, n: int) -> None:
+    left = n
+    while left > 0:
+        chunk = stream.read(min(left, 2**20))
+        if not chunk:
+            raise InputError("file is truncated before the voxel data (vox_offset)")
+        left -= len(chunk)
+
+
+def _readinto_full(stream: Any, view: memoryview) -> int:
+    got = 0
+    total = len(view)
+    while got < total:
+        n = stream.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+# --------------------------------------------------------------------------- ALFF
+def alff_band_indices(n_fft: int, tr: float, band: tuple[float, float]) -> tuple[int, int]:
+    """0-based inclusive rfft bin range of ``band`` (DPARSF/REST index convention)."""
+    fs = 1.0 / tr
+    lo, hi = band
+    i_lo = n_fft // 2 if lo >= fs / 2 else int(np.ceil(lo * n_fft * tr))
+    i_hi = n_fft // 2 if (hi >= fs / 2 or hi == 0) else int(np.floor(hi * n_fft * tr))
+    return i_lo, i_hi
+
+
+def voxel_alff(x: np.ndarray, tr: float, basis: np.ndarray | None,
+               band: tuple[float, float] = (0.01, 0.08),
+               block: int = 8192) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Voxelwise ALFF and fALFF, DPARSF/REST convention.
+
+    Each time series is residualised (``x - U U.T x``: detrend and confound regression,
+    no band-pass, no censoring), zero-padded to the next power of two ``P``, and its
+    one-sided amplitude spectrum ``2 |FFT| / T`` is taken. ALFF is the mean amplitude
+    over the ``band`` bins; fALFF is the sum over the band divided by the sum over all
+    bins but DC (``1 .. P/2``).
+
+    Parameters
+    ----------
+    x : ndarray (T, N)
+        Voxel time series.
+    tr : float
+        Repetition time (s).
+    basis : ndarray (T, r) or None
+        Orthonormal nuisance basis ``U`` (None: only remove the mean).
+    band : (float, float)
+        Frequency band in Hz.
+    block : int
+        Voxels per FFT block.
+
+    Returns
+    -------
+    alff, falff : ndarray (N,)
+        fALFF is NaN for constant voxels.
+    constant : ndarray (N,) of bool
+        Voxels without any variation (excluded from region averages).
+    """
+    n_t, n = x.shape
+    n_fft = 1 << max(0, int(np.ceil(np.log2(n_t))))
+    i_lo, i_hi = alff_band_indices(n_fft, tr, band)
+    if i_hi < i_lo:
+        raise InputError(
+            f"ALFF band {band} Hz holds no frequency bin for T={n_t}, TR={tr} s"
+        )
+    alff = np.empty(n)
+    falff = np.empty(n)
+    constant = np.empty(n, dtype=bool)
+    u = None if basis is None else basis.astype(x.dtype, copy=False)
+    pad = np.zeros((n_fft, min(block, n)), dtype=x.dtype)
+    for b0 in range(0, n, block):
+        b1 = min(n, b0 + block)
+        xb = x[:, b0:b1]
+        if u is None:
+            r = xb - xb.mean(axis=0)
+        else:
+            r = xb - u @ (u.T @ xb)
+        w = b1 - b0
+        constant[b0:b1] = np.ptp(xb, axis=0) == 0
+        pad[:n_t, :w] = r
+        amp = np.abs(np.fft.rfft(pad[:, :w], axis=0))
+        amp *= 2.0 / n_t
+        band_sum = amp[i_lo:i_hi + 1].sum(axis=0, dtype=np.float64)
+        total = amp[1:n_fft // 2 + 1].sum(axis=0, dtype=np.float64)
+        alff[b0:b1] = band_sum / (i_hi - i_lo + 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            falff[b0:b1] = np.where(total > 0, band_sum / total, np.nan)
+    alff[constant] = 0.0
+    falff[constant] = np.nan
+    return alff, falff, constant

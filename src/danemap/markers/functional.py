@@ -1,0 +1,784 @@
+"""Resting-state functional markers: denoised ROI time series, connectivity, ALFF, networks.
+
+Pipeline of :func:`process_run` (one BOLD run):
+
+1. **TR** from the explicit ``tr=`` argument, else the JSON sidecar ``RepetitionTime``
+   and the NIfTI header (``pixdim[4]`` with its time unit); when both exist and differ
+   by more than 1 ms, or neither gives a TR, an :class:`~danemap.errors.InputError`
+   names both values and files.
+2. **Confounds** from the fMRIPrep table, selected like nilearn's
+   ``load_confounds_strategy`` (``simple``, ``scrubbing``, ``compcor``) or a user list
+   (``custom``), with motion QC (mean FD, % volumes flagged/scrubbed, exclusion flag
+   against ``max_mean_fd`` and ``max_scrubbed_pct``). See ``_func_confounds``.
+3. **Extraction**: the atlas is resampled to the BOLD grid (nearest neighbour; rows never
+   disappear; intersected with ``mask`` when given); the file is decompressed with isal a
+   few volumes at a time and only atlas voxels are kept. Region means equal
+   ``NiftiLabelsMasker(strategy="mean")``; empty regions are NaN columns.
+4. **Denoising** as one linear operator ``L`` (interpolation of censored volumes,
+   detrend, Butterworth band-pass, censoring, confound regression; nilearn
+   ``signal.clean`` order and numbers) applied once to the region series: cleaning is
+   linear, so mean-then-clean equals clean-then-mean.
+5. **Connectivity**: correlation and partial correlation from the *empirical*
+   covariance (``sklearn.covariance.EmpiricalCovariance``, maximum likelihood, divisor
+   ``T``), equal to nilearn ``ConnectivityMeasure`` with that estimator. Tangent space
+   needs a group reference and is computed in :func:`collect_functional_group`.
+6. **Network scores**: mean Fisher z (``arctanh r``) over the atlas network edges
+   (``frontostriatal``, ``lc_pfc``, ``mesolimbic``, ``nigrostriatal``).
+   *Small regions*: every region with at least one voxel is used (the LC has 1-2 voxels
+   at 3 mm, 3-5 at 2 mm); the table records each region's voxel count, the smallest
+   count, and regions below 5 voxels as ``small_regions``. Edges touching an empty region
+   are dropped, listed in ``dropped_edges`` and logged; a network without usable edge has
+   a NaN score.
+7. **ALFF / fALFF** (DPARSF/REST convention): for every atlas voxel, residualise
+   (detrend + the same confounds, no band-pass, no censoring), zero-pad to the next power
+   of two, amplitude ``2|FFT|/T``; ALFF = mean amplitude over 0.01-0.08 Hz, fALFF = band
+   sum / sum over all non-DC bins; the region value is the mean over its non-constant
+   voxels. ALFF is in the units of the BOLD data (like the ADHD-200 table
+   ``alff_aal116.tsv``, whose site scales differ 10-fold, so it is raw ALFF, not mALFF);
+   ``malff`` divides by the mean ALFF over all atlas voxels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from danemap._utils.logging import get_logger
+from danemap.config import FunctionalConfig
+from danemap.errors import InputError
+from danemap.markers._func_clean import cleaning_operator, residual_basis
+from danemap.markers._func_confounds import (
+    ConfoundSelection,
+    read_confounds,
+    read_confounds_json,
+    select_confounds,
+)
+from danemap.markers._func_connectivity import (
+    SMALL_REGION_VOXELS,
+    connectivity,
+    fisher_z,
+    network_scores,
+    vectorise,
+)
+from danemap.markers._func_extract import (
+    AtlasVoxels,
+    gather_from_array,
+    gather_from_file,
+    voxel_alff,
+    voxel_order,
+)
+
+__all__ = [
+    "ALFF_BAND",
+    "FunctionalResult",
+    "bipartite_edges",
+    "collect_functional_group",
+    "process_run",
+    "process_timeseries",
+    "resolve_tr",
+    "write_run",
+]
+
+log = get_logger("markers.functional")
+
+#: ALFF frequency band in Hz (Zang et al. 2007; DPARSF default).
+ALFF_BAND = (0.01, 0.08)
+#: Per-participant connectivity kinds written (``desc-<kind>``) and their nilearn names.
+KINDS = {"corr": "correlation", "partialcorr": "partial correlation"}
+TR_TOLERANCE = 1e-3
+
+
+@dataclass
+class FunctionalResult:
+    """Everything :func:`process_run` / :func:`process_timeseries` compute for one run.
+
+    Attributes
+    ----------
+    timeseries : pandas.DataFrame
+        Denoised region time series, kept volumes only (``volume`` index), one column per
+        region (NaN for empty regions).
+    connectivity : dict of str to pandas.DataFrame
+        ``{"corr": r, "partialcorr": partial r}``, square, labelled by region name.
+    networks : pandas.DataFrame
+        One row per network: ``mean_z``, ``mean_r``, edge and voxel counts.
+    alff : pandas.DataFrame or None
+        Per region ``alff``, ``falff``, ``malff``, ``n_voxels``; None without a voxel
+        input (precomputed time series) or without TR.
+    qc : dict
+        Motion QC (mean FD, % flagged/scrubbed, exclusion flag and reasons).
+    regions : pandas.DataFrame
+        ``name``, ``n_voxels``, ``empty`` for every atlas region (input order).
+    tr : float or None
+        Repetition time used (s).
+    meta : dict
+        Processing description written to the JSON sidecars.
+    """
+
+    timeseries: pd.DataFrame
+    connectivity: dict[str, pd.DataFrame]
+    networks: pd.DataFrame
+    alff: pd.DataFrame | None
+    qc: dict[str, Any]
+    regions: pd.DataFrame
+    tr: float | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- helpers
+def bipartite_edges(a: Sequence[str], b: Sequence[str]) -> list[tuple[str, str]]:
+    """Every pair between two lists of regions (e.g. striatum x prefrontal).
+
+    Parameters
+    ----------
+    a, b : sequence of str
+        Region (column) names.
+
+    Returns
+    -------
+    list of (str, str)
+        ``[(x, y) for x in a for y in b if x != y]``, usable as a ``networks`` entry.
+    """
+    return [(x, y) for x in a for y in b if x != y]
+
+
+def _sidecar_for(bold: Any) -> Path | None:
+    if not isinstance(bold, str | os.PathLike):
+        return None
+    p = Path(bold)
+    for ext in (".nii.gz", ".nii"):
+        if p.name.endswith(ext):
+            return p.with_name(p.name[: -len(ext)] + ".json")
+    return None
+
+
+def resolve_tr(header: Any, sidecar: str | os.PathLike[str] | Mapping[str, Any] | None,
+               tr: float | None = None, bold_name: str = "BOLD image") -> float:
+    """Repetition time in seconds from the argument, the JSON sidecar and the header.
+
+    Parameters
+    ----------
+    header : nibabel header or None
+        The BOLD header (``pixdim[4]`` and ``xyzt_units``).
+    sidecar : path, mapping or None
+        The BOLD JSON sidecar (``RepetitionTime`` in seconds); a missing file is ignored.
+    tr : float or None
+        Explicit TR; wins over the files (a disagreement is logged).
+    bold_name : str
+        Name of the BOLD file for messages.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    InputError
+        When the sidecar and header disagree by more than 1 ms, a value is not positive,
+        or no TR is found.
+    """
+    side_tr: float | None = None
+    side_name = "no sidecar"
+    if isinstance(sidecar, Mapping):
+        meta: Any = sidecar
+        side_name = "sidecar (mapping)"
+    elif sidecar is not None and Path(sidecar).is_file():
+        side_name = str(sidecar)
+        try:
+            meta = json.loads(Path(sidecar).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{sidecar}: not valid JSON ({exc})") from exc
+    else:
+        meta = {}
+        if sidecar is not None:
+            side_name = f"{sidecar} (missing)"
+    if isinstance(meta, Mapping) and "RepetitionTime" in meta:
+        try:
+            side_tr = float(meta["RepetitionTime"])
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"{side_name}: 'RepetitionTime' must be a number of seconds, "
+                f"found {meta['RepetitionTime']!r}"
+            ) from exc
+        if not np.isfinite(side_tr) or side_tr <= 0:
+            raise InputError(f"{side_name}: 'RepetitionTime' must be > 0, found {side_tr}")
+    head_tr: float | None = None
+    if header is not None:
+        zooms = header.get_zooms()
+        if len(zooms) > 3 and float(zooms[3]) > 0:
+            unit = header.get_xyzt_units()[1]
+            scale = {"msec": 1e-3, "usec": 1e-6}.get(unit, 1.0)
+            head_tr = float(zooms[3]) * scale
+    if tr is not None:
+        if not np.isfinite(tr) or tr <= 0:
+            raise InputError(f"tr: expected a positive number of seconds, found {tr}")
+        for name, val in ((side_name, side_tr), (f"{bold_name} header pixdim[4]", head_tr)):
+            if val is not None and abs(val - tr) > TR_TOLERANCE:
+                log.warning("tr=%s given explicitly overrides %s (%s s)", tr, name, val)
+        return float(tr)
+    if side_tr is not None and head_tr is not None and abs(side_tr - head_tr) > TR_TOLERANCE:
+        raise InputError(
+            f"repetition time disagrees: {side_name} RepetitionTime={side_tr} s but "
+            f"{bold_name} header pixdim[4]={head_tr} s; fix one or pass tr="
+        )
+    if side_tr is not None:
+        return side_tr
+    if head_tr is not None:
+        return head_tr
+    raise InputError(
+        f"no repetition time: {side_name} has no RepetitionTime and {bold_name} header "
+        "pixdim[4] is 0; pass tr= (seconds)"
+    )
+
+
+def _load_header(bold: Any) -> tuple[Any, str]:
+    if isinstance(bold, str | os.PathLike):
+        from danemap.io import load_nifti_header
+
+        return load_nifti_header(bold, expect_ndim=4), Path(bold).name
+    if hasattr(bold, "header") and hasattr(bold, "dataobj"):
+        if len(bold.shape) != 4:
+            raise InputError(f"bold: expected a 4D image, found shape {bold.shape}")
+        return bold.header, "bold image"
+    raise InputError(
+        f"bold: expected a path to a 4D .nii[.gz] or a nibabel image, found {type(bold).__name__}"
+    )
+
+
+def _grid(header: Any) -> tuple[tuple[int, int, int], np.ndarray]:
+    shape = tuple(int(s) for s in header.get_data_shape()[:3])
+    return (shape[0], shape[1], shape[2]), np.asarray(header.get_best_affine(), dtype=float)
+
+
+def _mask_array(mask: Any, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray | None:
+    if mask is None:
+        return None
+    import nibabel as nib
+
+    img: Any = nib.load(mask) if isinstance(mask, str | os.PathLike) else mask
+    data = np.asarray(img.dataobj)
+    if data.shape[:3] != shape or not np.allclose(img.affine, affine, atol=1e-3):
+        import nibabel.processing as nproc
+
+        img = nproc.resample_from_to(img, (shape, affine), order=0)
+        data = np.asarray(img.dataobj)
+    return data.reshape(shape) != 0
+
+
+def _confounds_frame(confounds: Any) -> tuple[pd.DataFrame | None, dict[str, Any] | None, str]:
+    if confounds is None:
+        return None, None, "no confounds"
+    if isinstance(confounds, pd.DataFrame):
+        return confounds.astype(np.float64), None, "confounds (DataFrame)"
+    if isinstance(confounds, str | os.PathLike):
+        return read_confounds(confounds), read_confounds_json(confounds), str(confounds)
+    raise InputError(
+        f"confounds: expected a TSV path or a DataFrame, found {type(confounds).__name__}"
+    )
+
+
+def _check_cfg(config: FunctionalConfig | None) -> FunctionalConfig:
+    cfg = FunctionalConfig() if config is None else config
+    bad = [k for k in cfg.connectivity if k not in ("correlation", "partial correlation",
+                                                     "tangent")]
+    if bad:
+        raise InputError(
+            f"functional.connectivity: expected kinds among 'correlation', 'partial "
+            f"correlation', 'tangent'; found {bad}"
+        )
+    return cfg
+
+
+# --------------------------------------------------------------------------- core
+def _finish(raw: np.ndarray, names: list[str], n_voxels: np.ndarray | None,
+            selection: ConfoundSelection | None, cfg: FunctionalConfig, tr: float | None,
+            networks: Mapping[str, Sequence[tuple[str, str]]],
+            voxels: AtlasVoxels | None, meta: dict[str, Any]) -> FunctionalResult:
+    n_t = raw.shape[0]
+    conf = None if selection is None else selection.confounds.to_numpy()
+    if conf is not None and conf.shape[0] != n_t:
+        raise InputError(
+            f"{meta.get('confounds_source', 'confounds')}: has {conf.shape[0]} rows but the "
+            f"BOLD data have {n_t} volumes"
+        )
+    sample_mask = None if selection is None else selection.sample_mask
+    op = cleaning_operator(n_t, conf, sample_mask, tr, cfg.detrend, cfg.high_pass,
+                           cfg.low_pass)
+    good = np.isfinite(raw).all(axis=0)
+    clean = np.full((op.shape[0], raw.shape[1]), np.nan)
+    clean[:, good] = op @ raw[:, good]
+    kept = np.arange(n_t) if sample_mask is None else np.asarray(sample_mask)
+    # nilearn drops censored head/tail volumes it cannot interpolate
+    kept = kept[kept.size - op.shape[0]:] if op.shape[0] < kept.size else kept
+    ts = pd.DataFrame(clean, columns=names, index=pd.Index(kept, name="volume"))
+
+    corr, part = connectivity(clean)
+    conn = {"corr": pd.DataFrame(corr, index=names, columns=names),
+            "partialcorr": pd.DataFrame(part, index=names, columns=names)}
+    nets = network_scores(corr, names, None if n_voxels is None else n_voxels.tolist(),
+                          networks)
+
+    alff_df = None
+    if voxels is not None and tr is not None:
+        op_a = cleaning_operator(n_t, conf, None, tr, cfg.detrend, None, None)
+        basis = residual_basis(op_a)
+        if basis is None:  # pragma: no cover - detrend+regression is always a projection
+            raise InputError("ALFF: nuisance operator is not a projection")
+        a, f, const = voxel_alff(voxels.data, tr, basis, ALFF_BAND)
+        a *= abs(voxels.slope)
+        keep = ~const
+        counts = voxels.counts
+        alff_r = np.full(counts.size, np.nan)
+        falff_r = np.full(counts.size, np.nan)
+        nvox_alff = np.zeros(counts.size, dtype=np.int64)
+        for i, (s, c) in enumerate(zip(voxels.starts, counts, strict=True)):
+            k = keep[s:s + c]
+            nvox_alff[i] = int(k.sum())
+            if nvox_alff[i]:
+                alff_r[i] = float(a[s:s + c][k].mean())
+                falff_r[i] = float(np.nanmean(f[s:s + c][k]))
+        global_mean = float(a[keep].mean()) if keep.any() else float("nan")
+        alff_df = pd.DataFrame({
+            "region": names, "alff": alff_r, "falff": falff_r,
+            "malff": alff_r / global_mean if global_mean > 0 else np.nan,
+            "n_voxels": nvox_alff,
+        })
+        meta["alff"] = {
+            "band_hz": list(ALFF_BAND), "convention": "DPARSF/REST: mean of 2|FFT|/T over "
+            "band after detrend + confound regression, zero-padded to a power of 2",
+            "malff_reference": "mean ALFF over all non-constant atlas voxels",
+            "region_value": "mean of voxelwise values over the region's non-constant voxels",
+        }
+    qc = {} if selection is None else dict(selection.qc)
+    qc["n_volumes_analysed"] = int(op.shape[0])
+    regions = pd.DataFrame({
+        "name": names,
+        "n_voxels": n_voxels if n_voxels is not None else np.full(len(names), -1),
+        "empty": ~good,
+    })
+    meta.update({
+        "RepetitionTime": tr,
+        "Denoising": {
+            "strategy": cfg.strategy if selection is not None else "none",
+            "confounds": qc.get("confounds", []),
+            "detrend": cfg.detrend,
+            "high_pass_hz": cfg.high_pass if cfg.high_pass and cfg.high_pass > 0 else None,
+            "low_pass_hz": cfg.low_pass if cfg.low_pass and cfg.low_pass > 0 else None,
+            "filter": "butterworth order 5, zero-phase (nilearn.signal.clean)",
+            "censoring": "scrubbed volumes interpolated before filtering, then removed "
+                         "(nilearn sample_mask semantics)",
+            "kept_volumes": kept.tolist(),
+        },
+        "CovarianceEstimator": "EmpiricalCovariance (maximum likelihood, divisor T)",
+        "NetworkScore": "mean Fisher z (arctanh r) over network edges with both regions "
+                        "non-empty; edges touching empty regions are dropped and listed; "
+                        f"regions under {SMALL_REGION_VOXELS} voxels are listed as small",
+        "EmptyRegions": [n for n, g in zip(names, good, strict=True) if not g],
+    })
+    return FunctionalResult(ts, conn, nets, alff_df, qc, regions, tr, meta)
+
+
+def process_run(bold: Any, confounds: Any, atlas: Any,
+                config: FunctionalConfig | None = None, mask: Any = None,
+                tr: float | None = None,
+                sidecar: str | os.PathLike[str] | Mapping[str, Any] | None = None
+                ) -> FunctionalResult:
+    """Denoise one BOLD run and compute every functional marker.
+
+    Parameters
+    ----------
+    bold : path or nibabel.Nifti1Image
+        4D BOLD in the atlas space (fMRIPrep ``*_desc-preproc_bold.nii.gz``).
+    confounds : path, pandas.DataFrame or None
+        fMRIPrep ``*_desc-confounds_timeseries.tsv`` (its JSON sidecar is read for
+        CompCor masks) or a table; None: no confound regression and no motion QC.
+    atlas : danemap.atlas.Atlas
+        Regions and networks; resampled to the BOLD grid (nearest neighbour).
+    config : FunctionalConfig, optional
+        Strategy, filter, scrubbing and QC settings (default ``FunctionalConfig()``).
+    mask : path or image, optional
+        Brain mask; atlas voxels outside it are ignored (like ``NiftiLabelsMasker``).
+    tr : float, optional
+        Explicit repetition time in seconds, overriding the files.
+    sidecar : path or mapping, optional
+        BOLD JSON sidecar; default: the ``.json`` next to ``bold``.
+
+    Returns
+    -------
+    FunctionalResult
+
+    Raises
+    ------
+    InputError
+        Unreadable inputs, TR disagreement or absence, missing confound columns, confound
+        rows not matching the volumes, every volume censored.
+    """
+    cfg = _check_cfg(config)
+    header, bold_name = _load_header(bold)
+    shape, affine = _grid(header)
+    if sidecar is None:
+        sidecar = _sidecar_for(bold)
+    tr_used = resolve_tr(header, sidecar, tr, bold_name)
+    n_t = int(header.get_data_shape()[3])
+
+    df, cmeta, csource = _confounds_frame(confounds)
+    selection = None
+    if df is not None:
+        if len(df) != n_t:
+            raise InputError(
+                f"{csource}: has {len(df)} rows but {bold_name} has {n_t} volumes"
+            )
+        selection = select_confounds(df, cfg, cmeta, csource)
+
+    res_atlas = atlas.resample_to((shape, affine))
+    labels = np.asarray(res_atlas.img.dataobj)
+    mask_arr = _mask_array(mask, shape, affine)
+    order, starts, counts = voxel_order(labels, res_atlas.labels, mask_arr)
+    if isinstance(bold, str | os.PathLike):
+        voxels = gather_from_file(bold, header, order, starts, counts)
+    else:
+        arr = np.asanyarray(bold.dataobj)
+        voxels = gather_from_array(arr, order, starts, counts)
+    raw = voxels.region_means()
+    names = [str(n) for n in res_atlas.names]
+    meta: dict[str, Any] = {"Sources": [str(bold) if not hasattr(bold, "dataobj")
+                                        else "in-memory image", csource],
+                            "confounds_source": csource}
+    return _finish(raw, names, counts, selection, cfg, tr_used, res_atlas.networks, voxels,
+                   meta)
+
+
+def process_timeseries(timeseries: pd.DataFrame, tr: float | None = None,
+                       confounds: pd.DataFrame | Sequence[str] | None = None,
+                       config: FunctionalConfig | None = None,
+                       networks: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+                       n_voxels: Mapping[str, int] | None = None,
+                       sample_mask: np.ndarray | None = None) -> FunctionalResult:
+    """Compute connectivity and network scores from precomputed ROI time series.
+
+    The confounds are used as given (no strategy selection, no motion QC). When ``tr`` is
+    None the band-pass filter cannot be built: pass ``tr`` or disable filtering with
+    ``FunctionalConfig(high_pass=0, low_pass=0)``; ALFF is not computed (it needs
+    voxels).
+
+    Parameters
+    ----------
+    timeseries : pandas.DataFrame
+        Volumes x regions (column names are region names).
+    tr : float or None
+        Repetition time in seconds.
+    confounds : DataFrame or sequence of str, optional
+        Confound regressors (one row per volume), or names of columns of
+        ``timeseries`` to use as confounds (they are removed from the regions).
+    config : FunctionalConfig, optional
+        ``detrend``, ``high_pass``, ``low_pass`` are used.
+    networks : mapping, optional
+        ``{network: [(region_a, region_b), ...]}`` over column names (see
+        :func:`bipartite_edges`); default: the danemap atlas networks for the columns
+        that exist (networks without any column are skipped).
+    n_voxels : mapping, optional
+        Voxel counts per region, recorded in the network table.
+    sample_mask : ndarray of int, optional
+        Indices of the volumes to keep (censoring).
+
+    Returns
+    -------
+    FunctionalResult
+        ``alff`` is None.
+    """
+    cfg = _check_cfg(config)
+    if not isinstance(timeseries, pd.DataFrame):
+        raise InputError(
+            f"timeseries: expected a pandas DataFrame, found {type(timeseries).__name__}"
+        )
+    ts = timeseries
+    conf_df: pd.DataFrame | None = None
+    if confounds is not None:
+        if isinstance(confounds, pd.DataFrame):
+            conf_df = confounds
+        else:
+            missing = [c for c in confounds if c not in ts.columns]
+            if missing:
+                raise InputError(
+                    f"confounds: columns {missing} are not in the time series table "
+                    f"(columns: {list(ts.columns)[:10]})"
+                )
+            conf_df = ts[list(confounds)]
+            ts = ts.drop(columns=list(confounds))
+    names = [str(c) for c in ts.columns]
+    try:
+        raw = ts.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"timeseries: every column must be numeric ({exc})") from exc
+    if networks is None:
+        from danemap.atlas import NETWORKS
+
+        present = set(names)
+        networks = {k: [p for p in v if p[0] in present and p[1] in present]
+                    for k, v in NETWORKS.items()}
+        networks = {k: v for k, v in networks.items() if v}
+    else:
+        unknown = sorted({n for v in networks.values() for p in v for n in p} - set(names))
+        if unknown:
+            raise InputError(
+                f"networks: regions {unknown} are not columns of the time series "
+                f"(columns: {names[:10]})"
+            )
+    selection = None
+    if conf_df is not None or sample_mask is not None:
+        cdf = conf_df if conf_df is not None else pd.DataFrame(index=range(len(ts)))
+        if len(cdf) != len(ts):
+            raise InputError(
+                f"confounds: has {len(cdf)} rows but the time series has {len(ts)}"
+            )
+        selection = ConfoundSelection(
+            confounds=cdf.astype(np.float64),
+            sample_mask=None if sample_mask is None else np.asarray(sample_mask, dtype=int),
+            qc={"confounds": [str(c) for c in cdf.columns], "n_volumes": len(ts)},
+        )
+    nv = None if n_voxels is None else np.array([int(n_voxels.get(n, -1)) for n in names])
+    meta: dict[str, Any] = {"Sources": ["precomputed time series"]}
+    return _finish(raw, names, nv, selection, cfg, tr, networks, None, meta)
+
+
+# --------------------------------------------------------------------------- writing
+_NETWORK_COLUMNS: dict[str, str] = {
+    "network": "network name (atlas networks)",
+    "mean_z": "mean Fisher z (arctanh r) over the usable network edges",
+    "mean_r": "tanh(mean_z)",
+    "n_edges": "edges used",
+    "n_edges_planned": "edges defined for the network",
+    "n_edges_dropped": "edges dropped because a region is empty or its signal unusable",
+    "dropped_edges": "dropped edges, RegionA__RegionB separated by ';'",
+    "n_regions": "regions in the network",
+    "n_voxels_total": "voxels over the network regions",
+    "n_voxels_min": "voxels of the smallest network region",
+    "small_regions": f"regions with fewer than {SMALL_REGION_VOXELS} voxels (';'-separated)",
+    "region_voxels": "voxels per network region, name=count separated by ';'",
+}
+_ALFF_COLUMNS: dict[str, str] = {
+    "region": "region name",
+    "alff": "mean voxelwise ALFF (0.01-0.08 Hz amplitude, BOLD units)",
+    "falff": "mean voxelwise fALFF (band amplitude / total amplitude)",
+    "malff": "alff divided by the mean ALFF over all atlas voxels",
+    "n_voxels": "non-constant voxels averaged",
+}
+
+
+def write_run(result: FunctionalResult, writer: Any, subject: str,
+              session: str | None = None, task: str = "rest",
+              run: str | int | None = None) -> list[Path]:
+    """Write one run's outputs as BIDS derivatives (atomic, with JSON sidecars).
+
+    Files (``func/`` of the participant):
+    ``sub-X[_ses-Y]_task-T[_run-N]_atlas-danemap_timeseries.tsv``,
+    ``..._atlas-danemap_desc-<corr|partialcorr>_connectivity.tsv`` (square, region names
+    as header and first column), ``..._atlas-danemap_desc-networks_stats.tsv``,
+    ``..._atlas-danemap_desc-alff_stats.tsv`` (when computed) and
+    ``..._desc-qc_motion.json``.
+
+    Parameters
+    ----------
+    result : FunctionalResult
+        From :func:`process_run` or :func:`process_timeseries`.
+    writer : danemap.io.DerivativesWriter
+        Output writer.
+    subject, session, task, run : str
+        BIDS entities (``sub-``/``ses-`` prefixes are accepted).
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    from danemap.io import write_json
+
+    sub = str(subject).removeprefix("sub-")
+    ents: dict[str, Any] = {"task": task}
+    if session is not None:
+        ents["ses"] = str(session).removeprefix("ses-")
+    if run is not None:
+        ents["run"] = str(run)
+    paths: list[Path] = []
+
+    def _p(suffix: str, ext: str, **extra: Any) -> Path:
+        return Path(writer.path(sub, "func", suffix, ext, **{**ents, **extra}))
+
+    meta = {k: v for k, v in result.meta.items() if k != "confounds_source"}
+    names = [str(n) for n in result.regions["name"]]
+    region_voxels = dict(zip(names, result.regions["n_voxels"].astype(int).tolist(),
+                             strict=True))
+    p = _p("timeseries", ".tsv", atlas="danemap")
+    cols = {"volume": "index of the volume in the run (censored volumes are absent)"}
+    cols.update({n: f"denoised mean signal of region {n} ({region_voxels[n]} voxels; "
+                    "n/a when empty)" for n in names})
+    writer.write_tsv(result.timeseries.reset_index(), p, sidecar={
+        **cols, "_metadata": {
+            **meta, "Description": "Denoised region mean time series (kept volumes only)",
+            "RegionVoxels": region_voxels}})
+    paths.append(p)
+    for kind, mat in result.connectivity.items():
+        p = _p("connectivity", ".tsv", atlas="danemap", desc=kind)
+        df = mat.copy()
+        df.index.name = "region"
+        writer.write_tsv(df.reset_index(), p, sidecar={
+            "region": "row region name", "_metadata": {
+                "Description": f"{KINDS[kind]} between denoised region time series "
+                               "(square; rows and columns in atlas order)",
+                "CovarianceEstimator": meta.get("CovarianceEstimator"),
+                "EmptyRegions": meta.get("EmptyRegions", []),
+                "RegionVoxels": region_voxels}})
+        paths.append(p)
+    p = _p("stats", ".tsv", atlas="danemap", desc="networks")
+    writer.write_tsv(result.networks, p, sidecar={**_NETWORK_COLUMNS, "_metadata": {
+        "Description": "Network scores: mean within-network Fisher z of the correlation",
+        "SmallRegionHandling": meta.get("NetworkScore")}})
+    paths.append(p)
+    if result.alff is not None:
+        p = _p("stats", ".tsv", atlas="danemap", desc="alff")
+        writer.write_tsv(result.alff, p, sidecar={**_ALFF_COLUMNS, "_metadata": {
+            "Description": "Regional ALFF / fALFF / mALFF", **meta.get("alff", {})}})
+        paths.append(p)
+    p = _p("motion", ".json", desc="qc")
+    write_json(p, {**result.qc, "RepetitionTime": result.tr})
+    paths.append(p)
+    return paths
+
+
+# --------------------------------------------------------------------------- group
+_ENT = re.compile(r"(sub|ses|task|run)-([A-Za-z0-9]+)")
+
+
+def _entities(name: str) -> dict[str, str]:
+    return {k: v for k, v in _ENT.findall(name)}
+
+
+def _id_cols(ents: dict[str, str], with_ses: bool, with_run: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"participant_id": f"sub-{ents['sub']}"}
+    if with_ses:
+        out["session"] = ents.get("ses")
+    if with_run:
+        out["run"] = ents.get("run")
+    return out
+
+
+def collect_functional_group(derivatives_root: str | os.PathLike[str],
+                             out_group_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Gather every participant's functional outputs into group tables.
+
+    Writes (TSV, ``n/a`` for missing): ``connectivity_corr.tsv`` and
+    ``connectivity_partialcorr.tsv`` (Fisher z of the upper-triangle edges, columns
+    ``participant_id`` [``session``, ``run`` when any file has them] then
+    ``RegionA__RegionB``), ``connectivity_tangent.tsv`` (nilearn
+    ``ConnectivityMeasure(kind="tangent")`` with Ledoit-Wolf covariances, over the regions
+    non-empty in every participant; needs >= 2 runs), ``networks.tsv`` (``<network>``
+    mean z, ``<network>_n_edges``, ``<network>_n_voxels_min``), ``alff.tsv`` and
+    ``falff.tsv`` (one column per region, like ``alff_aal116.tsv``) and
+    ``motion_qc.tsv``.
+
+    Parameters
+    ----------
+    derivatives_root : path
+        ``OUT/danemap`` (holding ``sub-*/[ses-*/]func/``).
+    out_group_dir : path
+        Output folder (created).
+
+    Returns
+    -------
+    dict of str to Path
+        Table name (``connectivity_corr``, ``networks``, ...) -> file written.
+    """
+    root = Path(derivatives_root)
+    out = Path(out_group_dir)
+    if not root.is_dir():
+        raise InputError(f"derivatives_root: {root} is not a directory")
+    files = sorted(root.glob("sub-*/**/func/*_atlas-danemap_desc-corr_connectivity.tsv"))
+    if not files:
+        raise InputError(
+            f"{root}: no '*_atlas-danemap_desc-corr_connectivity.tsv' found under sub-*/func"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    ents_all = [_entities(f.name) for f in files]
+    with_ses = any("ses" in e for e in ents_all)
+    with_run = any("run" in e for e in ents_all)
+    written: dict[str, Path] = {}
+
+    def _save(name: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        p = out / f"{name}.tsv"
+        tmp = p.with_name(p.name + ".tmp")
+        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, na_rep="n/a",
+                                  float_format="%.8g")
+        os.replace(tmp, p)
+        written[name] = p
+
+    tables: dict[str, list[dict[str, Any]]] = {k: [] for k in (
+        "connectivity_corr", "connectivity_partialcorr", "networks", "alff", "falff",
+        "motion_qc")}
+    series: list[tuple[dict[str, Any], pd.DataFrame]] = []
+    for f, ents in zip(files, ents_all, strict=True):
+        ids = _id_cols(ents, with_ses, with_run)
+        stem = f.name[: -len("_desc-corr_connectivity.tsv")]
+        for kind in KINDS:
+            cf = f.with_name(f"{stem}_desc-{kind}_connectivity.tsv")
+            if cf.is_file():
+                m = pd.read_csv(cf, sep="\t", na_values="n/a", index_col=0)
+                names = [str(c) for c in m.columns]
+                tables[f"connectivity_{kind}"].append(
+                    {**ids, **vectorise(fisher_z(m.to_numpy(dtype=float)), names)})
+        nf = f.with_name(f"{stem}_desc-networks_stats.tsv")
+        if nf.is_file():
+            n = pd.read_csv(nf, sep="\t", na_values="n/a")
+            row = dict(ids)
+            for _, r in n.iterrows():
+                row[str(r["network"])] = r["mean_z"]
+                row[f"{r['network']}_n_edges"] = r["n_edges"]
+                row[f"{r['network']}_n_voxels_min"] = r.get("n_voxels_min")
+            tables["networks"].append(row)
+        af = f.with_name(f"{stem}_desc-alff_stats.tsv")
+        if af.is_file():
+            a = pd.read_csv(af, sep="\t", na_values="n/a")
+            tables["alff"].append({**ids, **dict(zip(a["region"], a["alff"], strict=True))})
+            tables["falff"].append({**ids, **dict(zip(a["region"], a["falff"], strict=True))})
+        qf = f.with_name(stem.replace("_atlas-danemap", "") + "_desc-qc_motion.json")
+        if qf.is_file():
+            q = json.loads(qf.read_text(encoding="utf-8"))
+            tables["motion_qc"].append({**ids, **{k: q.get(k) for k in (
+                "mean_fd", "pct_flagged", "pct_scrubbed", "n_volumes_analysed", "exclude")}})
+        tf = f.with_name(f"{stem}_timeseries.tsv")
+        if tf.is_file():
+            series.append((ids, pd.read_csv(tf, sep="\t", na_values="n/a")
+                           .drop(columns=["volume"], errors="ignore")))
+    for name, rows in tables.items():
+        _save(name, rows)
+    if len(series) >= 2:
+        _save("connectivity_tangent", _tangent_rows(series))
+    else:
+        log.info("tangent connectivity needs at least 2 runs; found %d", len(series))
+    return written
+
+
+def _tangent_rows(series: list[tuple[dict[str, Any], pd.DataFrame]]) -> list[dict[str, Any]]:
+    from nilearn.connectome import ConnectivityMeasure
+    from sklearn.covariance import LedoitWolf
+
+    cols = [c for c in series[0][1].columns
+            if all(c in s.columns and s[c].notna().all() and s[c].std() > 0
+                   for _, s in series)]
+    dropped = sorted(set(series[0][1].columns) - set(cols))
+    if dropped:
+        log.info("tangent: regions empty in some run left out: %s", ", ".join(dropped))
+    if len(cols) < 2:
+        return []
+    cm = ConnectivityMeasure(kind="tangent", cov_estimator=LedoitWolf(store_precision=False),
+                             standardize=False)
+    mats = cm.fit_transform([s[cols].to_numpy(dtype=float) for _, s in series])
+    return [{**ids, **vectorise(m, cols)} for (ids, _), m in zip(series, mats, strict=True)]

@@ -1,0 +1,468 @@
+"""Functional markers: equivalence with nilearn, TR rules, ALFF, outputs, error paths."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from danemap.atlas import Atlas
+from danemap.config import FunctionalConfig
+from danemap.errors import DanemapWarning, InputError
+from danemap.markers import (
+    bipartite_edges,
+    collect_functional_group,
+    process_run,
+    process_timeseries,
+    resolve_tr,
+    write_run,
+)
+from danemap.markers._func_confounds import scrub_mask, select_confounds
+from danemap.markers._func_extract import voxel_alff
+
+SHAPE = (12, 12, 10)
+AFFINE = np.diag([3.0, 3.0, 3.0, 1.0])
+AFFINE[:3, 3] = [-18, -18, -15]
+NAMES = ["Caudate_L", "Putamen_L", "DLPFC_L", "LC_L", "Thal_L", "Empty_L"]
+NETS = {"frontostriatal": [("Caudate_L", "DLPFC_L"), ("Putamen_L", "DLPFC_L")],
+        "lc_pfc": [("LC_L", "DLPFC_L")], "withempty": [("Empty_L", "DLPFC_L")]}
+
+
+def _atlas() -> Atlas:
+    lab = np.zeros(SHAPE, dtype=np.int16)
+    lab[1:5, 1:5, 1:4] = 1
+    lab[6:10, 1:5, 1:4] = 2
+    lab[1:10, 6:11, 5:9] = 3
+    lab[5, 5, 5] = 4  # a 1-voxel LC
+    lab[1:4, 6:9, 1:3] = 5
+    regions = pd.DataFrame({"index": [1, 2, 3, 4, 5, 6], "name": NAMES})
+    return Atlas(nib.Nifti1Image(lab, AFFINE), regions, NETS, "test")
+
+
+def _confounds(n_t: int, rng: np.random.Generator) -> pd.DataFrame:
+    cols: dict[str, np.ndarray] = {}
+    for base in ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z",
+                 "csf", "white_matter", "global_signal"]:
+        x = np.cumsum(rng.normal(0, 0.05, n_t))
+        d = np.r_[np.nan, np.diff(x)]
+        cols[base] = x
+        cols[base + "_derivative1"] = d
+        cols[base + "_power2"] = x**2
+        cols[base + "_derivative1_power2"] = d**2
+    fd = np.abs(rng.normal(0.15, 0.08, n_t))
+    fd[[i for i in (20, 21, 50, 77) if i < n_t]] = 1.2
+    cols["framewise_displacement"] = np.r_[np.nan, fd[1:]]
+    cols["std_dvars"] = np.r_[np.nan, np.abs(rng.normal(1.0, 0.2, n_t - 1))]
+    for i in range(8):
+        cols[f"a_comp_cor_{i:02d}"] = rng.normal(size=n_t)
+    for i in range(3):
+        cols[f"cosine{i:02d}"] = np.cos(np.pi * (np.arange(n_t) + 0.5) * (i + 1) / n_t)
+    return pd.DataFrame(cols)
+
+
+def _write_run(tmp_path, sub="01", n_t=90, seed=0, tr=2.0, sidecar=True):
+    rng = np.random.default_rng(seed)
+    atlas = _atlas()
+    lab = np.asarray(atlas.img.dataobj)
+    conf = _confounds(n_t, rng)
+    shared = rng.normal(size=n_t)
+    data = 1000 + 20 * rng.normal(size=(*SHAPE, n_t))
+    for k in range(1, 6):
+        sig = shared * (0.5 + 0.1 * k) + rng.normal(size=n_t)
+        data[lab == k] += 15 * sig
+    data += 5 * conf["trans_x"].to_numpy()
+    data = data.astype(np.float32)
+    data[0] = 0  # background slab like fMRIPrep
+    d = tmp_path / f"sub-{sub}" / "func"
+    d.mkdir(parents=True, exist_ok=True)
+    stem = f"sub-{sub}_task-rest"
+    img = nib.Nifti1Image(data, AFFINE)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["pixdim"][4] = tr
+    bold = d / f"{stem}_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz"
+    nib.save(img, bold)
+    if sidecar:
+        (d / f"{stem}_space-MNI152NLin2009cAsym_desc-preproc_bold.json").write_text(
+            json.dumps({"RepetitionTime": tr}))
+    conf_path = d / f"{stem}_desc-confounds_timeseries.tsv"
+    conf.to_csv(conf_path, sep="\t", index=False, na_rep="n/a")
+    masks = ["combined"] * 5 + ["CSF", "WM", "combined"]
+    meta = {f"a_comp_cor_{i:02d}": {"Mask": m} for i, m in enumerate(masks)}
+    conf_path.with_suffix(".json").write_text(json.dumps(meta))
+    return bold, conf_path, atlas
+
+
+def _quiet_process(*args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DanemapWarning)  # the empty test region
+        return process_run(*args, **kwargs)
+
+
+CFGS = {
+    "simple": (FunctionalConfig(strategy="simple"), {"motion": "full", "wm_csf": "basic"}),
+    "scrubbing": (FunctionalConfig(strategy="scrubbing", wm_csf="full", scrub_before=0,
+                                   scrub_after=0),
+                  {"motion": "full", "wm_csf": "full", "fd_threshold": 0.5,
+                   "std_dvars_threshold": 1.5, "scrub": 5}),
+    "compcor": (FunctionalConfig(strategy="compcor", n_compcor=5),
+                {"motion": "full", "n_compcor": 5}),
+}
+
+
+@pytest.mark.parametrize("strategy", list(CFGS))
+def test_confound_selection_matches_load_confounds_strategy(tmp_path, strategy):
+    from nilearn.interfaces.fmriprep import load_confounds_strategy
+
+    bold, conf_path, _ = _write_run(tmp_path)
+    cfg, kw = CFGS[strategy]
+    ref, ref_mask = load_confounds_strategy(str(bold), denoise_strategy=strategy, **kw)
+    df = pd.read_csv(conf_path, sep="\t", na_values="n/a")
+    meta = json.loads(conf_path.with_suffix(".json").read_text())
+    sel = select_confounds(df, cfg, meta, "conf")
+    assert sorted(sel.confounds.columns) == sorted(ref.columns)
+    np.testing.assert_allclose(sel.confounds[ref.columns].to_numpy(), ref.to_numpy(),
+                               atol=1e-10)
+    if ref_mask is None:
+        assert sel.sample_mask is None
+    else:
+        np.testing.assert_array_equal(sel.sample_mask, ref_mask)
+
+
+@pytest.mark.parametrize("strategy", list(CFGS))
+def test_roi_timeseries_and_connectivity_match_nilearn(tmp_path, strategy):
+    from nilearn.connectome import ConnectivityMeasure
+    from nilearn.interfaces.fmriprep import load_confounds_strategy
+    from nilearn.maskers import NiftiLabelsMasker
+    from sklearn.covariance import EmpiricalCovariance
+
+    bold, _, atlas = _write_run(tmp_path)
+    cfg, kw = CFGS[strategy]
+    res = _quiet_process(bold, bold.parent / "sub-01_task-rest_desc-confounds_timeseries.tsv",
+                         atlas, cfg)
+    conf, mask = load_confounds_strategy(str(bold), denoise_strategy=strategy, **kw)
+    masker = NiftiLabelsMasker(atlas.img, strategy="mean", standardize=None, detrend=True,
+                               high_pass=cfg.high_pass, low_pass=cfg.low_pass, t_r=2.0)
+    ref = masker.fit_transform(str(bold), confounds=conf, sample_mask=mask)
+    ours = res.timeseries[NAMES[:5]].to_numpy()
+    assert ours.shape == ref.shape
+    rel = np.abs(ours - ref).max() / np.abs(ref).max()
+    assert rel <= 1e-5, rel
+    print(f"{strategy}: ROI time series max relative error vs nilearn {rel:.2e}")
+    assert res.timeseries["Empty_L"].isna().all()
+    assert res.regions.set_index("name").loc["LC_L", "n_voxels"] == 1
+    for kind, key in (("correlation", "corr"), ("partial correlation", "partialcorr")):
+        cm = ConnectivityMeasure(kind=kind, cov_estimator=EmpiricalCovariance())
+        got = res.connectivity[key].loc[NAMES[:5], NAMES[:5]].to_numpy()
+        # same estimator on the same time series: <= 1e-6
+        want = cm.fit_transform([ours])[0]
+        assert np.abs(got - want).max() <= 1e-6
+        # end to end against the nilearn masker output (float32 round-off in nilearn)
+        assert np.abs(got - cm.fit_transform([ref])[0]).max() <= 1e-5
+        assert res.connectivity[key]["Empty_L"].isna().all()
+
+
+def test_network_scores_and_empty_region_edges(tmp_path):
+    bold, conf, atlas = _write_run(tmp_path)
+    res = _quiet_process(bold, conf, atlas, FunctionalConfig())
+    nets = res.networks.set_index("network")
+    r = res.connectivity["corr"]
+    want = np.mean(np.arctanh([r.loc["Caudate_L", "DLPFC_L"], r.loc["Putamen_L", "DLPFC_L"]]))
+    assert nets.loc["frontostriatal", "mean_z"] == pytest.approx(want, abs=1e-12)
+    assert nets.loc["frontostriatal", "n_edges"] == 2
+    assert nets.loc["lc_pfc", "n_voxels_min"] == 1
+    assert nets.loc["lc_pfc", "small_regions"] == "LC_L"
+    assert nets.loc["withempty", "n_edges"] == 0
+    assert nets.loc["withempty", "dropped_edges"] == "Empty_L__DLPFC_L"
+    assert np.isnan(nets.loc["withempty", "mean_z"])
+
+
+def test_atlas_empty_region_warns(tmp_path):
+    bold, conf, atlas = _write_run(tmp_path)
+    with pytest.warns(DanemapWarning, match="Empty_L"):
+        process_run(bold, conf, atlas)
+
+
+def test_in_memory_image_equals_file(tmp_path):
+    bold, conf, atlas = _write_run(tmp_path)
+    a = _quiet_process(bold, conf, atlas)
+    img = nib.load(bold)
+    img = nib.Nifti1Image(np.asarray(img.dataobj), img.affine, img.header)
+    b = _quiet_process(img, conf, atlas, tr=2.0)
+    np.testing.assert_allclose(a.timeseries.to_numpy(), b.timeseries.to_numpy(), atol=1e-9)
+    np.testing.assert_allclose(a.alff["alff"], b.alff["alff"], rtol=1e-5)
+
+
+def test_int16_scaled_data_match_float(tmp_path):
+    bold, conf, atlas = _write_run(tmp_path)
+    img = nib.load(bold)
+    data = np.asarray(img.dataobj)
+    raw = np.round(data / 0.05).astype(np.int16)
+    scaled = nib.Nifti1Image(raw, img.affine, img.header)
+    scaled.header.set_data_dtype(np.int16)
+    scaled.header.set_slope_inter(0.05, 0.0)
+    p = bold.with_name("scaled_bold.nii.gz")
+    nib.save(scaled, p)
+    a = _quiet_process(p, conf, atlas, tr=2.0)
+    ref = _quiet_process(nib.Nifti1Image(raw * 0.05, img.affine), conf, atlas, tr=2.0)
+    np.testing.assert_allclose(a.timeseries.to_numpy(), ref.timeseries.to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(a.alff["alff"], ref.alff["alff"], rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- TR
+def _hdr(tr, unit="sec"):
+    h = nib.Nifti1Header()
+    h.set_data_shape((2, 2, 2, 5))
+    h.set_zooms((1, 1, 1, tr))
+    h.set_xyzt_units("mm", unit)
+    return h
+
+
+def test_tr_sources(tmp_path):
+    assert resolve_tr(_hdr(2.0), None) == 2.0
+    assert resolve_tr(_hdr(2000.0, "msec"), None) == pytest.approx(2.0)
+    assert resolve_tr(_hdr(0.0), {"RepetitionTime": 1.5}) == 1.5
+    assert resolve_tr(_hdr(2.0), {"RepetitionTime": 2.0004}) == 2.0004
+    assert resolve_tr(_hdr(2.0), {"RepetitionTime": 3.0}, tr=2.5) == 2.5
+
+
+def test_tr_disagreement_names_both(tmp_path):
+    side = tmp_path / "bold.json"
+    side.write_text(json.dumps({"RepetitionTime": 0.8}))
+    with pytest.raises(InputError, match=r"bold.json RepetitionTime=0.8 s.*pixdim\[4\]=2.0"):
+        resolve_tr(_hdr(2.0), side, bold_name="x_bold.nii.gz")
+
+
+def test_tr_missing_everywhere(tmp_path):
+    with pytest.raises(InputError, match=r"no repetition time.*pixdim"):
+        resolve_tr(_hdr(0.0), tmp_path / "missing.json")
+    with pytest.raises(InputError, match="RepetitionTime' must be a number"):
+        resolve_tr(_hdr(2.0), {"RepetitionTime": "two"})
+    with pytest.raises(InputError, match="tr: expected a positive"):
+        resolve_tr(_hdr(2.0), None, tr=-1.0)
+
+
+def test_process_run_tr_conflict_from_files(tmp_path):
+    bold, conf, atlas = _write_run(tmp_path, sidecar=False)
+    bold.with_name(bold.name.replace(".nii.gz", ".json")).write_text(
+        json.dumps({"RepetitionTime": 1.0}))
+    with pytest.raises(InputError, match="disagrees"):
+        _quiet_process(bold, conf, atlas)
+
+
+# ----------------------------------------------------------------------------- ALFF
+def _dparsf_alff(y, tr, band=(0.01, 0.08)):
+    """Reference: DPARSF y_alff_falff written independently with full FFT."""
+    n = len(y)
+    p = int(2 ** np.ceil(np.log2(n)))
+    t = np.arange(n)
+    y = y - np.polyval(np.polyfit(t, y, 1), t)
+    amp = 2 * np.abs(np.fft.fft(np.r_[y, np.zeros(p - n)])) / n
+    lo = int(np.ceil(band[0] * p * tr + 1))
+    hi = int(np.floor(band[1] * p * tr + 1))
+    return amp[lo - 1:hi].mean(), amp[lo - 1:hi].sum() / amp[1:p // 2 + 1].sum()
+
+
+def test_voxel_alff_matches_dparsf_formula():
+    rng = np.random.default_rng(3)
+    tr, n = 2.0, 150
+    t = np.arange(n) * tr
+    slow = np.sin(2 * np.pi * 0.04 * t)
+    fast = np.sin(2 * np.pi * 0.2 * t)
+    x = np.c_[slow + 0.1 * rng.normal(size=n), fast + 0.1 * rng.normal(size=n),
+              rng.normal(size=n), np.full(n, 5.0)]
+    tt = np.arange(n, dtype=float)
+    basis = np.linalg.qr(np.c_[np.ones(n), tt - tt.mean()])[0]
+    alff, falff, const = voxel_alff(x, tr, basis)
+    for j in range(3):
+        a, f = _dparsf_alff(x[:, j], tr)
+        assert alff[j] == pytest.approx(a, rel=1e-9)
+        assert falff[j] == pytest.approx(f, rel=1e-9)
+    assert falff[0] > 0.5 > falff[1]
+    assert const.tolist() == [False, False, False, True]
+    assert alff[3] == 0 and np.isnan(falff[3])
+
+
+def test_alff_table(tmp_path):
+    bold, conf, atlas = _write_run(tmp_path)
+    res = _quiet_process(bold, conf, atlas)
+    a = res.alff.set_index("region")
+    assert a.loc["Empty_L", "n_voxels"] == 0 and np.isnan(a.loc["Empty_L", "alff"])
+    assert (a["alff"].dropna() > 0).all()
+    assert ((a["falff"].dropna() > 0) & (a["falff"].dropna() < 1)).all()
+
+
+def test_alff_band_without_bins():
+    with pytest.raises(InputError, match="ALFF band"):
+        voxel_alff(np.random.default_rng(0).normal(size=(8, 2)), 2.0, None, band=(0.01, 0.02))
+
+
+# ----------------------------------------------------------------------------- scrubbing/QC
+def test_scrub_mask_padding_and_segments():
+    fd = np.zeros(30)
+    fd[10] = 1.0
+    m = scrub_mask(fd, None, 0.5, None, before=1, after=2, min_segment=0)
+    assert np.flatnonzero(m).tolist() == [9, 10, 11, 12]
+    fd[16] = 1.0  # 5 kept volumes between: a full segment, kept
+    m = scrub_mask(fd, None, 0.5, None, before=0, after=0, min_segment=5)
+    assert np.flatnonzero(m).tolist() == [10, 16]
+    fd[16], fd[15] = 0.0, 1.0  # 4 kept volumes between: too short, censored
+    m = scrub_mask(fd, None, 0.5, None, before=0, after=0, min_segment=5)
+    assert np.flatnonzero(m).tolist() == [10, 11, 12, 13, 14, 15]
+    fd[:] = 0
+    fd[2] = 1.0
+    m = scrub_mask(fd, None, 0.5, None, 0, 0, 5)
+    assert np.flatnonzero(m).tolist() == [0, 1, 2]
+
+
+def test_motion_qc_and_exclusion(tmp_path):
+    _, conf_path, _ = _write_run(tmp_path)
+    df = pd.read_csv(conf_path, sep="\t", na_values="n/a")
+    cfg = FunctionalConfig(strategy="scrubbing", max_scrubbed_pct=5.0, max_mean_fd=0.1)
+    sel = select_confounds(df, cfg, None, "c")
+    fd = df["framewise_displacement"].to_numpy()
+    assert sel.qc["mean_fd"] == pytest.approx(np.nanmean(fd))
+    assert sel.qc["n_fd_over_threshold"] == int(np.sum(np.nan_to_num(fd) > 0.5)) >= 4
+    assert sel.qc["pct_scrubbed"] == pytest.approx(100 * (1 - sel.sample_mask.size / len(df)))
+    assert sel.qc["exclude"] and len(sel.qc["exclusion_reasons"]) == 2
+    ok = select_confounds(df, FunctionalConfig(), None, "c")
+    assert ok.sample_mask is None and not ok.qc["exclude"]
+
+
+def test_non_steady_state_censored():
+    rng = np.random.default_rng(1)
+    df = _confounds(40, rng)
+    df["non_steady_state_outlier00"] = np.r_[1, np.zeros(39)]
+    sel = select_confounds(df, FunctionalConfig(), None, "c")
+    assert sel.sample_mask.tolist() == list(range(1, 40))
+
+
+# ----------------------------------------------------------------------------- errors
+def test_confound_errors():
+    rng = np.random.default_rng(1)
+    df = _confounds(40, rng)
+    with pytest.raises(InputError, match=r"motion columns \['rot_z_power2'"):
+        select_confounds(df.drop(columns=["rot_z_power2"]), FunctionalConfig(), None, "c.tsv")
+    with pytest.raises(InputError, match="strategy: expected one of"):
+        select_confounds(df, FunctionalConfig(strategy="aroma"), None, "c")
+    with pytest.raises(InputError, match="empty list"):
+        select_confounds(df, FunctionalConfig(strategy="custom"), None, "c")
+    with pytest.raises(InputError, match=r"user-listed columns \['nope'\]"):
+        select_confounds(df, FunctionalConfig(strategy="custom", confounds=["nope"]), None, "c")
+    with pytest.raises(InputError, match="motion: expected one of"):
+        select_confounds(df, FunctionalConfig(motion="all"), None, "c")
+    with pytest.raises(InputError, match="a_comp_cor"):
+        select_confounds(df.drop(columns=[c for c in df if "comp_cor" in c]),
+                         FunctionalConfig(strategy="compcor"), None, "c")
+    with pytest.raises(InputError, match="framewise_displacement"):
+        select_confounds(df.drop(columns=["framewise_displacement"]),
+                         FunctionalConfig(strategy="scrubbing"), None, "c")
+    with pytest.raises(InputError, match="every volume was censored"):
+        select_confounds(df, FunctionalConfig(strategy="scrubbing", fd_threshold=-1), None,
+                         "c")
+
+
+def test_custom_strategy_uses_listed_columns():
+    df = _confounds(40, np.random.default_rng(1))
+    sel = select_confounds(df, FunctionalConfig(strategy="custom",
+                                                confounds=["csf", "trans_x"]), None, "c")
+    assert list(sel.confounds.columns) == ["csf", "trans_x"]
+    assert abs(sel.confounds.to_numpy().mean()) < 1e-12
+
+
+def test_process_run_input_errors(tmp_path):
+    bold, conf, atlas = _write_run(tmp_path)
+    short = pd.read_csv(conf, sep="\t", na_values="n/a").iloc[:10]
+    with pytest.raises(InputError, match=r"has 10 rows but .* has 90 volumes"):
+        _quiet_process(bold, short, atlas)
+    with pytest.raises(InputError, match="confounds file not found"):
+        _quiet_process(bold, tmp_path / "nope.tsv", atlas)
+    with pytest.raises(InputError, match="expected a path to a 4D"):
+        _quiet_process(42, conf, atlas)
+    with pytest.raises(InputError, match="connectivity: expected kinds"):
+        _quiet_process(bold, conf, atlas, FunctionalConfig(connectivity=["granger"]))
+    bad = tmp_path / "text.tsv"
+    bad.write_text("a\tb\nx\t1\n")
+    with pytest.raises(InputError, match="must be numeric"):
+        _quiet_process(bold, bad, atlas)
+
+
+# ----------------------------------------------------------------------------- timeseries
+def test_process_timeseries_requires_tr_for_filtering():
+    df = pd.DataFrame(np.random.default_rng(0).normal(size=(50, 3)), columns=["a", "b", "c"])
+    with pytest.raises(InputError, match="needs the repetition time"):
+        process_timeseries(df, networks={})
+    res = process_timeseries(df, config=FunctionalConfig(high_pass=0, low_pass=0),
+                             networks={"n": bipartite_edges(["a"], ["b", "c"])})
+    assert res.alff is None
+    assert res.networks.loc[0, "n_edges"] == 2
+    with pytest.raises(InputError, match=r"regions \['zz'\]"):
+        process_timeseries(df, 2.0, networks={"n": [("a", "zz")]})
+    with pytest.raises(InputError, match=r"columns \['q'\] are not in"):
+        process_timeseries(df, 2.0, confounds=["q"], networks={})
+    with pytest.raises(InputError, match="expected a pandas DataFrame"):
+        process_timeseries(df.to_numpy(), 2.0)  # type: ignore[arg-type]
+
+
+def test_process_timeseries_equals_signal_clean():
+    from nilearn import signal
+
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame(rng.normal(size=(120, 4)) + 50, columns=list("abcd"))
+    conf = pd.DataFrame(rng.normal(size=(120, 3)))
+    mask = np.r_[0:40, 45:120]
+    res = process_timeseries(df, 2.0, confounds=conf, networks={}, sample_mask=mask)
+    ref = signal.clean(df.to_numpy(), detrend=True, standardize=None, confounds=conf.to_numpy(),
+                       sample_mask=mask.copy(), high_pass=0.01, low_pass=0.1, t_r=2.0)
+    np.testing.assert_allclose(res.timeseries.to_numpy(), ref, atol=1e-10)
+    assert res.timeseries.index.tolist() == mask.tolist()
+
+
+def test_partial_correlation_nan_when_too_few_volumes():
+    df = pd.DataFrame(np.random.default_rng(0).normal(size=(5, 8)), columns=list("abcdefgh"))
+    res = process_timeseries(df, config=FunctionalConfig(high_pass=0, low_pass=0, detrend=False),
+                             networks={})
+    assert np.isnan(res.connectivity["partialcorr"].to_numpy()).all()
+    assert np.isfinite(res.connectivity["corr"].to_numpy()).all()
+
+
+# ----------------------------------------------------------------------------- outputs
+def test_write_run_and_group_tables(tmp_path):
+    from danemap.io import DerivativesWriter
+
+    writer = DerivativesWriter(tmp_path / "out")
+    for i, sub in enumerate(["01", "02", "03"]):
+        bold, conf, atlas = _write_run(tmp_path / "in", sub=sub, seed=i)
+        res = _quiet_process(bold, conf, atlas)
+        paths = write_run(res, writer, f"sub-{sub}", session="A", run=1)
+        names = sorted(p.name for p in paths)
+        assert f"sub-{sub}_ses-A_task-rest_run-1_atlas-danemap_desc-corr_connectivity.tsv" in names
+        assert f"sub-{sub}_ses-A_task-rest_run-1_desc-qc_motion.json" in names
+    sq = pd.read_csv(paths[1], sep="\t", index_col=0, na_values="n/a")
+    assert list(sq.index) == list(sq.columns) == NAMES
+    out = collect_functional_group(writer.root, writer.root / "group")
+    assert {"connectivity_corr", "connectivity_partialcorr", "connectivity_tangent",
+            "networks", "alff", "falff", "motion_qc"} <= set(out)
+    corr = pd.read_csv(out["connectivity_corr"], sep="\t", na_values="n/a")
+    assert list(corr.columns[:3]) == ["participant_id", "session", "run"]
+    assert corr["participant_id"].tolist() == ["sub-01", "sub-02", "sub-03"]
+    assert "Caudate_L__Putamen_L" in corr.columns and len(corr.columns) == 3 + 15
+    want = np.arctanh(res.connectivity["corr"].loc["Caudate_L", "Putamen_L"])
+    assert corr.loc[2, "Caudate_L__Putamen_L"] == pytest.approx(want, abs=1e-7)
+    tan = pd.read_csv(out["connectivity_tangent"], sep="\t")
+    assert not any("Empty_L" in c for c in tan.columns) and len(tan) == 3
+    nets = pd.read_csv(out["networks"], sep="\t", na_values="n/a")
+    assert {"frontostriatal", "lc_pfc_n_voxels_min"} <= set(nets.columns)
+    alff = pd.read_csv(out["alff"], sep="\t", na_values="n/a")
+    assert list(alff.columns[3:]) == NAMES
+
+
+def test_collect_group_errors(tmp_path):
+    with pytest.raises(InputError, match="is not a directory"):
+        collect_functional_group(tmp_path / "nope", tmp_path / "g")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(InputError, match=r"no '.*connectivity.tsv' found"):
+        collect_functional_group(tmp_path / "d", tmp_path / "g")
