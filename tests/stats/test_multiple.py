@@ -1,0 +1,142 @@
+"""Tests of FDR, the Freedman-Lane max-T permutation engine and NBS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+from statsmodels.stats.multitest import multipletests
+
+from danemap.errors import InputError
+from danemap.stats.multiple import fdr_bh, nbs, permutation_test
+
+
+def test_fdr_equals_statsmodels():
+    rng = np.random.default_rng(0)
+    for p in (rng.uniform(size=200), rng.uniform(size=50) ** 4, np.array([0.01, 0.01, 1.0])):
+        np.testing.assert_allclose(fdr_bh(p), multipletests(p, method="fdr_bh")[1],
+                                   rtol=0, atol=1e-15)
+    with pytest.raises(InputError, match=r"p-values in \[0, 1\]"):
+        fdr_bh([0.1, np.nan])
+
+
+def _data(seed=0, n=120, m=30):
+    rng = np.random.default_rng(seed)
+    x = np.repeat([0.0, 1.0], n // 2)
+    conf = np.column_stack([rng.normal(size=n), np.tile([0.0, 1.0], n // 2)])
+    Y = rng.normal(size=(n, m))
+    Y[:, 0] += 0.7 * x
+    Y[:, 1] += 0.4 * x
+    return Y, x, conf
+
+
+def test_t_equals_ols_and_reproducible():
+    Y, x, conf = _data()
+    r = permutation_test(Y, x, conf, n_permutations=300, seed=5)
+    X = np.column_stack([np.ones(len(x)), x, conf])
+    t = np.array([sm.OLS(Y[:, j], X).fit().tvalues[1] for j in range(Y.shape[1])])
+    assert np.abs(r.t - t).max() <= 1e-8
+    r2 = permutation_test(Y, x, conf, n_permutations=300, seed=5, batch_size=7)
+    np.testing.assert_array_equal(r.max_t_null, r2.max_t_null)
+    r3 = permutation_test(Y, x, conf, n_permutations=300, seed=6)
+    assert not np.array_equal(r.max_t_null, r3.max_t_null)
+    r32 = permutation_test(Y, x, conf, n_permutations=300, seed=5, dtype=np.float32)
+    np.testing.assert_allclose(r32.max_t_null, r.max_t_null, rtol=1e-4)
+    assert r.p_fwe.min() >= 1 / 301 and np.all(r.p_fwe >= r.p_uncorrected)
+
+
+def test_agrees_with_nilearn_permuted_ols():
+    from nilearn.mass_univariate import permuted_ols
+
+    Y, x, conf = _data(1, n=100, m=25)
+    n_perm = 2000
+    ours = permutation_test(Y, x, conf, n_permutations=n_perm, seed=0)
+    ref = permuted_ols(x[:, None], Y, conf, n_perm=n_perm, random_state=0,
+                       two_sided_test=True, output_type="dict", verbose=0)
+    np.testing.assert_allclose(ours.t, ref["t"][0], atol=1e-10)
+    p_ref = 10 ** -ref["logp_max_t"][0]
+    pbar = (ours.p_fwe + p_ref) / 2
+    bound = 3 * np.sqrt(2 * pbar * (1 - pbar) / n_perm) + 2 / n_perm
+    assert np.all(np.abs(ours.p_fwe - p_ref) <= bound)
+
+
+def test_blocks_permute_within_site():
+    from danemap.stats.multiple import _permutations
+
+    codes = np.array([0, 1, 0, 1, 1, 0, 2, 2])
+    sig = _permutations(np.random.default_rng(0), 50, 8, codes)
+    assert np.all(codes[sig] == codes[None, :])
+    assert np.all(np.sort(sig, axis=1) == np.arange(8))
+    Y, x, conf = _data()
+    r = permutation_test(Y, x, conf, n_permutations=200, blocks=conf[:, 1])
+    assert r.p_fwe[0] < 0.05
+
+
+def test_planted_power_each_feature():
+    # d = 0.4 on 2 of 50 independent features, n = 200 per group, 100 seeds
+    n, m, hits = 400, 50, np.zeros(2)
+    x = np.repeat([0.0, 1.0], 200)
+    for seed in range(100):
+        rng = np.random.default_rng(1000 + seed)
+        Y = rng.normal(size=(n, m))
+        Y[:, :2] += 0.4 * x[:, None]
+        r = permutation_test(Y, x, n_permutations=500, seed=seed)
+        hits += r.p_fwe[:2] <= 0.05
+    assert np.all(hits >= 65), hits
+
+
+def test_null_familywise_error_rate():
+    n, m, fp = 400, 50, 0
+    x = np.repeat([0.0, 1.0], 200)
+    for seed in range(200):
+        rng = np.random.default_rng(5000 + seed)
+        r = permutation_test(rng.normal(size=(n, m)), x, n_permutations=500, seed=seed)
+        fp += bool(np.any(r.p_fwe <= 0.05))
+    assert 4 <= fp <= 16, fp  # 2% to 8% of 200 seeds
+
+
+def test_permutation_errors():
+    Y, x, conf = _data()
+    with pytest.raises(InputError, match="tested: expected 120 values"):
+        permutation_test(Y, x[:-1])
+    with pytest.raises(InputError, match="explained by the confounds"):
+        permutation_test(Y, x, np.column_stack([x, conf]))
+    with pytest.raises(InputError, match="n_permutations: expected a positive integer"):
+        permutation_test(Y, x, n_permutations=0)
+    with pytest.raises(InputError, match="blocks: expected 120 labels"):
+        permutation_test(Y, x, blocks=[0, 1])
+    Y[3, 2] = np.nan
+    with pytest.raises(InputError, match=r"rows \[3\] and columns \[2\]"):
+        permutation_test(Y, x)
+
+
+def _edges():
+    pairs = [("DLPFC_L", "Caudate_L"), ("DLPFC_L", "Putamen_L"), ("VLPFC_L", "Caudate_L"),
+             ("LC_L", "DLPFC_L"), ("OFC_L", "Putamen_R"), ("Foo", "Bar")]
+    return [f"{a}__{b}" for a, b in pairs]
+
+
+def test_nbs_finds_planted_component():
+    rng = np.random.default_rng(2)
+    names = _edges()
+    n = 160
+    x = np.repeat([0.0, 1.0], n // 2)
+    Y = rng.normal(size=(n, len(names)))
+    Y[:, :4] += 0.9 * x[:, None]  # a connected component DLPFC-Caudate-Putamen-VLPFC-LC
+    res = nbs(Y, names, x, n_permutations=300, seed=0)
+    assert "Foo__Bar" not in res.edges
+    top = res.components[0]
+    assert top["size"] == 4 and top["sign"] == 1 and top["p_fwe"] < 0.05
+    assert top["nodes"] == ["Caudate_L", "DLPFC_L", "LC_L", "Putamen_L", "VLPFC_L"]
+    custom = nbs(Y, names, x, subnetworks=[{"Foo", "Bar"}], n_permutations=50)
+    assert custom.edges == ["Foo__Bar"]
+
+
+def test_nbs_errors():
+    Y = np.zeros((10, 2))
+    with pytest.raises(InputError, match="expected 'RegionA__RegionB'"):
+        nbs(Y, ["a_b", "c__d"], np.arange(10.0))
+    with pytest.raises(InputError, match="no edge belongs to the subnetworks"):
+        nbs(Y, ["a__b", "c__d"], np.arange(10.0))
+    with pytest.raises(InputError, match="unknown network 'visual'"):
+        nbs(Y, ["a__b", "c__d"], np.arange(10.0), subnetworks="visual")
