@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from danemap.config import Config
 from danemap.errors import InputError
 from danemap.io import load_nifti, load_nifti_header
 
@@ -250,6 +251,11 @@ def test_declared_size_over_cap(tmp_path):
         load_nifti(small, max_bytes=100)
     with pytest.raises(InputError, match=r"max_bytes must be a positive number"):
         load_nifti(small, max_bytes=-1)
+    # the run configuration gives the cap in GiB (a float)
+    cfg = Config().updated({"run": {"max_nifti_gib": 1e-7}})
+    with pytest.raises(InputError, match=r"480 bytes .* exceeds the limit of 107 bytes"):
+        load_nifti(small, max_bytes=cfg.run.max_nifti_gib * 2**30)
+    assert load_nifti(small, max_bytes=Config().run.max_nifti_gib * 2**30).shape == (4, 5, 6)
 
 
 def test_truncated_uncompressed(tmp_path):

@@ -130,9 +130,14 @@ def _open(path: Path) -> tuple[BinaryIO, bool, int]:
                           f"(first bytes {magic!r}, expected {_GZIP_MAGIC!r})")
     if not is_gz:
         return raw, False, size
+    raw.close()
     from isal import igzip
 
-    return igzip.IGzipFile(fileobj=raw, mode="rb"), True, size  # type: ignore[return-value]
+    try:
+        stream = igzip.open(path, "rb")
+    except OSError as exc:
+        raise _fail(name, f"cannot be opened ({exc.strerror or exc})") from exc
+    return stream, True, size
 
 
 def _read_exact(stream: BinaryIO, n: int, name: str, what: str) -> bytes:
