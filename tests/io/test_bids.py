@@ -146,6 +146,10 @@ def test_sessions_and_derivatives_argument(tmp_path):
         ds.get("01")
     only = discover(root, session_label="ses-2")
     assert only.sessions == {"sub-01": ["ses-2"]}
+    _touch(root / "sub-02" / "ses-1" / "anat" / "sub-02_ses-1_T1w.nii")
+    only = discover(root, session_label="2")
+    assert only.participants == ["sub-01"]  # sub-02 has no ses-2
+    assert discover(root, session_label="1").participants == ["sub-01", "sub-02"]
     with pytest.raises(InputError, match=r"session label 'ses-3' not found.*closest"):
         discover(root, session_label="3")
     with pytest.raises(InputError, match=r"derivatives: unknown tool 'fmriprpe'.*'fmriprep'"):

@@ -455,6 +455,9 @@ def discover(
         subdir = root / sub
         own = sorted(p.name for p in subdir.glob("ses-*") if p.is_dir())
         ses_list: list[str | None] = [s for s in own if s in wanted] if own else [None]
+        if not ses_list:
+            logger.info("%s has none of the selected sessions; skipped", sub)
+            continue
         sessions[sub] = [s for s in ses_list if s is not None]
         for ses in ses_list:
             base = subdir / ses if ses else subdir
@@ -475,6 +478,7 @@ def discover(
                              if ses is None or ses in c.parts or f"_{ses}_" in c.name
                              or not any(part.startswith("ses-") for part in c.parts)]
             data[(sub, ses)] = item
+    participants = [sub for sub in participants if sub in sessions]
     return BIDSDataset(root=root, participants=participants, sessions=sessions, data=data,
                        participants_table=table, derivatives=derivs, description=description,
                        synthseg_tables=synthseg_tables)
