@@ -222,3 +222,19 @@ def test_read_synthseg_volumes(tmp_path):
     with pytest.raises(InputError, match=r"volume columns must be numeric, found text in "
                                          "'left putamen'"):
         read_synthseg_volumes(_touch(tmp_path / "y.csv", "subject,left putamen\ns1,big\n"))
+
+
+def test_participants_with_only_fmriprep_outputs(tmp_path):
+    """A dataset shared as fMRIPrep outputs only still yields its participants and runs."""
+    root = tmp_path / "ds"
+    func = root / "derivatives" / "fmriprep" / "sub-07" / "func"
+    func.mkdir(parents=True)
+    (root / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    stem = "sub-07_task-rest_space-MNI152NLin2009cAsym_res-2"
+    (func / f"{stem}_desc-preproc_bold.nii.gz").write_bytes(b"")
+    (func / "sub-07_task-rest_desc-confounds_timeseries.tsv").write_text("a\n1\n")
+    ds = discover(root)
+    assert ds.participants == ["sub-07"]
+    run = ds.get("07").runs[0]
+    assert run.preproc is not None and run.confounds is not None
+    assert run.bold is None

@@ -413,7 +413,17 @@ def discover(
         logger.warning("%s: no dataset_description.json; continuing, but this is not a "
                        "valid BIDS dataset", root)
 
-    folders = sorted(p.name for p in root.glob("sub-*") if p.is_dir())
+    derivs = _resolve_derivatives(root, derivatives)
+    # participants with raw data, plus those with only fMRIPrep outputs (a dataset whose raw
+    # images were not shared); their sessions are read from the fMRIPrep folder
+    raw_folders = {p.name for p in root.glob("sub-*") if p.is_dir()}
+    deriv_folders = ({p.name for p in derivs["fmriprep"].glob("sub-*") if p.is_dir()}
+                     if "fmriprep" in derivs else set())
+    folders = sorted(raw_folders | deriv_folders)
+
+    def subject_dir(sub: str) -> Path:
+        return root / sub if sub in raw_folders else derivs["fmriprep"] / sub
+
     table = None
     tsv = root / "participants.tsv"
     if tsv.is_file():
@@ -431,7 +441,6 @@ def discover(
         raise InputError(f"BIDS folder {root} has no sub-* participant folders")
     participants = _select(participant_label, folders, "participant", "sub-")
 
-    derivs = _resolve_derivatives(root, derivatives)
     synthseg_by_sub: dict[str, list[Path]] = {}
     synthseg_tables: list[Path] = []
     if "synthseg" in derivs:
@@ -446,13 +455,13 @@ def discover(
 
     sessions: dict[str, list[str]] = {}
     data: dict[tuple[str, str | None], SessionData] = {}
-    all_sessions = sorted({p.name for sub in participants for p in (root / sub).glob("ses-*")
-                           if p.is_dir()})
+    all_sessions = sorted({p.name for sub in participants
+                           for p in subject_dir(sub).glob("ses-*") if p.is_dir()})
     if session_label is not None and not all_sessions:
         raise InputError(f"session_label given but {root} has no ses-* folders")
     wanted = _select(session_label, all_sessions, "session", "ses-") if all_sessions else []
     for sub in participants:
-        subdir = root / sub
+        subdir = subject_dir(sub)
         own = sorted(p.name for p in subdir.glob("ses-*") if p.is_dir())
         ses_list: list[str | None] = [s for s in own if s in wanted] if own else [None]
         if not ses_list:
@@ -463,8 +472,9 @@ def discover(
             base = subdir / ses if ses else subdir
             chain = [root, subdir] + ([base] if ses else [])
             item = SessionData(participant=sub, session=ses)
-            for dtype, suffix, attr in (("anat", "T1w", "t1w"), ("func", "bold", "bold"),
-                                        ("pet", "pet", "pet")):
+            raw_dtypes = (("anat", "T1w", "t1w"), ("func", "bold", "bold"),
+                          ("pet", "pet", "pet")) if sub in raw_folders else ()
+            for dtype, suffix, attr in raw_dtypes:
                 files = [_bids_file(p, [*chain, base / dtype])
                          for p in _nii_files(base / dtype, suffix)]
                 setattr(item, attr, files)
