@@ -1,7 +1,8 @@
 """Group statistics on any feature table: harmonisation, GLM, effect sizes, inference.
 
 Public names are loaded lazily (on first access), so ``import danemap.stats`` does not
-import scipy, pandas or scikit-learn.
+import scipy, pandas or scikit-learn. The classification entry point is
+``danemap.stats.classify.classify`` (not re-exported: its name is that of its module).
 """
 
 from __future__ import annotations
@@ -10,33 +11,69 @@ import importlib
 from typing import Any
 
 __all__ = [
+    "ANALYSES",
+    "DEFAULT_SUBNETWORKS",
     "RESULT_COLUMNS",
+    "STRUCTURES",
     "ComBat",
     "CovariateEncoder",
+    "FeatureBuilder",
     "GLMResult",
     "NBSResult",
+    "NestedLogistic",
+    "NormativeModel",
     "PermutationResult",
+    "StatsOptions",
     "case_control",
+    "compare_to_reference",
     "effect_sizes_from_t",
     "fdr_bh",
     "fit_glm",
+    "load_classifier",
+    "load_reference",
+    "map_feature",
     "nbs",
+    "normative_scores",
+    "partial_correlation",
     "permutation_test",
+    "predict",
+    "run_stats",
+    "save_classifier",
+    "standardize_within_site",
+    "symptom_association",
 ]
 
 _WHERE = {
+    "ANALYSES": "pipeline",
     "ComBat": "combat",
     "CovariateEncoder": "_design",
+    "DEFAULT_SUBNETWORKS": "multiple",
+    "FeatureBuilder": "classify",
     "GLMResult": "glm",
-    "RESULT_COLUMNS": "glm",
-    "case_control": "glm",
-    "effect_sizes_from_t": "glm",
-    "fit_glm": "glm",
     "NBSResult": "multiple",
+    "NestedLogistic": "classify",
+    "NormativeModel": "normative",
     "PermutationResult": "multiple",
+    "RESULT_COLUMNS": "glm",
+    "STRUCTURES": "reference",
+    "StatsOptions": "pipeline",
+    "case_control": "glm",
+    "compare_to_reference": "reference",
+    "effect_sizes_from_t": "glm",
     "fdr_bh": "multiple",
+    "fit_glm": "glm",
+    "load_classifier": "classify",
+    "load_reference": "reference",
+    "map_feature": "reference",
     "nbs": "multiple",
+    "normative_scores": "normative",
+    "partial_correlation": "symptoms",
     "permutation_test": "multiple",
+    "predict": "classify",
+    "run_stats": "pipeline",
+    "save_classifier": "classify",
+    "standardize_within_site": "symptoms",
+    "symptom_association": "symptoms",
 }
 
 
