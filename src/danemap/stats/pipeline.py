@@ -1,0 +1,585 @@
+"""Run every group analysis on one feature table and write the result files.
+
+:func:`run_stats` is what ``danemap stats all`` and the BIDS-App group level call, on
+every marker table (``group/networks.tsv``, ``group/alff.tsv``, connectivity...).
+
+Harmonisation policy (stated in every sidecar and in ``summary.json``):
+
+* ``harmonize`` / ``glm`` / ``permutation`` / ``symptoms``: ComBat fitted on every
+  analysed participant with the covariates **and the group** preserved (Fortin 2018);
+  the GLM then leaves site out of the model (ComBat removed it), while the permutation
+  test keeps site dummies as confounds and permutes within site.
+* ``normative``: ComBat fitted on the (training) controls only, inside each fit.
+* ``classify``: ComBat fitted inside every training fold only (never on test data).
+
+Outputs in ``out_dir``: ``harmonized_features.tsv``, ``effects.tsv``,
+``permutation.tsv``, ``symptoms.tsv``, ``normative_z.tsv`` (+ ``normative_model.json``),
+``classification.tsv``, ``reference_comparison.tsv``, each with a JSON sidecar, and
+``summary.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from danemap._utils.logging import get_logger
+from danemap.errors import DanemapError, DanemapWarning, InputError
+from danemap.stats._tables import (
+    DISCLAIMER,
+    PathLike,
+    check_columns,
+    encode_covariates,
+    group_mask,
+    load_inputs,
+    write_json,
+    write_result,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from danemap.config import StatsConfig
+
+__all__ = ["ANALYSES", "StatsOptions", "run_stats"]
+
+log = get_logger("stats.pipeline")
+
+ANALYSES = ("harmonize", "glm", "permutation", "symptoms", "normative", "classify",
+            "reference")
+#: Analyses each one needs first.
+_NEEDS = {"reference": ("glm",)}
+
+
+@dataclass
+class StatsOptions:
+    """Options of :func:`run_stats` beyond :class:`danemap.config.StatsConfig`.
+
+    Attributes
+    ----------
+    icv : str or None
+        ICV column added to the GLM covariates (volumes).
+    symptoms : list of str or None
+        Symptom columns (default: those of adhd_index, inattentive, hyperimpulsive present).
+    standardize_symptoms : bool
+        Z-score symptoms within site.
+    reference : path-like or None
+        ENIGMA-format reference table for ``reference``.
+    feature_measure : str or None
+        What the features measure (e.g. ``"ALFF"``); default: the table's file stem.
+    n_folds, inner_folds : int
+        Cross-validation folds (classification; ``n_folds`` also for normative).
+    c_grid : tuple of float
+        Logistic-regression C grid.
+    classify_permutations : int
+        Label permutations of the classification p-values.
+    n_bootstrap : int
+        Bootstrap resamples of the classification CIs.
+    loso_harmonize : {"none", "refit"}
+        Harmonisation under leave-one-site-out.
+    extra_covariates : list of str
+        Added to the covariate-only classifier when present (IQ).
+    save_classifier : path-like or None
+        Fit the ``both`` model on everyone and save it here.
+    normative_model : path-like or None
+        Where to save the normative model (default ``out_dir/normative_model.json``).
+    on_error : {"raise", "record"}
+        Stop at the first failing analysis, or record the error in ``summary.json`` and
+        go on with the others.
+    """
+
+    icv: str | None = None
+    symptoms: list[str] | None = None
+    standardize_symptoms: bool = True
+    reference: PathLike | None = None
+    feature_measure: str | None = None
+    n_folds: int = 5
+    inner_folds: int = 3
+    c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0)
+    classify_permutations: int = 100
+    n_bootstrap: int = 1000
+    loso_harmonize: str = "none"
+    extra_covariates: list[str] = field(default_factory=lambda: ["full4_iq"])
+    save_classifier: PathLike | None = None
+    normative_model: PathLike | None = None
+    on_error: str = "raise"
+
+
+def _stats_config(config: Any) -> StatsConfig:
+    from danemap.config import Config, StatsConfig
+
+    if config is None:
+        return StatsConfig()
+    if isinstance(config, Config):
+        return config.stats
+    if isinstance(config, StatsConfig):
+        return config
+    raise InputError(f"config: expected a danemap Config or StatsConfig, found "
+                     f"{type(config).__name__}")
+
+
+class _Run:
+    """State shared by the analyses of one :func:`run_stats` call."""
+
+    def __init__(self, features: pd.DataFrame, participants: pd.DataFrame, out: Path,
+                 cfg: StatsConfig, opts: StatsOptions, sources: dict[str, Any]) -> None:
+        self.raw, self.P, self.out, self.cfg, self.opts = features, participants, out, cfg, opts
+        self.sources = sources
+        self.summary: dict[str, Any] = {}
+        self.files: dict[str, Path] = {}
+        self.harmonized: pd.DataFrame | None = None
+        self.harmonization = "none"
+        self.effects: pd.DataFrame | None = None
+        self.covariates = list(cfg.covariates)
+        self.site: str | None = cfg.site if cfg.site in participants.columns else None
+
+    # ---------------------------------------------------------------- helpers
+    def base_sidecar(self, description: str, columns: Mapping[str, str],
+                     harmonization: str, **extra: Any) -> dict[str, Any]:
+        from danemap._version import __version__
+
+        is_case, is_ctrl = group_mask(self.P, self.cfg.group, self.cfg.case, self.cfg.control,
+                                      "participants")
+        return {
+            "Description": description,
+            "GeneratedBy": {"Name": "danemap", "Version": __version__},
+            "Sources": self.sources,
+            "Group": {"column": self.cfg.group, "case": self.cfg.case,
+                      "control": self.cfg.control},
+            "N": {"case": int(is_case.sum()), "control": int(is_ctrl.sum()),
+                  "note": "participants in the tables; each row gives the n it used"},
+            "Covariates": self.covariates,
+            "Site": self.site,
+            "Harmonization": harmonization,
+            "Disclaimer": DISCLAIMER,
+            **extra,
+            "Columns": dict(columns),
+        }
+
+    def features_for_stats(self) -> tuple[pd.DataFrame, str]:
+        """Harmonised features when available (else raw) and how they were made."""
+        if self.harmonized is not None:
+            return self.harmonized, self.harmonization
+        return self.raw, "none"
+
+    def write(self, key: str, name: str, df: pd.DataFrame, sidecar: Mapping[str, Any]) -> None:
+        self.files[key] = write_result(df, self.out / name, sidecar)
+
+
+# ------------------------------------------------------------------------- analyses
+def _analysis_rows(run: _Run) -> np.ndarray:
+    cfg = run.cfg
+    is_case, is_ctrl = group_mask(run.P, cfg.group, cfg.case, cfg.control, "participants")
+    cols = [*run.covariates, *([run.site] if run.site else [])]
+    if run.opts.icv:
+        cols.append(run.opts.icv)
+    check_columns(run.P, cols, "participants")
+    ok = (is_case | is_ctrl) & run.P[cols].notna().all(axis=1).to_numpy()
+    return ok & np.isfinite(run.raw.to_numpy(float)).all(axis=1)
+
+
+def _do_harmonize(run: _Run) -> None:
+    import pandas as pd
+
+    from danemap.stats.combat import ComBat
+
+    cfg = run.cfg
+    if cfg.harmonize in ("none", "", "off"):
+        run.summary["harmonize"] = {"status": "skipped", "reason": "harmonize = none"}
+        return
+    if cfg.harmonize != "combat":
+        raise InputError(f"stats.harmonize: expected 'combat' or 'none', found "
+                         f"{cfg.harmonize!r}")
+    if run.site is None:
+        raise InputError(f"participants: site column {cfg.site!r} not found; it is needed for "
+                         "ComBat (set stats.harmonize = 'none' for single-site data)")
+    rows = _analysis_rows(run)
+    n_sites = run.P[run.site][rows].nunique()
+    if n_sites < 2:
+        run.summary["harmonize"] = {"status": "skipped", "reason": "a single site"}
+        return
+    dropped = int((~rows).sum())
+    if dropped:
+        warnings.warn(f"harmonisation: {dropped} participant(s) outside the two groups or with "
+                      "missing features/covariates/site are left out of every group analysis",
+                      DanemapWarning, stacklevel=2)
+    preserved = [*run.covariates, cfg.group, *([run.opts.icv] if run.opts.icv else [])]
+    covars = run.P.loc[rows, preserved].reset_index(drop=True)
+    X = run.raw[rows]
+    combat = ComBat()
+    H = combat.fit_transform(X, run.P.loc[rows, run.site].to_numpy(), covars)
+    run.harmonized = pd.DataFrame(np.asarray(H, float), index=X.index, columns=X.columns)
+    run.harmonization = (f"ComBat (parametric empirical Bayes) fitted on all {int(rows.sum())} "
+                         f"analysed participants, batch {run.site!r}, preserving {preserved}")
+    out = run.harmonized.reset_index()
+    cols = {"participant_id": "participant identifier",
+            **{c: "ComBat-harmonised feature" for c in X.columns}}
+    run.write("harmonized", "harmonized_features.tsv", out,
+              run.base_sidecar("Features after ComBat harmonisation", cols, run.harmonization,
+                               Sites={str(s): int(n) for s, n in
+                                      zip(combat.sites_, combat.n_per_site_, strict=True)}))
+    run.summary["harmonize"] = {"status": "done", "n": int(rows.sum()), "n_sites": int(n_sites),
+                                "preserved": preserved, "method": run.harmonization}
+
+
+def _effects_columns() -> dict[str, str]:
+    return {
+        "feature": "feature name", "term": "model term (group, interaction, moderator level)",
+        "stratum": "stratum (all unless stratified)", "n_case": "cases with this feature",
+        "n_control": "controls with this feature", "mean_case": "mean in cases",
+        "sd_case": "SD in cases", "mean_control": "mean in controls",
+        "sd_control": "SD in controls", "beta": "case - control difference, adjusted",
+        "se": "standard error of beta", "t": "t statistic", "df": "residual degrees of freedom",
+        "p": "two-sided p-value", "d": "Cohen's d from t (ENIGMA method)",
+        "d_ci_low": "lower 95% CI of d", "d_ci_high": "upper 95% CI of d",
+        "g": "Hedges' g", "p_fdr": "Benjamini-Hochberg adjusted p across features",
+    }
+
+
+def _do_glm(run: _Run) -> None:
+    from danemap.stats.glm import case_control
+
+    cfg = run.cfg
+    feats, harm = run.features_for_stats()
+    site = None if run.harmonized is not None else run.site
+    res = case_control(feats.reset_index(), run.P.reset_index(), group=cfg.group, case=cfg.case,
+                       control=cfg.control, covariates=run.covariates, site=site,
+                       icv=run.opts.icv)
+    run.effects = res
+    model = (f"feature ~ {cfg.group} + " + " + ".join(res.attrs.get("covariates", []))
+             + ("" if site is None else " (site as covariate)"))
+    run.write("effects", "effects.tsv", res,
+              run.base_sidecar("Case-control GLM per feature", _effects_columns(), harm,
+                               Model=model, Alpha=cfg.alpha))
+    g = res[res["term"] == res["term"].iloc[0]]
+    top = g.sort_values("p").head(5)
+    run.summary["glm"] = {
+        "status": "done", "model": model, "n_features": len(g),
+        "n_case": int(g["n_case"].max()), "n_control": int(g["n_control"].max()),
+        "n_fdr_significant": int((g["p_fdr"] < cfg.alpha).sum()),
+        "median_abs_d": float(np.nanmedian(np.abs(g["d"]))),
+        "top": [{"feature": r.feature, "d": r.d, "d_ci_low": r.d_ci_low,
+                 "d_ci_high": r.d_ci_high, "p": r.p, "p_fdr": r.p_fdr}
+                for r in top.itertuples()],
+    }
+
+
+def _do_permutation(run: _Run) -> None:
+    import pandas as pd
+
+    from danemap.stats.multiple import permutation_test
+
+    cfg = run.cfg
+    feats, harm = run.features_for_stats()
+    rows = _analysis_rows(run)
+    is_case, _ = group_mask(run.P, cfg.group, cfg.case, cfg.control, "participants")
+    idx = feats.index.intersection(run.P.index[rows])
+    sel = run.P.index.get_indexer(idx)
+    cov_cols = [*run.covariates, *([run.opts.icv] if run.opts.icv else []),
+                *([run.site] if run.site else [])]
+    C, names, _ = encode_covariates(run.P.iloc[sel], cov_cols, "participants")
+    blocks = run.P[run.site].iloc[sel].astype(str).to_numpy() if run.site else None
+    res = permutation_test(feats.loc[idx].to_numpy(float), is_case[sel].astype(float), C,
+                           n_permutations=int(cfg.n_permutations), blocks=blocks,
+                           seed=int(cfg.seed))
+    df = pd.DataFrame({"feature": list(feats.columns), "t": res.t, "df": res.df,
+                       "p_uncorrected": res.p_uncorrected, "p_fwe": res.p_fwe,
+                       "n_permutations": res.n_permutations, "n": len(idx)})
+    cols = {"feature": "feature name", "t": "observed t of the group regressor (case = 1)",
+            "df": "residual degrees of freedom", "p_uncorrected": "per-feature permutation p",
+            "p_fwe": "family-wise error p (max-T over features)",
+            "n_permutations": "random permutations", "n": "participants"}
+    run.write("permutation", "permutation.tsv", df, run.base_sidecar(
+        "Freedman-Lane permutation test of the group effect, max-T FWE", cols, harm,
+        Confounds=names, ExchangeabilityBlocks=run.site, Seed=int(cfg.seed)))
+    run.summary["permutation"] = {
+        "status": "done", "n_permutations": res.n_permutations,
+        "n_fwe_significant": int((res.p_fwe < cfg.alpha).sum()),
+        "min_p_fwe": float(res.p_fwe.min()), "blocks": run.site, "seed": int(cfg.seed),
+    }
+
+
+def _do_symptoms(run: _Run) -> None:
+    from danemap.stats.symptoms import DEFAULT_SYMPTOMS, symptom_association
+
+    cfg = run.cfg
+    symptoms = run.opts.symptoms
+    if symptoms is None:
+        symptoms = [s for s in DEFAULT_SYMPTOMS if s in run.P.columns]
+        if not symptoms:
+            run.summary["symptoms"] = {"status": "skipped",
+                                       "reason": f"no symptom column ({list(DEFAULT_SYMPTOMS)})"}
+            return
+    feats, harm = run.features_for_stats()
+    rows = _analysis_rows(run)
+    idx = feats.index.intersection(run.P.index[rows])
+    res = symptom_association(feats.loc[idx], run.P.loc[idx], symptoms,
+                              covariates=run.covariates, site=run.site, group=cfg.group,
+                              case=cfg.case, control=cfg.control,
+                              standardize=run.opts.standardize_symptoms)
+    cols = {"feature": "feature name", "symptom": "symptom score",
+            "sample": f"participants analysed ({cfg.case} only, or all)",
+            "n": "participants with feature, score and covariates",
+            "r": "partial correlation", "t": "t statistic of r", "df": "n - 2 - k covariates",
+            "p": "two-sided p-value", "ci_low": "lower 95% CI of r (Fisher z, se 1/sqrt(n-3-k))",
+            "ci_high": "upper 95% CI of r",
+            "p_fdr": "Benjamini-Hochberg p across features within symptom and sample",
+            "symptom_scaling": "raw, or z-scored within site (scales differ by site)",
+            "covariates": "covariates partialled out (site indicators included)"}
+    scaling = str(res["symptom_scaling"].iloc[0])
+    run.write("symptoms", "symptoms.tsv", res, run.base_sidecar(
+        "Partial correlation of every feature with every symptom score", cols, harm,
+        SymptomScaling=scaling, Symptoms=list(symptoms)))
+    best = res.loc[res["p"].idxmin()] if res["p"].notna().any() else None
+    run.summary["symptoms"] = {
+        "status": "done", "symptoms": list(symptoms), "symptom_scaling": scaling,
+        "n_fdr_significant": int((res["p_fdr"] < cfg.alpha).sum()),
+        "strongest": None if best is None else {
+            k: (best[k].item() if hasattr(best[k], "item") else best[k])
+            for k in ("feature", "symptom", "sample", "n", "r", "ci_low", "ci_high", "p",
+                      "p_fdr")},
+    }
+
+
+def _do_normative(run: _Run) -> None:
+    from danemap.stats.normative import normative_scores
+
+    cfg = run.cfg
+    harmonize = cfg.harmonize == "combat" and run.site is not None \
+        and run.P[run.site].nunique() > 1
+    sex = "sex" if "sex" in run.covariates else None
+    z, model = normative_scores(run.raw, run.P, group=cfg.group, case=cfg.case,
+                                control=cfg.control, age="age", sex=sex, site=run.site,
+                                harmonize=harmonize, n_folds=run.opts.n_folds,
+                                seed=int(cfg.seed))
+    path = Path(run.opts.normative_model or run.out / "normative_model.json")
+    model.save(path)
+    run.files["normative_model"] = path
+    harm = ("ComBat fitted on the training controls inside every fit (cases never enter it)"
+            if harmonize else "none")
+    cols = {"participant_id": "participant identifier", "group": "group label",
+            "scored": "out-of-sample CV (controls) or model fitted on all controls (cases)",
+            "n_extreme": f"number of features with |z| > {model.extreme_z:g}",
+            **{c: "deviation z-score" for c in run.raw.columns}}
+    run.write("normative", "normative_z.tsv", z, run.base_sidecar(
+        "Normative-model deviation z-scores (feature ~ B-spline(age) + sex, controls)", cols,
+        harm, Model={"n_knots": model.n_knots, "degree": model.degree,
+                     "heteroscedastic": model.heteroscedastic, "n_folds": run.opts.n_folds,
+                     "n_train_controls": model.n_train_}, ModelFile=path.name))
+    zc = z[z["scored"] == "out-of-sample CV"][list(map(str, run.raw.columns))].to_numpy(float)
+    zk = z[z["scored"] == "model fitted on all controls"]
+    run.summary["normative"] = {
+        "status": "done", "n_controls_cv": len(zc), "n_cases": len(zk),
+        "control_z_mean": float(np.nanmean(zc)) if zc.size else None,
+        "control_z_sd": float(np.nanstd(zc)) if zc.size else None,
+        "mean_extreme_controls": float(z.loc[z["scored"] == "out-of-sample CV",
+                                             "n_extreme"].mean()),
+        "mean_extreme_cases": float(zk["n_extreme"].mean()) if len(zk) else None,
+        "model_file": path.name,
+    }
+
+
+def _do_classify(run: _Run) -> None:
+    from danemap.stats.classify import classification_columns, classify, save_classifier
+
+    cfg = run.cfg
+    o = run.opts
+    if run.site is None:
+        raise InputError(f"participants: site column {cfg.site!r} not found (classification "
+                         "needs it for harmonisation and leave-one-site-out)")
+    harmonize = cfg.harmonize == "combat"
+    schemes = ("kfold", "loso") if run.P[run.site].nunique() > 1 else ("kfold",)
+    kw: dict[str, Any] = {"group": cfg.group, "case": cfg.case, "control": cfg.control,
+          "covariates": run.covariates, "extra_covariates": o.extra_covariates,
+          "site": run.site, "harmonize": harmonize, "inner_folds": o.inner_folds,
+          "c_grid": o.c_grid, "seed": int(cfg.seed)}
+    table, info = classify(run.raw, run.P, schemes=schemes, n_folds=o.n_folds,
+                           n_permutations=o.classify_permutations, n_bootstrap=o.n_bootstrap,
+                           loso_harmonize=o.loso_harmonize, **kw)
+    run.write("classification", "classification.tsv", table, run.base_sidecar(
+        "Cross-validated classification: covariate-only baseline, imaging, both",
+        classification_columns(), "ComBat inside every training fold (see 'harmonization')",
+        Notes=info["notes"], Threshold=0.5, Seed=int(cfg.seed)))
+    if o.save_classifier:
+        run.files["classifier_model"] = save_classifier(o.save_classifier, run.raw, run.P,
+                                                        model="both", **kw)
+    summ: dict[str, Any] = {"status": "done", "n": info["n"], "n_case": info["n_case"],
+                            "n_control": info["n_control"], "notes": info["notes"]}
+    for scheme in schemes:
+        block: dict[str, Any] = {}
+        for model in ("covariates", "imaging", "both"):
+            sub = table[(table["scheme"] == scheme) & (table["model"] == model)]
+            block[model] = {r.metric: {"value": r.value, "ci_low": r.ci_low,
+                                       "ci_high": r.ci_high, "fold_sd": r.fold_sd,
+                                       "p_permutation": r.p_permutation}
+                            for r in sub.itertuples()}
+        ba = {m: block[m]["balanced_accuracy"]["value"] for m in block}
+        block["imaging_beats_covariate_baseline"] = bool(ba["imaging"] > ba["covariates"])
+        block["imaging_adds_to_covariates"] = bool(ba["both"] > ba["covariates"])
+        summ[scheme] = block
+    run.summary["classify"] = summ
+
+
+def _do_reference(run: _Run) -> None:
+    from danemap.stats.reference import compare_to_reference, load_reference, reference_columns
+
+    if run.opts.reference is None:
+        run.summary["reference"] = {"status": "skipped", "reason": "no reference table given"}
+        return
+    ref = load_reference(run.opts.reference)
+    assert run.effects is not None
+    measure = run.opts.feature_measure or "feature"
+    table = compare_to_reference(run.effects, ref, feature_measure=measure)
+    if table.empty:
+        warnings.warn("reference: no feature name maps to a reference structure "
+                      "(caudate, putamen, pallidum, thalamus, hippocampus, amygdala, "
+                      "accumbens)", DanemapWarning, stacklevel=2)
+    _, harm = run.features_for_stats()
+    run.write("reference", "reference_comparison.tsv", table, run.base_sidecar(
+        "danemap Cohen's d next to a published reference", reference_columns(), harm,
+        Reference=str(run.opts.reference), ReferenceMeasure=str(ref["measure"].iloc[0])))
+    run.summary["reference"] = {
+        "status": "done", "n_mapped": len(table),
+        "n_same_sign": int(table["same_sign"].sum()) if len(table) else 0,
+        "n_within_reference_ci": int(table["d_within_reference_ci"].sum()) if len(table) else 0,
+        "rows": [{"feature": r.feature, "structure": r.structure, "d": r.d,
+                  "d_ci_low": r.d_ci_low, "d_ci_high": r.d_ci_high,
+                  "reference_d": r.reference_d} for r in table.itertuples()],
+    }
+
+
+_STEPS: dict[str, Callable[[_Run], None]] = {
+    "harmonize": _do_harmonize, "glm": _do_glm, "permutation": _do_permutation,
+    "symptoms": _do_symptoms, "normative": _do_normative, "classify": _do_classify,
+    "reference": _do_reference,
+}
+
+
+def run_stats(
+    features: PathLike | Sequence[PathLike],
+    participants: PathLike,
+    out_dir: PathLike,
+    config: Any = None,
+    analyses: Sequence[str] = ANALYSES,
+    options: StatsOptions | None = None,
+) -> dict[str, Any]:
+    """Run the group analyses on a feature table and write TSVs, sidecars and a summary.
+
+    Parameters
+    ----------
+    features : path-like or sequence of path-like
+        Feature table(s): ``participant_id`` plus one numeric column per feature.
+    participants : path-like
+        ``participants.tsv`` with group, covariates, site (and symptoms).
+    out_dir : path-like
+        Output folder (created).
+    config : danemap.config.Config, StatsConfig or None
+        Group, labels, covariates, site, harmonisation, permutations, alpha and seed.
+    analyses : sequence of str
+        Subset of :data:`ANALYSES`; ``harmonize`` is always run first when ComBat is
+        configured and another analysis uses harmonised features; ``reference`` runs
+        ``glm`` too.
+    options : StatsOptions or None
+        Further options.
+
+    Returns
+    -------
+    dict
+        ``files`` (analysis -> path), ``summary`` (the content of ``summary.json``) and
+        ``summary_path``.
+
+    Raises
+    ------
+    InputError
+        Invalid inputs, or (with ``on_error="raise"``) any analysis error.
+    """
+    cfg = _stats_config(config)
+    opts = options or StatsOptions()
+    unknown = [a for a in analyses if a not in ANALYSES]
+    if unknown or not analyses:
+        raise InputError(f"analyses: expected a subset of {list(ANALYSES)}, found {list(analyses)}")
+    if opts.on_error not in ("raise", "record"):
+        raise InputError(f"on_error: expected 'raise' or 'record', found {opts.on_error!r}")
+    wanted = set(analyses)
+    for a in list(wanted):
+        wanted.update(_NEEDS.get(a, ()))
+    if wanted & {"glm", "permutation", "symptoms"}:
+        wanted.add("harmonize")
+    order = [a for a in ANALYSES if a in wanted]
+    paths = [features] if isinstance(features, str | os.PathLike) else list(features)
+    F, P = load_inputs(paths, participants)
+    check_columns(P, [cfg.group, *cfg.covariates], f"participants {participants}")
+    group_mask(P, cfg.group, cfg.case, cfg.control, f"participants {participants}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if opts.feature_measure is None:
+        opts.feature_measure = Path(paths[0]).stem
+    sources = {"features": [str(p) for p in paths], "participants": str(participants)}
+    run = _Run(F, P, out, cfg, opts, sources)
+    all_warnings: list[str] = []
+    errors: dict[str, str] = {}
+    timings: dict[str, float] = {}
+    for name in order:
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DanemapWarning)
+            try:
+                _STEPS[name](run)
+            except DanemapError as exc:
+                if opts.on_error == "raise":
+                    raise
+                errors[name] = str(exc)
+                run.summary[name] = {"status": "failed", "error": str(exc)}
+                log.error("stats %s failed: %s", name, exc)
+        for w in caught:
+            if issubclass(w.category, DanemapWarning):
+                msg = f"{name}: {w.message}"
+                all_warnings.append(msg)
+                log.warning("%s", msg)
+            else:
+                log.debug("%s: %s", name, w.message)
+        timings[name] = round(time.perf_counter() - t0, 3)
+        log.info("stats %s done in %.1f s", name, timings[name])
+    is_case, is_ctrl = group_mask(P, cfg.group, cfg.case, cfg.control, "participants")
+    per_site = {}
+    if run.site:
+        for s in sorted(P[run.site].dropna().astype(str).unique()):
+            m = (P[run.site].astype(str) == s).to_numpy()
+            per_site[s] = {"case": int((m & is_case).sum()), "control": int((m & is_ctrl).sum())}
+    from danemap._version import __version__
+
+    summary = {
+        "danemap_version": __version__,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "sources": sources,
+        "feature_measure": opts.feature_measure,
+        "n_features": int(F.shape[1]),
+        "n": {"participants": len(P), "case": int(is_case.sum()),
+              "control": int(is_ctrl.sum()), "per_site": per_site},
+        "group": {"column": cfg.group, "case": cfg.case, "control": cfg.control},
+        "covariates": list(cfg.covariates),
+        "site": run.site,
+        "harmonization": {
+            "group_analyses": run.harmonization,
+            "normative": "ComBat on training controls only, inside each fit",
+            "classification": "ComBat inside every training fold only",
+        },
+        "alpha": cfg.alpha,
+        "seed": cfg.seed,
+        "analyses": {a: run.summary.get(a, {"status": "not run"}) for a in order},
+        "files": {k: v.name for k, v in run.files.items()},
+        "timings_s": timings,
+        "warnings": all_warnings,
+        "errors": errors,
+        "disclaimer": DISCLAIMER,
+    }
+    spath = write_json(out / "summary.json", summary)
+    return {"files": run.files, "summary": summary, "summary_path": spath}
