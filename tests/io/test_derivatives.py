@@ -131,10 +131,10 @@ def test_refuse_output_inside_input(tmp_path):
     link.symlink_to(bids / "sub-01")
     with pytest.raises(InputError, match=r"is inside the input BIDS dataset"):
         check_output_not_in_input(bids, link)
-    # BIDS convention: <bids>/derivatives/<tool> is allowed unless refused explicitly
-    check_output_not_in_input(bids, bids / "derivatives")
+    # <bids>/derivatives is inside the input too: refused unless explicitly allowed
     with pytest.raises(InputError, match=r"inside the input"):
-        check_output_not_in_input(bids, bids / "derivatives", allow_derivatives=False)
+        check_output_not_in_input(bids, bids / "derivatives")
+    check_output_not_in_input(bids, bids / "derivatives", allow_derivatives=True)
     check_output_not_in_input(bids, tmp_path / "bids-danemap")
 
 

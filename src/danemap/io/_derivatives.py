@@ -168,13 +168,13 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
 def check_output_not_in_input(
     bids_dir: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
-    allow_derivatives: bool = True,
+    allow_derivatives: bool = False,
 ) -> None:
     """Refuse an output folder that is, or lies inside, the input BIDS dataset.
 
-    Symbolic links are resolved first. By default the BIDS convention
-    ``<bids_dir>/derivatives/...`` is allowed (as fMRIPrep does); pass
-    ``allow_derivatives=False`` to refuse it too.
+    Symbolic links are resolved first. ``<bids_dir>/derivatives/...`` is inside the input
+    too and is refused by default (the input dataset is never written to); pass
+    ``allow_derivatives=True`` to accept the BIDS convention, as fMRIPrep does.
 
     Parameters
     ----------
