@@ -1,6 +1,6 @@
 """BIDS-App command line: ``danemap BIDS_DIR OUT_DIR {participant,group}`` and sub-commands.
 
-Sub-commands: ``demo``, ``simulate``, ``atlas``, ``stats``. Every entry point is
+Sub-commands: ``demo``, ``simulate``, ``atlas``, ``stats``, ``slurm``. Every entry point is
 reachable through :func:`main`, which returns an exit code and never calls
 ``sys.exit`` itself (so it is testable).
 """
@@ -8,16 +8,25 @@ reachable through :func:`main`, which returns an exit code and never calls
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from danemap._version import __version__
 from danemap.errors import DanemapError
 
 __all__ = ["build_parser", "main"]
 
-SUBCOMMANDS = ("demo", "simulate", "atlas", "stats")
+# sub-command -> module providing ``add_arguments(parser)`` and ``run(args, config) -> int``
+SUBCOMMANDS = {
+    "demo": "danemap.demo",
+    "simulate": "danemap.simulate._cli",
+    "atlas": "danemap.atlas._cli",
+    "stats": "danemap.stats._cli",
+    "slurm": "danemap.engine._cli",
+}
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +55,7 @@ def build_bids_app_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("execution")
     g.add_argument("--n-jobs", type=int, default=None, help="parallel participants (local)")
     g.add_argument("--resolution", type=int, choices=[1, 2, 3], default=None,
-                   help="atlas resolution in mm (default 2)")
+                   help="grid (mm) of the atlas resampled onto each image (default 1)")
     g = p.add_argument_group("functional")
     g.add_argument("--denoise-strategy", default=None,
                    choices=["simple", "scrubbing", "compcor", "custom"])
@@ -55,28 +64,15 @@ def build_bids_app_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _subcommand_module(command: str) -> Any:
+    return importlib.import_module(SUBCOMMANDS[command])
+
+
 def build_parser(command: str) -> argparse.ArgumentParser:
-    """Return the parser of one sub-command (``demo``, ``simulate``, ``atlas``, ``stats``)."""
+    """Return the parser of one sub-command (see ``SUBCOMMANDS``)."""
     p = argparse.ArgumentParser(prog=f"danemap {command}")
     _add_common(p)
-    if command == "demo":
-        from danemap import demo
-
-        demo.add_arguments(p)
-    elif command == "simulate":
-        from danemap.simulate import _cli as sim_cli
-
-        sim_cli.add_arguments(p)
-    elif command == "atlas":
-        from danemap.atlas import _cli as atlas_cli
-
-        atlas_cli.add_arguments(p)
-    elif command == "stats":
-        from danemap.stats import _cli as stats_cli
-
-        stats_cli.add_arguments(p)
-    else:  # pragma: no cover - guarded by main
-        raise ValueError(command)
+    _subcommand_module(command).add_arguments(p)
     return p
 
 
@@ -87,21 +83,7 @@ def _run_subcommand(command: str, argv: list[str]) -> int:
     args = build_parser(command).parse_args(argv)
     setup_cli_logging(args.verbose)
     config = load_config(args.config)
-    if command == "demo":
-        from danemap import demo
-
-        return demo.run(args, config)
-    if command == "simulate":
-        from danemap.simulate import _cli as sim_cli
-
-        return sim_cli.run(args, config)
-    if command == "atlas":
-        from danemap.atlas import _cli as atlas_cli
-
-        return atlas_cli.run(args, config)
-    from danemap.stats import _cli as stats_cli
-
-    return stats_cli.run(args, config)
+    return int(_subcommand_module(command).run(args, config))
 
 
 def _run_bids_app(argv: list[str]) -> int:

@@ -35,9 +35,13 @@ ENV_PREFIX = "DANEMAP_"
 
 @dataclass
 class RunConfig:
-    """Execution and I/O settings."""
+    """Execution and I/O settings.
 
-    resolution: int = 2
+    ``resolution`` is the grid (mm) of the DA/NE atlas that is resampled onto each
+    image; 1 mm (the AAL3 native grid) keeps tiny regions such as the LC most faithful.
+    """
+
+    resolution: int = 1
     n_jobs: int = 1
     backend: str = "local"
     max_nifti_gib: float = 4.0

@@ -1,4 +1,5 @@
-"""Execution back-ends for the participant step: local processes or a Dask cluster.
+"""Execution back-ends for the participant step: local processes, a Dask cluster, or a
+throttled SLURM array.
 
 The engine knows nothing about modalities: it runs a picklable function once per
 item (participant), isolates failures, resumes finished work, and shows progress.
@@ -7,5 +8,6 @@ item (participant), isolates failures, resumes finished work, and shows progress
 from __future__ import annotations
 
 from danemap.engine._run import Outcome, run_many
+from danemap.engine._slurm import write_slurm_array
 
-__all__ = ["Outcome", "run_many"]
+__all__ = ["Outcome", "run_many", "write_slurm_array"]
