@@ -199,7 +199,7 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
 
 
 def _analyses_for(table: str) -> tuple[str, ...]:
-    """Connectivity matrices get edge-level inference; region tables the full set."""
+    """Choose the analyses: edge-level inference for connectivity, all for region tables."""
     if table.startswith("connectivity"):
         return ("harmonize", "glm", "permutation")
     return ("harmonize", "glm", "permutation", "symptoms", "normative", "classify")

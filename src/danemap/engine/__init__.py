@@ -1,5 +1,6 @@
-"""Execution back-ends for the participant step: local processes, a Dask cluster, or a
-throttled SLURM array.
+"""Execution back-ends for the participant step.
+
+Local processes, a Dask cluster, or a throttled SLURM array.
 
 The engine knows nothing about modalities: it runs a picklable function once per
 item (participant), isolates failures, resumes finished work, and shows progress.
