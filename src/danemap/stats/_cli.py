@@ -1,0 +1,191 @@
+"""``danemap stats {all,harmonize,glm,...,predict}``: the command line of the statistics.
+
+``danemap stats all --features T.tsv --participants P.tsv --out DIR`` runs every
+analysis; each sub-command runs one (``reference`` also runs the GLM). With
+``--model M``, ``normative`` scores new participants with a saved normative model and
+``predict`` scores them with a saved classifier (``classify --save-model M``).
+Defaults come from the ``[stats]`` section of the configuration; flags override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from danemap._utils.logging import get_logger
+from danemap.errors import InputError
+
+__all__ = ["add_arguments", "run"]
+
+log = get_logger("stats.cli")
+
+COMMANDS = ("all", "harmonize", "glm", "permutation", "symptoms", "normative", "classify",
+            "reference", "predict")
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("inputs and outputs")
+    g.add_argument("--features", nargs="+", required=True, type=Path, metavar="T.tsv",
+                   help="feature table(s): participant_id + one numeric column per feature")
+    g.add_argument("--participants", required=True, type=Path, metavar="P.tsv",
+                   help="participants.tsv with group, covariates and site")
+    g.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    g = p.add_argument_group("design (defaults from the [stats] configuration)")
+    g.add_argument("--group", default=None, help="group column")
+    g.add_argument("--case", default=None, help="case label of the group column")
+    g.add_argument("--control", default=None, help="control label of the group column")
+    g.add_argument("--covariates", nargs="*", default=None, metavar="COL",
+                   help="covariate columns (e.g. age sex)")
+    g.add_argument("--site", default=None, help="site column (ComBat batch, LOSO)")
+    g.add_argument("--icv", default=None, help="intracranial-volume column (volumes)")
+    g.add_argument("--harmonize", choices=["combat", "none"], default=None)
+    g.add_argument("--symptoms", nargs="+", default=None, metavar="COL",
+                   help="symptom columns (default adhd_index inattentive hyperimpulsive)")
+    g.add_argument("--raw-symptoms", action="store_true",
+                   help="do not z-score symptoms within site")
+    g = p.add_argument_group("inference")
+    g.add_argument("--n-permutations", type=int, default=None,
+                   help="permutations of the max-T test")
+    g.add_argument("--classify-permutations", type=int, default=100,
+                   help="label permutations of the classification p-values (default 100)")
+    g.add_argument("--folds", type=int, default=5, help="outer CV folds (default 5)")
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--loso-harmonize", choices=["none", "refit"], default="none",
+                   help="harmonisation under leave-one-site-out (default none)")
+    g = p.add_argument_group("models and references")
+    g.add_argument("--model", type=Path, default=None, metavar="M.json",
+                   help="saved model to score the table with (normative, predict)")
+    g.add_argument("--save-model", type=Path, default=None, metavar="M.json",
+                   help="where to save the fitted model (normative, classify)")
+    g.add_argument("--reference", type=Path, default=None, metavar="ENIGMA.csv",
+                   help="reference effect sizes (ENIGMA format, see danemap.stats.reference)")
+    g.add_argument("--feature-measure", default=None,
+                   help="what the features measure, e.g. ALFF (default: table file name)")
+    return p
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``stats`` sub-commands and their options to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The ``danemap stats`` parser.
+    """
+    parser.description = ("Group statistics on any feature table. A research tool, not a "
+                          "diagnostic device.")
+    sub = parser.add_subparsers(dest="stats_command", metavar="ANALYSIS", required=True)
+    common = _common()
+    helps = {
+        "all": "run every analysis", "harmonize": "ComBat harmonisation",
+        "glm": "case-control GLM with effect sizes", "permutation": "max-T permutation test",
+        "symptoms": "partial correlations with symptom scores",
+        "normative": "normative z-scores (or score new participants with --model)",
+        "classify": "three cross-validated classifiers (covariates, imaging, both)",
+        "reference": "compare effect sizes with a reference table (--reference)",
+        "predict": "score a table with a saved classifier (--model)",
+    }
+    for name in COMMANDS:
+        sub.add_parser(name, parents=[common], help=helps[name], description=helps[name])
+
+
+def _config(args: argparse.Namespace, config: Any) -> Any:
+    from danemap.config import Config
+
+    cfg = config if config is not None else Config()
+    overrides = {"stats": {"group": args.group, "case": args.case, "control": args.control,
+                           "covariates": args.covariates, "site": args.site,
+                           "harmonize": args.harmonize, "n_permutations": args.n_permutations,
+                           "seed": args.seed}}
+    return cfg.updated(overrides, source="command line")
+
+
+def _score_normative(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from danemap.stats._tables import DISCLAIMER, load_inputs, write_result
+    from danemap.stats.normative import NormativeModel
+
+    model = NormativeModel.load(args.model)
+    F, P = load_inputs(args.features, args.participants)
+    z = model.transform(F, P)
+    out = pd.concat([pd.DataFrame({"participant_id": list(F.index),
+                                   "n_extreme": model.count_extreme(z)}),
+                     z.reset_index(drop=True)], axis=1)
+    cols = {"participant_id": "participant identifier",
+            "n_extreme": f"features with |z| > {model.extreme_z:g}",
+            **{c: "deviation z-score from the saved normative model" for c in z.columns}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = write_result(out, args.out / "normative_z.tsv", {
+        "Description": "Deviation z-scores of new participants from a saved normative model",
+        "Model": str(args.model), "NTrainControls": model.n_train_,
+        "Harmonization": "saved ComBat (fitted on the reference controls)"
+        if model.combat_ is not None else "none",
+        "Disclaimer": DISCLAIMER, "Columns": cols})
+    log.info("wrote %s", path)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from danemap.stats._tables import DISCLAIMER, load_inputs, write_result
+    from danemap.stats.classify import predict
+
+    if args.model is None:
+        raise InputError("predict: --model M.json (a classifier saved by 'classify "
+                         "--save-model') is required")
+    F, P = load_inputs(args.features, args.participants)
+    res = predict(args.model, F, P)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = write_result(res, args.out / "predictions.tsv", {
+        "Description": "Scores of a saved ADHD-vs-control classifier", "Model": str(args.model),
+        "Disclaimer": DISCLAIMER,
+        "Columns": {"participant_id": "participant identifier",
+                    "probability_case": "predicted probability of the case label",
+                    "predicted": "label at threshold 0.5",
+                    "model": "covariates, imaging or both"}})
+    log.info("wrote %s", path)
+    return 0
+
+
+def run(args: argparse.Namespace, config: Any) -> int:
+    """Run one ``danemap stats`` sub-command.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed arguments (see :func:`add_arguments`).
+    config : danemap.config.Config or None
+        Effective configuration; the ``[stats]`` section gives the defaults.
+
+    Returns
+    -------
+    int
+        0 on success, 1 when an analysis failed under ``all`` (recorded in summary.json).
+    """
+    from danemap.stats.pipeline import ANALYSES, StatsOptions, run_stats
+
+    cfg = _config(args, config)
+    command = args.stats_command
+    if command == "predict":
+        return _predict(args)
+    if command == "normative" and args.model is not None:
+        return _score_normative(args)
+    if command == "reference" and args.reference is None:
+        raise InputError("reference: --reference ENIGMA.csv is required")
+    if args.model is not None:
+        raise InputError(f"{command}: --model applies only to 'normative' and 'predict'")
+    opts = StatsOptions(
+        icv=args.icv, symptoms=args.symptoms, standardize_symptoms=not args.raw_symptoms,
+        reference=args.reference, feature_measure=args.feature_measure, n_folds=args.folds,
+        classify_permutations=args.classify_permutations, loso_harmonize=args.loso_harmonize,
+        save_classifier=args.save_model if command in ("classify", "all") else None,
+        normative_model=args.save_model if command == "normative" else None,
+        on_error="record" if command == "all" else "raise",
+    )
+    analyses = ANALYSES if command == "all" else (command,)
+    result = run_stats(args.features, args.participants, args.out, cfg, analyses, opts)
+    for key, path in result["files"].items():
+        log.info("%s: %s", key, path)
+    return 1 if result["summary"]["errors"] else 0
