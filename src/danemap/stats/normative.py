@@ -334,15 +334,16 @@ class NormativeModel:
         resid = X - D @ self.coef_
         rank = int(np.linalg.matrix_rank(D))
         self.sd_ = np.sqrt((resid**2).sum(0) / (n - rank))
-        if self.heteroscedastic:
-            self.sd_coef_, *_ = np.linalg.lstsq(B, np.abs(resid) * np.sqrt(np.pi / 2), rcond=None)
-        else:
-            self.sd_coef_ = self.sd_[None, :]
-        zero = self.sd_ <= 1e-12 * np.maximum(1.0, np.abs(X).max(0))
+        zero = self.sd_ <= 1e-10 * np.maximum(1.0, np.abs(X).max(0))
+        self.sd_[zero] = 0.0
         if zero.any():
             flat = [names[j] for j in np.flatnonzero(zero)][:5]
             warnings.warn(f"normative model: features {flat} have no residual variance; their z-scores are n/a",
                           DanemapWarning, stacklevel=2)
+        if self.heteroscedastic:
+            self.sd_coef_, *_ = np.linalg.lstsq(B, np.abs(resid) * np.sqrt(np.pi / 2), rcond=None)
+        else:
+            self.sd_coef_ = self.sd_[None, :]
         self.feature_names_ = names
         self.n_train_ = n
         self.age_range_ = (float(age.min()), float(age.max()))
