@@ -215,7 +215,10 @@ def _fit_terms(Y: np.ndarray, X: np.ndarray, cols: list[int]) -> dict[str, np.nd
         groups.append((~miss[:, j], np.array([j])))
     for rows, feats in groups:
         try:
-            res = fit_glm(Y[np.ix_(rows, feats)], X[rows], contrast)
+            if rows.all() and feats.size == m:  # the common case: no copy of Y
+                res = fit_glm(Y, X, contrast)
+            else:
+                res = fit_glm(Y[np.ix_(rows, feats)], X[rows], contrast)
         except InputError as exc:
             log.warning("GLM skipped for %d feature(s): %s", feats.size, exc)
             continue
