@@ -237,7 +237,9 @@ def load_inputs(
     """Load and join feature table(s) and ``participants.tsv`` (see :func:`join_tables`)."""
     feats = load_features(features)
     parts = load_participants(participants)
-    return join_tables(feats, parts, features_path=features, participants_path=participants)
+    names = [features] if isinstance(features, str | os.PathLike) else list(features)
+    return join_tables(feats, parts, features_path=", ".join(str(n) for n in names),
+                       participants_path=participants)
 
 
 def group_mask(

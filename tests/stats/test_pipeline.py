@@ -1,0 +1,194 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from danemap.config import StatsConfig
+from danemap.errors import DanemapWarning, InputError
+from danemap.stats._tables import join_tables, load_features, load_inputs, load_participants
+from danemap.stats.pipeline import StatsOptions, run_stats
+
+FAST = {"classify_permutations": 2, "n_bootstrap": 50, "c_grid": (1.0,), "n_folds": 3}
+
+
+def write_cohort(folder, n=90, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = [f"sub-{i:03d}" for i in range(n)]
+    group = np.where(np.arange(n) % 2 == 0, "ADHD", "TD")
+    site = np.where(np.arange(n) % 3 == 0, "A", "B")
+    age = rng.uniform(7, 17, n)
+    P = pd.DataFrame({"participant_id": ids, "site": site, "age": age.round(2),
+                      "sex": rng.choice(["F", "M"], n), "group": group,
+                      "adhd_index": np.where(group == "ADHD", 60, 45) + rng.normal(0, 5, n),
+                      "full4_iq": rng.normal(105, 12, n).round()})
+    X = rng.normal(size=(n, 4)) + 0.1 * age[:, None]
+    X[group == "ADHD", 0] -= 0.8
+    X[site == "B"] += 1.0
+    F = pd.DataFrame(X, columns=["Caudate_L", "Caudate_R", "Putamen_L", "Frontal_Sup_L"])
+    F.insert(0, "participant_id", [i.removeprefix("sub-") for i in ids])  # ids without sub-
+    P.loc[3, "full4_iq"] = np.nan
+    fp, pp = folder / "alff.tsv", folder / "participants.tsv"
+    F.to_csv(fp, sep="\t", index=False)
+    P.to_csv(pp, sep="\t", index=False, na_rep="n/a")
+    ref = folder / "enigma.csv"
+    ref.write_text("SubcorticalVolume,Structure,d_icv,se_icv,low_ci_icv,up_ci_icv,n_controls,"
+                   "n_patients,pobs,fdr_p\nX,Lcaud,-0.11,,-0.18,-0.05,1489,1659,0.001,\n"
+                   "X,Rcaud,-0.11,,-0.18,-0.05,1489,1659,0.001,\n")
+    return fp, pp, ref
+
+
+def test_run_stats_writes_every_table_with_sidecars(tmp_path):
+    fp, pp, ref = write_cohort(tmp_path)
+    out = tmp_path / "out"
+    res = run_stats(fp, pp, out, StatsConfig(n_permutations=99),
+                    options=StatsOptions(reference=ref, feature_measure="ALFF", **FAST))
+    for name in ("effects", "permutation", "symptoms", "normative_z", "classification",
+                 "reference_comparison", "harmonized_features"):
+        tsv = out / f"{name}.tsv"
+        side = json.loads((out / f"{name}.json").read_text())
+        df = pd.read_csv(tsv, sep="\t", na_values="n/a", keep_default_na=False)
+        assert set(df.columns) <= set(side["Columns"]), name
+        for key in ("N", "Covariates", "Harmonization", "Disclaimer"):
+            assert key in side, (name, key)
+    s = json.loads((out / "summary.json").read_text())
+    assert s == json.loads(json.dumps(res["summary"]))
+    assert s["n"]["case"] == 45 and s["n"]["control"] == 45
+    assert s["n"]["per_site"]["A"] == {"case": 15, "control": 15}
+    assert all(a["status"] == "done" for a in s["analyses"].values())
+    assert "covariates" in s["analyses"]["classify"]["kfold"]
+    assert "imaging_beats_covariate_baseline" in s["analyses"]["classify"]["kfold"]
+    assert s["analyses"]["symptoms"]["symptom_scaling"] == "z-scored within site"
+    assert "not a diagnostic device" in s["disclaimer"]
+    eff = pd.read_csv(out / "effects.tsv", sep="\t")
+    assert eff.loc[eff.feature == "Caudate_L", "d"].iloc[0] < -0.3  # planted -0.8 SD
+    assert (out / "normative_model.json").is_file()
+    refc = pd.read_csv(out / "reference_comparison.tsv", sep="\t")
+    assert list(refc.feature) == ["Caudate_L", "Caudate_R"]
+    assert "ComBat" in s["harmonization"]["group_analyses"]
+
+
+def test_subset_and_dependencies(tmp_path):
+    fp, pp, ref = write_cohort(tmp_path)
+    res = run_stats(fp, pp, tmp_path / "o", analyses=("reference",),
+                    options=StatsOptions(reference=ref))
+    # the reference needs the GLM, which uses harmonised features
+    assert set(res["files"]) == {"harmonized", "effects", "reference"}
+    assert res["summary"]["harmonization"]["group_analyses"].startswith("ComBat")
+    res = run_stats(fp, pp, tmp_path / "o2", analyses=("glm",),
+                    config=StatsConfig(harmonize="none"))
+    assert set(res["files"]) == {"effects"}
+    assert res["summary"]["analyses"]["harmonize"]["status"] == "skipped"
+    assert res["summary"]["harmonization"]["group_analyses"] == "none"
+    assert "site as covariate" in res["summary"]["analyses"]["glm"]["model"]
+
+
+def test_on_error_record_and_raise(tmp_path):
+    fp, pp, _ = write_cohort(tmp_path)
+    P = pd.read_csv(pp, sep="\t").drop(columns=["adhd_index"])
+    P.to_csv(pp, sep="\t", index=False, na_rep="n/a")
+    opts = StatsOptions(symptoms=["adhd_index"], on_error="record")
+    res = run_stats(fp, pp, tmp_path / "o", analyses=("symptoms",), options=opts)
+    assert res["summary"]["analyses"]["symptoms"]["status"] == "failed"
+    assert "adhd_index" in res["summary"]["errors"]["symptoms"]
+    with pytest.raises(InputError, match="column 'adhd_index' not found"):
+        run_stats(fp, pp, tmp_path / "o", analyses=("symptoms",),
+                  options=StatsOptions(symptoms=["adhd_index"]))
+    res = run_stats(fp, pp, tmp_path / "o3", analyses=("symptoms",))
+    assert res["summary"]["analyses"]["symptoms"]["status"] == "skipped"
+
+
+def test_warnings_are_collected(tmp_path):
+    fp, pp, _ = write_cohort(tmp_path)
+    F = pd.read_csv(fp, sep="\t", dtype={"participant_id": str})
+    F.loc[0, "Caudate_L"] = np.nan
+    F.to_csv(fp, sep="\t", index=False, na_rep="n/a")
+    res = run_stats(fp, pp, tmp_path / "o", analyses=("glm",))
+    assert any("left out" in w for w in res["summary"]["warnings"])
+
+
+def test_run_stats_argument_errors(tmp_path):
+    fp, pp, _ = write_cohort(tmp_path)
+    with pytest.raises(InputError, match="analyses: expected a subset"):
+        run_stats(fp, pp, tmp_path / "o", analyses=("glm", "magic"))
+    with pytest.raises(InputError, match="on_error"):
+        run_stats(fp, pp, tmp_path / "o", options=StatsOptions(on_error="ignore"))
+    with pytest.raises(InputError, match="config: expected"):
+        run_stats(fp, pp, tmp_path / "o", config={"group": "x"})
+    with pytest.raises(InputError, match="control label 'HC' not found"):
+        run_stats(fp, pp, tmp_path / "o", config=StatsConfig(control="HC"))
+    with pytest.raises(InputError, match="column 'diagnosis' not found"):
+        run_stats(fp, pp, tmp_path / "o", config=StatsConfig(group="diagnosis"))
+    with pytest.raises(InputError, match="stats.harmonize"):
+        run_stats(fp, pp, tmp_path / "o", analyses=("glm",),
+                  config=StatsConfig(harmonize="magic"))
+    with pytest.raises(InputError, match="site column 'scanner' not found"):
+        run_stats(fp, pp, tmp_path / "o", analyses=("glm",), config=StatsConfig(site="scanner"))
+
+
+# --------------------------------------------------------------------------- tables
+def test_tables_join_multiple_and_normalise_ids(tmp_path):
+    fp, pp, _ = write_cohort(tmp_path)
+    other = tmp_path / "other.tsv"
+    pd.DataFrame({"participant_id": [f"sub-{i:03d}" for i in range(0, 90, 2)],
+                  "fc_edge": np.arange(45.0)}).to_csv(other, sep="\t", index=False)
+    F = load_features([fp, other])
+    assert F.shape == (45, 5) and F.index[0] == "sub-000"
+    F, P = load_inputs(fp, pp)
+    assert P["age"].dtype == float and P["full4_iq"].isna().sum() == 1
+    assert list(F.index) == list(P.index)
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_table_errors(tmp_path):
+    with pytest.raises(InputError, match="file not found"):
+        load_features(tmp_path / "none.tsv")
+    with pytest.raises(InputError, match="at least one feature table"):
+        load_features([])
+    with pytest.raises(InputError, match="the file is empty"):
+        load_features(_write(tmp_path / "e.tsv", ""))
+    with pytest.raises(InputError, match="did you mean 'participant'"):
+        load_features(_write(tmp_path / "a.tsv", "participant\tx\n1\t2\n"))
+    with pytest.raises(InputError, match="header but no rows"):
+        load_features(_write(tmp_path / "b.tsv", "participant_id\tx\n"))
+    with pytest.raises(InputError, match="duplicates"):
+        load_features(_write(tmp_path / "c.tsv", "participant_id\tx\n01\t1\nsub-01\t2\n"))
+    with pytest.raises(InputError, match="empty participant_id"):
+        load_features(_write(tmp_path / "d.tsv", "participant_id\tx\nn/a\t1\n02\t2\n"))
+    with pytest.raises(InputError, match=r"column 'x'.*expected numbers.*'high'"):
+        load_features(_write(tmp_path / "f.tsv", "participant_id\tx\n01\t1\n02\thigh\n"))
+    with pytest.raises(InputError, match="only participant_id"):
+        load_features(_write(tmp_path / "g.tsv", "participant_id\n01\n"))
+    with pytest.raises(InputError, match="entirely n/a"):
+        load_features(_write(tmp_path / "h.tsv", "participant_id\tx\ty\n01\t1\tn/a\n"))
+    a = _write(tmp_path / "i.tsv", "participant_id\tx\n01\t1\n")
+    with pytest.raises(InputError, match="already appear"):
+        load_features([a, a])
+    b = _write(tmp_path / "j.tsv", "participant_id\ty\n02\t1\n")
+    with pytest.raises(InputError, match="no participant in common"):
+        load_features([a, b])
+    parts = load_participants(_write(tmp_path / "p.tsv", "participant_id\tgroup\n02\tTD\n"))
+    with pytest.raises(InputError, match=r"1 participant\(s\) are not in"):
+        join_tables(load_features(a), parts)
+
+
+def test_unused_participants_are_dropped_not_fatal(tmp_path, caplog):
+    a = _write(tmp_path / "i.tsv", "participant_id\tx\n01\t1\n")
+    p = _write(tmp_path / "p.tsv", "participant_id\tgroup\n01\tTD\n02\tADHD\n")
+    F, P = load_inputs(a, p)
+    assert list(P.index) == ["sub-01"]
+
+
+def test_no_warning_leaks_out(tmp_path):
+    # DanemapWarnings raised inside analyses are recorded, not propagated
+    fp, pp, _ = write_cohort(tmp_path)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DanemapWarning)
+        run_stats(fp, pp, tmp_path / "o", analyses=("symptoms",),
+                  options=StatsOptions(symptoms=["adhd_index"]))
