@@ -218,6 +218,8 @@ def voxel_alff(x: np.ndarray, tr: float, basis: np.ndarray | None,
     constant : ndarray (N,) of bool
         Voxels without any variation (excluded from region averages).
     """
+    from scipy import fft as scipy_fft
+
     n_t, n = x.shape
     n_fft = 1 << max(0, int(np.ceil(np.log2(n_t))))
     i_lo, i_hi = alff_band_indices(n_fft, tr, band)
@@ -229,21 +231,21 @@ def voxel_alff(x: np.ndarray, tr: float, basis: np.ndarray | None,
     falff = np.empty(n)
     constant = np.empty(n, dtype=bool)
     u = None if basis is None else basis.astype(x.dtype, copy=False)
-    pad = np.zeros((n_fft, min(block, n)), dtype=x.dtype)
+    # voxels along rows: the FFT runs over contiguous memory
+    pad = np.zeros((min(block, n), n_fft), dtype=x.dtype)
     for b0 in range(0, n, block):
         b1 = min(n, b0 + block)
-        xb = x[:, b0:b1]
-        if u is None:
-            r = xb - xb.mean(axis=0)
-        else:
-            r = xb - u @ (u.T @ xb)
         w = b1 - b0
-        constant[b0:b1] = np.ptp(xb, axis=0) == 0
-        pad[:n_t, :w] = r
-        amp = np.abs(np.fft.rfft(pad[:, :w], axis=0))
-        amp *= 2.0 / n_t
-        band_sum = amp[i_lo:i_hi + 1].sum(axis=0, dtype=np.float64)
-        total = amp[1:n_fft // 2 + 1].sum(axis=0, dtype=np.float64)
+        xb = np.ascontiguousarray(x[:, b0:b1].T)
+        constant[b0:b1] = np.ptp(xb, axis=1) == 0
+        if u is None:
+            r = xb - xb.mean(axis=1, keepdims=True)
+        else:
+            r = xb - (xb @ u) @ u.T
+        pad[:w, :n_t] = r
+        amp = np.abs(scipy_fft.rfft(pad[:w], axis=1))
+        band_sum = amp[:, i_lo:i_hi + 1].sum(axis=1, dtype=np.float64) * (2.0 / n_t)
+        total = amp[:, 1:n_fft // 2 + 1].sum(axis=1, dtype=np.float64) * (2.0 / n_t)
         alff[b0:b1] = band_sum / (i_hi - i_lo + 1)
         with np.errstate(invalid="ignore", divide="ignore"):
             falff[b0:b1] = np.where(total > 0, band_sum / total, np.nan)
