@@ -70,7 +70,7 @@ def test_covariate_baseline_reported_and_not_beaten_by_imaging(result):
 
 
 def test_symptoms_normative_reference(result):
-    out, s = result
+    out, _s = result
     sy = pd.read_csv(out / "symptoms.tsv", sep="\t")
     assert set(sy["symptom"]) == {"adhd_index", "inattentive", "hyperimpulsive"}
     assert (sy["symptom_scaling"] == "z-scored within site").all()

@@ -116,7 +116,7 @@ def test_save_and_predict_roundtrip(tmp_path):
     path = save_classifier(tmp_path / "clf.json", F, P, c_grid=(0.1, 1.0))
     data = json.loads(path.read_text())
     assert data["format"] == "danemap-classifier" and data["builder"]["combat"] is not None
-    fb, payload = load_classifier(path)
+    _fb, _payload = load_classifier(path)
     res = predict(path, F.iloc[:10], P.iloc[:10])
     assert list(res.columns) == ["participant_id", "probability_case", "predicted", "model"]
     assert res["probability_case"].between(0, 1).all()

@@ -119,7 +119,7 @@ def test_run_stats_argument_errors(tmp_path):
         run_stats(fp, pp, tmp_path / "o", config=StatsConfig(control="HC"))
     with pytest.raises(InputError, match="column 'diagnosis' not found"):
         run_stats(fp, pp, tmp_path / "o", config=StatsConfig(group="diagnosis"))
-    with pytest.raises(InputError, match="stats.harmonize"):
+    with pytest.raises(InputError, match=r"stats\.harmonize"):
         run_stats(fp, pp, tmp_path / "o", analyses=("glm",),
                   config=StatsConfig(harmonize="magic"))
     with pytest.raises(InputError, match="site column 'scanner' not found"):
@@ -179,7 +179,7 @@ def test_table_errors(tmp_path):
 def test_unused_participants_are_dropped_not_fatal(tmp_path, caplog):
     a = _write(tmp_path / "i.tsv", "participant_id\tx\n01\t1\n")
     p = _write(tmp_path / "p.tsv", "participant_id\tgroup\n01\tTD\n02\tADHD\n")
-    F, P = load_inputs(a, p)
+    _F, P = load_inputs(a, p)
     assert list(P.index) == ["sub-01"]
 
 

@@ -4,7 +4,8 @@ import pytest
 from danemap.errors import InputError
 from danemap.stats.reference import compare_to_reference, load_reference, map_feature
 
-ENIGMA = """SubcorticalVolume,Structure,d_icv,se_icv,low_ci_icv,up_ci_icv,n_controls,n_patients,pobs,fdr_p
+ENIGMA = """SubcorticalVolume,Structure,d_icv,se_icv,low_ci_icv,up_ci_icv,n_controls,\
+n_patients,pobs,fdr_p
 ADHDx_casevsCN,Lcaud,-0.11,,-0.18,-0.05,1489,1659,1.40E-03,
 ADHDx_casevsCN,Rcaud,-0.13,,-0.20,-0.06,1489,1659,1.40E-03,
 ADHDx_casevsCN,Lput,-0.14,,-0.21,-0.07,1497,1660,1.00E-04,

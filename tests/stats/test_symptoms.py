@@ -52,7 +52,7 @@ def test_partial_correlation_equals_statsmodels_ols_t():
 
 
 def test_standardize_within_site_removes_scale_difference():
-    F, P = _cohort()
+    _F, P = _cohort()
     z = standardize_within_site(P["adhd_index"], P["site"])
     for s in ("A", "B"):
         v = z[P["site"] == s]

@@ -338,10 +338,11 @@ class NormativeModel:
         self.sd_[zero] = 0.0
         if zero.any():
             flat = [names[j] for j in np.flatnonzero(zero)][:5]
-            warnings.warn(f"normative model: features {flat} have no residual variance; their z-scores are n/a",
-                          DanemapWarning, stacklevel=2)
+            warnings.warn(f"normative model: features {flat} have no residual variance; "
+                          "their z-scores are n/a", DanemapWarning, stacklevel=2)
         if self.heteroscedastic:
-            self.sd_coef_, *_ = np.linalg.lstsq(B, np.abs(resid) * np.sqrt(np.pi / 2), rcond=None)
+            target = np.abs(resid) * np.sqrt(np.pi / 2)
+            self.sd_coef_, *_ = np.linalg.lstsq(B, target, rcond=None)
         else:
             self.sd_coef_ = self.sd_[None, :]
         self.feature_names_ = names
