@@ -105,6 +105,9 @@ def test_motion_is_in_the_voxels(atlas):
     r2 = 1 - ((vox.T - x @ beta) ** 2).sum(0) / ((vox.T - vox.T.mean(0)) ** 2).sum(0)
     # median voxel R^2 on the 6 motion columns far above chance (6/120 = 0.05)
     assert np.median(r2) > 0.15
+    # fMRIPrep's 128 s DCT basis: floor(2 * 120 * 2 / 128) = 3 columns
+    assert [c for c in conf.columns if c.startswith("cosine")] == ["cosine00", "cosine01",
+                                                                    "cosine02"]
 
 
 def test_adhd_lowers_frontostriatal_and_lc_pfc_by_the_planted_z(atlas):

@@ -9,12 +9,16 @@ The in-memory generators (:func:`simulate_bold`, :func:`simulate_dat_spect`,
 
 from __future__ import annotations
 
+from danemap.simulate._anat import simulate_t1w
 from danemap.simulate._cohort import simulate_cohort
 from danemap.simulate._effects import SimulationEffects
 from danemap.simulate._func import simulate_bold
+from danemap.simulate._pet import simulate_dat_spect
 
 __all__ = [
     "SimulationEffects",
     "simulate_bold",
     "simulate_cohort",
+    "simulate_dat_spect",
+    "simulate_t1w",
 ]

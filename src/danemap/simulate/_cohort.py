@@ -288,6 +288,9 @@ def simulate_cohort(
     if "func" in mods:
         write_json(out / "derivatives" / "fmriprep" / "dataset_description.json",
                    _description("fMRIPrep-style derivatives (simulated)", True))
+    if "anat" in mods:
+        write_json(out / "derivatives" / "danemap-sim" / "dataset_description.json",
+                   _description("danemap simulator: warped atlas labels", True))
 
     per: dict[str, Any] = {}
     mod_truth: dict[str, Any] = {}

@@ -16,7 +16,7 @@ def _fc_networks() -> dict[str, float]:
 
 
 def _fc_within() -> dict[str, float]:
-    return {"PFC": 0.3, "striatum": 0.5, "midbrain": 0.3, "cerebellum": 0.4, "occipital": 0.4}
+    return {"PFC": 0.4, "striatum": 0.6, "midbrain": 0.3, "cerebellum": 0.4, "occipital": 0.4}
 
 
 def _dat_bp() -> dict[str, float]:
@@ -52,10 +52,10 @@ class SimulationEffects:
         Latent correlation between any two regions (default 0.1).
     fc_within_group : dict
         Latent correlation between two same-hemisphere regions (or one midline) of the
-        same atlas ``group`` (PFC 0.3,
-        striatum 0.5, midbrain 0.3, cerebellum 0.4, occipital 0.4) not otherwise set by a
-        network. Strong within-PFC and within-striatum coupling is also what keeps the
-        matrix positive definite with 0.4 frontostriatal edges.
+        same atlas ``group`` (PFC 0.4,
+        striatum 0.6, midbrain 0.3, cerebellum 0.4, occipital 0.4) not otherwise set by a
+        network. Pairs set by neither take ``max(fc_baseline, max_k c_ak c_kb)`` (indirect
+        coupling), which keeps the matrix positive definite with strong network edges.
     fc_networks : dict
         Latent TD correlation of every edge of each atlas network (``frontostriatal`` 0.4,
         ``lc_pfc`` 0.3, ``mesolimbic`` 0.35, ``nigrostriatal`` 0.45). An edge in two
@@ -65,7 +65,8 @@ class SimulationEffects:
         latent correlation (default -0.15 each).
     fc_subject_sd_z : float
         Between-subject SD (Fisher z) of each subject's network shift, drawn once per
-        subject and network and applied to all its edges (default 0.05).
+        subject and network and applied to all its edges (default 0.05); a draw giving a
+        matrix that is not positive definite is redrawn.
     fc_site_sd_z : float
         SD of a per-site Fisher-z shift added to every network edge (default 0.05); the
         realised site shifts are in ``ground_truth.json``.

@@ -72,11 +72,13 @@ def build_coupling(names: Sequence[str], networks: Mapping[str, Sequence[tuple[s
         for n in names
     ]
     hemi = [n[-2:] if n.endswith(("_L", "_R")) else "" for n in names]
+    is_set = np.eye(r, dtype=bool)
     for i in range(r):
         for j in range(r):
             ipsi = hemi[i] == hemi[j] or not hemi[i] or not hemi[j]
             if ipsi and groups[i] == groups[j] and groups[i] in effects.fc_within_group:
                 c[i, j] = effects.fc_within_group[groups[i]]
+                is_set[i, j] = True
     base = dict(effects.fc_networks if base is None else base)
     shifts = dict(network_shift_z or {})
     edges: dict[str, list[tuple[str, str]]] = {}
@@ -96,12 +98,19 @@ def build_coupling(names: Sequence[str], networks: Mapping[str, Sequence[tuple[s
         if adhd and net in GROUP_SHIFTED:
             z += getattr(effects, GROUP_SHIFTED[net])
         c[i, j] = c[j, i] = np.tanh(z)
+        is_set[i, j] = is_set[j, i] = True
+    # Indirect coupling: a pair set by no group or network takes at least the product of
+    # its strongest shared partner's couplings (max_k c_ak c_kb), as a one-factor model
+    # would; without it strong bipartite network blocks are not positive definite.
+    off = np.where(is_set & ~np.eye(r, dtype=bool), c, 0.0)
+    implied = np.max(off[:, :, None] * off.T[None, :, :], axis=1)
+    c = np.where(is_set, c, np.maximum(c, implied))
     np.fill_diagonal(c, 1.0)
     min_eig = float(np.linalg.eigvalsh(c)[0])
     if min_eig <= 1e-8:
         raise InputError(
             f"coupling: the latent correlation matrix is not positive definite (smallest "
-            f"eigenvalue {min_eig:.3g}); lower fc_networks / fc_within_pfc or the group shifts"
+            f"eigenvalue {min_eig:.3g}); lower fc_networks / fc_within_group or the shifts"
         )
     return c, edges
 
@@ -209,6 +218,8 @@ def bold_arrays(atlas: Any, n_volumes: int, tr: float, seed: int | Sequence[int]
     r = len(names)
     groups = _region_groups(atlas, names)
 
+    # Subject shifts come from a normal truncated to positive-definite matrices: a draw that
+    # is not positive definite is redrawn (rare with the defaults).
     net_shift = {net: float(rng.normal(0.0, eff.fc_subject_sd_z)) for net in sorted(networks)}
     if isinstance(coupling, np.ndarray):
         c = np.asarray(coupling, dtype=float)
@@ -228,11 +239,21 @@ def bold_arrays(atlas: Any, n_volumes: int, tr: float, seed: int | Sequence[int]
                     f"coupling: unknown network(s) {unknown}; atlas networks are "
                     f"{sorted(networks)}"
                 )
-        c, edges = build_coupling(
-            names, networks, eff, adhd=group == "ADHD", network_shift_z=net_shift,
-            site_shift_z=site_shift_z, region_groups=groups,
-            base=None if coupling is None else {**eff.fc_networks, **coupling},
-        )
+        net_base = None if coupling is None else {**eff.fc_networks, **coupling}
+        build_coupling(names, networks, eff, adhd=group == "ADHD",  # no-shift check raises
+                       site_shift_z=site_shift_z, region_groups=groups, base=net_base)
+        for attempt in range(50):
+            try:
+                c, edges = build_coupling(
+                    names, networks, eff, adhd=group == "ADHD", network_shift_z=net_shift,
+                    site_shift_z=site_shift_z, region_groups=groups, base=net_base,
+                )
+                break
+            except InputError:
+                if attempt == 49:
+                    raise
+                net_shift = {net: float(rng.normal(0.0, eff.fc_subject_sd_z))
+                             for net in sorted(networks)}
 
     phi = eff.fc_ar1
     burn = _burn_in(phi)
@@ -250,7 +271,7 @@ def bold_arrays(atlas: Any, n_volumes: int, tr: float, seed: int | Sequence[int]
     y = _ar1(noise, phi)[burn:].astype(np.float32)
     y *= np.float32(np.sqrt(eff.fc_noise_var))
     inside = vreg >= 0
-    y[:, inside] += sources[:, vreg[inside]].astype(np.float32)
+    y[:, inside] += sources.astype(np.float32)[:, vreg[inside]]
 
     motion, spikes = _motion(rng, n_volumes, eff.n_spikes)
     nuis = _ar1(rng.standard_normal((n_volumes + burn, 2)), phi)[burn:]
@@ -266,10 +287,12 @@ def bold_arrays(atlas: Any, n_volumes: int, tr: float, seed: int | Sequence[int]
     amp = eff.bold_baseline * eff.bold_signal_pct / 100.0 / np.sqrt(1.0 + eff.fc_noise_var)
     y *= np.float32(amp * intensity_scale)
     y += np.float32(eff.bold_baseline * intensity_scale)
-    # Fortran order: voxels contiguous per volume, as NIfTI stores them (fast writing).
-    data = np.zeros((*labels.shape, n_volumes), dtype=np.float32, order="F")
+    # Fortran order (voxels contiguous per volume, as NIfTI stores them): a C-order
+    # (T, Z, Y, X) buffer transposed to (X, Y, Z, T) is that layout, filled row by row.
     f_index = np.ravel_multi_index(np.unravel_index(vox, labels.shape), labels.shape, order="F")
-    data.reshape(-1, n_volumes, order="F")[f_index] = y.T
+    buf = np.zeros((n_volumes, labels.size), dtype=np.float32)
+    buf[:, f_index] = y
+    data = buf.reshape(n_volumes, *labels.shape[::-1]).transpose(3, 2, 1, 0)
 
     base = eff.bold_baseline * intensity_scale
     wm = base * 0.95 + amp * intensity_scale * nuis[:, 0]

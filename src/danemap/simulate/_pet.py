@@ -1,0 +1,321 @@
+"""DAT SPECT ([123I]FP-CIT) and optional dynamic DAT PET (SRTM) with known binding.
+
+The striatal DAT density map is built from the atlas labels and the ``dat_bp`` table of
+:class:`SimulationEffects` (never from external template images). Static SPECT:
+``C = ND * (1 + BP)`` (ND = 1 in the brain, 0 outside), blurred by a Gaussian PSF, Poisson
+noise at ``spect_counts``, times a site calibration scale. The expected specific binding
+ratio of a region is computed on the noise-free blurred image:
+``SBR = mean(region) / mean(occipital reference) - 1`` (partial volume included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from danemap.errors import InputError
+from danemap.simulate._common import (
+    STREAMS,
+    STRIATAL_STEMS,
+    atlas_arrays,
+    nifti_bytes,
+    stem,
+    template_and_mask,
+    write_bytes,
+    write_json,
+)
+from danemap.simulate._effects import SimulationEffects
+
+REFERENCE_STEM = "Occipital"
+#: Dynamic PET frames (s): 6x30, 3x60, 2x120, 10x300, 3x600 = 24 frames, 90 min.
+FRAME_DURATIONS = (30.0,) * 6 + (60.0,) * 3 + (120.0,) * 2 + (300.0,) * 10 + (600.0,) * 3
+PET_FWHM_MM = 5.0
+K2_REF = 0.2  # 1/min, efflux of the reference region (k2' of the SRTM)
+
+
+def _sigma_vox(fwhm_mm: float, affine: np.ndarray) -> np.ndarray:
+    zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+    return fwhm_mm / np.sqrt(8.0 * np.log(2.0)) / zooms
+
+
+def _blur(img: np.ndarray, fwhm_mm: float, affine: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    if fwhm_mm <= 0:
+        return img.astype(np.float64)
+    return ndimage.gaussian_filter(img.astype(np.float64), _sigma_vox(fwhm_mm, affine),
+                                   mode="constant", cval=0.0, truncate=4.0)
+
+
+def subject_bp(names: Sequence[str], effects: SimulationEffects, group: str,
+               striatal_factor: float) -> dict[str, float]:
+    """Return the true BP_ND per region (``dat_bp``; striatum scaled by group and subject)."""
+    out = {}
+    adhd = 1.0 + effects.dat_adhd_pct / 100.0 if group == "ADHD" else 1.0
+    for n in names:
+        s = stem(n)
+        bp = effects.dat_bp.get(s, effects.dat_bp_other)
+        if s in STRIATAL_STEMS:
+            bp *= adhd * striatal_factor
+        out[n] = float(bp)
+    return out
+
+
+def measure_sbr(img: np.ndarray, labels: np.ndarray, names: Sequence[str],
+                indices: Sequence[int]) -> dict[str, float]:
+    """Specific binding ratio ``mean(region) / mean(occipital) - 1`` of every region."""
+    ref_idx = [i for n, i in zip(names, indices, strict=True) if stem(n) == REFERENCE_STEM]
+    if not ref_idx:
+        raise InputError(
+            f"atlas: no '{REFERENCE_STEM}_L/_R' reference region; found {list(names)}"
+        )
+    ref = float(img[np.isin(labels, ref_idx)].mean())
+    return {n: float(img[labels == i].mean()) / ref - 1.0
+            for n, i in zip(names, indices, strict=True)}
+
+
+def _check_group(group: str) -> None:
+    if group not in ("TD", "ADHD"):
+        raise InputError(f"group: expected 'TD' or 'ADHD', found {group!r}")
+
+
+def spect_arrays(atlas: Any, seed: int | Sequence[int], group: str, effects: SimulationEffects,
+                 calibration_scale: float, noise: bool) -> tuple[np.ndarray, np.ndarray,
+                                                                  dict[str, Any]]:
+    """Core of :func:`simulate_dat_spect`; returns (image, affine, truth)."""
+    _check_group(group)
+    if not calibration_scale > 0:
+        raise InputError(f"calibration_scale: expected > 0, found {calibration_scale!r}")
+    rng = np.random.default_rng(seed)
+    labels, affine, names, indices = atlas_arrays(atlas)
+    _, mask = template_and_mask(labels, affine)
+    factor = float(np.exp(rng.normal(0.0, effects.dat_subject_sd_pct / 100.0)))
+    bp = subject_bp(names, effects, group, factor)
+    lut = np.zeros(int(labels.max()) + 1)
+    for n, i in zip(names, indices, strict=True):
+        lut[i] = bp[n]
+    conc = mask * (1.0 + lut[labels])
+    clean = _blur(conc, effects.spect_fwhm_mm, affine)
+    expected = measure_sbr(clean, labels, names, indices)
+    if noise:
+        lam = np.clip(clean, 0.0, None) * effects.spect_counts
+        img = rng.poisson(lam) / effects.spect_counts
+    else:
+        img = clean
+    img = img * (1000.0 * calibration_scale)  # ND uptake ~1000 Bq/mL before calibration
+    truth = {
+        "group": group,
+        "striatal_factor": factor,
+        "calibration_scale": calibration_scale,
+        "true_bp": bp,
+        "expected_sbr": expected,
+        "reference": f"{REFERENCE_STEM}_L + {REFERENCE_STEM}_R",
+        "fwhm_mm": effects.spect_fwhm_mm,
+        "counts": effects.spect_counts,
+    }
+    return img, affine, truth
+
+
+def simulate_dat_spect(atlas: Any, seed: int | Sequence[int] = 0, *, group: str = "TD",
+                       effects: SimulationEffects | None = None,
+                       calibration_scale: float = 1.0, noise: bool = True,
+                       ) -> tuple[Any, dict[str, Any]]:
+    """Simulate one static [123I]FP-CIT DAT SPECT image with known regional binding.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        From :func:`danemap.atlas.load_atlas`; defines the grid and the DAT density map.
+    seed : int or sequence of int
+        Seed of :func:`numpy.random.default_rng`.
+    group : {"TD", "ADHD"}
+        ADHD changes striatal BP by ``effects.dat_adhd_pct`` percent.
+    effects : SimulationEffects or None
+        BP table, between-subject SD, PSF and count level (defaults if None).
+    calibration_scale : float
+        Multiplicative scanner calibration (site effect); does not change SBR.
+    noise : bool
+        Add Poisson noise; if false the image is the noise-free blurred one, on which the
+        SBR equals ``truth["expected_sbr"]``.
+
+    Returns
+    -------
+    img : nibabel.Nifti1Image
+        3D float32 image.
+    truth : dict
+        ``true_bp`` and ``expected_sbr`` per region, the subject's striatal factor, the
+        calibration scale and the noise settings.
+    """
+    import nibabel as nib
+
+    eff = SimulationEffects() if effects is None else effects
+    data, affine, truth = spect_arrays(atlas, seed, group, eff, calibration_scale, noise)
+    return nib.Nifti1Image(data.astype(np.float32), affine), truth
+
+
+def reference_tac(t_min: np.ndarray) -> np.ndarray:
+    """Reference-region TAC (kBq/mL): fast gamma-variate-like peak plus slow washout."""
+    return 12.0 * t_min * np.exp(-t_min / 3.0) + 8.0 * (1.0 - np.exp(-t_min / 3.0)) * np.exp(
+        -t_min / 80.0)
+
+
+def srtm_tac(ref: np.ndarray, dt: float, r1: float, k2: float, bp: float) -> np.ndarray:
+    """Target TAC of the simplified reference tissue model (Lammertsma & Hume 1996).
+
+    ``C_T = R1 C_R + (k2 - R1 k2a) C_R * exp(-k2a t)``, ``k2a = k2 / (1 + BP_ND)``, on a
+    uniform grid of step ``dt`` (minutes); the convolution is computed exactly for a
+    piecewise-constant ``C_R``.
+    """
+    k2a = k2 / (1.0 + bp)
+    decay = np.exp(-k2a * dt)
+    gain = (1.0 - decay) / k2a
+    conv = np.empty_like(ref)
+    acc = 0.0
+    for i, c in enumerate(ref):
+        acc = acc * decay + c * gain
+        conv[i] = acc
+    return r1 * ref + (k2 - r1 * k2a) * conv
+
+
+def dynamic_arrays(atlas: Any, seed: int | Sequence[int], bp: dict[str, float],
+                   calibration_scale: float) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """4D dynamic DAT PET (SRTM), frame means, blurred, with Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    labels, affine, names, indices = atlas_arrays(atlas)
+    _, mask = template_and_mask(labels, affine)
+    durations = np.asarray(FRAME_DURATIONS)
+    starts = np.concatenate([[0.0], np.cumsum(durations)[:-1]])
+    dt = 0.05
+    t = (np.arange(round(float(durations.sum()) / 60.0 / dt)) + 0.5) * dt
+    ref = reference_tac(t)
+    frame_of = np.searchsorted(np.cumsum(durations) / 60.0, t, side="right")
+
+    def frames(tac: np.ndarray) -> np.ndarray:
+        return np.bincount(frame_of, weights=tac, minlength=len(durations)) / np.bincount(
+            frame_of, minlength=len(durations))
+
+    params = {}
+    lut = np.zeros((int(labels.max()) + 1, len(durations)))
+    lut[0] = frames(ref)  # brain outside the regions: non-displaceable, like the reference
+    for n, i in zip(names, indices, strict=True):
+        r1 = 1.1 if stem(n) in STRIATAL_STEMS else 1.0
+        k2 = r1 * K2_REF
+        params[n] = {"BPND": bp[n], "R1": r1, "k2": k2}
+        lut[i] = frames(srtm_tac(ref, dt, r1, k2, bp[n]))
+    data = lut[labels] * mask[..., None]
+    out = np.empty(data.shape, dtype=np.float32, order="F")
+    for f in range(len(durations)):
+        blurred = _blur(data[..., f], PET_FWHM_MM, affine)
+        sd = 0.15 * np.sqrt(np.clip(blurred, 0.0, None) * 60.0 / durations[f])
+        noisy = blurred + sd * rng.standard_normal(blurred.shape)
+        out[..., f] = noisy * 1000.0 * calibration_scale  # kBq/mL -> Bq/mL
+    truth = {
+        "model": "SRTM (Lammertsma & Hume 1996), reference region occipital",
+        "k2_ref_per_min": K2_REF,
+        "regions": params,
+        "fwhm_mm": PET_FWHM_MM,
+        "frame_times_start_s": starts.tolist(),
+        "frame_duration_s": durations.tolist(),
+    }
+    return out, affine, truth
+
+
+def _pet_sidecar(tracer: str, radionuclide: str, starts: list[float], durations: list[float],
+                 mode: str, recon: str) -> dict[str, Any]:
+    return {
+        "Manufacturer": "danemap simulator",
+        "ManufacturersModelName": "synthetic",
+        "Units": "Bq/mL",
+        "TracerName": tracer,
+        "TracerRadionuclide": radionuclide,
+        "InjectedRadioactivity": 185.0,
+        "InjectedRadioactivityUnits": "MBq",
+        "InjectedMass": "n/a",
+        "InjectedMassUnits": "n/a",
+        "SpecificRadioactivity": "n/a",
+        "SpecificRadioactivityUnits": "n/a",
+        "ModeOfAdministration": "bolus",
+        "TimeZero": "00:00:00",
+        "ScanStart": starts[0],
+        "InjectionStart": 0,
+        "FrameTimesStart": starts,
+        "FrameDuration": durations,
+        "AcquisitionMode": mode,
+        "ImageDecayCorrected": True,
+        "ImageDecayCorrectionTime": 0,
+        "ReconMethodName": recon,
+        "ReconMethodParameterLabels": ["none"],
+        "ReconMethodParameterUnits": ["none"],
+        "ReconMethodParameterValues": [0],
+        "ReconFilterType": "Gaussian",
+        "ReconFilterSize": 0,
+        "AttenuationCorrection": "simulated",
+        "BodyPart": "Brain",
+    }
+
+
+def pet_subject(out: Path, sub: str, row: dict[str, Any], site: dict[str, Any], atlas: Any,
+                idx: int, seed: int, eff: SimulationEffects, dynamic: bool) -> dict[str, Any]:
+    """Write one participant's PET files and return their truth."""
+    img, affine, truth = spect_arrays(atlas, [seed, STREAMS["pet"], idx], row["group"], eff,
+                                      site["spect_calibration_scale"], noise=True)
+    base = out / sub / "pet"
+    zooms = tuple(float(z) for z in np.sqrt((affine[:3, :3] ** 2).sum(0)))
+    write_bytes(base / f"{sub}_trc-FPCIT_pet.nii.gz", nifti_bytes(img, affine, zooms=zooms))
+    side = _pet_sidecar("FP-CIT", "I123", [10800.0], [1800.0], "static", "OSEM")
+    side["Modality"] = "SPECT (stored as PET-BIDS)"
+    write_json(base / f"{sub}_trc-FPCIT_pet.json", side)
+    result: dict[str, Any] = {k: truth[k] for k in
+                              ("striatal_factor", "calibration_scale", "true_bp", "expected_sbr")}
+    if dynamic:
+        data, affine, dyn = dynamic_arrays(atlas, [seed, STREAMS["dynpet"], idx],
+                                           truth["true_bp"], site["spect_calibration_scale"])
+        write_bytes(base / f"{sub}_trc-FEPE2I_pet.nii.gz",
+                    nifti_bytes(data, affine, zooms=(*zooms, 1.0)))
+        write_json(base / f"{sub}_trc-FEPE2I_pet.json", _pet_sidecar(
+            "FE-PE2I", "F18", dyn["frame_times_start_s"], dyn["frame_duration_s"], "list mode",
+            "3D-OSEM"))
+        result["dynamic"] = {"true_bpnd": {n: p["BPND"] for n, p in dyn["regions"].items()},
+                             "R1": {n: p["R1"] for n, p in dyn["regions"].items()},
+                             "k2": {n: p["k2"] for n, p in dyn["regions"].items()}}
+    return result
+
+
+def pet_summary(per: dict[str, Any], eff: SimulationEffects, atlas: Any,
+                dynamic: bool) -> dict[str, Any]:
+    """Cohort-level PET truth: planted effects and group means of the expected SBR."""
+    striatal = sorted({n for p in per.values() for n in p["pet"]["true_bp"]
+                       if stem(n) in STRIATAL_STEMS})
+    means: dict[str, Any] = {}
+    for n in striatal:
+        means[n] = {}
+        for grp in ("TD", "ADHD"):
+            vals = [p["pet"]["expected_sbr"][n] for p in per.values() if p["group"] == grp]
+            means[n][grp] = float(np.mean(vals)) if vals else None
+    sd_log = eff.dat_subject_sd_pct / 100.0
+    out: dict[str, Any] = {
+        "tracer": "FP-CIT (DAT SPECT)",
+        "reference_region": f"{REFERENCE_STEM}_L + {REFERENCE_STEM}_R",
+        "group_effect_pct": eff.dat_adhd_pct,
+        "group_effect_regions": list(STRIATAL_STEMS),
+        "cohens_d_log_bp": float(np.log1p(eff.dat_adhd_pct / 100.0) / sd_log)
+        if sd_log > 0 else None,
+        "cohens_d_note": "on log striatal BP, relative to the between-subject SD of log BP",
+        "expected_sbr_definition": ("mean(region) / mean(occipital) - 1 on the noise-free "
+                                    "PSF-blurred image (partial volume included)"),
+        "fwhm_mm": eff.spect_fwhm_mm,
+        "counts_per_nd_voxel": eff.spect_counts,
+        "expected_sbr_group_mean": means,
+        "literature_caveat": ("the sign of the ADHD DAT difference is not settled: lower in "
+                              "drug-naive adults (Volkow 2009), higher with prior medication "
+                              "(Fusar-Poli 2012 meta-analysis)"),
+    }
+    if dynamic:
+        out["dynamic"] = {"tracer": "FE-PE2I", "model": "SRTM (Lammertsma & Hume 1996)",
+                          "reference_region": f"{REFERENCE_STEM}_L + {REFERENCE_STEM}_R",
+                          "k2_ref_per_min": K2_REF, "fwhm_mm": PET_FWHM_MM,
+                          "frame_duration_s": list(FRAME_DURATIONS)}
+    return out

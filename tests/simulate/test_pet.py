@@ -1,0 +1,92 @@
+"""simulate_dat_spect: expected SBR is exact on the noise-free image; SRTM truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from danemap.atlas import load_atlas
+from danemap.errors import InputError
+from danemap.simulate import SimulationEffects, simulate_dat_spect
+from danemap.simulate._common import atlas_arrays
+from danemap.simulate._pet import dynamic_arrays, measure_sbr, reference_tac, srtm_tac
+
+
+@pytest.fixture(scope="module")
+def atlas():
+    return load_atlas(3)
+
+
+def test_expected_sbr_exact_noise_free_and_close_with_noise(atlas):
+    labels, _, names, idx = atlas_arrays(atlas)
+    clean, truth = simulate_dat_spect(atlas, seed=4, noise=False, calibration_scale=1.3)
+    sbr = measure_sbr(np.asarray(clean.dataobj), labels, names, idx)
+    for n in names:
+        assert sbr[n] == pytest.approx(truth["expected_sbr"][n], abs=1e-5)
+    noisy, truth2 = simulate_dat_spect(atlas, seed=4, calibration_scale=1.3)
+    assert truth2["expected_sbr"] == truth["expected_sbr"]
+    sbr2 = measure_sbr(np.asarray(noisy.dataobj), labels, names, idx)
+    for n in ("Caudate_L", "Caudate_R", "Putamen_L", "Putamen_R"):
+        assert sbr2[n] == pytest.approx(truth["expected_sbr"][n], rel=0.03)
+    # partial volume: the measured striatal SBR is below the true BP
+    assert truth["expected_sbr"]["Putamen_L"] < truth["true_bp"]["Putamen_L"]
+    assert truth["true_bp"]["Occipital_L"] == 0.0
+
+
+def test_group_effect_and_calibration(atlas):
+    eff = SimulationEffects(dat_adhd_pct=-20.0)
+    _, td = simulate_dat_spect(atlas, seed=1, effects=eff, noise=False)
+    img_a, adhd = simulate_dat_spect(atlas, seed=1, group="ADHD", effects=eff, noise=False,
+                                     calibration_scale=2.0)
+    assert adhd["striatal_factor"] == td["striatal_factor"]  # same seed, same subject draw
+    for n in ("Caudate_L", "Putamen_R", "NAcc_L"):
+        assert adhd["true_bp"][n] == pytest.approx(0.8 * td["true_bp"][n])
+    assert adhd["true_bp"]["Thalamus_L"] == td["true_bp"]["Thalamus_L"]
+    img_t, _ = simulate_dat_spect(atlas, seed=1, group="ADHD", effects=eff, noise=False)
+    assert np.allclose(np.asarray(img_a.dataobj), 2.0 * np.asarray(img_t.dataobj), rtol=1e-6)
+
+
+def test_srtm_reference_equals_reference_and_bp_recoverable():
+    dt = 0.05
+    t = (np.arange(1800) + 0.5) * dt
+    ref = reference_tac(t)
+    assert np.allclose(srtm_tac(ref, dt, 1.0, 0.2, 0.0), ref)
+    target = srtm_tac(ref, dt, 1.1, 0.22, 2.5)
+    # Logan-free check: late ratio of target to reference approaches 1 + BP from below/above
+    late = t > 60
+    ratio = target[late].mean() / ref[late].mean()
+    assert 2.5 < ratio < 4.5
+    # SRTM linearisation holds exactly: C_T = R1 C_R + k2 int C_R - k2a int C_T
+    k2a = 0.22 / 3.5
+    icr = np.cumsum(ref) * dt
+    ict = np.cumsum(target) * dt
+    pred = 1.1 * ref + 0.22 * icr - k2a * ict
+    assert np.max(np.abs(pred - target)) < 0.05 * target.max()
+
+
+def test_dynamic_series(atlas):
+    _, truth = simulate_dat_spect(atlas, seed=2, noise=False)
+    data, _, dyn = dynamic_arrays(atlas, 2, truth["true_bp"], 1.0)
+    assert data.shape == (*atlas.img.shape, 24)
+    assert dyn["regions"]["Putamen_L"]["BPND"] == truth["true_bp"]["Putamen_L"]
+    labels = np.asarray(atlas.img.dataobj)
+    put = data[labels == 13].mean(axis=0)
+    occ = data[np.isin(labels, [30, 31])].mean(axis=0)
+    assert put[-1] > 1.5 * occ[-1]  # specific binding visible late
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"group": "asd"}, "group: expected 'TD' or 'ADHD'"),
+     ({"calibration_scale": 0}, "calibration_scale: expected > 0")],
+)
+def test_spect_errors(atlas, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        simulate_dat_spect(atlas, **kwargs)
+
+
+def test_reference_region_required(atlas):
+    labels, _, names, idx = atlas_arrays(atlas)
+    keep = [(n, i) for n, i in zip(names, idx, strict=True) if not n.startswith("Occipital")]
+    with pytest.raises(InputError, match="no 'Occipital_L/_R' reference region"):
+        measure_sbr(labels.astype(float), labels, [k[0] for k in keep], [k[1] for k in keep])
