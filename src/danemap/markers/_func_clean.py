@@ -14,6 +14,7 @@ filtering and confound regression are thus applied to the data in one pass.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -58,6 +59,8 @@ def cleaning_operator(n_t: int, confounds: np.ndarray | None, sample_mask: np.nd
             f"{high_pass}, low_pass={low_pass}) needs the repetition time; found none. "
             "Pass tr=... or disable filtering (high_pass=0, low_pass=0)"
         )
+    if (confounds is None or confounds.shape[1] == 0) and sample_mask is None:
+        return _plain_operator(n_t, tr, detrend, hp, lp).copy()
     eye = np.eye(n_t)
     conf = None if confounds is None or confounds.shape[1] == 0 else np.asarray(
         confounds, dtype=np.float64)
@@ -70,6 +73,22 @@ def cleaning_operator(n_t: int, confounds: np.ndarray | None, sample_mask: np.nd
             filter="butterworth" if (hp is not None or lp is not None) else False,
             high_pass=hp, low_pass=lp, t_r=tr if tr is not None else 2.0,
             standardize_confounds=True,
+        )
+    return np.ascontiguousarray(op)
+
+
+@functools.lru_cache(maxsize=16)
+def _plain_operator(n_t: int, tr: float | None, detrend: bool, hp: float | None,
+                    lp: float | None) -> np.ndarray:
+    """Return the cached operator without confounds or censoring (precomputed inputs)."""
+    from nilearn import signal
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        op = signal.clean(
+            np.eye(n_t), detrend=detrend, standardize=None, confounds=None,
+            filter="butterworth" if (hp is not None or lp is not None) else False,
+            high_pass=hp, low_pass=lp, t_r=tr if tr is not None else 2.0,
         )
     return np.ascontiguousarray(op)
 
