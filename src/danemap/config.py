@@ -91,6 +91,7 @@ class StatsConfig:
     covariates: list[str] = field(default_factory=lambda: ["age", "sex"])
     harmonize: str = "combat"
     n_permutations: int = 5000
+    classify_permutations: int = 100
     alpha: float = 0.05
     seed: int = 0
 

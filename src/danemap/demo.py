@@ -48,7 +48,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
     simulate_cohort(bids, n_subjects=args.n_subjects, n_sites=args.n_sites, seed=args.seed,
                     resolution=args.resolution, n_volumes=args.n_volumes, verbose=True)
     config = config.updated({"run": {"n_jobs": args.n_jobs},
-                             "stats": {"n_permutations": 1000, "seed": args.seed}})
+                             "stats": {"n_permutations": 1000, "classify_permutations": 20,
+                                       "seed": args.seed}})
     rc_part = run_participant(bids, results, config, verbose=True)
     rc_group = run_group(bids, results, config, verbose=True)
     _print_summary(console, bids, results / "danemap")

@@ -130,7 +130,7 @@ def run_participant(bids_dir: str | os.PathLike[str], output_dir: str | os.PathL
                             output_dir=str(output_dir), config=config)
     outcomes = run_many(job, dataset.participants, backend=config.run.backend,
                         n_jobs=config.run.n_jobs,
-                        state_dir=writer.root / "logs" / f"done-{config.sha256()[:12]}",
+                        state_dir=writer.root / "logs" / f"done-{_resume_key(config)}",
                         description="participants", verbose=verbose)
     status = pd.DataFrame({
         "participant_id": [o.item for o in outcomes],
@@ -155,6 +155,15 @@ def run_participant(bids_dir: str | os.PathLike[str], output_dir: str | os.PathL
     return 1 if failed else 0
 
 
+def _resume_key(config: Config) -> str:
+    """Hash of the settings that change results (not participant selection or back-end)."""
+    import dataclasses
+
+    neutral = dataclasses.replace(config.run, participant_label=[], session_label=[],
+                                  n_jobs=1, backend="local")
+    return dataclasses.replace(config, run=neutral).sha256()[:12]
+
+
 def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str],
               config: Config, verbose: bool = False) -> int:
     """Run the group level: gather marker tables, run the statistics, write the report.
@@ -175,7 +184,7 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
     """
     from danemap.io import DerivativesWriter
     from danemap.markers.functional import collect_functional_group
-    from danemap.stats.pipeline import run_stats
+    from danemap.stats.pipeline import StatsOptions, run_stats
 
     participants = Path(bids_dir) / "participants.tsv"
     if not participants.is_file():
@@ -189,8 +198,11 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
         if name not in tables:
             continue
         log.info("group statistics on %s", tables[name].name)
+        options = StatsOptions(classify_permutations=config.stats.classify_permutations,
+                               on_error="record")
         summaries[name] = run_stats(tables[name], participants, group_dir / "stats" / name,
-                                    config=config, analyses=_analyses_for(name))
+                                    config=config, analyses=_analyses_for(name),
+                                    options=options)["summary"]
     from danemap.report.group import write_group_report
 
     report = write_group_report(group_dir, summaries)
