@@ -670,7 +670,8 @@ def _id_cols(ents: dict[str, str], with_ses: bool, with_run: bool) -> dict[str, 
 
 
 def collect_functional_group(derivatives_root: str | os.PathLike[str],
-                             out_group_dir: str | os.PathLike[str]) -> dict[str, Path]:
+                             out_group_dir: str | os.PathLike[str],
+                             exclude_flagged: bool = True) -> dict[str, Path]:
     """Gather every participant's functional outputs into group tables.
 
     Writes (TSV, ``n/a`` for missing): ``connectivity_corr.tsv`` and
@@ -678,10 +679,13 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
     ``participant_id`` [``session``, ``run`` when any file has them] then
     ``RegionA__RegionB``), ``connectivity_tangent.tsv`` (nilearn
     ``ConnectivityMeasure(kind="tangent")`` with Ledoit-Wolf covariances, over the regions
-    non-empty in every participant; needs >= 2 runs), ``networks.tsv`` (``<network>``
-    mean z, ``<network>_n_edges``, ``<network>_n_voxels_min``), ``alff.tsv`` and
-    ``falff.tsv`` (one column per region, like ``alff_aal116.tsv``) and
-    ``motion_qc.tsv``.
+    non-empty in every participant; needs >= 2 runs), ``networks.tsv`` (one mean-z column
+    per network: only scores, so every column is a feature for the statistics),
+    ``networks_counts.tsv`` (``<network>_n_edges``, ``<network>_n_voxels_min``),
+    ``alff.tsv`` and ``falff.tsv`` (one column per region, like ``alff_aal116.tsv``) and
+    ``motion_qc.tsv``. Runs whose motion QC flags them for exclusion are listed in
+    ``motion_qc.tsv`` but left out of every feature table when ``exclude_flagged`` is true
+    (the default), and the tables' JSON sidecars name them.
 
     Parameters
     ----------
@@ -689,6 +693,8 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
         ``OUT/danemap`` (holding ``sub-*/[ses-*/]func/``).
     out_group_dir : path
         Output folder (created).
+    exclude_flagged : bool
+        Leave runs flagged by motion QC out of the feature tables.
 
     Returns
     -------
@@ -710,23 +716,39 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
     with_run = any("run" in e for e in ents_all)
     written: dict[str, Path] = {}
 
+    excluded: list[str] = []
+
     def _save(name: str, rows: list[dict[str, Any]]) -> None:
+        from danemap.io import atomic_write_text, write_json
+
         if not rows:
             return
         p = out / f"{name}.tsv"
-        tmp = p.with_name(p.name + ".tmp")
-        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, na_rep="n/a",
-                                  float_format="%.8g")
-        os.replace(tmp, p)
+        atomic_write_text(p, pd.DataFrame(rows).to_csv(sep="\t", index=False, na_rep="n/a",
+                                                       float_format="%.8g"))
+        write_json(p.with_suffix(".json"), {
+            "Description": _GROUP_TABLES.get(name.split("_")[0], name),
+            "ExcludedByMotionQC": [] if name == "motion_qc" else excluded,
+        })
         written[name] = p
 
     tables: dict[str, list[dict[str, Any]]] = {k: [] for k in (
-        "connectivity_corr", "connectivity_partialcorr", "networks", "alff", "falff",
-        "motion_qc")}
+        "connectivity_corr", "connectivity_partialcorr", "networks", "networks_counts",
+        "alff", "falff", "motion_qc")}
     series: list[tuple[dict[str, Any], pd.DataFrame]] = []
     for f, ents in zip(files, ents_all, strict=True):
         ids = _id_cols(ents, with_ses, with_run)
         stem = f.name[: -len("_desc-corr_connectivity.tsv")]
+        qf = f.with_name(stem.replace("_atlas-danemap", "") + "_desc-qc_motion.json")
+        if qf.is_file():
+            q = json.loads(qf.read_text(encoding="utf-8"))
+            tables["motion_qc"].append({**ids, **{k: q.get(k) for k in (
+                "mean_fd", "pct_flagged", "pct_scrubbed", "n_volumes_analysed", "exclude")}})
+            if exclude_flagged and q.get("exclude"):
+                excluded.append(stem)
+                log.warning("%s: excluded from the group tables by motion QC (%s)", stem,
+                            q.get("exclusion_reasons") or "exclude flag")
+                continue
         for kind in KINDS:
             cf = f.with_name(f"{stem}_desc-{kind}_connectivity.tsv")
             if cf.is_file():
@@ -737,22 +759,18 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
         nf = f.with_name(f"{stem}_desc-networks_stats.tsv")
         if nf.is_file():
             n = pd.read_csv(nf, sep="\t", na_values="n/a")
-            row = dict(ids)
+            row, counts = dict(ids), dict(ids)
             for _, r in n.iterrows():
                 row[str(r["network"])] = r["mean_z"]
-                row[f"{r['network']}_n_edges"] = r["n_edges"]
-                row[f"{r['network']}_n_voxels_min"] = r.get("n_voxels_min")
+                counts[f"{r['network']}_n_edges"] = r["n_edges"]
+                counts[f"{r['network']}_n_voxels_min"] = r.get("n_voxels_min")
             tables["networks"].append(row)
+            tables["networks_counts"].append(counts)
         af = f.with_name(f"{stem}_desc-alff_stats.tsv")
         if af.is_file():
             a = pd.read_csv(af, sep="\t", na_values="n/a")
             tables["alff"].append({**ids, **dict(zip(a["region"], a["alff"], strict=True))})
             tables["falff"].append({**ids, **dict(zip(a["region"], a["falff"], strict=True))})
-        qf = f.with_name(stem.replace("_atlas-danemap", "") + "_desc-qc_motion.json")
-        if qf.is_file():
-            q = json.loads(qf.read_text(encoding="utf-8"))
-            tables["motion_qc"].append({**ids, **{k: q.get(k) for k in (
-                "mean_fd", "pct_flagged", "pct_scrubbed", "n_volumes_analysed", "exclude")}})
         tf = f.with_name(f"{stem}_timeseries.tsv")
         if tf.is_file():
             series.append((ids, pd.read_csv(tf, sep="\t", na_values="n/a")
@@ -764,6 +782,15 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
     else:
         log.info("tangent connectivity needs at least 2 runs; found %d", len(series))
     return written
+
+
+_GROUP_TABLES = {
+    "connectivity": "Fisher z of the upper-triangle edges, one row per run; columns A__B",
+    "networks": "Network scores: mean within-network Fisher z, one row per run",
+    "alff": "Regional ALFF (0.01-0.08 Hz amplitude, DPARSF/REST convention), one row per run",
+    "falff": "Regional fALFF, one row per run",
+    "motion": "Motion QC of every run, excluded ones included",
+}
 
 
 def _tangent_rows(series: list[tuple[dict[str, Any], pd.DataFrame]]) -> list[dict[str, Any]]:

@@ -1,0 +1,110 @@
+"""End-to-end tests of the BIDS-App command line on a small simulated cohort."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pandas as pd
+import pytest
+
+from danemap import __version__
+from danemap.cli import main
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    from danemap.simulate import simulate_cohort
+
+    root = tmp_path_factory.mktemp("cli") / "bids"
+    simulate_cohort(root, n_subjects=24, n_sites=2, seed=3, resolution=3,
+                    modalities=("func",), n_volumes=80)
+    return root
+
+
+@pytest.fixture(scope="module")
+def fast_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "fast.toml"
+    path.write_text("[stats]\nn_permutations = 200\nclassify_permutations = 2\n")
+    return path
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_usage_error_returns_2(capsys):
+    assert main(["only-one-arg"]) == 2
+
+
+def test_output_inside_input_is_refused(cohort, capsys):
+    assert main([str(cohort), str(cohort / "out"), "participant"]) == 2
+    assert "inside the input" in capsys.readouterr().err
+    assert not (cohort / "out").exists()
+
+
+def test_invalid_participant_label(cohort, tmp_path, capsys):
+    assert main([str(cohort), str(tmp_path), "participant", "--participant-label", "../x"]) == 2
+    assert "not a valid BIDS label" in capsys.readouterr().err
+
+
+def test_participant_and_group_levels(cohort, tmp_path, fast_config):
+    out = tmp_path / "out"
+    assert main([str(cohort), str(out), "participant", "--participant-label", "01", "sub-02",
+                 "--config", str(fast_config)]) == 0
+    root = out / "danemap"
+    assert sorted(p.name for p in root.glob("sub-*")) == ["sub-01", "sub-02"]
+    desc = json.loads((root / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative"
+    assert desc["GeneratedBy"][0]["Name"] == "danemap"
+    assert "classify_permutations = 2" in (root / "config.toml").read_text()
+    func = root / "sub-01" / "func"
+    assert (func / "sub-01_task-rest_atlas-danemap_desc-corr_connectivity.tsv").is_file()
+    assert (func / "sub-01_task-rest_atlas-danemap_desc-networks_stats.tsv").is_file()
+
+    assert main([str(cohort), str(out), "participant", "--config", str(fast_config)]) == 0
+    status = pd.read_csv(root / "logs" / "participant_status.tsv", sep="\t")
+    assert status.set_index("participant_id").loc["sub-01", "status"] == "skipped"  # resumed
+    assert (status["status"] == "ok").sum() == 22
+
+    assert main([str(cohort), str(out), "group", "--config", str(fast_config)]) == 0
+    group = root / "group"
+    nets = pd.read_csv(group / "networks.tsv", sep="\t")
+    assert len(nets) == 24
+    effects = pd.read_csv(group / "stats" / "networks" / "effects.tsv", sep="\t")
+    assert {"frontostriatal", "lc_pfc"} <= set(effects["feature"])
+    assert not any(f.endswith("_n_edges") for f in effects["feature"])
+    clf = pd.read_csv(group / "stats" / "networks" / "classification.tsv", sep="\t")
+    assert "covariates" in set(clf["model"])
+    report = (group / "group_report.html").read_text()
+    assert "not a diagnostic device" in report
+
+
+def test_broken_participant_does_not_stop_others(cohort, tmp_path, fast_config):
+    import shutil
+
+    bids = tmp_path / "bids"
+    shutil.copytree(cohort, bids)
+    bold = next((bids / "derivatives" / "fmriprep" / "sub-03" / "func").glob("*_bold.nii.gz"))
+    data = gzip.decompress(bold.read_bytes())
+    bold.write_bytes(gzip.compress(data[: len(data) // 2]))  # truncated image
+    out = tmp_path / "out"
+    rc = main([str(bids), str(out), "participant", "--participant-label", "02", "03", "04",
+               "--config", str(fast_config)])
+    assert rc == 1
+    status = pd.read_csv(out / "danemap" / "logs" / "participant_status.tsv", sep="\t")
+    status = status.set_index("participant_id")
+    assert status.loc["sub-03", "status"] == "failed"
+    assert "sub-03" in status.loc["sub-03", "error"]
+    assert list(status.loc[["sub-02", "sub-04"], "status"]) == ["ok", "ok"]
+
+
+def test_atlas_and_slurm_subcommands(cohort, tmp_path, capsys):
+    assert main(["atlas", str(tmp_path / "atlas"), "--resolution", "3"]) == 0
+    assert (tmp_path / "atlas" / "atlas-danemap_dseg.tsv").is_file()
+    assert main(["slurm", str(cohort), str(tmp_path / "o"), "--max-parallel", "4"]) == 0
+    script = (tmp_path / "o" / "danemap" / "slurm" / "danemap_array.sbatch").read_text()
+    assert "#SBATCH --array=1-24%4" in script
+    assert "participant --participant-label" in script
+    assert main(["slurm", str(cohort), str(cohort / "o")]) == 2
