@@ -49,9 +49,9 @@ def test_resume_skips_done(tmp_path):
 
 
 def test_bad_backend_and_jobs():
-    with pytest.raises(ConfigError, match="run.backend"):
+    with pytest.raises(ConfigError, match=r"run\.backend"):
         run_many(_work, ["a"], backend="spark")
-    with pytest.raises(ConfigError, match="run.n_jobs"):
+    with pytest.raises(ConfigError, match=r"run\.n_jobs"):
         run_many(_work, ["a"], n_jobs=0)
 
 
