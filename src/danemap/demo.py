@@ -61,27 +61,27 @@ def _print_summary(console: Any, bids: Path, root: Path) -> None:
     from rich.table import Table
 
     truth = json.loads((bids / "ground_truth.json").read_text())
-    planted = _planted_network_effects(truth)
+    planted = _planted_network_means(truth)
     effects_path = root / "group" / "stats" / "networks" / "effects.tsv"
-    table = Table(title="Network scores, ADHD vs TD (Fisher z; d from the GLM with site "
-                  "harmonised, age and sex as covariates)")
-    for col in ("network", "n ADHD/TD", "mean ADHD", "mean TD", "d [95% CI]", "p",
-                "planted Δz"):
-        table.add_column(col, justify="left" if col == "network" else "right")
+    table = Table(title="Network scores, ADHD vs TD: measured (planted) mean Fisher z; d from "
+                  "the GLM after ComBat, age and sex as covariates")
+    for col in ("network", "n ADHD/TD", "ADHD", "TD", "d [95% CI]", "p"):
+        table.add_column(col, justify="left" if col == "network" else "right", no_wrap=True)
     if effects_path.exists():
         eff = pd.read_csv(effects_path, sep="\t", na_values="n/a")
-        if "term" in eff.columns:
-            eff = eff[eff["term"].astype(str).isin(["group", "nan"]) | eff["term"].isna()]
         for row in eff.itertuples(index=False):
             name = str(row.feature)
+            truth_adhd, truth_td = planted.get(name, (float("nan"), float("nan")))
             table.add_row(
-                name, f"{int(row.n_case)}/{int(row.n_control)}", f"{row.mean_case:.3f}",
-                f"{row.mean_control:.3f}",
+                name, f"{int(row.n_case)}/{int(row.n_control)}",
+                f"{row.mean_case:.3f} ({truth_adhd:.3f})",
+                f"{row.mean_control:.3f} ({truth_td:.3f})",
                 f"{row.d:+.2f} [{row.d_ci_low:+.2f}, {row.d_ci_high:+.2f}]", f"{row.p:.3g}",
-                _fmt(planted.get(name.removesuffix("_score"))),
             )
     console.print(table)
-    console.print("Small samples give wide intervals: that is the honest answer, not a bug.")
+    console.print("Planted: frontostriatal and LC-PFC coupling lower in ADHD; mesolimbic and "
+                  "nigrostriatal unchanged. Small samples give wide intervals: that is the "
+                  "honest answer, not a bug.")
     console.print(f"Outputs:   {root}")
     report = root / "group" / "group_report.html"
     if report.exists():
@@ -89,12 +89,11 @@ def _print_summary(console: Any, bids: Path, root: Path) -> None:
     console.print("danemap is a research tool, not a diagnostic device.")
 
 
-def _planted_network_effects(truth: dict[str, Any]) -> dict[str, float]:
-    """Find the planted group differences of the network scores in ground_truth.json."""
-    func = truth.get("functional", truth.get("func", {}))
-    effects = func.get("group_effects_z", func.get("effects", {}))
-    return {k: float(v) for k, v in effects.items() if isinstance(v, int | float)}
-
-
-def _fmt(value: float | None) -> str:
-    return "0 (none)" if value is None else f"{value:+.2f}"
+def _planted_network_means(truth: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Return the expected (ADHD, TD) group-mean network scores the simulator recorded."""
+    networks = truth.get("functional", {}).get("networks", {})
+    out = {}
+    for name, info in networks.items():
+        means = info.get("expected_score_z_group_mean", {})
+        out[name] = (float(means.get("ADHD", "nan")), float(means.get("TD", "nan")))
+    return out
