@@ -6,7 +6,7 @@ from danemap.errors import ConfigError
 
 def test_defaults_and_roundtrip(tmp_path):
     cfg = load_config(environ={})
-    assert cfg.run.resolution == 2
+    assert cfg.run.resolution == 1
     assert cfg.functional.strategy == "simple"
     path = tmp_path / "c.toml"
     path.write_text(cfg.to_toml())
