@@ -52,14 +52,22 @@ class RunConfig:
 
 @dataclass
 class FunctionalConfig:
-    """Resting-state fMRI denoising and connectivity settings."""
+    """Resting-state fMRI denoising and connectivity settings.
+
+    Scrubbing flags volumes with FD > ``fd_threshold`` or standardised DVARS >
+    ``std_dvars_threshold``, pads them with ``scrub_before``/``scrub_after`` neighbours
+    (Power et al. 2012; nilearn's preset pads 0/0) and drops kept segments shorter than
+    ``scrub_min_segment`` volumes (nilearn ``scrub=5``).
+    """
 
     strategy: str = "simple"
     motion: str = "full"
     wm_csf: str = "basic"
     fd_threshold: float = 0.5
+    std_dvars_threshold: float = 1.5  # <= 0 disables the DVARS criterion
     scrub_before: int = 1
     scrub_after: int = 2
+    scrub_min_segment: int = 5
     n_compcor: int = 5
     confounds: list[str] = field(default_factory=list)
     high_pass: float = 0.01

@@ -469,3 +469,23 @@ def test_collect_group_errors(tmp_path):
     (tmp_path / "d").mkdir()
     with pytest.raises(InputError, match=r"no '.*connectivity.tsv' found"):
         collect_functional_group(tmp_path / "d", tmp_path / "g")
+
+
+def test_dvars_threshold_and_min_segment_come_from_config():
+    n = 40
+    motion = {c: np.zeros(n) for c in ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y",
+                                        "rot_z")}
+    df = pd.DataFrame({**motion, "white_matter": np.zeros(n), "csf": np.zeros(n),
+                       "framewise_displacement": np.r_[np.nan, np.zeros(n - 1)],
+                       "std_dvars": np.r_[np.nan, np.zeros(n - 1)]})
+    df.loc[20, "std_dvars"] = 3.0  # a DVARS spike with no FD spike
+    base = {"strategy": "scrubbing", "motion": "basic", "scrub_before": 0, "scrub_after": 0}
+    with_dvars = select_confounds(df, FunctionalConfig(**base))
+    assert 20 not in with_dvars.sample_mask
+    without = select_confounds(df, FunctionalConfig(**base, std_dvars_threshold=0))
+    assert without.sample_mask is None or 20 in without.sample_mask
+    df.loc[3, "framewise_displacement"] = 2.0  # leaves a 2-volume segment at the start
+    short = select_confounds(df, FunctionalConfig(**base, scrub_min_segment=5))
+    assert not {0, 1, 2, 3} & set(short.sample_mask)
+    kept = select_confounds(df, FunctionalConfig(**base, scrub_min_segment=0))
+    assert {0, 1, 2} <= set(kept.sample_mask)

@@ -47,9 +47,6 @@ EXPANSIONS = {
     "full": ("_derivative1", "_power2", "_derivative1_power2"),
 }
 STRATEGIES = ("simple", "scrubbing", "compcor", "custom")
-#: nilearn's defaults that FunctionalConfig does not expose.
-STD_DVARS_THRESHOLD = 1.5
-MIN_SEGMENT = 5
 
 
 @dataclass
@@ -187,9 +184,7 @@ def scrub_mask(fd: np.ndarray, std_dvars: np.ndarray | None, fd_threshold: float
 
 
 def select_confounds(df: pd.DataFrame, cfg: Any, meta: Mapping[str, Any] | None = None,
-                     source: str = "confounds", *,
-                     std_dvars_threshold: float | None = STD_DVARS_THRESHOLD,
-                     min_segment: int = MIN_SEGMENT) -> ConfoundSelection:
+                     source: str = "confounds") -> ConfoundSelection:
     """Select confounds, censored volumes and motion QC following ``cfg.strategy``.
 
     Parameters
@@ -197,15 +192,12 @@ def select_confounds(df: pd.DataFrame, cfg: Any, meta: Mapping[str, Any] | None 
     df : pandas.DataFrame
         The full fMRIPrep confounds table (n/a already NaN).
     cfg : FunctionalConfig
-        Strategy, motion/wm_csf models, FD threshold, scrubbing padding, thresholds.
+        Strategy, motion/wm_csf models, FD and DVARS thresholds (``std_dvars_threshold``
+        <= 0: FD only), scrubbing padding, minimum kept segment (``scrub_min_segment``).
     meta : mapping or None
         The confounds JSON sidecar (CompCor masks).
     source : str
         Name used in error messages (the file).
-    std_dvars_threshold : float or None
-        DVARS threshold for scrubbing (nilearn default 1.5; None: FD only).
-    min_segment : int
-        Minimum kept segment length (nilearn ``scrub=5``).
 
     Returns
     -------
@@ -249,8 +241,9 @@ def select_confounds(df: pd.DataFrame, cfg: Any, meta: Mapping[str, Any] | None 
     dvars = df["std_dvars"].to_numpy(dtype=float) if "std_dvars" in df.columns else None
     flagged = None
     if fd is not None:
-        flagged = scrub_mask(fd, dvars, cfg.fd_threshold, std_dvars_threshold,
-                             cfg.scrub_before, cfg.scrub_after, min_segment)
+        dvars_threshold = cfg.std_dvars_threshold if cfg.std_dvars_threshold > 0 else None
+        flagged = scrub_mask(fd, dvars, cfg.fd_threshold, dvars_threshold,
+                             cfg.scrub_before, cfg.scrub_after, cfg.scrub_min_segment)
     if strategy == "scrubbing":
         if fd is None:
             raise InputError(
