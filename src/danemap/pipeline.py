@@ -75,6 +75,7 @@ def process_participant(label: str, bids_dir: str, output_dir: str,
                 run.preproc.path, run.confounds.path if run.confounds else None, atlas,
                 config=config.functional, mask=run.mask.path if run.mask else None,
                 sidecar=run.preproc.metadata or None,
+                max_bytes=config.run.max_nifti_gib * 2**30,
             )
             files += [str(p) for p in write_run(
                 result, writer, session.participant, session=session.session,

@@ -108,3 +108,13 @@ def test_atlas_and_slurm_subcommands(cohort, tmp_path, capsys):
     assert "#SBATCH --array=1-24%4" in script
     assert "participant --participant-label" in script
     assert main(["slurm", str(cohort), str(cohort / "o")]) == 2
+
+
+def test_size_cap_from_config_is_enforced_before_reading(cohort, tmp_path):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text("[run]\nmax_nifti_gib = 0.000001\n")
+    out = tmp_path / "out"
+    assert main([str(cohort), str(out), "participant", "--participant-label", "05",
+                 "--config", str(cfg)]) == 1
+    status = pd.read_csv(out / "danemap" / "logs" / "participant_status.tsv", sep="\t")
+    assert "exceeds the limit" in status.loc[0, "error"]

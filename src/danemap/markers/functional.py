@@ -238,11 +238,11 @@ def resolve_tr(header: Any, sidecar: str | os.PathLike[str] | Mapping[str, Any] 
     )
 
 
-def _load_header(bold: Any) -> tuple[Any, str]:
+def _load_header(bold: Any, max_bytes: float | None = None) -> tuple[Any, str]:
     if isinstance(bold, str | os.PathLike):
         from danemap.io import load_nifti_header
 
-        return load_nifti_header(bold, expect_ndim=4), Path(bold).name
+        return load_nifti_header(bold, expect_ndim=4, max_bytes=max_bytes), Path(bold).name
     if hasattr(bold, "header") and hasattr(bold, "dataobj"):
         if len(bold.shape) != 4:
             raise InputError(f"bold: expected a 4D image, found shape {bold.shape}")
@@ -388,8 +388,8 @@ def _finish(raw: np.ndarray, names: list[str], n_voxels: np.ndarray | None,
 def process_run(bold: Any, confounds: Any, atlas: Any,
                 config: FunctionalConfig | None = None, mask: Any = None,
                 tr: float | None = None,
-                sidecar: str | os.PathLike[str] | Mapping[str, Any] | None = None
-                ) -> FunctionalResult:
+                sidecar: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+                max_bytes: float | None = None) -> FunctionalResult:
     """Denoise one BOLD run and compute every functional marker.
 
     Parameters
@@ -409,6 +409,9 @@ def process_run(bold: Any, confounds: Any, atlas: Any,
         Explicit repetition time in seconds, overriding the files.
     sidecar : path or mapping, optional
         BOLD JSON sidecar; default: the ``.json`` next to ``bold``.
+    max_bytes : float, optional
+        Cap on the BOLD file's declared data size, checked on the header before any
+        voxel is read (default 4 GiB; the CLI passes ``run.max_nifti_gib``).
 
     Returns
     -------
@@ -421,7 +424,7 @@ def process_run(bold: Any, confounds: Any, atlas: Any,
         rows not matching the volumes, every volume censored.
     """
     cfg = _check_cfg(config)
-    header, bold_name = _load_header(bold)
+    header, bold_name = _load_header(bold, max_bytes)
     shape, affine = _grid(header)
     if sidecar is None:
         sidecar = _sidecar_for(bold)
