@@ -459,14 +459,20 @@ def _infer_hemisphere(name: str) -> str:
     return "midline"
 
 
-def _integer_labels(img: Any, what: str) -> np.ndarray:
+def _volume(img: Any, what: str, kind: str) -> np.ndarray:
+    """Return the 3D data of a NIfTI image (a single-volume 4D image is squeezed)."""
     if not hasattr(img, "dataobj") or not hasattr(img, "affine"):
         raise InputError(f"{what}: expected a NIfTI image, found {type(img).__name__}")
     data = np.asanyarray(img.dataobj)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
-        raise InputError(f"{what}: expected a 3D label image, found shape {data.shape}")
+        raise InputError(f"{what}: expected a 3D {kind}, found shape {data.shape}")
+    return data
+
+
+def _integer_labels(img: Any, what: str) -> np.ndarray:
+    data = _volume(img, what, "label image")
     if not np.issubdtype(data.dtype, np.integer):
         if not np.all(np.isfinite(data)) or not np.all(data == np.round(data)):
             raise InputError(
@@ -689,13 +695,7 @@ def region_means(img: Any, atlas: Atlas) -> np.ndarray:
     InputError
         If ``img`` is not 3D or not on the atlas grid.
     """
-    if not hasattr(img, "dataobj") or not hasattr(img, "affine"):
-        raise InputError(f"region_means 'img': expected a NIfTI image, found {type(img).__name__}")
-    data = np.asanyarray(img.dataobj)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise InputError(f"region_means 'img': expected a 3D image, found shape {data.shape}")
+    data = _volume(img, "region_means 'img'", "image")
     if data.shape != atlas.shape or not np.allclose(img.affine, atlas.img.affine, atol=1e-4):
         raise InputError(
             f"region_means 'img': grid {data.shape} with affine {np.round(img.affine, 3).tolist()}"
