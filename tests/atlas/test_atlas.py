@@ -546,7 +546,7 @@ def test_user_atlas_network_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"network 'y': expected a list of"):
         Atlas.from_files(nii, tsv, networks=js)
     js.write_text("[1, 2]")
-    with pytest.raises(InputError, match=r"expected an object"):
+    with pytest.raises(InputError, match=r"expected a JSON object, found list"):
         Atlas.from_files(nii, tsv, networks=js)
     js.write_text("{")
     with pytest.raises(InputError, match=r"not valid JSON"):

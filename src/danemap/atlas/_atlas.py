@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import functools
 import gzip
-import json
 import os
 import re
 import warnings
@@ -542,14 +541,9 @@ def _networks_from_column(names: list[str], cells: list[str]) -> dict[str, list[
 
 
 def _read_networks_json(path: Path) -> dict[str, list[tuple[str, str]]]:
-    if not path.is_file():
-        raise InputError(f"networks file {path} does not exist")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"networks file {path}: not valid JSON: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise InputError(f"networks file {path}: expected an object {{network: [[a, b], ...]}}")
+    from danemap.io import read_json
+
+    raw = read_json(path, "networks file")
     out: dict[str, list[tuple[str, str]]] = {}
     for net, pairs in raw.items():
         if not isinstance(pairs, list) or not all(

@@ -19,6 +19,7 @@ from danemap.io._derivatives import (
     atomic_write_bytes,
     atomic_write_text,
     check_output_not_in_input,
+    read_json,
     read_tsv,
     write_json,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "load_nifti_header",
     "parse_entities",
     "read_aseg_stats",
+    "read_json",
     "read_participants",
     "read_synthseg_volumes",
     "read_tsv",

@@ -22,7 +22,6 @@ Conventions
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from danemap._utils.logging import get_logger
 from danemap.errors import InputError
+from danemap.io._derivatives import read_json
 from danemap.io._participants import closest, read_participants, validate_label
 
 if TYPE_CHECKING:
@@ -208,16 +208,6 @@ def _unknown(what: str, value: str, existing: Iterable[str]) -> str:
     return text
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a readable JSON file ({exc})") from exc
-    if not isinstance(obj, dict):
-        raise InputError(f"{path}: expected a JSON object, found {type(obj).__name__}")
-    return obj
-
-
 def _select(requested: Iterable[str] | str | None, existing: list[str], entity: str,
             prefix: str) -> list[str]:
     if requested is None:
@@ -265,7 +255,7 @@ def _bids_file(path: Path, dirs: list[Path]) -> BIDSFile:
     chain = _sidecar_chain(path, ents, dirs)
     meta: dict[str, Any] = {}
     for js in chain:
-        meta.update(_read_json(js))
+        meta.update(read_json(js, "JSON sidecar"))
     return BIDSFile(path=path, entities=ents, metadata=meta, sidecars=chain)
 
 
@@ -408,7 +398,7 @@ def discover(
     description: dict[str, Any] = {}
     desc_file = root / "dataset_description.json"
     if desc_file.is_file():
-        description = _read_json(desc_file)
+        description = read_json(desc_file, "dataset description")
     else:
         logger.warning("%s: no dataset_description.json; continuing, but this is not a "
                        "valid BIDS dataset", root)

@@ -165,6 +165,38 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return atomic_write_text(path, text)
 
 
+def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> dict[str, Any]:
+    """Read a JSON object, turning every failure into an :class:`InputError`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file (UTF-8, a BOM is tolerated).
+    what : str
+        What the file is, for messages (e.g. ``"networks file"``).
+
+    Returns
+    -------
+    dict
+        The parsed object.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, unreadable, not valid JSON, or not a JSON object.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{what} {p} does not exist")
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{what} {p}: not a readable JSON file, not valid JSON ({exc})") from exc
+    if not isinstance(obj, dict):
+        raise InputError(f"{what} {p}: expected a JSON object, found {type(obj).__name__}")
+    return obj
+
+
 def check_output_not_in_input(
     bids_dir: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
