@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--n-sites", type=int, default=2)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--resolution", type=int, choices=[2, 3], default=3, help="grid in mm")
+    g.add_argument("--anat-resolution", type=int, choices=[2, 3], default=2,
+                   help="T1w/label grid in mm")
     g.add_argument("--modalities", nargs="+", choices=list(MODALITIES), default=list(MODALITIES))
     g.add_argument("--n-volumes", type=int, default=120, help="BOLD volumes per run")
     g.add_argument("--tr", type=float, default=2.0, help="BOLD repetition time (s)")
@@ -72,7 +74,8 @@ def run(args: argparse.Namespace, config: Any) -> int:
     )
     out = simulate_cohort(
         args.out_dir, n_subjects=args.n_subjects, n_sites=args.n_sites, seed=args.seed,
-        resolution=args.resolution, modalities=tuple(args.modalities),
+        resolution=args.resolution,
+        anat_resolution=args.anat_resolution, modalities=tuple(args.modalities),
         n_volumes=args.n_volumes, tr=args.tr, effects=effects,
         site_effects=args.site_effects, dynamic_pet=args.dynamic_pet,
         verbose=args.verbose > 0,

@@ -217,6 +217,7 @@ def simulate_cohort(
     n_sites: int = 2,
     seed: int = 0,
     resolution: int = 3,
+    anat_resolution: int = 2,
     modalities: Sequence[str] = ("anat", "func", "pet"),
     n_volumes: int = 120,
     tr: float = 2.0,
@@ -239,7 +240,10 @@ def simulate_cohort(
     seed : int
         Master seed: the same seed gives byte-identical TSV/JSON and identical images.
     resolution : {2, 3}
-        Grid of every image (MNI152, the atlas grid), in mm.
+        Grid of the functional and PET images (MNI152, the atlas grid), in mm.
+    anat_resolution : {2, 3}
+        Grid of the T1w and its warped labels, in mm (finer than ``resolution`` so that
+        planted volume changes of small nuclei are realised in the label voxel counts).
     modalities : sequence of {"anat", "func", "pet"}
         What to simulate.
     n_volumes : int
@@ -273,9 +277,11 @@ def simulate_cohort(
             f"effects: expected a SimulationEffects, found {type(eff).__name__}"
         )
     res = check_resolution(resolution)
+    anat_res = check_resolution(anat_resolution)
     out, mods = _check_args(out_dir, n_subjects, n_sites, modalities, n_volumes, tr)
     out.mkdir(parents=True, exist_ok=True)
     atlas = load_atlas(res)
+    anat_atlas = atlas if anat_res == res or "anat" not in mods else load_atlas(anat_res)
     rows, pheno = _participants(int(n_subjects), int(n_sites), int(seed))
     sites = _sites(int(n_sites), int(seed), eff, site_effects)
 
@@ -314,7 +320,8 @@ def simulate_cohort(
         if "anat" in mods:
             from danemap.simulate._anat import anat_subject
 
-            entry["anat"] = anat_subject(out, sub, row, site, atlas, idx, int(seed), res, eff)
+            entry["anat"] = anat_subject(out, sub, row, site, anat_atlas, idx, int(seed),
+                                         anat_res, eff)
         per[sub] = entry
         log.debug("simulated %s", sub)
 
@@ -322,7 +329,8 @@ def simulate_cohort(
         "generator": {"name": "danemap.simulate", "version": __version__},
         "parameters": {
             "n_subjects": int(n_subjects), "n_sites": int(n_sites), "seed": int(seed),
-            "resolution": res, "modalities": list(mods), "n_volumes": int(n_volumes),
+            "resolution": res, "anat_resolution": anat_res, "modalities": list(mods),
+            "n_volumes": int(n_volumes),
             "tr": float(tr), "site_effects": bool(site_effects), "dynamic_pet": bool(dynamic_pet),
             "space": SPACE,
         },
