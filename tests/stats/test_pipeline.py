@@ -55,7 +55,8 @@ def test_run_stats_writes_every_table_with_sidecars(tmp_path):
     assert s == json.loads(json.dumps(res["summary"]))
     assert s["n"]["case"] == 45 and s["n"]["control"] == 45
     assert s["n"]["per_site"]["A"] == {"case": 15, "control": 15}
-    assert all(a["status"] == "done" for a in s["analyses"].values())
+    assert all(a["status"] == "done" for k, a in s["analyses"].items() if k != "nbs")
+    assert s["analyses"]["nbs"]["status"] == "skipped"  # regions, not edges
     assert "covariates" in s["analyses"]["classify"]["kfold"]
     assert "imaging_beats_covariate_baseline" in s["analyses"]["classify"]["kfold"]
     assert s["analyses"]["symptoms"]["symptom_scaling"] == "z-scored within site"

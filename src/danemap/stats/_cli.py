@@ -20,8 +20,8 @@ __all__ = ["add_arguments", "run"]
 
 log = get_logger("stats.cli")
 
-COMMANDS = ("all", "harmonize", "glm", "permutation", "symptoms", "normative", "classify",
-            "reference", "predict")
+COMMANDS = ("all", "harmonize", "glm", "permutation", "nbs", "symptoms", "normative",
+            "classify", "reference", "predict")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -32,6 +32,9 @@ def _common() -> argparse.ArgumentParser:
     g.add_argument("--participants", required=True, type=Path, metavar="P.tsv",
                    help="participants.tsv with group, covariates and site")
     g.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    g.add_argument("--session", default=None, metavar="LABEL",
+                   help="session to analyse when a feature table has several per participant "
+                        "(runs are always averaged within participant)")
     g = p.add_argument_group("design (defaults from the [stats] configuration)")
     g.add_argument("--group", default=None, help="group column")
     g.add_argument("--case", default=None, help="case label of the group column")
@@ -45,11 +48,20 @@ def _common() -> argparse.ArgumentParser:
                    help="symptom columns (default adhd_index inattentive hyperimpulsive)")
     g.add_argument("--raw-symptoms", action="store_true",
                    help="do not z-score symptoms within site")
+    g.add_argument("--interaction", default=None, metavar="COL",
+                   help="GLM: also test the group x COL interaction (e.g. age)")
+    g.add_argument("--stratify", default=None, metavar="COL",
+                   help="GLM: also fit the group effect within each level of COL (e.g. sex)")
+    g.add_argument("--moderator", default=None, metavar="COL",
+                   help="GLM: also compare each COL level of cases with all controls "
+                        "(e.g. med_status)")
     g = p.add_argument_group("inference")
     g.add_argument("--n-permutations", type=int, default=None,
                    help="permutations of the max-T test")
     g.add_argument("--classify-permutations", type=int, default=100,
                    help="label permutations of the classification p-values (default 100)")
+    g.add_argument("--nbs-threshold", type=float, default=3.0,
+                   help="primary |t| threshold of the network-based statistic (default 3)")
     g.add_argument("--folds", type=int, default=5, help="outer CV folds (default 5)")
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--loso-harmonize", choices=["none", "refit"], default="none",
@@ -63,6 +75,8 @@ def _common() -> argparse.ArgumentParser:
                    help="reference effect sizes (ENIGMA format, see danemap.stats.reference)")
     g.add_argument("--feature-measure", default=None,
                    help="what the features measure, e.g. ALFF (default: table file name)")
+    g.add_argument("--normative-heteroscedastic", action="store_true",
+                   help="normative model: residual SD as a smooth function of age")
     return p
 
 
@@ -81,6 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     helps = {
         "all": "run every analysis", "harmonize": "ComBat harmonisation",
         "glm": "case-control GLM with effect sizes", "permutation": "max-T permutation test",
+        "nbs": "network-based statistic on connectivity edges (frontostriatal, LC-PFC)",
         "symptoms": "partial correlations with symptom scores",
         "normative": "normative z-scores (or score new participants with --model)",
         "classify": "three cross-validated classifiers (covariates, imaging, both)",
@@ -109,7 +124,7 @@ def _score_normative(args: argparse.Namespace) -> int:
     from danemap.stats.normative import NormativeModel
 
     model = NormativeModel.load(args.model)
-    F, P = load_inputs(args.features, args.participants)
+    F, P = load_inputs(args.features, args.participants, session=args.session)
     z = model.transform(F, P)
     out = pd.concat([pd.DataFrame({"participant_id": list(F.index),
                                    "n_extreme": model.count_extreme(z)}),
@@ -135,7 +150,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.model is None:
         raise InputError("predict: --model M.json (a classifier saved by 'classify "
                          "--save-model') is required")
-    F, P = load_inputs(args.features, args.participants)
+    F, P = load_inputs(args.features, args.participants, session=args.session)
     res = predict(args.model, F, P)
     args.out.mkdir(parents=True, exist_ok=True)
     path = write_result(res, args.out / "predictions.tsv", {
@@ -183,6 +198,9 @@ def run(args: argparse.Namespace, config: Any) -> int:
         save_classifier=args.save_model if command in ("classify", "all") else None,
         normative_model=args.save_model if command == "normative" else None,
         on_error="record" if command == "all" else "raise",
+        interaction=args.interaction, stratify=args.stratify, moderator=args.moderator,
+        session=args.session, nbs_threshold=args.nbs_threshold,
+        normative_heteroscedastic=args.normative_heteroscedastic,
     )
     analyses = ANALYSES if command == "all" else (command,)
     result = run_stats(args.features, args.participants, args.out, cfg, analyses, opts)

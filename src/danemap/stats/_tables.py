@@ -46,8 +46,11 @@ def _norm_id(value: object) -> str:
     return text if text.startswith("sub-") else f"sub-{text}"
 
 
-def _read_tsv(path: PathLike, what: str) -> pd.DataFrame:
-    """Read a TSV with every cell as text, ``n/a`` and empty cells as missing."""
+def _read_tsv(path: PathLike, what: str, unique: bool = True) -> pd.DataFrame:
+    """Read a TSV with every cell as text, ``n/a`` and empty cells as missing.
+
+    With ``unique=False`` a participant may have several rows (sessions, runs).
+    """
     import pandas as pd
 
     p = Path(path)
@@ -74,7 +77,7 @@ def _read_tsv(path: PathLike, what: str) -> pd.DataFrame:
         raise InputError(f"{what} {p}: empty participant_id on line(s) {rows}")
     df["participant_id"] = [_norm_id(v) for v in df["participant_id"]]
     dup = df["participant_id"][df["participant_id"].duplicated()].unique().tolist()
-    if dup:
+    if dup and unique:
         raise InputError(f"{what} {p}: participant_id must be unique, found duplicates {dup[:5]}")
     return df.set_index("participant_id")
 
@@ -91,24 +94,88 @@ def _to_numeric(series: pd.Series, where: str) -> pd.Series:
     return out.astype(float)
 
 
-def load_features(paths: PathLike | Sequence[PathLike]) -> pd.DataFrame:
+#: Columns of a feature table that identify a row (BIDS session, run), never features.
+ID_COLUMNS = ("session", "run")
+
+#: How several rows of one participant are combined (stated in sidecars and summary.json).
+RUNS_POLICY = ("runs (rows of one participant within the selected session) are averaged "
+               "feature by feature within participant before any analysis")
+
+
+def _strip_entity(value: object, prefix: str) -> str:
+    text = str(value).strip()
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def _collapse_rows(df: pd.DataFrame, path: PathLike,
+                   session: str | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Select a session and average runs within participant.
+
+    ``df`` is the text table indexed by ``participant_id`` (repeats allowed). Returns the
+    table without the ``session``/``run`` columns, one row per participant, and what was
+    done (``rows``, ``participants``, ``averaged``: participants with several rows).
+    """
+    n_rows = len(df)
+    if session is not None:
+        want = _strip_entity(session, "ses-")
+        if "session" not in df.columns:
+            raise InputError(f"feature table {path}: session {session!r} was requested but "
+                             "the table has no 'session' column")
+        ses = df["session"].astype("string").str.strip().str.removeprefix("ses-")
+        found = sorted({str(v) for v in ses.dropna()})
+        if want not in found:
+            raise InputError(f"feature table {path}: session {want!r} not found in column "
+                             f"'session'; found {found}")
+        df = df[(ses == want).fillna(False).to_numpy(bool)]
+    elif "session" in df.columns:
+        n_ses = df["session"].groupby(level=0).nunique()
+        several = n_ses[n_ses > 1]
+        if len(several):
+            found = sorted({str(v) for v in df["session"].dropna()})
+            raise InputError(
+                f"feature table {path}: {len(several)} participant(s) have rows from several "
+                f"sessions (e.g. {list(several.index[:3])}; sessions {found}); sessions are "
+                "not averaged: select one with --session (StatsOptions.session)")
+    df = df.drop(columns=[c for c in ID_COLUMNS if c in df.columns])
+    counts = df.index.value_counts()
+    repeated = counts[counts > 1]
+    info = {"rows": n_rows, "rows_used": len(df), "participants": len(counts),
+            "averaged": len(repeated),
+            "session": None if session is None else _strip_entity(session, "ses-")}
+    return df, info
+
+
+def load_features(paths: PathLike | Sequence[PathLike],
+                  session: str | None = None) -> pd.DataFrame:
     """Read one or several feature tables and join them on ``participant_id``.
 
     Parameters
     ----------
     paths : path-like or sequence of path-like
-        TSV files with ``participant_id`` plus one numeric column per feature.
+        TSV files with ``participant_id`` plus one numeric column per feature, and
+        optionally ``session`` / ``run`` columns (BIDS labels; several rows per
+        participant allowed then).
+    session : str or None
+        Keep only the rows of this session (``"1"`` or ``"ses-1"``). Without it, a table
+        in which a participant has rows from several sessions raises :class:`InputError`.
 
     Returns
     -------
     pandas.DataFrame
-        Float features indexed by ``participant_id`` (with the ``sub-`` prefix).
+        Float features indexed by ``participant_id`` (with the ``sub-`` prefix), one row
+        per participant: several runs of a participant are averaged feature by feature
+        (:data:`RUNS_POLICY`). ``DataFrame.attrs["rows"]`` maps each file to ``rows``
+        read, ``rows_used`` (in the selected session), ``participants``, ``averaged``
+        (participants with several rows) and
+        ``session``.
 
     Raises
     ------
     InputError
         A file is missing or malformed, a feature column is not numeric, a feature
-        name appears in two tables, or the tables share no participant.
+        name appears in two tables, a participant has several rows without a ``run`` or
+        ``session`` column, several sessions without ``session``, or the tables share no
+        participant.
     """
     import pandas as pd
 
@@ -117,17 +184,31 @@ def load_features(paths: PathLike | Sequence[PathLike]) -> pd.DataFrame:
     if len(paths) == 0:
         raise InputError("features: expected at least one feature table, found none")
     tables = []
+    rows: dict[str, dict[str, Any]] = {}
     for path in paths:
-        df = _read_tsv(path, "feature table")
-        if df.shape[1] == 0:
+        raw = _read_tsv(path, "feature table", unique=False)
+        ids = [c for c in ID_COLUMNS if c in raw.columns]
+        if not ids:
+            dup = raw.index[raw.index.duplicated()].unique().tolist()
+            if dup:
+                raise InputError(f"feature table {path}: participant_id must be unique (or "
+                                 f"rows told apart by 'session'/'run' columns), found "
+                                 f"duplicates {dup[:5]}")
+        raw, info = _collapse_rows(raw, path, session)
+        rows[str(path)] = info
+        if raw.shape[1] == 0:
             raise InputError(
                 f"feature table {path}: expected participant_id plus at least one feature "
                 "column, found only participant_id"
             )
         df = pd.DataFrame(
-            {c: _to_numeric(df[c], f"feature table {path}, column {c!r}") for c in df.columns},
-            index=df.index,
+            {c: _to_numeric(raw[c], f"feature table {path}, column {c!r}") for c in raw.columns},
+            index=raw.index,
         )
+        if info["averaged"]:
+            df = df.groupby(level=0, sort=False).mean()
+            log.info("feature table %s: %d participant(s) with several runs; runs averaged",
+                     path, info["averaged"])
         empty = [c for c in df.columns if df[c].isna().all()]
         if empty:
             raise InputError(
@@ -145,6 +226,7 @@ def load_features(paths: PathLike | Sequence[PathLike]) -> pd.DataFrame:
         out = out.join(df, how="inner")
         if out.empty:
             raise InputError(f"feature table {path}: no participant in common with the others")
+    out.attrs["rows"] = rows
     return out
 
 
@@ -232,10 +314,15 @@ def join_tables(
 
 
 def load_inputs(
-    features: PathLike | Sequence[PathLike], participants: PathLike
+    features: PathLike | Sequence[PathLike], participants: PathLike,
+    session: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Load and join feature table(s) and ``participants.tsv`` (see :func:`join_tables`)."""
-    feats = load_features(features)
+    """Load and join feature table(s) and ``participants.tsv`` (see :func:`join_tables`).
+
+    ``session`` selects one session of tables with a ``session`` column
+    (see :func:`load_features`).
+    """
+    feats = load_features(features, session=session)
     parts = load_participants(participants)
     names = [features] if isinstance(features, str | os.PathLike) else list(features)
     return join_tables(feats, parts, features_path=", ".join(str(n) for n in names),

@@ -12,10 +12,26 @@ Harmonisation policy (stated in every sidecar and in ``summary.json``):
 * ``normative``: ComBat fitted on the (training) controls only, inside each fit.
 * ``classify``: ComBat fitted inside every training fold only (never on test data).
 
+* ``nbs``: the same harmonised features and confounds as ``permutation``.
+
 Outputs in ``out_dir``: ``harmonized_features.tsv``, ``effects.tsv``,
-``permutation.tsv``, ``symptoms.tsv``, ``normative_z.tsv`` (+ ``normative_model.json``),
-``classification.tsv``, ``reference_comparison.tsv``, each with a JSON sidecar, and
-``summary.json``.
+``permutation.tsv``, ``nbs.tsv`` (connectivity edges only), ``symptoms.tsv``,
+``normative_z.tsv`` (+ ``normative_model.json``), ``classification.tsv``,
+``reference_comparison.tsv``, each with a JSON sidecar, and ``summary.json``.
+
+``effects.tsv`` terms (column ``term``; ``stratum`` is ``all`` unless stated):
+
+* ``group``: the main case-control effect (model without interaction, moderator or
+  stratification); always present, the only row kind that reports consume by default.
+* ``group:<col>`` (``interaction``): group-by-``<col>`` interaction from
+  ``feature ~ group + group x <col> (mean-centred) + covariates`` (no d).
+* ``group[<mod>=<level>]`` (``moderator``): cases with that level against all controls.
+* ``group|<col>=<level>`` (``stratify``): the group effect fitted within the stratum
+  ``<level>`` of ``<col>`` (``stratum`` = ``<level>``).
+
+Several rows per participant (``session``/``run`` columns of a feature table): runs
+are averaged within participant; several sessions are an error unless one is selected
+(``StatsOptions.session``); see :func:`danemap.stats._tables.load_features`.
 """
 
 from __future__ import annotations
@@ -35,6 +51,7 @@ from danemap._utils.logging import get_logger
 from danemap.errors import DanemapError, DanemapWarning, InputError
 from danemap.stats._tables import (
     DISCLAIMER,
+    RUNS_POLICY,
     PathLike,
     check_columns,
     encode_covariates,
@@ -53,7 +70,7 @@ __all__ = ["ANALYSES", "StatsOptions", "run_stats"]
 
 log = get_logger("stats.pipeline")
 
-ANALYSES = ("harmonize", "glm", "permutation", "symptoms", "normative", "classify",
+ANALYSES = ("harmonize", "glm", "permutation", "nbs", "symptoms", "normative", "classify",
             "reference")
 #: Analyses each one needs first.
 _NEEDS = {"reference": ("glm",)}
@@ -94,6 +111,25 @@ class StatsOptions:
     on_error : {"raise", "record"}
         Stop at the first failing analysis, or record the error in ``summary.json`` and
         go on with the others.
+    interaction : str or None
+        Numeric column (``"age"``) whose interaction with group the GLM adds
+        (``group:<col>`` rows of ``effects.tsv``).
+    stratify : str or None
+        Categorical column (``"sex"``): the GLM is also fitted within each level
+        (``group|<col>=<level>`` rows).
+    moderator : str or None
+        Column describing cases (``"med_status"``): each level of cases against all
+        controls (``group[<col>=<level>]`` rows).
+    session : str or None
+        Session to analyse when a feature table has a ``session`` column and a
+        participant has several sessions (runs are always averaged within participant).
+    nbs_threshold : float
+        Primary t threshold of the network-based statistic.
+    nbs_subnetworks : tuple of str
+        Atlas networks whose edges the network-based statistic analyses (one graph).
+    normative_heteroscedastic : bool
+        Age-dependent residual SD in the normative model (see
+        :class:`danemap.stats.normative.NormativeModel`).
     """
 
     icv: str | None = None
@@ -111,6 +147,21 @@ class StatsOptions:
     save_classifier: PathLike | None = None
     normative_model: PathLike | None = None
     on_error: str = "raise"
+    interaction: str | None = None
+    stratify: str | None = None
+    moderator: str | None = None
+    session: str | None = None
+    nbs_threshold: float = 3.0
+    nbs_subnetworks: tuple[str, ...] = ("frontostriatal", "lc_pfc")
+    normative_heteroscedastic: bool = False
+
+
+def rows_policy(rows: Mapping[str, Mapping[str, Any]], session: str | None) -> dict[str, Any]:
+    """Describe how repeated rows (sessions, runs) were handled, for sidecars and summary."""
+    return {"runs": RUNS_POLICY, "session": session,
+            "participants_with_runs_averaged": int(sum(r.get("averaged", 0)
+                                                       for r in rows.values())),
+            "tables": {str(k): dict(v) for k, v in rows.items()}}
 
 
 def _stats_config(config: Any) -> StatsConfig:
@@ -140,6 +191,7 @@ class _Run:
         self.effects: pd.DataFrame | None = None
         self.covariates = list(cfg.covariates)
         self.site: str | None = cfg.site if cfg.site in participants.columns else None
+        self.rows_policy = rows_policy(features.attrs.get("rows", {}), opts.session)
 
     # ---------------------------------------------------------------- helpers
     def base_sidecar(self, description: str, columns: Mapping[str, str],
@@ -159,6 +211,7 @@ class _Run:
             "Covariates": self.covariates,
             "Site": self.site,
             "Harmonization": harmonization,
+            "RepeatedRows": self.rows_policy,
             "Disclaimer": DISCLAIMER,
             **extra,
             "Columns": dict(columns),
@@ -230,36 +283,66 @@ def _do_harmonize(run: _Run) -> None:
                                 "preserved": preserved, "method": run.harmonization}
 
 
-def _effects_columns() -> dict[str, str]:
+def _effects_columns(group: str = "group") -> dict[str, str]:
     return {
-        "feature": "feature name", "term": "model term (group, interaction, moderator level)",
-        "stratum": "stratum (all unless stratified)", "n_case": "cases with this feature",
+        "feature": "feature name",
+        "term": ("'group': main case-control effect; 'group:<col>': group x <col> "
+                 "interaction; 'group[<mod>=<level>]': cases with that moderator level vs "
+                 "all controls; 'group|<col>=<level>': group effect within a stratum"),
+        "stratum": "stratum level ('all' unless stratified)", "n_case": "cases with this feature",
         "n_control": "controls with this feature", "mean_case": "mean in cases",
         "sd_case": "SD in cases", "mean_control": "mean in controls",
-        "sd_control": "SD in controls", "beta": "case - control difference, adjusted",
+        "sd_control": "SD in controls",
+        "beta": f"case - control difference ({group} coefficient) or interaction slope, "
+                "adjusted",
         "se": "standard error of beta", "t": "t statistic", "df": "residual degrees of freedom",
-        "p": "two-sided p-value", "d": "Cohen's d from t (ENIGMA method)",
+        "p": "two-sided p-value", "d": "Cohen's d from t (ENIGMA method; n/a for interactions)",
         "d_ci_low": "lower 95% CI of d", "d_ci_high": "upper 95% CI of d",
-        "g": "Hedges' g", "p_fdr": "Benjamini-Hochberg adjusted p across features",
+        "g": "Hedges' g",
+        "p_fdr": "Benjamini-Hochberg adjusted p across features within term and stratum",
     }
 
 
 def _do_glm(run: _Run) -> None:
+    import pandas as pd
+
     from danemap.stats.glm import case_control
 
     cfg = run.cfg
+    o = run.opts
     feats, harm = run.features_for_stats()
     site = None if run.harmonized is not None else run.site
-    res = case_control(feats.reset_index(), run.P.reset_index(), group=cfg.group, case=cfg.case,
-                       control=cfg.control, covariates=run.covariates, site=site,
-                       icv=run.opts.icv)
-    run.effects = res
-    model = (f"feature ~ {cfg.group} + " + " + ".join(res.attrs.get("covariates", []))
+    check_columns(run.P, [o.interaction, o.stratify, o.moderator], "participants")
+    F, P = feats.reset_index(), run.P.reset_index()
+    kw: dict[str, Any] = {"group": cfg.group, "case": cfg.case, "control": cfg.control,
+                          "covariates": run.covariates, "site": site, "icv": o.icv}
+    main = case_control(F, P, **kw)
+    parts = [main]
+    terms = {"group": "main case-control effect, all participants"}
+    if o.interaction:
+        inter = case_control(F, P, interaction=o.interaction, **kw)
+        parts.append(inter[inter["term"] != "group"])
+        terms[f"group:{o.interaction}"] = (f"group x {o.interaction} (mean-centred) interaction"
+                                           " in a model that adds it to the main model")
+    if o.moderator:
+        mod = case_control(F, P, moderator=o.moderator, **kw)
+        parts.append(mod[mod["term"] != "group"])
+        terms[f"group[{o.moderator}=<level>]"] = (f"cases with that {o.moderator} level vs all "
+                                                  "controls")
+    if o.stratify:
+        strat = case_control(F, P, stratify=o.stratify, **kw).copy()
+        strat["term"] = [f"group|{o.stratify}={lv}" for lv in strat["stratum"]]
+        parts.append(strat)
+        terms[f"group|{o.stratify}=<level>"] = (f"group effect fitted within each {o.stratify}"
+                                                f" level, without {o.stratify} as covariate")
+    res = pd.concat(parts, ignore_index=True) if len(parts) > 1 else main
+    run.effects = main
+    model = (f"feature ~ {cfg.group} + " + " + ".join(main.attrs.get("covariates", []))
              + ("" if site is None else " (site as covariate)"))
     run.write("effects", "effects.tsv", res,
-              run.base_sidecar("Case-control GLM per feature", _effects_columns(), harm,
-                               Model=model, Alpha=cfg.alpha))
-    g = res[res["term"] == res["term"].iloc[0]]
+              run.base_sidecar("Case-control GLM per feature", _effects_columns(cfg.group),
+                               harm, Model=model, Terms=terms, Alpha=cfg.alpha))
+    g = main
     top = g.sort_values("p").head(5)
     run.summary["glm"] = {
         "status": "done", "model": model, "n_features": len(g),
@@ -269,7 +352,32 @@ def _do_glm(run: _Run) -> None:
         "top": [{"feature": r.feature, "d": r.d, "d_ci_low": r.d_ci_low,
                  "d_ci_high": r.d_ci_high, "p": r.p, "p_fdr": r.p_fdr}
                 for r in top.itertuples()],
+        "terms": terms,
+        "extra_terms": {t: {"n_fdr_significant": int((sub["p_fdr"] < cfg.alpha).sum()),
+                            "min_p": float(sub["p"].min())}
+                        for t, sub in res[res["term"] != "group"].groupby("term", sort=False)},
     }
+
+
+def _edge_features(columns: Sequence[Any]) -> bool:
+    """Tell whether every feature is a connectivity edge named ``RegionA__RegionB``."""
+    parts = [str(c).split("__") for c in columns]
+    return bool(parts) and all(len(p) == 2 and all(p) for p in parts)
+
+
+def _confounds(run: _Run) -> tuple[Any, np.ndarray, np.ndarray, Any, list[str]]:
+    """Rows, group regressor, confounds and blocks shared by ``permutation`` and ``nbs``."""
+    cfg = run.cfg
+    feats, _ = run.features_for_stats()
+    rows = _analysis_rows(run)
+    is_case, _ = group_mask(run.P, cfg.group, cfg.case, cfg.control, "participants")
+    idx = feats.index.intersection(run.P.index[rows])
+    sel = run.P.index.get_indexer(idx)
+    cov_cols = [*run.covariates, *([run.opts.icv] if run.opts.icv else []),
+                *([run.site] if run.site else [])]
+    C, names, _ = encode_covariates(run.P.iloc[sel], cov_cols, "participants")
+    blocks = run.P[run.site].iloc[sel].astype(str).to_numpy() if run.site else None
+    return idx, is_case[sel].astype(float), C, blocks, names
 
 
 def _do_permutation(run: _Run) -> None:
@@ -279,15 +387,8 @@ def _do_permutation(run: _Run) -> None:
 
     cfg = run.cfg
     feats, harm = run.features_for_stats()
-    rows = _analysis_rows(run)
-    is_case, _ = group_mask(run.P, cfg.group, cfg.case, cfg.control, "participants")
-    idx = feats.index.intersection(run.P.index[rows])
-    sel = run.P.index.get_indexer(idx)
-    cov_cols = [*run.covariates, *([run.opts.icv] if run.opts.icv else []),
-                *([run.site] if run.site else [])]
-    C, names, _ = encode_covariates(run.P.iloc[sel], cov_cols, "participants")
-    blocks = run.P[run.site].iloc[sel].astype(str).to_numpy() if run.site else None
-    res = permutation_test(feats.loc[idx].to_numpy(float), is_case[sel].astype(float), C,
+    idx, tested, C, blocks, names = _confounds(run)
+    res = permutation_test(feats.loc[idx].to_numpy(float), tested, C,
                            n_permutations=int(cfg.n_permutations), blocks=blocks,
                            seed=int(cfg.seed))
     df = pd.DataFrame({"feature": list(feats.columns), "t": res.t, "df": res.df,
@@ -304,6 +405,80 @@ def _do_permutation(run: _Run) -> None:
         "status": "done", "n_permutations": res.n_permutations,
         "n_fwe_significant": int((res.p_fwe < cfg.alpha).sum()),
         "min_p_fwe": float(res.p_fwe.min()), "blocks": run.site, "seed": int(cfg.seed),
+    }
+
+
+def _do_nbs(run: _Run) -> None:
+    import pandas as pd
+
+    from danemap.atlas import NETWORKS
+    from danemap.stats.multiple import nbs
+
+    cfg = run.cfg
+    o = run.opts
+    feats, harm = run.features_for_stats()
+    if not _edge_features(feats.columns):
+        run.summary["nbs"] = {"status": "skipped",
+                              "reason": "features are not connectivity edges 'A__B'"}
+        return
+    unknown = [n for n in o.nbs_subnetworks if n not in NETWORKS]
+    if unknown:
+        raise InputError(f"nbs_subnetworks: unknown network(s) {unknown}; the atlas has "
+                         f"{sorted(NETWORKS)}")
+    member = {frozenset(p): [n for n in o.nbs_subnetworks
+                             if frozenset(p) in {frozenset(q) for q in NETWORKS[n]}]
+              for n in o.nbs_subnetworks for p in NETWORKS[n]}
+    edges = [str(c) for c in feats.columns]
+    in_sub = [e for e in edges if frozenset(e.split("__")) in member]
+    if not in_sub:
+        run.summary["nbs"] = {"status": "skipped", "reason": (
+            f"no edge of the subnetworks {list(o.nbs_subnetworks)} in the table (the region "
+            "names are not those of the danemap atlas)")}
+        return
+    idx, tested, C, blocks, names = _confounds(run)
+    res = nbs(feats.loc[idx].to_numpy(float), edges, tested, C,
+              subnetworks=list(o.nbs_subnetworks), threshold_t=float(o.nbs_threshold),
+              n_permutations=int(cfg.n_permutations), blocks=blocks, seed=int(cfg.seed))
+    comp_of = {e: k for k, c in enumerate(res.components, 1) for e in c["edges"]}
+    comps = [{"component": k, **c, "subnetworks": sorted({n for e in c["edges"]
+                                                          for n in member[frozenset(
+                                                              e.split("__"))]})}
+             for k, c in enumerate(res.components, 1)]
+    df = pd.DataFrame({
+        "feature": res.edges,
+        "subnetwork": [",".join(member[frozenset(e.split("__"))]) for e in res.edges],
+        "t": res.t,
+        "supra_threshold": np.abs(res.t) > res.threshold_t,
+        "component": [comp_of.get(e) for e in res.edges],
+    })
+    df["component"] = df["component"].astype("Int64")
+    size = {c["component"]: c["size"] for c in comps}
+    pfwe = {c["component"]: c["p_fwe"] for c in comps}
+    df["component_size"] = df["component"].map(size).astype("Int64")
+    df["component_p_fwe"] = df["component"].map(pfwe).astype(float)
+    cols = {"feature": "edge 'RegionA__RegionB'",
+            "subnetwork": "atlas subnetwork(s) holding the edge",
+            "t": "observed t of the group regressor (case = 1)",
+            "supra_threshold": "|t| above the primary threshold",
+            "component": "supra-threshold component the edge belongs to (n/a: none)",
+            "component_size": "number of supra-threshold edges in the component",
+            "component_p_fwe": "family-wise error p of the component (max component size)"}
+    run.write("nbs", "nbs.tsv", df, run.base_sidecar(
+        "Network-based statistic (Zalesky 2010) on the connectivity subnetworks", cols, harm,
+        Threshold=res.threshold_t, NPermutations=res.n_permutations,
+        Subnetworks=list(o.nbs_subnetworks), NEdges=len(res.edges), Confounds=names,
+        ExchangeabilityBlocks=run.site, Seed=int(cfg.seed),
+        Method=("Freedman-Lane permutations; components of |t| > threshold formed separately "
+                "for positive and negative t over the union of the subnetworks; FWE p from the"
+                " null of the largest component size (edges), both signs pooled"),
+        Components=comps))
+    run.summary["nbs"] = {
+        "status": "done", "threshold_t": res.threshold_t, "n_permutations": res.n_permutations,
+        "subnetworks": list(o.nbs_subnetworks), "n_edges": len(res.edges),
+        "n_components": len(comps),
+        "n_fwe_significant": sum(c["p_fwe"] < cfg.alpha for c in comps),
+        "components": [{k: c[k] for k in ("component", "size", "sign", "p_fwe", "subnetworks",
+                                          "edges")} for c in comps],
     }
 
 
@@ -359,7 +534,8 @@ def _do_normative(run: _Run) -> None:
     z, model = normative_scores(run.raw, run.P, group=cfg.group, case=cfg.case,
                                 control=cfg.control, age="age", sex=sex, site=run.site,
                                 harmonize=harmonize, n_folds=run.opts.n_folds,
-                                seed=int(cfg.seed))
+                                seed=int(cfg.seed), model_params={
+                                    "heteroscedastic": run.opts.normative_heteroscedastic})
     path = Path(run.opts.normative_model or run.out / "normative_model.json")
     model.save(path)
     run.files["normative_model"] = path
@@ -458,7 +634,7 @@ def _do_reference(run: _Run) -> None:
 
 _STEPS: dict[str, Callable[[_Run], None]] = {
     "harmonize": _do_harmonize, "glm": _do_glm, "permutation": _do_permutation,
-    "symptoms": _do_symptoms, "normative": _do_normative, "classify": _do_classify,
+    "nbs": _do_nbs, "symptoms": _do_symptoms, "normative": _do_normative, "classify": _do_classify,
     "reference": _do_reference,
 }
 
@@ -486,7 +662,8 @@ def run_stats(
     analyses : sequence of str
         Subset of :data:`ANALYSES`; ``harmonize`` is always run first when ComBat is
         configured and another analysis uses harmonised features; ``reference`` runs
-        ``glm`` too.
+        ``glm`` too. ``nbs`` runs on connectivity-edge tables (every column
+        ``RegionA__RegionB``) and is recorded as skipped for other tables.
     options : StatsOptions or None
         Further options.
 
@@ -511,11 +688,11 @@ def run_stats(
     wanted = set(analyses)
     for a in list(wanted):
         wanted.update(_NEEDS.get(a, ()))
-    if wanted & {"glm", "permutation", "symptoms"}:
+    if wanted & {"glm", "permutation", "nbs", "symptoms"}:
         wanted.add("harmonize")
     order = [a for a in ANALYSES if a in wanted]
     paths = [features] if isinstance(features, str | os.PathLike) else list(features)
-    F, P = load_inputs(paths, participants)
+    F, P = load_inputs(paths, participants, session=opts.session)
     check_columns(P, [cfg.group, *cfg.covariates], f"participants {participants}")
     group_mask(P, cfg.group, cfg.case, cfg.control, f"participants {participants}")
     out = Path(out_dir)
@@ -567,6 +744,7 @@ def run_stats(
         "group": {"column": cfg.group, "case": cfg.case, "control": cfg.control},
         "covariates": list(cfg.covariates),
         "site": run.site,
+        "repeated_rows": run.rows_policy,
         "harmonization": {
             "group_analyses": run.harmonization,
             "normative": "ComBat on training controls only, inside each fit",

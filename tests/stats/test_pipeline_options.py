@@ -1,0 +1,161 @@
+"""run_stats options: GLM interaction/stratification/moderator, NBS on edges, repeated rows."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from danemap.cli import main
+from danemap.config import StatsConfig
+from danemap.errors import InputError
+from danemap.stats._tables import load_features
+from danemap.stats.pipeline import StatsOptions, run_stats
+
+
+def _cohort(folder, n=80, seed=1):
+    rng = np.random.default_rng(seed)
+    ids = [f"sub-{i:03d}" for i in range(n)]
+    group = np.where(np.arange(n) % 2 == 0, "ADHD", "TD")
+    site = np.where(np.arange(n) % 4 == 0, "A", "B")
+    P = pd.DataFrame({"participant_id": ids, "site": site, "age": rng.uniform(7, 17, n),
+                      "sex": np.where(np.arange(n) % 4 < 2, "F", "M"), "group": group,
+                      "med_status": np.where(group == "ADHD",
+                                             np.where(np.arange(n) % 4 == 0, "on", "off"),
+                                             "n/a")})
+    pp = folder / "participants.tsv"
+    P.to_csv(pp, sep="\t", index=False)
+    return P, pp, rng
+
+
+def _write(folder, name, ids, X, columns, **extra):
+    F = pd.DataFrame(X, columns=columns)
+    for k, (col, values) in enumerate(extra.items()):
+        F.insert(k, col, values)
+    F.insert(0, "participant_id", ids)
+    path = folder / name
+    F.to_csv(path, sep="\t", index=False, na_rep="n/a")
+    return path
+
+
+def test_glm_options_add_rows_and_keep_the_main_effect(tmp_path):
+    P, pp, rng = _cohort(tmp_path)
+    X = rng.normal(size=(len(P), 3))
+    X[:, 0] -= 1.0 * (P.group == "ADHD").to_numpy() * (P.age.to_numpy() - 12) / 3
+    fp = _write(tmp_path, "alff.tsv", P.participant_id, X, ["Caudate_L", "Putamen_L", "x"])
+    cfg = StatsConfig(harmonize="none")
+    run_stats(fp, pp, tmp_path / "plain", cfg, analyses=("glm",))
+    opts = StatsOptions(interaction="age", stratify="sex", moderator="med_status")
+    res = run_stats(fp, pp, tmp_path / "opts", cfg, analyses=("glm",), options=opts)
+    plain = pd.read_csv(tmp_path / "plain" / "effects.tsv", sep="\t")
+    eff = pd.read_csv(tmp_path / "opts" / "effects.tsv", sep="\t", na_values="n/a")
+    assert set(eff.term) == {"group", "group:age", "group[med_status=off]",
+                             "group[med_status=on]", "group|sex=F", "group|sex=M"}
+    main_rows = eff[eff.term == "group"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(main_rows, plain, check_dtype=False)  # unchanged
+    assert (main_rows.stratum == "all").all()
+    strat = eff[eff.term.str.startswith("group|")]
+    assert set(strat.stratum) == {"F", "M"}
+    assert strat.groupby("stratum").n_case.first().sum() == 40
+    assert eff.loc[eff.term == "group[med_status=on]", "n_case"].iloc[0] == 20
+    inter = eff[eff.term == "group:age"].set_index("feature")
+    assert inter.loc["Caudate_L", "p"] < 1e-3 and inter["d"].isna().all()  # planted slope
+    side = json.loads((tmp_path / "opts" / "effects.json").read_text())
+    assert "group:age" in side["Terms"] and "main" in side["Terms"]["group"]
+    assert res["summary"]["analyses"]["glm"]["n_features"] == 3
+    assert "group:age" in res["summary"]["analyses"]["glm"]["extra_terms"]
+    with pytest.raises(InputError, match="column 'med' not found"):
+        run_stats(fp, pp, tmp_path / "bad", cfg, analyses=("glm",),
+                  options=StatsOptions(moderator="med"))
+
+
+def test_cli_glm_flags(tmp_path):
+    P, pp, rng = _cohort(tmp_path)
+    fp = _write(tmp_path, "alff.tsv", P.participant_id, rng.normal(size=(len(P), 2)),
+                ["a", "b"])
+    rc = main(["stats", "glm", "--features", str(fp), "--participants", str(pp), "--out",
+               str(tmp_path / "o"), "--harmonize", "none", "--interaction", "age",
+               "--stratify", "sex", "--moderator", "med_status"])
+    assert rc == 0
+    eff = pd.read_csv(tmp_path / "o" / "effects.tsv", sep="\t")
+    assert {"group", "group:age", "group|sex=F", "group[med_status=on]"} <= set(eff.term)
+
+
+def _edges():
+    from danemap.atlas import NETWORKS
+
+    pairs = list(NETWORKS["frontostriatal"]) + list(NETWORKS["lc_pfc"])
+    other = [("Thalamus_L", "Thalamus_R"), ("Cereb_L", "Cereb_R")]
+    return [f"{a}__{b}" for a, b in dict.fromkeys(pairs)], [f"{a}__{b}" for a, b in other]
+
+
+def test_nbs_on_connectivity_edges(tmp_path):
+    P, pp, rng = _cohort(tmp_path, n=80)
+    sub, other = _edges()
+    names = sub + other
+    X = rng.normal(size=(len(P), len(names)))
+    planted = [e for e in sub if e.startswith("DLPFC_L__")]  # a star around DLPFC_L
+    for e in planted:
+        X[(P.group == "ADHD").to_numpy(), names.index(e)] += 1.5
+    fp = _write(tmp_path, "connectivity_corr.tsv", P.participant_id, X, names)
+    res = run_stats(fp, pp, tmp_path / "o", StatsConfig(n_permutations=199),
+                    analyses=("harmonize", "glm", "permutation", "nbs"))
+    s = res["summary"]["analyses"]["nbs"]
+    assert s["status"] == "done" and s["n_edges"] == len(sub) and s["n_permutations"] == 199
+    best = s["components"][0]
+    assert set(planted) <= set(best["edges"]) and best["p_fwe"] < 0.05
+    assert best["sign"] == 1 and "frontostriatal" in best["subnetworks"]
+    tab = pd.read_csv(tmp_path / "o" / "nbs.tsv", sep="\t", na_values="n/a")
+    assert set(tab.feature) == set(sub)  # only subnetwork edges
+    assert (tab.loc[tab.feature.isin(planted), "component"] == 1).all()
+    side = json.loads((tmp_path / "o" / "nbs.json").read_text())
+    assert side["Threshold"] == 3.0 and side["NPermutations"] == 199
+    assert side["Subnetworks"] == ["frontostriatal", "lc_pfc"]
+    assert side["Components"][0]["edges"] == best["edges"]
+    # region tables and unknown region names: recorded as skipped, nothing written
+    fr = _write(tmp_path, "alff.tsv", P.participant_id, X[:, :2], ["a", "b"])
+    r = run_stats(fr, pp, tmp_path / "r", StatsConfig(harmonize="none"), analyses=("nbs",))
+    assert "not connectivity edges" in r["summary"]["analyses"]["nbs"]["reason"]
+    fu = _write(tmp_path, "c2.tsv", P.participant_id, X[:, :2], ["A__B", "B__C"])
+    r = run_stats(fu, pp, tmp_path / "u", StatsConfig(harmonize="none"), analyses=("nbs",))
+    assert "no edge of the subnetworks" in r["summary"]["analyses"]["nbs"]["reason"]
+    assert not (tmp_path / "u" / "nbs.tsv").exists()
+    with pytest.raises(InputError, match="nbs_subnetworks: unknown network"):
+        run_stats(fp, pp, tmp_path / "x", StatsConfig(harmonize="none"), analyses=("nbs",),
+                  options=StatsOptions(nbs_subnetworks=("limbic",)))
+
+
+def test_runs_averaged_and_sessions_need_a_choice(tmp_path):
+    P, pp, rng = _cohort(tmp_path, n=40)
+    ids = list(P.participant_id)
+    X = rng.normal(size=(3 * len(ids), 2))
+    rows = ids + ids + ids
+    ses = ["1"] * (2 * len(ids)) + ["2"] * len(ids)
+    run = ["1"] * len(ids) + ["2"] * len(ids) + ["1"] * len(ids)
+    fp = _write(tmp_path, "alff.tsv", rows, X, ["a", "b"], session=ses, run=run)
+    with pytest.raises(InputError, match=r"several sessions .*--session"):
+        load_features(fp)
+    F = load_features(fp, session="ses-1")
+    np.testing.assert_allclose(F.to_numpy(), (X[:40] + X[40:80]) / 2)
+    assert F.attrs["rows"][str(fp)] == {"rows": 120, "rows_used": 80, "participants": 40,
+                                        "averaged": 40, "session": "1"}
+    with pytest.raises(InputError, match=r"session '3' not found .*\['1', '2'\]"):
+        load_features(fp, session="3")
+    res = run_stats(fp, pp, tmp_path / "o", StatsConfig(harmonize="none"), analyses=("glm",),
+                    options=StatsOptions(session="2"))
+    rr = res["summary"]["repeated_rows"]
+    assert rr["session"] == "2" and rr["participants_with_runs_averaged"] == 0
+    assert "averaged" in rr["runs"]
+    side = json.loads((tmp_path / "o" / "effects.json").read_text())
+    assert side["RepeatedRows"]["session"] == "2"
+    # runs only (no session column): averaged by default
+    fr = _write(tmp_path, "runs.tsv", ids + ids, X[:80], ["a", "b"], run=["1"] * 40 + ["2"] * 40)
+    assert load_features(fr).attrs["rows"][str(fr)]["averaged"] == 40
+    with pytest.raises(InputError, match="has no 'session' column"):
+        load_features(fr, session="1")
+    fd = _write(tmp_path, "dup.tsv", ids + ids, X[:80], ["a", "b"])
+    with pytest.raises(InputError, match="participant_id must be unique"):
+        load_features(fd)
+    rc = main(["stats", "glm", "--features", str(fp), "--participants", str(pp), "--out",
+               str(tmp_path / "c"), "--harmonize", "none", "--session", "1"])
+    assert rc == 0
