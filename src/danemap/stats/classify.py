@@ -36,7 +36,6 @@ where each permutation reruns the whole nested cross-validation with shuffled la
 from __future__ import annotations
 
 import functools
-import json
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -48,8 +47,13 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError, NotFittedError
+from danemap.stats._modelio import (
+    estimator_from_dict,
+    estimator_to_dict,
+    model_fields,
+    read_model_file,
+)
 from danemap.stats._tables import check_columns, group_mask, write_json
-from danemap.stats.normative import estimator_from_dict, estimator_to_dict
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -372,6 +376,40 @@ def _cv_predict(model: NestedLogistic, X: pd.DataFrame, y: np.ndarray,
     return prob, folds, best
 
 
+def _training_table(features: pd.DataFrame, participants: pd.DataFrame, group: str,
+                    case: str, control: str, covariates: Sequence[str],
+                    extra_covariates: Sequence[str], site: str,
+                    ) -> tuple[pd.DataFrame, np.ndarray, list[str], list[str], list[str], int]:
+    """Join features and covariates of the complete case and control rows.
+
+    Returns the joined table, the labels (case = 1), the imaging, numeric and categorical
+    column names and the number of case/control rows dropped for missing values.
+    """
+    import pandas as pd
+
+    where = "classification (participants)"
+    if not features.index.equals(participants.index):
+        raise InputError(f"{where}: features and participants are not aligned on participant_id")
+    check_columns(participants, [group, site, *covariates], where)
+    is_case, is_ctrl = group_mask(participants, group, case, control, where)
+    extras = [c for c in extra_covariates if c in participants.columns]
+    imaging = [str(c) for c in features.columns]
+    clash = [c for c in imaging if c in {group, site, *covariates, *extras}]
+    if clash:
+        raise InputError(f"features: column(s) {clash} clash with participants columns")
+    data = pd.concat([features.set_axis(imaging, axis=1),
+                      participants[[site, *covariates, *extras]]], axis=1)
+    keep = (is_case | is_ctrl) & data[[site, *covariates, *imaging]].notna().all(axis=1).to_numpy()
+    dropped = int(((is_case | is_ctrl) & ~keep).sum())
+    if dropped:
+        warnings.warn(f"classification: {dropped} participant(s) with missing features, site "
+                      f"or {list(covariates)} are left out", DanemapWarning, stacklevel=2)
+    data = data[keep]
+    numeric = [c for c in [*covariates, *extras] if pd.api.types.is_numeric_dtype(data[c])]
+    categorical = [c for c in [*covariates, *extras] if c not in numeric]
+    return data, is_case[keep].astype(int), imaging, numeric, categorical, dropped
+
+
 @_single_threaded
 def classify(
     features: pd.DataFrame,
@@ -441,7 +479,6 @@ def classify(
     import pandas as pd
     from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
 
-    where = "classification (participants)"
     bad = sorted(set(schemes) - {"kfold", "loso"})
     if bad or not schemes:
         raise InputError(f"schemes: expected 'kfold' and/or 'loso', found {list(schemes)}")
@@ -454,30 +491,12 @@ def classify(
         raise InputError(f"n_permutations: expected >= 0, found {n_permutations}")
     if not c_grid:
         raise InputError("c_grid: expected at least one value of C")
-    if not features.index.equals(participants.index):
-        raise InputError(f"{where}: features and participants are not aligned on participant_id")
-    check_columns(participants, [group, site, *covariates], where)
-    is_case, is_ctrl = group_mask(participants, group, case, control, where)
-    extras = [c for c in extra_covariates if c in participants.columns]
-    imaging = [str(c) for c in features.columns]
-    clash = [c for c in imaging if c in {group, site, *covariates, *extras}]
-    if clash:
-        raise InputError(f"features: column(s) {clash} clash with participants columns")
-    data = pd.concat([features.set_axis(imaging, axis=1),
-                      participants[[site, *covariates, *extras]]], axis=1)
-    keep = (is_case | is_ctrl) & data[[site, *covariates, *imaging]].notna().all(axis=1).to_numpy()
-    dropped = int(((is_case | is_ctrl) & ~keep).sum())
-    if dropped:
-        warnings.warn(f"classification: {dropped} participant(s) with missing features, site "
-                      f"or {list(covariates)} are left out", DanemapWarning, stacklevel=2)
-    data = data[keep]
-    y = is_case[keep].astype(int)
+    data, y, imaging, numeric, categorical, dropped = _training_table(
+        features, participants, group, case, control, covariates, extra_covariates, site)
     n_case, n_ctrl = int(y.sum()), int(len(y) - y.sum())
     if min(n_case, n_ctrl) < n_folds:
         raise InputError(f"classification: {n_case} cases and {n_ctrl} controls are too few "
                          f"for {n_folds}-fold cross-validation")
-    numeric = [c for c in [*covariates, *extras] if pd.api.types.is_numeric_dtype(data[c])]
-    categorical = [c for c in [*covariates, *extras] if c not in numeric]
     combat_cov = list(covariates)
     sites = data[site].astype(str).to_numpy()
     info: dict[str, Any] = {"n": len(y), "n_case": n_case, "n_control": n_ctrl,
@@ -620,21 +639,10 @@ c_grid, seed
     pathlib.Path
         The written file.
     """
-    import pandas as pd
-
     if model not in MODELS:
         raise InputError(f"model: expected one of {list(MODELS)}, found {model!r}")
-    where = "classification (participants)"
-    check_columns(participants, [group, site, *covariates], where)
-    is_case, is_ctrl = group_mask(participants, group, case, control, where)
-    extras = [c for c in extra_covariates if c in participants.columns]
-    imaging = [str(c) for c in features.columns]
-    data = pd.concat([features.set_axis(imaging, axis=1),
-                      participants[[site, *covariates, *extras]]], axis=1)
-    keep = (is_case | is_ctrl) & data[[site, *covariates, *imaging]].notna().all(axis=1).to_numpy()
-    data, y = data[keep], is_case[keep].astype(int)
-    numeric = [c for c in [*covariates, *extras] if pd.api.types.is_numeric_dtype(data[c])]
-    categorical = [c for c in [*covariates, *extras] if c not in numeric]
+    data, y, imaging, numeric, categorical, _ = _training_table(
+        features, participants, group, case, control, covariates, extra_covariates, site)
     builder = _builders(imaging, numeric, categorical, site, harmonize, list(covariates),
                         "kfold", "none")[model]
     nested = NestedLogistic(builder, c_grid, int(inner_folds), seed).fit(data, y)
@@ -670,19 +678,8 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FeatureBuilder, dict[
         The fitted :class:`FeatureBuilder` and the stored content.
     """
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"classifier model {p}: file not found")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"classifier model {p}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise InputError(f"classifier model {p}: expected format {FORMAT!r}, found {found!r}")
-    if data.get("version") != VERSION:
-        raise InputError(f"classifier model {p}: expected version {VERSION}, found "
-                         f"{data.get('version')!r}")
-    try:
+    data = read_model_file(p, "classifier model", FORMAT, VERSION)
+    with model_fields(p, "classifier model"):
         b = data["builder"]
         fb = FeatureBuilder(**b["params"])
         fb.medians_ = dict(b["medians"])
@@ -693,8 +690,6 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FeatureBuilder, dict[
         fb.combat_ = None if b["combat"] is None else estimator_from_dict(b["combat"])
         fb.train_index_ = []
         coef = np.asarray(data["coef"], float)
-    except (KeyError, TypeError) as exc:
-        raise InputError(f"classifier model {p}: incomplete model file ({exc})") from exc
     if coef.size != len(fb.names_):
         raise InputError(f"classifier model {p}: {coef.size} coefficients for "
                          f"{len(fb.names_)} inputs")

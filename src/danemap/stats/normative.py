@@ -35,7 +35,6 @@ stored as ``{"__ndarray__": nested list, "dtype": str}``.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Mapping
@@ -46,6 +45,14 @@ import numpy as np
 
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError, NotFittedError
+from danemap.stats._modelio import (
+    decode_value,
+    encode_value,
+    estimator_from_dict,
+    estimator_to_dict,
+    model_fields,
+    read_model_file,
+)
 from danemap.stats._tables import check_columns, group_mask, write_json
 
 if TYPE_CHECKING:
@@ -89,86 +96,6 @@ def _bspline_basis(x: np.ndarray, t: np.ndarray, degree: int) -> np.ndarray:
     if above.any():
         basis[above] += (x[above] - hi)[:, None] * deriv(np.array([hi]))
     return basis
-
-
-# ------------------------------------------------------------------ JSON (de)serialisation
-def _encode(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        if obj.dtype == object:
-            return {"__ndarray__": [_encode(v) for v in obj.tolist()], "dtype": "object"}
-        return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Mapping):
-        return {"__dict__": [[_encode(k), _encode(v)] for k, v in obj.items()]}
-    if isinstance(obj, list | tuple):
-        return [_encode(v) for v in obj]
-    if obj is None or isinstance(obj, str | bool | int | float):
-        return obj
-    if hasattr(obj, "__dict__") and hasattr(obj, "get_params"):  # nested estimator
-        return {"__estimator__": estimator_to_dict(obj)}
-    if hasattr(obj, "__dataclass_fields__"):
-        return {"__dataclass__": type(obj).__module__ + ":" + type(obj).__qualname__,
-                "fields": {k: _encode(v) for k, v in vars(obj).items()}}
-    raise TypeError(f"cannot store a {type(obj).__name__} in a JSON model file")
-
-
-_ALLOWED_CLASSES = {
-    "danemap.stats.combat:ComBat",
-    "danemap.stats._design:CovariateEncoder",
-}
-
-
-def _load_class(path: str) -> Any:
-    if path not in _ALLOWED_CLASSES:
-        raise InputError(f"model file: class {path!r} is not one danemap stores; refusing it")
-    import importlib
-
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def _decode(obj: Any) -> Any:
-    if isinstance(obj, list):
-        return [_decode(v) for v in obj]
-    if isinstance(obj, dict):
-        if "__ndarray__" in obj:
-            if obj["dtype"] == "object":
-                return np.array([_decode(v) for v in obj["__ndarray__"]], dtype=object)
-            return np.asarray(obj["__ndarray__"], dtype=obj["dtype"])
-        if "__dict__" in obj:
-            return {_hashable(_decode(k)): _decode(v) for k, v in obj["__dict__"]}
-        if "__estimator__" in obj:
-            return estimator_from_dict(obj["__estimator__"])
-        if "__dataclass__" in obj:
-            cls = _load_class(obj["__dataclass__"])
-            inst = cls.__new__(cls)
-            for k, v in obj["fields"].items():
-                setattr(inst, k, _decode(v))
-            return inst
-        return {k: _decode(v) for k, v in obj.items()}
-    return obj
-
-
-def _hashable(v: Any) -> Any:
-    return tuple(v) if isinstance(v, list) else v
-
-
-def estimator_to_dict(est: Any) -> dict[str, Any]:
-    """Store an sklearn-style estimator: its class, parameters and fitted attributes."""
-    cls = type(est).__module__ + ":" + type(est).__qualname__
-    fitted = {k: _encode(v) for k, v in vars(est).items() if k.endswith("_")
-              and not k.startswith("_")}
-    return {"class": cls, "params": _encode(est.get_params(deep=False)), "fitted": fitted}
-
-
-def estimator_from_dict(data: Mapping[str, Any]) -> Any:
-    """Rebuild an estimator stored by :func:`estimator_to_dict` (allowed classes only)."""
-    cls = _load_class(str(data["class"]))
-    est = cls(**_decode(data["params"]))
-    for k, v in data["fitted"].items():
-        setattr(est, k, _decode(v))
-    return est
 
 
 # ------------------------------------------------------------------------------ model
@@ -422,7 +349,7 @@ class NormativeModel:
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready content of :meth:`save`."""
         self._check_fitted()
-        fitted = {k: _encode(getattr(self, k)) for k in
+        fitted = {k: encode_value(getattr(self, k)) for k in
                   ("feature_names_", "knots_", "coef_", "sd_", "sd_coef_", "n_train_",
                    "age_range_") if hasattr(self, k)}
         if hasattr(self, "sex_levels_"):
@@ -460,28 +387,14 @@ class NormativeModel:
         NormativeModel
             The fitted model.
         """
-        p = Path(path)
-        if not p.is_file():
-            raise InputError(f"normative model {p}: file not found")
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"normative model {p}: not valid JSON ({exc})") from exc
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            found = data.get("format") if isinstance(data, dict) else type(data).__name__
-            raise InputError(f"normative model {p}: expected format {FORMAT!r}, found {found!r}")
-        if data.get("version") != VERSION:
-            raise InputError(f"normative model {p}: expected version {VERSION}, found "
-                             f"{data.get('version')!r}")
-        try:
+        data = read_model_file(path, "normative model", FORMAT, VERSION)
+        with model_fields(path, "normative model"):
             model = cls(**data["params"])
             for k, v in data["fitted"].items():
-                setattr(model, k, _decode(v))
+                setattr(model, k, decode_value(v))
             model.feature_names_ = list(model.feature_names_)
             model.age_range_ = (float(model.age_range_[0]), float(model.age_range_[1]))
             model.combat_ = None if data["combat"] is None else estimator_from_dict(data["combat"])
-        except (KeyError, TypeError) as exc:
-            raise InputError(f"normative model {p}: incomplete model file ({exc})") from exc
         return model
 
 
