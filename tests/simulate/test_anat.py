@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -106,3 +108,32 @@ def test_group_effect_in_planted_log_volumes(atlas):
 def test_t1w_errors(atlas, kwargs, match):
     with pytest.raises(InputError, match=match):
         simulate_t1w(atlas, **kwargs)
+
+
+def test_cohort_truth_reproduces_planted_group_shift(tmp_path):
+    from danemap.simulate import simulate_cohort
+
+    eff = SimulationEffects(effect_scale=10.0)
+    root = simulate_cohort(tmp_path / "ds", n_subjects=6, n_sites=1, seed=7,
+                           modalities=("anat",), effects=eff)
+    truth = json.loads((root / "ground_truth.json").read_text())
+    assert truth["parameters"]["anat_resolution"] == 2
+    per = truth["participants"]
+    striatal = ("Caudate_L", "Caudate_R", "Putamen_L", "Putamen_R")
+    adj: dict[str, list[float]] = {"TD": [], "ADHD": []}
+    for sub, p in per.items():
+        a = p["anat"]
+        assert (root / "derivatives/danemap-sim" / sub / "anat"
+                / f"{sub}_space-MNI152NLin2009cAsym_res-2_dseg.nii.gz").is_file()
+        realised = []
+        for n in striatal:
+            tpl = a["intended_volume_mm3"][n] / a["intended_volume_factor"][n]
+            # ICV-adjusted realised log volume reproduces the planted log factor
+            got = np.log(a["volume_mm3"][n] / tpl) - a["icv_log_factor"]
+            assert got == pytest.approx(a["log_volume_factor"][n], abs=0.02), (sub, n)
+            realised.append(got)
+        adj[p["group"]].append(float(np.mean(realised)))
+    planted = np.mean([truth["structural"]["planted_cohens_d"][n] for n in striatal]) * 0.08
+    shift = np.mean(adj["ADHD"]) - np.mean(adj["TD"])
+    assert planted < -0.09 and shift < 0.0
+    assert shift == pytest.approx(planted, abs=0.06)

@@ -61,7 +61,7 @@ def test_bids_layout_and_sidecars(cohort):
     assert dimg.shape[3] == len(dyn["FrameTimesStart"]) == len(dyn["FrameDuration"]) == 24
     assert sum(dyn["FrameDuration"]) == 5400
     assert (cohort / "derivatives/danemap-sim" / sub / "anat"
-            / f"{sub}_space-MNI152NLin2009cAsym_res-3_dseg.nii.gz").is_file()
+            / f"{sub}_space-MNI152NLin2009cAsym_res-2_dseg.nii.gz").is_file()
 
 
 def test_participants_table(cohort, truth):

@@ -46,7 +46,8 @@ JITTER = 0.25
 JITTER_SMOOTH_VOX = 1.5
 CALIBRATION_TOL = 0.008  # log volume
 CALIBRATION_MIN_MM3 = 1000.0
-CALIBRATION_ITER = 5
+CALIBRATION_ITER = 6
+CALIBRATION_GAIN = 0.8
 
 
 @functools.lru_cache(maxsize=4)
@@ -221,7 +222,8 @@ def t1w_arrays(atlas: Any, seed: int | Sequence[int], group: str, eff: Simulatio
             best = (worst, src_k, lab_k)
         if worst < CALIBRATION_TOL:
             break
-        drive = np.clip(drive + err, target - icv_log - 0.5, target - icv_log + 0.5)
+        drive = np.clip(drive + CALIBRATION_GAIN * err, target - icv_log - 0.5,
+                        target - icv_log + 0.5)
     assert best is not None
     _, src, lab_flat = best
 
