@@ -84,8 +84,8 @@ def process_participant(label: str, bids_dir: str, output_dir: str,
             if result.qc.get("excluded"):
                 excluded.append(str(run.preproc.path.name))
     if not_built:
-        log.warning("%s: found %s data; those markers are not built yet in danemap %s",
-                    label, ", ".join(sorted(not_built)), _version())
+        log.info("%s: found data for %s, markers not built yet", label,
+                 ", ".join(sorted(not_built)))
     if n_runs == 0:
         raise InputError(
             f"{label}: no fMRIPrep '*_space-MNI152NLin2009cAsym*_desc-preproc_bold.nii.gz' "
@@ -147,6 +147,12 @@ def run_participant(bids_dir: str | os.PathLike[str], output_dir: str | os.PathL
         "seconds": {"Description": "Wall time", "Units": "s"},
         "error": {"Description": "Why the participant failed (n/a when it did not)"},
     })
+    not_built = sorted({m for o in outcomes if o.status == "ok" and o.result
+                        for m in o.result["not_built"]})
+    if not_built:
+        log.warning("the dataset has data for %s; those markers are not built yet in "
+                    "danemap %s (see README, 'What is measured')", ", ".join(not_built),
+                    _version())
     failed = [o for o in outcomes if o.status == "failed"]
     for o in failed:
         log.error("%s failed: %s", o.item, o.error)
