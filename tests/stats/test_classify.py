@@ -192,3 +192,23 @@ def test_errors(tmp_path):
     with pytest.warns(DanemapWarning, match="at least two sites"):
         classify(F, one_site, harmonize=False, n_permutations=0, n_bootstrap=10,
                  c_grid=(1.0,))
+
+
+def test_solver_switch_same_predictions():
+    from danemap.stats.classify import LBFGS_ABOVE, NestedLogistic, logistic_solver
+
+    assert logistic_solver(LBFGS_ABOVE) == "newton-cholesky"
+    assert logistic_solver(LBFGS_ABOVE + 1) == "lbfgs"
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 30))
+    y = (X[:, 0] + rng.normal(size=60) > 0).astype(int)
+    probs = [LogisticRegression(C=1.0, solver=s, tol=1e-10, max_iter=1000).fit(X, y)
+             .predict_proba(X)[:, 1] for s in ("newton-cholesky", "lbfgs")]
+    np.testing.assert_allclose(probs[0], probs[1], atol=1e-5)
+    wide = pd.DataFrame(rng.normal(size=(40, LBFGS_ABOVE + 5)),
+                        columns=[f"f{j}" for j in range(LBFGS_ABOVE + 5)])
+    m = NestedLogistic(FeatureBuilder(imaging=list(wide.columns)), (0.1, 1.0), 2, 0)
+    assert m.fit(wide, np.arange(40) % 2).clf_.solver == "lbfgs"
+    narrow = wide.iloc[:, :5]
+    m = NestedLogistic(FeatureBuilder(imaging=list(narrow.columns)), (1.0,), 2, 0)
+    assert m.fit(narrow, np.arange(40) % 2).clf_.solver == "newton-cholesky"

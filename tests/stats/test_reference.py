@@ -65,24 +65,22 @@ def test_generic_format(tmp_path):
     assert out.reference_d.iloc[0] == -0.2 and out.hemisphere.iloc[0] == "L"
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ("structure,d\ncaudate,0.1\n", r"missing \['ci_low', 'ci_high'\]"),
+    ("structure,d,ci_low,ci_high\ncortex,0.1,0,0.2\n", "unknown structure 'cortex'"),
+    ("structure,d,ci_low,ci_high\ncaudate,big,0,0.2\n", "column 'd' must be numeric"),
+    ("structure,d,ci_low,ci_high\ncaudate,,0,0.2\n", "no row has a d value"),
+    ("structure,hemisphere,d,ci_low,ci_high\ncaudate,middle,0.1,0,0.2\n", "hemisphere"),
+])
+def test_malformed_reference(tmp_path, text, message):
+    p = tmp_path / "r.csv"
+    p.write_text(text)
+    with pytest.raises(InputError, match=message):
+        load_reference(p)
+
+
 def test_errors(tmp_path):
     with pytest.raises(InputError, match="file not found"):
         load_reference(tmp_path / "none.csv")
-    p = tmp_path / "r.csv"
-    p.write_text("structure,d\ncaudate,0.1\n")
-    with pytest.raises(InputError, match=r"missing \['ci_low', 'ci_high'\]"):
-        load_reference(p)
-    p.write_text("structure,d,ci_low,ci_high\ncortex,0.1,0,0.2\n")
-    with pytest.raises(InputError, match="unknown structure 'cortex'"):
-        load_reference(p)
-    p.write_text("structure,d,ci_low,ci_high\ncaudate,big,0,0.2\n")
-    with pytest.raises(InputError, match="column 'd' must be numeric"):
-        load_reference(p)
-    p.write_text("structure,d,ci_low,ci_high\ncaudate,,0,0.2\n")
-    with pytest.raises(InputError, match="no row has a d value"):
-        load_reference(p)
-    p.write_text("structure,hemisphere,d,ci_low,ci_high\ncaudate,middle,0.1,0,0.2\n")
-    with pytest.raises(InputError, match="hemisphere"):
-        load_reference(p)
     with pytest.raises(InputError, match="effects: expected columns"):
         compare_to_reference(pd.DataFrame({"feature": ["x"]}), pd.DataFrame())

@@ -13,6 +13,14 @@ giving an age-dependent SD (floored at 10% of the homoscedastic SD).
 A participant's deviation is ``z = (y - prediction) / sd``; ``|z| > extreme_z``
 (default 2) counts as an extreme deviation.
 
+Calibration measured on ADHD-200 ALFF (138 controls, out-of-sample 5-fold CV,
+``tests/real/test_stats_real_normative.py``): homoscedastic SD of control z 1.19, but
+4.9% of |z| > 2 (nominal 4.6%) and a narrow bulk (MAD-based SD 0.81): the excess SD is
+heavy tails (excess kurtosis 36), not a mis-scaled model. ``heteroscedastic=True`` is
+worse there (SD 1.48, 8.1% of |z| > 2: the age-dependent SD overfits at this n), so the
+default stays homoscedastic. Log-transforming ALFF before the model lowers the
+kurtosis to 5 (SD 1.13) at the price of 6.4% of |z| > 2.
+
 Harmonisation
 -------------
 With ``site`` set, :class:`danemap.stats.combat.ComBat` is fitted **inside**
