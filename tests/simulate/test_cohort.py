@@ -113,7 +113,8 @@ def test_ground_truth_reproduces_planted_effects(truth):
     n_lc = dict(zip(truth["functional"]["regions"], truth["functional"]["n_vox"], strict=True))
     assert 1 <= n_lc["LC_L"] <= 3  # tiny, yet its truth is recorded like any other region
     fs = truth["functional"]["networks"]["frontostriatal"]
-    assert fs["cohens_d_latent"] == pytest.approx(-0.15 / 0.05)
+    assert fs["cohens_d_latent"] == pytest.approx(
+        truth["effects"]["fc_frontostriatal_z"] / truth["effects"]["fc_subject_sd_z"])
     assert truth["structural"]["planted_cohens_d"]["Caudate_L"] == -0.11
     assert truth["pet"]["group_effect_pct"] == -5.0
 

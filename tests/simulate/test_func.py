@@ -57,7 +57,8 @@ def test_bold_image_and_confounds(atlas):
     assert len(truth["spike_volumes"]) == 3
     assert all(fd[t] > 0.5 for t in truth["spike_volumes"])
     # the global signal column is the brain mean
-    assert np.allclose(conf["global_signal"], data[brain].mean(axis=0), rtol=1e-5)
+    assert np.allclose(conf["global_signal"], data[brain].mean(axis=0, dtype=np.float64),
+                       rtol=1e-5)
 
 
 def test_same_seed_same_arrays_other_seed_differs(atlas):

@@ -65,8 +65,9 @@ class SimulationEffects:
         latent correlation (default -0.15 each).
     fc_subject_sd_z : float
         Between-subject SD (Fisher z) of each subject's network shift, drawn once per
-        subject and network and applied to all its edges (default 0.05); a draw giving a
-        matrix that is not positive definite is redrawn.
+        subject and network and applied to all its edges (default 0.15, the order of real
+        between-subject variability); a draw giving a matrix that is not positive definite
+        is redrawn.
     fc_site_sd_z : float
         SD of a per-site Fisher-z shift added to every network edge (default 0.05); the
         realised site shifts are in ``ground_truth.json``.
@@ -125,7 +126,7 @@ class SimulationEffects:
     fc_networks: dict[str, float] = field(default_factory=_fc_networks)
     fc_frontostriatal_z: float = -0.15
     fc_lc_pfc_z: float = -0.15
-    fc_subject_sd_z: float = 0.05
+    fc_subject_sd_z: float = 0.15
     fc_site_sd_z: float = 0.05
     fc_noise_var: float = 4.0
     fc_ar1: float = 0.5
