@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from danemap.pipeline import run_group, run_participant
     from danemap.simulate import simulate_cohort
 
-    console = Console()
+    console = Console(width=max(shutil.get_terminal_size((120, 24)).columns, 110))
     out = Path(args.out).resolve()
     bids = out / "bids"
     results = out / "results"
@@ -63,8 +64,8 @@ def _print_summary(console: Any, bids: Path, root: Path) -> None:
     truth = json.loads((bids / "ground_truth.json").read_text())
     planted = _planted_network_means(truth)
     effects_path = root / "group" / "stats" / "networks" / "effects.tsv"
-    table = Table(title="Network scores, ADHD vs TD: measured (planted) mean Fisher z; d from "
-                  "the GLM after ComBat, age and sex as covariates")
+    table = Table(title="Network scores, ADHD vs TD: measured (planted) mean Fisher z",
+                  caption="d: case-control GLM after ComBat, age and sex as covariates")
     for col in ("network", "n ADHD/TD", "ADHD", "TD", "d [95% CI]", "p"):
         table.add_column(col, justify="left" if col == "network" else "right", no_wrap=True)
     if effects_path.exists():

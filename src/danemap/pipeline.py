@@ -220,5 +220,5 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
 def _analyses_for(table: str) -> tuple[str, ...]:
     """Choose the analyses: edge-level inference for connectivity, all for region tables."""
     if table.startswith("connectivity"):
-        return ("harmonize", "glm", "permutation")
+        return ("harmonize", "glm", "permutation", "nbs")
     return ("harmonize", "glm", "permutation", "symptoms", "normative", "classify")
