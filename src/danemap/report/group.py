@@ -64,6 +64,17 @@ def _sections_for(name: str, folder: Path, summary: Mapping[str, Any]) -> list[S
             or "Freedman–Lane max-T permutation, permutations within site.",
             table=perm.sort_values(sort_col).head(20),
         ))
+    nbs = _read(folder / "nbs.tsv")
+    if nbs is not None and len(nbs) and "component" in nbs.columns:
+        supra = nbs[nbs["component"].notna()].sort_values(["component", "t"])
+        sections.append(Section(
+            f"{title}: network-based statistic (frontostriatal and LC-PFC edges)",
+            text=_describe(summary, "nbs") or (
+                "Connected components of supra-threshold edges; the p-value is family-wise "
+                "over components, from the same permutations as the max-T test."),
+            table=supra if len(supra) else None,
+            notes=[] if len(supra) else ["No edge passed the primary threshold."],
+        ))
     clf = _read(folder / "classification.tsv")
     if clf is not None and len(clf):
         sections.append(Section(
