@@ -96,6 +96,26 @@ def _sections_for(name: str, folder: Path, summary: Mapping[str, Any]) -> list[S
     return sections
 
 
+def _cohort_section(summary: Mapping[str, Any]) -> Section:
+    """Describe who was analysed and how (counts and methods as the statistics recorded)."""
+    import pandas as pd
+
+    n = summary.get("n") or {}
+    per_site = n.get("per_site") or {}
+    table = pd.DataFrame(
+        [{"site": site, "ADHD": c.get("case"), "controls": c.get("control")}
+         for site, c in per_site.items()]
+        + [{"site": "all", "ADHD": n.get("case"), "controls": n.get("control")}]
+    ) if per_site else None
+    harm = summary.get("harmonization") or {}
+    lines = [f"Covariates: {', '.join(summary.get('covariates') or []) or 'none'}; "
+             f"site column: {summary.get('site') or 'none'}."]
+    if isinstance(harm, Mapping):
+        lines += [f"Harmonisation ({k.replace('_', ' ')}): {v}." for k, v in harm.items()]
+    return Section("Cohort and methods", text="\n\n".join(lines), table=table,
+                   notes=[str(w) for w in summary.get("warnings") or []])
+
+
 def _describe(summary: Mapping[str, Any], key: str) -> str:
     entry = summary.get(key) if isinstance(summary, Mapping) else None
     if isinstance(entry, Mapping):
@@ -123,13 +143,17 @@ def write_group_report(group_dir: str | Path,
     """
     group_dir = Path(group_dir)
     stats_dir = group_dir / "stats"
-    names = sorted(p.name for p in stats_dir.iterdir() if p.is_dir()) if stats_dir.is_dir() \
-        else []
+    found = [p.name for p in stats_dir.iterdir() if p.is_dir()] if stats_dir.is_dir() else []
+    # headline tables first (networks, then regions, then edges), then any other, by name
+    names = sorted(found, key=lambda n: (list(_TITLES).index(n) if n in _TITLES
+                                         else len(_TITLES), n))
     sections: list[Section] = []
     for name in names:
         summary: Mapping[str, Any] = (summaries or {}).get(name) or {}
         if not summary and (stats_dir / name / "summary.json").is_file():
             summary = json.loads((stats_dir / name / "summary.json").read_text())
+        if not sections:
+            sections.append(_cohort_section(summary))
         sections += _sections_for(name, stats_dir / name, summary)
     if not sections:
         sections.append(Section("No statistics", text="No group statistics were found."))
