@@ -318,7 +318,7 @@ class ComBat(BaseEstimator):
         ss = np.zeros(m)
         for i in range(k):
             idx = np.flatnonzero(inverse == i)
-            r = Xa[idx] - D[idx] @ B
+            r: np.ndarray = Xa[idx] - D[idx] @ B
             mean_r[i] = r.mean(axis=0)
             var_r[i] = r.var(axis=0, ddof=1)
             ss += np.einsum("ij,ij->j", r, r)
