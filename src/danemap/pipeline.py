@@ -21,8 +21,10 @@ __all__ = ["GROUP_TABLES", "process_participant", "run_group", "run_participant"
 
 log = get_logger("pipeline")
 
-#: Group tables (written by the participant outputs' collection) that the statistics run on.
-GROUP_TABLES = ("networks", "alff", "connectivity_corr")
+#: Group tables (written by the participant outputs' collection) that the statistics run on:
+#: every marker table; counts and QC tables are descriptions, not features.
+GROUP_TABLES = ("networks", "alff", "falff", "connectivity_corr", "connectivity_partialcorr",
+                "connectivity_tangent")
 
 #: Modalities found in a dataset that have no marker module yet (reported, never silent).
 _NOT_BUILT = {"t1w": "structural volumes", "pet": "PET/SPECT SBR"}

@@ -18,7 +18,10 @@ __all__ = ["write_group_report"]
 _TITLES = {
     "networks": "Network scores (mean within-network Fisher z)",
     "alff": "Regional ALFF",
-    "connectivity_corr": "Connectivity edges (Fisher z)",
+    "falff": "Regional fALFF",
+    "connectivity_corr": "Connectivity edges (correlation, Fisher z)",
+    "connectivity_partialcorr": "Connectivity edges (partial correlation, Fisher z)",
+    "connectivity_tangent": "Connectivity edges (tangent space)",
 }
 
 
