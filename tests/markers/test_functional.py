@@ -489,3 +489,16 @@ def test_dvars_threshold_and_min_segment_come_from_config():
     assert not {0, 1, 2, 3} & set(short.sample_mask)
     kept = select_confounds(df, FunctionalConfig(**base, scrub_min_segment=0))
     assert {0, 1, 2} <= set(kept.sample_mask)
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("cut", "Compressed file ended"), ("flip", "CRC check failed|invalid"),
+])
+def test_corrupt_gzip_bold_is_a_clear_input_error(tmp_path, damage, message):
+    bold, conf, atlas = _write_run(tmp_path)
+    raw = bold.read_bytes()
+    half = len(raw) // 2
+    bold.write_bytes(raw[:half] if damage == "cut" else
+                     raw[:half] + bytes(b ^ 0xFF for b in raw[half:half + 64]) + raw[half + 64:])
+    with pytest.raises(InputError, match=rf"{bold.name}: corrupt or truncated data.*({message})"):
+        _quiet_process(bold, conf, atlas)
