@@ -143,3 +143,14 @@ def test_errors(tmp_path):
         normative_scores(F.iloc[-125:], P.iloc[-125:], n_folds=5)
     with pytest.raises(InputError, match="fewer than 5 controls"):
         normative_scores(F, P.assign(site=np.where(np.arange(360) < 3, "tiny", P.site)))
+
+
+def test_normative_model_follows_the_sklearn_parameter_contract():
+    from sklearn.base import clone
+
+    from danemap.stats import NormativeModel
+
+    model = NormativeModel(n_knots=5, heteroscedastic=True)
+    copy = clone(model)
+    assert copy.get_params() == model.get_params()
+    assert copy.set_params(extreme_z=3.0).extreme_z == 3.0

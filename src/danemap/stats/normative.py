@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError, NotFittedError
@@ -107,7 +108,7 @@ def _bspline_basis(x: np.ndarray, t: np.ndarray, degree: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ model
-class NormativeModel:
+class NormativeModel(BaseEstimator):
     """Normative model of features on age (B-spline) and sex, with optional ComBat.
 
     Parameters
@@ -151,19 +152,6 @@ class NormativeModel:
         self.sex = sex
         self.site = site
         self.extreme_z = extreme_z
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Return the constructor parameters (sklearn contract)."""
-        return {k: getattr(self, k) for k in ("n_knots", "degree", "heteroscedastic", "age",
-                                              "sex", "site", "extreme_z")}
-
-    def set_params(self, **params: Any) -> NormativeModel:
-        """Set constructor parameters (sklearn contract)."""
-        for k, v in params.items():
-            if k not in self.get_params():
-                raise InputError(f"NormativeModel: unknown parameter {k!r}")
-            setattr(self, k, v)
-        return self
 
     # -------------------------------------------------------------- helpers
     def _check_params(self) -> None:
@@ -363,7 +351,7 @@ class NormativeModel:
         if hasattr(self, "sex_levels_"):
             fitted["sex_levels_"] = self.sex_levels_
         combat = None if self.combat_ is None else estimator_to_dict(self.combat_)
-        return {"format": FORMAT, "version": VERSION, "params": self.get_params(),
+        return {"format": FORMAT, "version": VERSION, "params": self.get_params(deep=False),
                 "fitted": fitted, "combat": combat}
 
     def save(self, path: str | os.PathLike[str]) -> Path:
