@@ -25,7 +25,16 @@ def test_group_report_order_cohort_and_rows(tmp_path):
                                                           "B": {"case": 5, "control": 5}}},
             "covariates": ["age", "sex"], "site": "site",
             "harmonization": {"group_analyses": "ComBat <parametric>"}}))
+    clf = pd.DataFrame([
+        {"scheme": "kfold", "model": model, "metric": metric, "value": v, "ci_low": v - 0.1,
+         "ci_high": v + 0.1, "p_permutation": 0.04}
+        for model, v in (("covariates", 0.7), ("imaging", 0.55))
+        for metric in ("balanced_accuracy", "auc")])
+    clf.to_csv(stats / "networks" / "classification.tsv", sep="\t", index=False)
     html = write_group_report(tmp_path).read_text()
+    clf_table = html.split("can the markers tell")[1].split("</table>")[0]
+    assert clf_table.count("<tr>") == 1 + 2  # one row per scheme and model
+    assert "0.70 [0.60, 0.80]" in clf_table and "0.55 [0.45, 0.65]" in clf_table
     assert html.index("Cohort and methods") < html.index("Network scores") < html.index(
         "Regional ALFF")
     assert "ComBat &lt;parametric&gt;" in html

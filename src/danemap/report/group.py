@@ -85,7 +85,9 @@ def _sections_for(name: str, folder: Path, summary: Mapping[str, Any]) -> list[S
             text=_describe(summary, "classify") or (
                 "Three models side by side. The covariate-only model (age, sex, site, IQ) is "
                 "the baseline any imaging model must beat."),
-            table=clf,
+            table=_classification_view(clf),
+            notes=["Value [95% bootstrap CI]; p from label permutations. Every metric, with "
+                   "its fold SD, is in classification.tsv."],
         ))
     sym = _read(folder / "symptoms.tsv")
     if sym is not None and len(sym):
@@ -93,10 +95,32 @@ def _sections_for(name: str, folder: Path, summary: Mapping[str, Any]) -> list[S
         sections.append(Section(
             f"{title}: association with symptom scores",
             text=_describe(summary, "symptoms") or "Partial correlations with symptom scores.",
-            table=sym.sort_values(sort_col).head(20),
+            table=sym.sort_values(sort_col).head(20)[
+                [c for c in ("feature", "symptom", "sample", "n", "r", "ci_low", "ci_high", "p",
+                             "p_fdr", "symptom_scaling") if c in sym.columns]],
             notes=["Strongest 20 associations shown; all are in symptoms.tsv."],
         ))
     return sections
+
+
+def _classification_view(clf: Any) -> Any:
+    """One row per scheme and model; 'value [ci_low, ci_high]' per metric (display only)."""
+    import pandas as pd
+
+    rows = []
+    metrics = ("balanced_accuracy", "auc", "sensitivity", "specificity")
+    for (scheme, model), part in clf.groupby(["scheme", "model"], sort=False):
+        row: dict[str, Any] = {"scheme": scheme, "model": model}
+        by_metric = part.set_index("metric")
+        for metric in metrics:
+            if metric in by_metric.index:
+                m = by_metric.loc[metric]
+                row[metric.replace("_", " ")] = (
+                    f"{m['value']:.2f} [{m['ci_low']:.2f}, {m['ci_high']:.2f}]")
+        if "balanced_accuracy" in by_metric.index and "p_permutation" in by_metric.columns:
+            row["p (balanced accuracy)"] = by_metric.loc["balanced_accuracy", "p_permutation"]
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _cohort_section(summary: Mapping[str, Any]) -> Section:
