@@ -147,15 +147,23 @@ def _read_exact(stream: BinaryIO, n: int, name: str, what: str) -> bytes:
     return data
 
 
+def is_gzip_error(exc: BaseException) -> bool:
+    """Return True if ``exc`` is what a truncated or corrupt (gzip) stream raises.
+
+    Covers ``OSError``/``EOFError``/``ValueError``/``struct.error`` and the errors of
+    isal and zlib, which do not subclass ``OSError`` (e.g. ``isal.igzip_lib.IsalError``).
+    """
+    if isinstance(exc, OSError | EOFError | ValueError | struct.error):
+        return True
+    return type(exc).__module__.startswith(("isal", "zlib", "gzip"))
+
+
 def _guarded_read(stream: BinaryIO, n: int, name: str) -> bytes:
     """Read up to ``n`` bytes, turning decompression errors into InputError."""
     try:
         return stream.read(n)
-    except (OSError, EOFError, ValueError, struct.error) as exc:
-        raise _fail(name, f"corrupt or truncated gzip stream ({exc})") from exc
     except Exception as exc:
-        # isal_zlib.error and friends do not subclass OSError.
-        if type(exc).__module__.startswith(("isal", "zlib", "gzip")):
+        if is_gzip_error(exc):
             raise _fail(name, f"corrupt or truncated gzip stream ({exc})") from exc
         raise
 
@@ -434,12 +442,10 @@ def load_nifti(
                 # drain the gzip trailer so that its CRC and length are verified
                 while stream.read(_CHUNK):
                     pass
-        except (OSError, EOFError, ValueError, struct.error) as exc:
-            raise _fail(name, f"corrupt or truncated data ({type(exc).__name__}: "
-                              f"{exc})") from exc
         except Exception as exc:
-            if type(exc).__module__.startswith(("isal", "zlib", "gzip")):
-                raise _fail(name, f"corrupt or truncated gzip stream ({exc})") from exc
+            if is_gzip_error(exc):
+                raise _fail(name, f"corrupt or truncated data ({type(exc).__name__}: "
+                                  f"{exc})") from exc
             raise
         if got < layout.nbytes:
             raise _fail(name, f"file is truncated: the header declares {layout.nbytes} data "
