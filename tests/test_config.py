@@ -53,3 +53,13 @@ def test_bad_toml_and_missing_file(tmp_path):
 def test_list_from_string():
     cfg = load_config(overrides={"stats": {"covariates": "age, sex iq"}}, environ={})
     assert cfg.stats.covariates == ["age", "sex", "iq"]
+
+
+def test_results_hash_ignores_selection_and_execution():
+    base = load_config(environ={})
+    sel = load_config(overrides={"run": {"participant_label": ["01"], "n_jobs": 4,
+                                         "backend": "dask"}}, environ={})
+    assert sel.sha256() != base.sha256()
+    assert sel.results_sha256() == base.results_sha256()
+    changed = load_config(overrides={"functional": {"fd_threshold": 0.3}}, environ={})
+    assert changed.results_sha256() != base.results_sha256()

@@ -37,7 +37,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_bids_app_parser() -> argparse.ArgumentParser:
-    """Return the parser of the BIDS-App form ``danemap BIDS_DIR OUT_DIR LEVEL``."""
+    """Return the parser of the BIDS-App form ``danemap BIDS_DIR OUT_DIR LEVEL``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Positional ``bids_dir``, ``output_dir``, ``analysis_level`` and grouped options.
+    """
     p = argparse.ArgumentParser(
         prog="danemap",
         description="DopAmine/NorEpinephrine imaging markers of ADHD from a BIDS dataset. "
@@ -69,7 +75,18 @@ def _subcommand_module(command: str) -> Any:
 
 
 def build_parser(command: str) -> argparse.ArgumentParser:
-    """Return the parser of one sub-command (see ``SUBCOMMANDS``)."""
+    """Return the parser of one sub-command.
+
+    Parameters
+    ----------
+    command : str
+        A key of ``SUBCOMMANDS`` (``demo``, ``simulate``, ``atlas``, ``stats``, ``slurm``).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser, with the common options and the sub-command's own.
+    """
     p = argparse.ArgumentParser(prog=f"danemap {command}")
     _add_common(p)
     _subcommand_module(command).add_arguments(p)
@@ -104,8 +121,8 @@ def _run_bids_app(argv: list[str]) -> int:
     }
     config = load_config(args.config, overrides=overrides)
     if args.analysis_level == "participant":
-        return run_participant(args.bids_dir, args.output_dir, config)
-    return run_group(args.bids_dir, args.output_dir, config)
+        return run_participant(args.bids_dir, args.output_dir, config, verbose=True)
+    return run_group(args.bids_dir, args.output_dir, config, verbose=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success, 1 when some participants failed, 2 on a usage or input error.
+        0 on success, 1 when some participants (or group tables) failed while the others
+        completed, 2 on a usage, input or file-system error.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -128,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_bids_app(argv)
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         return int(exc.code) if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    except DanemapError as exc:
+    except (DanemapError, OSError) as exc:  # OSError: disk full, permission denied, ...
         from danemap._utils.logging import get_logger
 
         get_logger().error("%s", exc)

@@ -48,6 +48,7 @@ class RunConfig:
     atlas: str = "danemap"
     participant_label: list[str] = field(default_factory=list)
     session_label: list[str] = field(default_factory=list)
+    dask_address: str = ""  # backend "dask": scheduler address; empty starts a local cluster
 
 
 @dataclass
@@ -151,8 +152,19 @@ class Config:
         return tomli_w.dumps(self.to_dict())
 
     def sha256(self) -> str:
-        """Hash of the TOML text; recorded in ``dataset_description.json``."""
+        """Hash of the whole configuration's TOML text."""
         return hashlib.sha256(self.to_toml().encode()).hexdigest()
+
+    def results_sha256(self) -> str:
+        """Hash of the settings that can change results.
+
+        Participant/session selection and the execution back-end are left out, so every
+        task of a SLURM array, and a rerun with more workers, share one hash. It is the
+        ``ConfigHash`` of ``dataset_description.json`` and keys the resume markers.
+        """
+        neutral = dataclasses.replace(self.run, participant_label=[], session_label=[],
+                                      n_jobs=1, backend="local", dask_address="")
+        return dataclasses.replace(self, run=neutral).sha256()
 
 
 def _get_field(obj: Any, name: str, where: str) -> Any:

@@ -13,7 +13,6 @@ __all__ = [
     "DependencyError",
     "InputError",
     "NotFittedError",
-    "ParticipantError",
 ]
 
 
@@ -31,10 +30,6 @@ class InputError(DanemapError, ValueError):
 
 class ConfigError(DanemapError, ValueError):
     """A configuration value (TOML file, CLI flag, environment) is invalid."""
-
-
-class ParticipantError(DanemapError, RuntimeError):
-    """Processing one participant failed; the others carry on."""
 
 
 class DependencyError(DanemapError, ImportError):

@@ -4,18 +4,29 @@
 selected participant through :func:`danemap.engine.run_many` (failure isolation, resume,
 local processes or Dask). ``run_group`` gathers the per-participant tables and runs the
 statistics on each, then writes the group report.
+
+Provenance: the level's own process writes ``dataset_description.json`` (its
+``ConfigHash`` covers only result-changing settings, so every task of a SLURM array agrees)
+and ``config.toml``; the group level writes its configuration to ``group/config.toml``.
+Workers never rewrite either.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from danemap._utils.logging import get_logger
 from danemap.config import Config
-from danemap.errors import InputError
+from danemap.errors import DanemapError, InputError
+
+if TYPE_CHECKING:
+    from danemap.engine import Outcome
+    from danemap.io import SessionData
 
 __all__ = ["GROUP_TABLES", "process_participant", "run_group", "run_participant"]
 
@@ -30,8 +41,8 @@ GROUP_TABLES = ("networks", "alff", "falff", "connectivity_corr", "connectivity_
 _NOT_BUILT = {"t1w": "structural volumes", "pet": "PET/SPECT SBR"}
 
 
-def process_participant(label: str, bids_dir: str, output_dir: str,
-                        config: Config) -> dict[str, Any]:
+def process_participant(label: str, bids_dir: str, output_dir: str, config: Config,
+                        sessions: Sequence[SessionData] | None = None) -> dict[str, Any]:
     """Compute every available marker of one participant and write its derivatives.
 
     Parameters
@@ -42,6 +53,9 @@ def process_participant(label: str, bids_dir: str, output_dir: str,
         Input BIDS dataset and output folder (outputs go to ``output_dir/danemap``).
     config : Config
         Effective configuration.
+    sessions : sequence of SessionData or None
+        The participant's data as found by :func:`danemap.io.discover`; ``None``
+        discovers it (convenient for single calls; the participant level passes it).
 
     Returns
     -------
@@ -57,15 +71,16 @@ def process_participant(label: str, bids_dir: str, output_dir: str,
     from danemap.io import DerivativesWriter, discover
     from danemap.markers.functional import process_run, write_run
 
-    dataset = discover(bids_dir, participant_label=[label],
-                       session_label=config.run.session_label or None)
-    writer = DerivativesWriter(output_dir, config=config, bids_dir=bids_dir)
+    if sessions is None:
+        sessions = list(discover(bids_dir, participant_label=[label],
+                                 session_label=config.run.session_label or None))
+    writer = DerivativesWriter(output_dir, config=config, bids_dir=bids_dir, describe=False)
     atlas = load_atlas(config.run.resolution)
     files: list[str] = []
     not_built: set[str] = set()
     excluded: list[str] = []
     n_runs = 0
-    for session in dataset:
+    for session in sessions:
         for key, what in _NOT_BUILT.items():
             if getattr(session, key):
                 not_built.add(what)
@@ -83,8 +98,8 @@ def process_participant(label: str, bids_dir: str, output_dir: str,
                 result, writer, session.participant, session=session.session,
                 task=ents.get("task", "rest"), run=ents.get("run"))]
             n_runs += 1
-            if result.qc.get("excluded"):
-                excluded.append(str(run.preproc.path.name))
+            if result.qc.get("exclude"):
+                excluded.append(run.preproc.path.name)
     if not_built:
         log.info("%s: found data for %s, markers not built yet", label,
                  ", ".join(sorted(not_built)))
@@ -101,6 +116,11 @@ def _version() -> str:
     from danemap._version import __version__
 
     return __version__
+
+
+def _job(label: str, bids_dir: str, output_dir: str, config: Config,
+         sessions: dict[str, list[SessionData]]) -> dict[str, Any]:
+    return process_participant(label, bids_dir, output_dir, config, sessions=sessions[label])
 
 
 def run_participant(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str],
@@ -121,34 +141,23 @@ def run_participant(bids_dir: str | os.PathLike[str], output_dir: str | os.PathL
     int
         0 when every participant succeeded, 1 when some failed (the others are complete).
     """
-    import pandas as pd
-
     from danemap.engine import run_many
     from danemap.io import DerivativesWriter, discover
 
     dataset = discover(bids_dir, participant_label=config.run.participant_label or None,
                        session_label=config.run.session_label or None)
     writer = DerivativesWriter(output_dir, config=config, bids_dir=bids_dir)
-    job = functools.partial(process_participant, bids_dir=str(bids_dir),
-                            output_dir=str(output_dir), config=config)
+    sessions = {sub: [item for (s, _), item in dataset.data.items() if s == sub]
+                for sub in dataset.participants}
+    job = functools.partial(_job, bids_dir=str(bids_dir), output_dir=str(output_dir),
+                            config=config, sessions=sessions)
+    logs = writer.root / "logs"
     outcomes = run_many(job, dataset.participants, backend=config.run.backend,
                         n_jobs=config.run.n_jobs,
-                        state_dir=writer.root / "logs" / f"done-{_resume_key(config)}",
-                        description="participants", verbose=verbose)
-    status = pd.DataFrame({
-        "participant_id": [o.item for o in outcomes],
-        "status": [o.status for o in outcomes],
-        "seconds": [round(o.seconds, 2) for o in outcomes],
-        "error": [o.error or None for o in outcomes],
-    })
-    path = writer.root / "logs" / "participant_status.tsv"
-    writer.write_tsv(status, path, sidecar={
-        "status": {"Description": "Outcome of the participant level",
-                   "Levels": {"ok": "computed", "failed": "see the error column",
-                              "skipped": "already done with this configuration (resumed)"}},
-        "seconds": {"Description": "Wall time", "Units": "s"},
-        "error": {"Description": "Why the participant failed (n/a when it did not)"},
-    })
+                        state_dir=logs / f"done-{config.results_sha256()[:12]}",
+                        description="participants", verbose=verbose,
+                        dask_address=config.run.dask_address or None)
+    path = _write_status(writer, outcomes)
     not_built = sorted({m for o in outcomes if o.status == "ok" and o.result
                         for m in o.result["not_built"]})
     if not_built:
@@ -164,13 +173,42 @@ def run_participant(bids_dir: str | os.PathLike[str], output_dir: str | os.PathL
     return 1 if failed else 0
 
 
-def _resume_key(config: Config) -> str:
-    """Hash of the settings that change results (not participant selection or back-end)."""
-    import dataclasses
+def _write_status(writer: Any, outcomes: Sequence[Outcome]) -> Path:
+    """Record each outcome in ``logs/status/<sub>.json``; rebuild the status table from all.
 
-    neutral = dataclasses.replace(config.run, participant_label=[], session_label=[],
-                                  n_jobs=1, backend="local")
-    return dataclasses.replace(config, run=neutral).sha256()[:12]
+    One file per participant keeps every outcome when participants run in separate
+    processes or SLURM tasks; the table is rebuilt from every file present.
+    """
+    import pandas as pd
+
+    from danemap.io import write_json
+
+    folder = writer.root / "logs" / "status"
+    for o in outcomes:
+        if o.status == "skipped" and (folder / f"{o.item}.json").is_file():
+            previous = json.loads((folder / f"{o.item}.json").read_text(encoding="utf-8"))
+            if previous.get("status") == "ok":
+                continue  # keep the record of the run that did the work
+        runs = o.result or {}
+        write_json(folder / f"{o.item}.json", {
+            "participant_id": o.item, "status": o.status, "seconds": round(o.seconds, 2),
+            "runs": runs.get("runs"), "qc_excluded_runs": len(runs.get("qc_excluded", [])),
+            "error": o.error or None,
+        })
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
+    status = pd.DataFrame.from_records(records, columns=[
+        "participant_id", "status", "seconds", "runs", "qc_excluded_runs", "error"])
+    path = writer.root / "logs" / "participant_status.tsv"
+    writer.write_tsv(status, path, sidecar={
+        "status": {"Description": "Outcome of the participant level",
+                   "Levels": {"ok": "computed", "failed": "see the error column",
+                              "skipped": "already done with these settings (resumed)"}},
+        "seconds": {"Description": "Wall time", "Units": "s"},
+        "runs": {"Description": "Functional runs processed"},
+        "qc_excluded_runs": {"Description": "Runs flagged for exclusion by motion QC"},
+        "error": {"Description": "Why the participant failed (n/a when it did not)"},
+    })
+    return path
 
 
 def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str],
@@ -189,38 +227,47 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
     Returns
     -------
     int
-        0 on success.
+        0 on success, 1 when the statistics of some table failed (the others are written).
     """
-    from danemap.io import DerivativesWriter
+    from danemap.io import DerivativesWriter, atomic_write_text
     from danemap.markers.functional import collect_functional_group
+    from danemap.report.group import write_group_report
     from danemap.stats.pipeline import StatsOptions, run_stats
 
     participants = Path(bids_dir) / "participants.tsv"
     if not participants.is_file():
         raise InputError(f"{participants}: the group level needs participants.tsv "
                          "(participant_id, group, covariates)")
-    writer = DerivativesWriter(output_dir, config=config, bids_dir=bids_dir)
+    writer = DerivativesWriter(output_dir, config=config, bids_dir=bids_dir, describe=False)
     group_dir = writer.root / "group"
     tables = collect_functional_group(writer.root, group_dir)
+    atomic_write_text(group_dir / "config.toml", config.to_toml())
+    options = StatsOptions(classify_permutations=config.stats.classify_permutations,
+                           on_error="record")
     summaries: dict[str, dict[str, Any]] = {}
+    failed: list[str] = []
     for name in GROUP_TABLES:
         if name not in tables:
             continue
         log.info("group statistics on %s", tables[name].name)
-        options = StatsOptions(classify_permutations=config.stats.classify_permutations,
-                               on_error="record")
-        summaries[name] = run_stats(tables[name], participants, group_dir / "stats" / name,
-                                    config=config, analyses=_analyses_for(name),
-                                    options=options)["summary"]
-    from danemap.report.group import write_group_report
-
+        try:
+            summaries[name] = run_stats(tables[name], participants, group_dir / "stats" / name,
+                                        config=config, analyses=_analyses_for(name),
+                                        options=options)["summary"]
+        except DanemapError as exc:  # one unusable table must not stop the others
+            log.error("group statistics on %s failed: %s", tables[name].name, exc)
+            failed.append(name)
     report = write_group_report(group_dir, summaries)
     log.info("group report: %s", report)
-    return 0
+    return 1 if failed else 0
 
 
 def _analyses_for(table: str) -> tuple[str, ...]:
-    """Choose the analyses: edge-level inference for connectivity, all for region tables."""
+    """Choose the analyses: edge-level inference for connectivity, all for region tables.
+
+    Connectivity tables get no classification: the tangent reference is fitted on every
+    run, so a cross-validated classifier on it would see its test folds.
+    """
     if table.startswith("connectivity"):
         return ("harmonize", "glm", "permutation", "nbs")
     return ("harmonize", "glm", "permutation", "symptoms", "normative", "classify")

@@ -63,10 +63,12 @@ def test_participant_and_group_levels(cohort, tmp_path, fast_config):
     assert (func / "sub-01_task-rest_atlas-danemap_desc-corr_connectivity.tsv").is_file()
     assert (func / "sub-01_task-rest_atlas-danemap_desc-networks_stats.tsv").is_file()
 
+    first = (func / "sub-01_task-rest_atlas-danemap_desc-corr_connectivity.tsv").stat()
     assert main([str(cohort), str(out), "participant", "--config", str(fast_config)]) == 0
+    again = (func / "sub-01_task-rest_atlas-danemap_desc-corr_connectivity.tsv").stat()
+    assert again.st_mtime_ns == first.st_mtime_ns  # resumed: sub-01 was not recomputed
     status = pd.read_csv(root / "logs" / "participant_status.tsv", sep="\t")
-    assert status.set_index("participant_id").loc["sub-01", "status"] == "skipped"  # resumed
-    assert (status["status"] == "ok").sum() == 22
+    assert (status["status"] == "ok").sum() == 24  # the record of the run that did the work
 
     assert main([str(cohort), str(out), "group", "--config", str(fast_config)]) == 0
     group = root / "group"
@@ -118,3 +120,42 @@ def test_size_cap_from_config_is_enforced_before_reading(cohort, tmp_path):
                  "--config", str(cfg)]) == 1
     status = pd.read_csv(out / "danemap" / "logs" / "participant_status.tsv", sep="\t")
     assert "exceeds the limit" in status.loc[0, "error"]
+
+
+def test_separate_runs_keep_every_status_and_one_config_hash(cohort, tmp_path, fast_config):
+    """Like two SLURM tasks: each runs one participant; nothing of the other is lost."""
+    out = tmp_path / "out"
+    hashes = set()
+    for label in ("06", "07"):
+        assert main([str(cohort), str(out), "participant", "--participant-label", label,
+                     "--config", str(fast_config)]) == 0
+        desc = json.loads((out / "danemap" / "dataset_description.json").read_text())
+        hashes.add(desc["GeneratedBy"][0]["ConfigHash"])
+    assert len(hashes) == 1  # participant selection does not change the provenance hash
+    status = pd.read_csv(out / "danemap" / "logs" / "participant_status.tsv", sep="\t")
+    assert list(status["participant_id"]) == ["sub-06", "sub-07"]
+    assert list(status["status"]) == ["ok", "ok"]
+
+
+def test_group_level_survives_a_failing_table(cohort, tmp_path, fast_config, monkeypatch):
+    import danemap.stats.pipeline as sp
+
+    out = tmp_path / "out"
+    assert main([str(cohort), str(out), "participant", "--config", str(fast_config)]) == 0
+    real = sp.run_stats
+
+    def flaky(table, *args, **kwargs):
+        if "falff" in str(table):
+            from danemap.errors import InputError
+
+            raise InputError(f"{table}: planted failure")
+        return real(table, *args, **kwargs)
+
+    monkeypatch.setattr(sp, "run_stats", flaky)
+    assert main([str(cohort), str(out), "group", "--config", str(fast_config)]) == 1
+    group = out / "danemap" / "group"
+    assert (group / "stats" / "networks" / "effects.tsv").is_file()
+    assert (group / "stats" / "connectivity_corr" / "nbs.tsv").is_file()
+    assert not (group / "stats" / "falff").exists()
+    assert (group / "group_report.html").is_file()
+    assert "classify_permutations = 2" in (group / "config.toml").read_text()

@@ -79,7 +79,7 @@ def test_dataset_description_and_config(tmp_path):
     gen = desc["GeneratedBy"][0]
     assert gen["Name"] == "danemap"
     assert gen["Version"] == __version__
-    assert gen["ConfigHash"] == cfg.sha256()
+    assert gen["ConfigHash"] == cfg.results_sha256()
     assert desc["SourceDatasets"] == [{"URL": bids.resolve().as_uri()}]
     assert (w.root / "config.toml").read_text() == cfg.to_toml()
 

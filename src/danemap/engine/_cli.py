@@ -11,7 +11,13 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``danemap slurm`` options to ``parser``."""
+    """Add the ``danemap slurm`` options to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The sub-command's parser.
+    """
     parser.add_argument("bids_dir", type=Path)
     parser.add_argument("output_dir", type=Path)
     parser.add_argument("--participant-label", nargs="+", default=None, metavar="LABEL")
@@ -23,7 +29,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    """Discover participants, write the array script and print how to submit it."""
+    """Discover participants, write the array script and print how to submit it.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed ``danemap slurm`` arguments.
+    config : Config
+        Effective configuration (unused beyond ``--config``, which every task receives).
+
+    Returns
+    -------
+    int
+        0 on success.
+    """
     from danemap.engine._slurm import write_slurm_array
     from danemap.io import check_output_not_in_input, discover
 

@@ -91,7 +91,8 @@ def run_many(
         ``"local"`` runs in this process (``n_jobs=1``) or a process pool;
         ``"dask"`` submits to a ``dask.distributed`` cluster (``pip install 'danemap[dask]'``).
     n_jobs : int
-        Worker processes for the local back-end.
+        Worker processes of the local back-end, or of the local Dask cluster started when
+        no ``dask_address`` is given.
     state_dir : path-like or None
         Where per-item completion markers are kept. With ``resume=True``, items whose
         marker exists are skipped, so an interrupted cohort run continues where it stopped.
@@ -135,7 +136,7 @@ def run_many(
                 log.debug("%s", outcome.detail)
 
     if backend == "dask":
-        for outcome in _run_dask(func, todo, dask_address, description, verbose):
+        for outcome in _run_dask(func, todo, dask_address, n_jobs, description, verbose):
             record(outcome)
     elif n_jobs == 1 or len(todo) <= 1:
         from danemap._utils.logging import progress
@@ -161,7 +162,7 @@ def _completed(futures: Iterable[Future[Outcome]], description: str,
 
 
 def _run_dask(func: Callable[[str], Any], items: list[str], address: str | None,
-              description: str, verbose: bool) -> Iterable[Outcome]:
+              n_jobs: int, description: str, verbose: bool) -> Iterable[Outcome]:
     try:
         from dask.distributed import Client
         from dask.distributed import as_completed as dask_completed
@@ -171,7 +172,11 @@ def _run_dask(func: Callable[[str], Any], items: list[str], address: str | None,
         ) from exc
     from danemap._utils.logging import progress
 
-    with Client(address) if address else Client(processes=False) as client:
+    # a local cluster uses one single-threaded worker process per job: the markers are not
+    # written for concurrent threads in one process (warnings filters, BLAS threads)
+    client = Client(address) if address else Client(n_workers=n_jobs, threads_per_worker=1,
+                                                    processes=True, dashboard_address=None)
+    with client:
         futures = [client.submit(_call, func, item, pure=False) for item in items]
         for fut in progress(dask_completed(futures), description, total=len(futures),
                             verbose=verbose):

@@ -9,6 +9,7 @@ and any previous version of the file is left intact.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -41,7 +42,9 @@ ENTITY_ORDER = ("sub", "ses", "task", "acq", "trc", "rec", "run", "space", "res"
 BIDS_VERSION = "1.9.0"
 
 
+@functools.lru_cache(maxsize=1)
 def _umask() -> int:
+    """Return the process umask, read once (setting it briefly is not thread-safe)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -284,13 +287,17 @@ class DerivativesWriter:
     output_dir : str or os.PathLike
         The output folder; outputs go to ``output_dir/danemap``.
     config : danemap.config.Config or None
-        The effective configuration; written as ``config.toml`` and its hash
-        recorded as ``GeneratedBy[0].ConfigHash``.
+        The effective configuration; written as ``config.toml`` and the hash of its
+        result-changing settings (:meth:`Config.results_sha256`) recorded as
+        ``GeneratedBy[0].ConfigHash``.
     source_datasets : iterable or None
         Source datasets: URLs, paths (converted to ``file://`` URLs) or
         ``{"URL": ..., "DOI": ..., "Version": ...}`` mappings. Default: ``bids_dir``.
     bids_dir : str, os.PathLike or None
         The input dataset; ``output_dir`` inside it is refused.
+    describe : bool
+        Write ``dataset_description.json`` and ``config.toml`` now. Workers of one run pass
+        False so that the level's own description is not rewritten by each of them.
 
     Attributes
     ----------
@@ -304,6 +311,7 @@ class DerivativesWriter:
         config: Config | None = None,
         source_datasets: Iterable[str | os.PathLike[str] | Mapping[str, Any]] | None = None,
         bids_dir: str | os.PathLike[str] | None = None,
+        describe: bool = True,
     ) -> None:
         if bids_dir is not None:
             check_output_not_in_input(bids_dir, output_dir)
@@ -323,9 +331,10 @@ class DerivativesWriter:
         except OSError as exc:
             raise InputError(f"output_dir {self.output_dir}: cannot create {self.root} "
                              f"({exc.strerror or exc})") from exc
-        self.write_json(self.root / "dataset_description.json", self.dataset_description())
-        if config is not None:
-            atomic_write_text(self.root / "config.toml", config.to_toml())
+        if describe:
+            self.write_json(self.root / "dataset_description.json", self.dataset_description())
+            if config is not None:
+                atomic_write_text(self.root / "config.toml", config.to_toml())
 
     def dataset_description(self) -> dict[str, Any]:
         """Return the content of ``dataset_description.json``.
@@ -336,10 +345,9 @@ class DerivativesWriter:
         """
         from danemap._version import __version__
 
-        generated: dict[str, Any] = {"Name": "danemap", "Version": __version__,
-                                     "CodeURL": "https://github.com/danemap/danemap"}
+        generated: dict[str, Any] = {"Name": "danemap", "Version": __version__}
         if self.config is not None:
-            generated["ConfigHash"] = self.config.sha256()
+            generated["ConfigHash"] = self.config.results_sha256()
         desc: dict[str, Any] = {
             "Name": "danemap: dopamine/norepinephrine imaging markers",
             "BIDSVersion": BIDS_VERSION,
