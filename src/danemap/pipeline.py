@@ -14,7 +14,6 @@ Workers never rewrite either.
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -181,12 +180,12 @@ def _write_status(writer: Any, outcomes: Sequence[Outcome]) -> Path:
     """
     import pandas as pd
 
-    from danemap.io import write_json
+    from danemap.io import read_json, write_json
 
     folder = writer.root / "logs" / "status"
     for o in outcomes:
         if o.status == "skipped" and (folder / f"{o.item}.json").is_file():
-            previous = json.loads((folder / f"{o.item}.json").read_text(encoding="utf-8"))
+            previous = read_json(folder / f"{o.item}.json", "participant status")
             if previous.get("status") == "ok":
                 continue  # keep the record of the run that did the work
         runs = o.result or {}
@@ -195,7 +194,7 @@ def _write_status(writer: Any, outcomes: Sequence[Outcome]) -> Path:
             "runs": runs.get("runs"), "qc_excluded_runs": len(runs.get("qc_excluded", [])),
             "error": o.error or None,
         })
-    records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
+    records = [read_json(p, "participant status") for p in sorted(folder.glob("*.json"))]
     status = pd.DataFrame.from_records(records, columns=[
         "participant_id", "status", "seconds", "runs", "qc_excluded_runs", "error"])
     path = writer.root / "logs" / "participant_status.tsv"
