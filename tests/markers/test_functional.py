@@ -502,3 +502,23 @@ def test_corrupt_gzip_bold_is_a_clear_input_error(tmp_path, damage, message):
                      raw[:half] + bytes(b ^ 0xFF for b in raw[half:half + 64]) + raw[half + 64:])
     with pytest.raises(InputError, match=rf"{bold.name}: corrupt or truncated data.*({message})"):
         _quiet_process(bold, conf, atlas)
+
+
+def test_corrupt_deflate_block_isal_error_becomes_input_error(tmp_path):
+    # isal's IsalError subclasses neither OSError nor ValueError: it must not escape raw
+    from isal.igzip_lib import IsalError
+
+    from danemap.io import load_nifti_header
+    from danemap.markers._func_extract import gather_from_file, voxel_order
+
+    bold, _, atlas = _write_run(tmp_path, n_t=20)
+    header = load_nifti_header(bold)  # read while the file is intact
+    order, starts, counts = voxel_order(np.asarray(atlas.img.dataobj), atlas.labels)
+    raw = bold.read_bytes()
+    # zero 8 bytes right after the gzip header (10 bytes + the file name)
+    start = raw.index(b"\x00", 10) + 1 if raw[3] & 0x08 else 10
+    bold.write_bytes(raw[:start + 8] + b"\x00" * 8 + raw[start + 16:])
+    with pytest.raises(InputError, match=rf"{bold.name}: corrupt or truncated data "
+                                         r"\(IsalError: .*(deflate|lookback)"):
+        gather_from_file(bold, header, order, starts, counts)
+    assert issubclass(IsalError, Exception) and not issubclass(IsalError, OSError | ValueError)

@@ -134,7 +134,7 @@ def gather_from_file(path: str | os.PathLike[str], header: Any, order: np.ndarra
         else:
             stream = raw
         try:
-            stream.seek(vox_offset) if stream is raw else _skip(stream, vox_offset)
+            stream.seek(vox_offset) if stream is raw else _skip(stream, vox_offset, p.name)
             t0 = 0
             while t0 < n_t:
                 k = min(step, n_t - t0)
@@ -148,22 +148,39 @@ def gather_from_file(path: str | os.PathLike[str], header: Any, order: np.ndarra
                 block = np.frombuffer(buf, dtype=dtype, count=k * n_vox).reshape(k, n_vox)
                 out[t0:t0 + k] = block[:, order]
                 t0 += k
-        except (OSError, EOFError, ValueError) as exc:
-            if isinstance(exc, InputError):
+        except InputError:
+            raise
+        except Exception as exc:
+            if not _is_stream_error(exc):
                 raise
-            raise InputError(f"{p.name}: corrupt or truncated data ({exc})") from exc
+            raise InputError(
+                f"{p.name}: corrupt or truncated data ({type(exc).__name__}: {exc})"
+            ) from exc
         finally:
             if stream is not raw:
                 stream.close()
     return AtlasVoxels(out, starts, counts, slope, inter)
 
 
-def _skip(stream: Any, n: int) -> None:
+def _is_stream_error(exc: BaseException) -> bool:
+    """Return True for what a truncated or corrupt (gzip/deflate) stream raises.
+
+    ``isal.igzip_lib.IsalError`` subclasses neither ``OSError`` nor ``ValueError`` (and
+    its ``__module__`` is ``igzip_lib``), so it is tested for explicitly as well.
+    """
+    from isal.igzip_lib import IsalError
+
+    from danemap.io._nifti import is_gzip_error
+
+    return isinstance(exc, IsalError) or is_gzip_error(exc)
+
+
+def _skip(stream: Any, n: int, name: str) -> None:
     left = n
     while left > 0:
         chunk = stream.read(min(left, 2**20))
         if not chunk:
-            raise InputError("file is truncated before the voxel data (vox_offset)")
+            raise InputError(f"{name}: file is truncated before the voxel data (vox_offset {n})")
         left -= len(chunk)
 
 
