@@ -193,3 +193,69 @@ def test_no_warning_leaks_out(tmp_path):
         warnings.simplefilter("error", DanemapWarning)
         run_stats(fp, pp, tmp_path / "o", analyses=("symptoms",),
                   options=StatsOptions(symptoms=["adhd_index"]))
+
+
+# --------------------------------------------------------------------------- honesty
+def _summary_and_sidecar(out):
+    return (json.loads((out / "summary.json").read_text()),
+            json.loads((out / "classification.json").read_text()))
+
+
+def test_harmonization_text_says_none_when_nothing_was_harmonised(tmp_path):
+    fp, pp, _ = write_cohort(tmp_path, n=60)
+    out = tmp_path / "o"
+    run_stats(fp, pp, out, StatsConfig(harmonize="none", n_permutations=9),
+              analyses=("normative", "classify"), options=StatsOptions(**FAST))
+    s, side = _summary_and_sidecar(out)
+    assert s["harmonization"]["group_analyses"] == "none"
+    assert s["harmonization"]["normative"] == "none"
+    assert "ComBat" not in s["harmonization"]["classification"]
+    assert "ComBat" not in side["Harmonization"]
+    assert s["harmonization"]["classification"] == side["Harmonization"]
+    # analyses that did not run are said not to have run
+    run_stats(fp, pp, tmp_path / "g", analyses=("glm",))
+    s = json.loads((tmp_path / "g" / "summary.json").read_text())
+    assert s["harmonization"]["normative"] == "not run"
+    assert s["harmonization"]["classification"] == "not run"
+    assert s["harmonization"]["group_analyses"].startswith("ComBat")
+
+
+def test_harmonization_text_single_site_and_combat_states_per_scheme(tmp_path):
+    fp, pp, _ = write_cohort(tmp_path, n=60)
+    out = tmp_path / "combat"
+    run_stats(fp, pp, out, StatsConfig(n_permutations=9), analyses=("classify",),
+              options=StatsOptions(**FAST))
+    s, side = _summary_and_sidecar(out)
+    assert side["Harmonization"].startswith("kfold: ComBat fitted in each training fold")
+    assert "loso: none" in side["Harmonization"]  # loso_harmonize="none" by default
+    P = pd.read_csv(pp, sep="\t").assign(site="A")
+    P.to_csv(pp, sep="\t", index=False, na_rep="n/a")
+    out = tmp_path / "one"
+    res = run_stats(fp, pp, out, StatsConfig(n_permutations=9),
+                    analyses=("harmonize", "normative", "classify"),
+                    options=StatsOptions(**FAST))
+    s, side = _summary_and_sidecar(out)
+    assert res["summary"]["analyses"]["harmonize"]["reason"] == "a single site"
+    assert not any("ComBat" in v for v in s["harmonization"].values()), s["harmonization"]
+    assert "ComBat" not in side["Harmonization"]
+
+
+def test_combat_label_says_when_empirical_bayes_was_not_used(tmp_path):
+    fp, pp, _ = write_cohort(tmp_path, n=60)
+    res = run_stats(fp, pp, tmp_path / "o", analyses=("harmonize",))
+    assert "(parametric empirical Bayes" in res["summary"]["harmonization"]["group_analyses"]
+    one = tmp_path / "one.tsv"  # a single feature: EB needs >= 2 features and is skipped
+    pd.read_csv(fp, sep="\t", dtype=str)[["participant_id", "Caudate_L"]].to_csv(
+        one, sep="\t", index=False)
+    res = run_stats(one, pp, tmp_path / "o1", analyses=("harmonize",))
+    text = res["summary"]["harmonization"]["group_analyses"]
+    assert "without empirical Bayes" in text and "parametric empirical" not in text
+
+
+def test_run_stats_does_not_mutate_options(tmp_path):
+    fp, pp, _ = write_cohort(tmp_path, n=60)
+    opts = StatsOptions()
+    res = run_stats(fp, pp, tmp_path / "o", StatsConfig(harmonize="none"), analyses=("glm",),
+                    options=opts)
+    assert opts.feature_measure is None
+    assert res["summary"]["feature_measure"] == "alff"

@@ -97,7 +97,9 @@ def _nonparametric_eb(g_hat: np.ndarray, d_hat: np.ndarray, v_data: np.ndarray,
 
     Feature ``f`` gets the average of the other features' ``(g_j, d_j)`` weighted by the
     Gaussian likelihood of its data under them; ``sum_k (s_kf - g_j)^2`` is
-    ``(n-1) v_f + n (g_hat_f - g_j)^2`` with ``v_f`` the data variance of feature ``f``.
+    ``(n-1) v_f + n (g_hat_f - g_j)^2`` with ``v_f`` the data variance of feature ``f``
+    (the site's standardised variance, i.e. the least-squares ``delta_hat`` before zero
+    variances are replaced by 1).
     """
     m = g_hat.shape[0]
     g_star = np.empty(m)
@@ -221,9 +223,13 @@ class ComBat(BaseEstimator):
             labels = labels.astype(str)
         return labels
 
-    def _site_parameters(self, g_hat: np.ndarray, d_hat: np.ndarray, v_data: np.ndarray,
-                         n: int, use_eb: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Location/scale to remove for one site from its least-squares estimates."""
+    def _site_parameters(self, g_hat: np.ndarray, d_hat: np.ndarray, n: int,
+                         use_eb: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Location/scale to remove for one site from its least-squares estimates.
+
+        ``d_hat`` is also the site's standardised data variance used by the
+        non-parametric EB likelihood.
+        """
         if self.mean_only:
             d_used = np.ones_like(d_hat)
         else:
@@ -236,7 +242,7 @@ class ComBat(BaseEstimator):
                 g_bar = float(np.mean(g_hat))
                 return (t2 * g_hat + g_bar) / (t2 + 1.0), d_used
             return _parametric_eb(g_hat, d_used, n)
-        g_star, d_star = _nonparametric_eb(g_hat, d_used, v_data, n)
+        g_star, d_star = _nonparametric_eb(g_hat, d_used, d_hat, n)
         return g_star, (d_used if self.mean_only else d_star)
 
     def _eb_possible(self, d_hat_ok: np.ndarray) -> bool:
@@ -348,7 +354,7 @@ class ComBat(BaseEstimator):
             use_eb = self._eb_possible(d_hat[:, ok])
             for i in range(k):
                 g_star[i, ok], d_star[i, ok] = self._site_parameters(
-                    g_hat[i, ok], d_hat[i, ok], d_hat[i, ok], int(counts[i]), use_eb)
+                    g_hat[i, ok], d_hat[i, ok], int(counts[i]), use_eb)
         self.gamma_star_ = g_star
         self.delta_star_ = d_star
         self.use_eb_ = use_eb
@@ -377,7 +383,7 @@ class ComBat(BaseEstimator):
             if ok.any():
                 use_eb = self._eb_possible(d_hat[None, ok])
                 g_star[ok], d_star[ok] = self._site_parameters(
-                    g_hat[ok], d_hat[ok], d_hat[ok], int(idx.size), use_eb)
+                    g_hat[ok], d_hat[ok], int(idx.size), use_eb)
             out[s] = (g_star, d_star)
         return out
 

@@ -3,7 +3,9 @@
 :func:`run_stats` is what ``danemap stats all`` and the BIDS-App group level call, on
 every marker table (``group/networks.tsv``, ``group/alff.tsv``, connectivity...).
 
-Harmonisation policy (stated in every sidecar and in ``summary.json``):
+Harmonisation policy, when ``stats.harmonize = "combat"`` and there are at least two
+sites (otherwise nothing is harmonised). Every sidecar and ``summary.json`` state what
+was actually done, built from the run (``none`` / ``not run`` where nothing was):
 
 * ``harmonize`` / ``glm`` / ``permutation`` / ``symptoms``: ComBat fitted on every
   analysed participant with the covariates **and the group** preserved (Fortin 2018);
@@ -41,7 +43,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,7 +158,7 @@ class StatsOptions:
     normative_heteroscedastic: bool = False
 
 
-def rows_policy(rows: Mapping[str, Mapping[str, Any]], session: str | None) -> dict[str, Any]:
+def _rows_policy(rows: Mapping[str, Mapping[str, Any]], session: str | None) -> dict[str, Any]:
     """Describe how repeated rows (sessions, runs) were handled, for sidecars and summary."""
     return {"runs": RUNS_POLICY, "session": session,
             "participants_with_runs_averaged": int(sum(r.get("averaged", 0)
@@ -188,10 +190,13 @@ class _Run:
         self.files: dict[str, Path] = {}
         self.harmonized: pd.DataFrame | None = None
         self.harmonization = "none"
+        #: What normative / classification actually did (set when they run).
+        self.normative_harmonization = "not run"
+        self.classify_harmonization = "not run"
         self.effects: pd.DataFrame | None = None
         self.covariates = list(cfg.covariates)
         self.site: str | None = cfg.site if cfg.site in participants.columns else None
-        self.rows_policy = rows_policy(features.attrs.get("rows", {}), opts.session)
+        self.rows_policy = _rows_policy(features.attrs.get("rows", {}), opts.session)
 
     # ---------------------------------------------------------------- helpers
     def base_sidecar(self, description: str, columns: Mapping[str, str],
@@ -270,7 +275,7 @@ def _do_harmonize(run: _Run) -> None:
     combat = ComBat()
     H = combat.fit_transform(X, run.P.loc[rows, run.site].to_numpy(), covars)
     run.harmonized = pd.DataFrame(np.asarray(H, float), index=X.index, columns=X.columns)
-    run.harmonization = (f"ComBat (parametric empirical Bayes) fitted on all {int(rows.sum())} "
+    run.harmonization = (f"ComBat ({_combat_method(combat)}) fitted on all {int(rows.sum())} "
                          f"analysed participants, batch {run.site!r}, preserving {preserved}")
     out = run.harmonized.reset_index()
     cols = {"participant_id": "participant identifier",
@@ -281,6 +286,18 @@ def _do_harmonize(run: _Run) -> None:
                                       zip(combat.sites_, combat.n_per_site_, strict=True)}))
     run.summary["harmonize"] = {"status": "done", "n": int(rows.sum()), "n_sites": int(n_sites),
                                 "preserved": preserved, "method": run.harmonization}
+
+
+def _combat_method(combat: Any) -> str:
+    """Describe the estimation a fitted :class:`ComBat` actually used."""
+    scale = "location only" if combat.mean_only else "location and scale"
+    if combat.use_eb_:
+        kind = "parametric" if combat.parametric else "non-parametric"
+        return f"{kind} empirical Bayes, {scale}"
+    why = ("" if not combat.empirical_bayes else
+           " (empirical Bayes requested but not possible: too few non-constant features or "
+           "identical site variances)")
+    return f"per-feature least-squares site estimates without empirical Bayes{why}, {scale}"
 
 
 def _effects_columns(group: str = "group") -> dict[str, str]:
@@ -541,6 +558,7 @@ def _do_normative(run: _Run) -> None:
     run.files["normative_model"] = path
     harm = ("ComBat fitted on the training controls inside every fit (cases never enter it)"
             if harmonize else "none")
+    run.normative_harmonization = harm
     cols = {"participant_id": "participant identifier", "group": "group label",
             "scored": "out-of-sample CV (controls) or model fitted on all controls (cases)",
             "n_extreme": f"number of features with |z| > {model.extreme_z:g}",
@@ -571,8 +589,9 @@ def _do_classify(run: _Run) -> None:
     if run.site is None:
         raise InputError(f"participants: site column {cfg.site!r} not found (classification "
                          "needs it for harmonisation and leave-one-site-out)")
-    harmonize = cfg.harmonize == "combat"
-    schemes = ("kfold", "loso") if run.P[run.site].nunique() > 1 else ("kfold",)
+    multi_site = run.P[run.site].nunique() > 1
+    harmonize = cfg.harmonize == "combat" and multi_site  # one site: nothing to remove
+    schemes = ("kfold", "loso") if multi_site else ("kfold",)
     kw: dict[str, Any] = {"group": cfg.group, "case": cfg.case, "control": cfg.control,
           "covariates": run.covariates, "extra_covariates": o.extra_covariates,
           "site": run.site, "harmonize": harmonize, "inner_folds": o.inner_folds,
@@ -580,9 +599,13 @@ def _do_classify(run: _Run) -> None:
     table, info = classify(run.raw, run.P, schemes=schemes, n_folds=o.n_folds,
                            n_permutations=o.classify_permutations, n_bootstrap=o.n_bootstrap,
                            loso_harmonize=o.loso_harmonize, **kw)
+    imaging = table[table["model"] == "imaging"]
+    run.classify_harmonization = "; ".join(
+        f"{scheme}: {h}" for scheme, h in
+        imaging.groupby("scheme", sort=False)["harmonization"].first().items())
     run.write("classification", "classification.tsv", table, run.base_sidecar(
         "Cross-validated classification: covariate-only baseline, imaging, both",
-        classification_columns(), "ComBat inside every training fold (see 'harmonization')",
+        classification_columns(), run.classify_harmonization,
         Notes=info["notes"], Threshold=0.5, Seed=int(cfg.seed)))
     if o.save_classifier:
         run.files["classifier_model"] = save_classifier(o.save_classifier, run.raw, run.P,
@@ -698,7 +721,7 @@ def run_stats(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if opts.feature_measure is None:
-        opts.feature_measure = Path(paths[0]).stem
+        opts = replace(opts, feature_measure=Path(paths[0]).stem)
     sources = {"features": [str(p) for p in paths], "participants": str(participants)}
     run = _Run(F, P, out, cfg, opts, sources)
     all_warnings: list[str] = []
@@ -747,8 +770,8 @@ def run_stats(
         "repeated_rows": run.rows_policy,
         "harmonization": {
             "group_analyses": run.harmonization,
-            "normative": "ComBat on training controls only, inside each fit",
-            "classification": "ComBat inside every training fold only",
+            "normative": run.normative_harmonization,
+            "classification": run.classify_harmonization,
         },
         "alpha": cfg.alpha,
         "seed": cfg.seed,
