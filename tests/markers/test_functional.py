@@ -407,6 +407,34 @@ def test_process_timeseries_requires_tr_for_filtering():
         process_timeseries(df.to_numpy(), 2.0)  # type: ignore[arg-type]
 
 
+def test_partial_n_voxels_are_unknown_not_negative(tmp_path):
+    from danemap.io import DerivativesWriter
+
+    df = pd.DataFrame(np.random.default_rng(0).normal(size=(50, 3)), columns=["a", "b", "c"])
+    cfg = FunctionalConfig(high_pass=0, low_pass=0)
+    nets = {"ab": [("a", "b")], "bc": [("b", "c")]}
+    res = process_timeseries(df, config=cfg, networks=nets, n_voxels={"a": 3, "b": 40})
+    t = res.networks.set_index("network")
+    assert t.loc["ab", "n_voxels_total"] == 43 and t.loc["ab", "n_voxels_min"] == 3
+    assert t.loc["ab", "small_regions"] == "a"
+    # c has no count: the totals are unknown, never -1, and c is not listed as small
+    assert pd.isna(t.loc["bc", "n_voxels_total"]) and pd.isna(t.loc["bc", "n_voxels_min"])
+    assert t.loc["bc", "small_regions"] == "" and t.loc["bc", "region_voxels"] == "b=40;c=n/a"
+    assert res.regions["n_voxels"].isna().tolist() == [False, False, True]
+    paths = write_run(res, DerivativesWriter(tmp_path), "01")
+    tsv = next(p for p in paths if p.name.endswith("desc-networks_stats.tsv"))
+    row = tsv.read_text().splitlines()[2].split("\t")
+    assert row[8:10] == ["n/a", "n/a"] and "-1" not in row
+    side = json.loads(next(p for p in paths if p.name.endswith("timeseries.tsv"))
+                      .with_suffix(".json").read_text())
+    assert side["RegionVoxels"] == {"a": 3, "b": 40, "c": None}
+    with pytest.raises(InputError, match=r"n_voxels: expected a non-negative whole number "
+                                         r"for region 'a', found -1"):
+        process_timeseries(df, config=cfg, networks=nets, n_voxels={"a": -1})
+    with pytest.raises(InputError, match=r"n_voxels: regions \['zz'\] are not columns"):
+        process_timeseries(df, config=cfg, networks=nets, n_voxels={"zz": 3})
+
+
 def test_process_timeseries_equals_signal_clean():
     from nilearn import signal
 

@@ -72,12 +72,43 @@ def fisher_z(r: np.ndarray) -> np.ndarray:
     return z
 
 
-def network_scores(corr: np.ndarray, names: Sequence[str], n_voxels: Sequence[int] | None,
+def _known_count(value: Any) -> int | None:
+    """Return a voxel count as int, or None when unknown (None or NaN)."""
+    if value is None:
+        return None
+    v = float(value)
+    return None if not np.isfinite(v) else int(v)
+
+
+def network_scores(corr: np.ndarray, names: Sequence[str],
+                   n_voxels: Sequence[int | float | None] | None,
                    networks: Mapping[str, Sequence[tuple[str, str]]]) -> pd.DataFrame:
     """Mean within-network Fisher z per network, with edge and voxel bookkeeping.
 
     An edge is dropped (and listed) when either region is empty or its time series is
     unusable; the score is the mean Fisher z of the remaining edges (NaN if none).
+
+    Parameters
+    ----------
+    corr : ndarray (R, R)
+        Correlation matrix (NaN rows/columns for unusable regions).
+    names : sequence of str
+        Region names, in the order of ``corr``.
+    n_voxels : sequence of int, float or None, or None
+        Voxel count per region (same order); None or NaN entries are unknown counts
+        (precomputed time series), None: every count unknown.
+    networks : mapping of str to sequence of (str, str)
+        ``{network: [(region_a, region_b), ...]}``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per network: ``network``, ``mean_z``, ``mean_r``, ``n_edges``,
+        ``n_edges_planned``, ``n_edges_dropped``, ``dropped_edges``, ``n_regions``,
+        ``n_voxels_total`` and ``n_voxels_min`` (nullable integers, missing when any
+        region's count is unknown), ``small_regions`` (regions with a known count under
+        ``SMALL_REGION_VOXELS``) and ``region_voxels`` (``name=count``, ``name=n/a``
+        when unknown).
     """
     index = {n: i for i, n in enumerate(names)}
     z = fisher_z(corr)
@@ -88,13 +119,14 @@ def network_scores(corr: np.ndarray, names: Sequence[str], n_voxels: Sequence[in
         regions: dict[str, int | None] = {}
         for a, b in pairs:
             for n in (a, b):
-                regions[n] = None if n_voxels is None else int(n_voxels[index[n]])
+                regions[n] = None if n_voxels is None else _known_count(n_voxels[index[n]])
             val = z[index[a], index[b]]
             if np.isfinite(val):
                 zs.append(float(val))
             else:
                 dropped.append(f"{a}__{b}")
         counts = [v for v in regions.values() if v is not None]
+        all_known = len(counts) == len(regions) and bool(counts)
         small = sorted(n for n, v in regions.items() if v is not None and v < SMALL_REGION_VOXELS)
         mean_z = float(np.mean(zs)) if zs else float("nan")
         rows.append({
@@ -106,15 +138,22 @@ def network_scores(corr: np.ndarray, names: Sequence[str], n_voxels: Sequence[in
             "n_edges_dropped": len(dropped),
             "dropped_edges": ";".join(dropped),
             "n_regions": len(regions),
-            "n_voxels_total": int(sum(counts)) if counts else None,
-            "n_voxels_min": int(min(counts)) if counts else None,
+            "n_voxels_total": sum(counts) if all_known else None,
+            "n_voxels_min": min(counts) if all_known else None,
             "small_regions": ";".join(small),
-            "region_voxels": ";".join(f"{n}={v}" for n, v in regions.items()),
+            "region_voxels": ";".join(f"{n}={'n/a' if v is None else v}"
+                                      for n, v in regions.items()),
         })
         if dropped:
             log.info("network %s: dropped %d of %d edges with empty/unusable regions: %s",
                      net, len(dropped), len(pairs), ", ".join(dropped))
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows, columns=_NETWORK_TABLE_COLUMNS)
+    return out.astype({"n_voxels_total": "Int64", "n_voxels_min": "Int64"})
+
+
+_NETWORK_TABLE_COLUMNS = ["network", "mean_z", "mean_r", "n_edges", "n_edges_planned",
+                          "n_edges_dropped", "dropped_edges", "n_regions", "n_voxels_total",
+                          "n_voxels_min", "small_regions", "region_voxels"]
 
 
 def vectorise(mat: np.ndarray, names: Sequence[str]) -> dict[str, float]:

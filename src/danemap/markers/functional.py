@@ -115,7 +115,8 @@ class FunctionalResult:
     qc : dict
         Motion QC (mean FD, % flagged/scrubbed, exclusion flag and reasons).
     regions : pandas.DataFrame
-        ``name``, ``n_voxels``, ``empty`` for every atlas region (input order).
+        ``name``, ``n_voxels`` (nullable integer, ``<NA>`` when unknown, e.g. for
+        precomputed time series), ``empty`` for every atlas region (input order).
     tr : float or None
         Repetition time used (s).
     meta : dict
@@ -358,9 +359,13 @@ def _finish(raw: np.ndarray, names: list[str], n_voxels: np.ndarray | None,
         }
     qc = {} if selection is None else dict(selection.qc)
     qc["n_volumes_analysed"] = int(op.shape[0])
+    known = (np.full(len(names), np.nan) if n_voxels is None
+             else np.asarray(n_voxels, dtype=float))
     regions = pd.DataFrame({
         "name": names,
-        "n_voxels": n_voxels if n_voxels is not None else np.full(len(names), -1),
+        # nullable integers: <NA> (written n/a) where the count is unknown
+        "n_voxels": pd.array([int(v) if np.isfinite(v) else None for v in known],
+                             dtype="Int64"),
         "empty": ~good,
     })
     meta.update({
@@ -487,7 +492,9 @@ def process_timeseries(timeseries: pd.DataFrame, tr: float | None = None,
         :func:`bipartite_edges`); default: the danemap atlas networks for the columns
         that exist (networks without any column are skipped).
     n_voxels : mapping, optional
-        Voxel counts per region, recorded in the network table.
+        Voxel counts per region, recorded in the network table. Regions it leaves out
+        have an unknown count: ``n/a`` in ``region_voxels``, and ``n_voxels_total`` /
+        ``n_voxels_min`` are ``n/a`` for networks that include them.
     sample_mask : ndarray of int, optional
         Indices of the volumes to keep (censoring).
 
@@ -546,9 +553,43 @@ def process_timeseries(timeseries: pd.DataFrame, tr: float | None = None,
             sample_mask=None if sample_mask is None else np.asarray(sample_mask, dtype=int),
             qc={"confounds": [str(c) for c in cdf.columns], "n_volumes": len(ts)},
         )
-    nv = None if n_voxels is None else np.array([int(n_voxels.get(n, -1)) for n in names])
+    nv = None if n_voxels is None else _voxel_counts(n_voxels, names)
     meta: dict[str, Any] = {"Sources": ["precomputed time series"]}
     return _finish(raw, names, nv, selection, cfg, tr, networks, None, meta)
+
+
+def _voxel_counts(n_voxels: Mapping[str, int], names: list[str]) -> np.ndarray:
+    """Return the counts in column order as float, NaN where the mapping gives none."""
+    if not isinstance(n_voxels, Mapping):
+        raise InputError(
+            f"n_voxels: expected a mapping of region name to voxel count, found "
+            f"{type(n_voxels).__name__}"
+        )
+    unknown = sorted(str(k) for k in n_voxels if k not in set(names))
+    if unknown:
+        raise InputError(
+            f"n_voxels: regions {unknown[:10]} are not columns of the time series "
+            f"(columns: {names[:10]})"
+        )
+    out = np.full(len(names), np.nan)
+    for i, n in enumerate(names):
+        v = n_voxels.get(n)
+        if v is None:
+            continue
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            f = float("nan")
+        if not (np.isfinite(f) and f >= 0 and f == int(f)):
+            raise InputError(
+                f"n_voxels: expected a non-negative whole number for region {n!r}, found {v!r}"
+            )
+        out[i] = f
+    missing = [n for n, v in zip(names, out, strict=True) if np.isnan(v)]
+    if missing:
+        log.info("n_voxels: no count for %d region(s) (%s); recorded as unknown (n/a)",
+                 len(missing), ", ".join(missing[:10]))
+    return out
 
 
 # --------------------------------------------------------------------------- writing
@@ -561,10 +602,14 @@ _NETWORK_COLUMNS: dict[str, str] = {
     "n_edges_dropped": "edges dropped because a region is empty or its signal unusable",
     "dropped_edges": "dropped edges, RegionA__RegionB separated by ';'",
     "n_regions": "regions in the network",
-    "n_voxels_total": "voxels over the network regions",
-    "n_voxels_min": "voxels of the smallest network region",
-    "small_regions": f"regions with fewer than {SMALL_REGION_VOXELS} voxels (';'-separated)",
-    "region_voxels": "voxels per network region, name=count separated by ';'",
+    "n_voxels_total": "voxels over the network regions (n/a when any region's count is "
+                      "unknown, e.g. precomputed time series)",
+    "n_voxels_min": "voxels of the smallest network region (n/a when any region's count is "
+                    "unknown)",
+    "small_regions": f"regions with a known count under {SMALL_REGION_VOXELS} voxels "
+                     "(';'-separated)",
+    "region_voxels": "voxels per network region, name=count separated by ';' "
+                     "(name=n/a when the count is unknown)",
 }
 _ALFF_COLUMNS: dict[str, str] = {
     "region": "region name",
@@ -616,12 +661,15 @@ def write_run(result: FunctionalResult, writer: Any, subject: str,
 
     meta = {k: v for k, v in result.meta.items() if k != "confounds_source"}
     names = [str(n) for n in result.regions["name"]]
-    region_voxels = dict(zip(names, result.regions["n_voxels"].astype(int).tolist(),
-                             strict=True))
+    region_voxels: dict[str, int | None] = {
+        n: None if pd.isna(v) else int(v)
+        for n, v in zip(names, result.regions["n_voxels"], strict=True)}
     p = _p("timeseries", ".tsv", atlas="danemap")
     cols = {"volume": "index of the volume in the run (censored volumes are absent)"}
-    cols.update({n: f"denoised mean signal of region {n} ({region_voxels[n]} voxels; "
-                    "n/a when empty)" for n in names})
+    cols.update({n: f"denoised mean signal of region {n} ("
+                    + ("voxel count unknown" if region_voxels[n] is None
+                       else f"{region_voxels[n]} voxels") + "; n/a when empty)"
+                 for n in names})
     writer.write_tsv(result.timeseries.reset_index(), p, sidecar={
         **cols, "_metadata": {
             **meta, "Description": "Denoised region mean time series (kept volumes only)",
