@@ -168,11 +168,13 @@ def _is_stream_error(exc: BaseException) -> bool:
     ``isal.igzip_lib.IsalError`` subclasses neither ``OSError`` nor ``ValueError`` (and
     its ``__module__`` is ``igzip_lib``), so it is tested for explicitly as well.
     """
-    from isal.igzip_lib import IsalError
+    from isal import igzip_lib
 
     from danemap.io._nifti import is_gzip_error
 
-    return isinstance(exc, IsalError) or is_gzip_error(exc)
+    # the isal stub types IsalError as an instance, hence getattr
+    isal_error: type[BaseException] = getattr(igzip_lib, "IsalError")  # noqa: B009
+    return isinstance(exc, isal_error) or is_gzip_error(exc)
 
 
 def _skip(stream: Any, n: int, name: str) -> None:
