@@ -20,6 +20,19 @@ def test_fdr_equals_statsmodels():
         fdr_bh([0.1, np.nan])
 
 
+def test_fdr_keeps_nan_and_adjusts_the_rest_among_themselves():
+    p = np.array([0.01, np.nan, 0.04, 0.03, np.nan])
+    q = fdr_bh(p, nan="keep")
+    assert np.isnan(q[[1, 4]]).all()
+    np.testing.assert_allclose(q[[0, 2, 3]], multipletests([0.01, 0.04, 0.03],
+                                                          method="fdr_bh")[1], atol=1e-15)
+    assert np.isnan(fdr_bh([np.nan, np.nan], nan="keep")).all()
+    with pytest.raises(InputError, match="nan: expected 'raise' or 'keep'"):
+        fdr_bh(p, nan="drop")
+    with pytest.raises(InputError, match=r"p-values in \[0, 1\]"):
+        fdr_bh([0.1, 1.5, np.nan], nan="keep")
+
+
 def _data(seed=0, n=120, m=30):
     rng = np.random.default_rng(seed)
     x = np.repeat([0.0, 1.0], n // 2)

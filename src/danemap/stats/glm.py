@@ -378,12 +378,7 @@ def case_control(features: pd.DataFrame, participants: pd.DataFrame, group: str 
                     "d_ci_high": eff["d_ci_high"] if is_group else nan,
                     "g": eff["g"] if is_group else nan,
                 })
-                pv = frame["p"].to_numpy()
-                q = np.full(len(pv), np.nan)
-                ok = np.isfinite(pv)
-                if ok.any():
-                    q[ok] = fdr_bh(pv[ok])
-                frame["p_fdr"] = q
+                frame["p_fdr"] = fdr_bh(frame["p"].to_numpy(float), nan="keep")
                 rows.append(frame)
     if not rows:
         raise InputError("case_control: no analysis could be fitted (see log)")

@@ -39,13 +39,16 @@ log = get_logger("stats.multiple")
 _BATCH_BYTES = 64 * 2**20  # default memory budget of one permutation batch
 
 
-def fdr_bh(p: Any) -> np.ndarray:
+def fdr_bh(p: Any, nan: str = "raise") -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (q-values).
 
     Parameters
     ----------
     p : array-like
         p-values in [0, 1], any shape.
+    nan : {"raise", "keep"}
+        What a missing (NaN) p-value does: raise, or stay NaN in the output while the
+        other p-values are adjusted among themselves (features that could not be tested).
 
     Returns
     -------
@@ -56,9 +59,17 @@ def fdr_bh(p: Any) -> np.ndarray:
     Raises
     ------
     InputError
-        If a p-value is missing or outside [0, 1].
+        If a p-value is outside [0, 1], or missing with ``nan="raise"``.
     """
+    if nan not in ("raise", "keep"):
+        raise InputError(f"nan: expected 'raise' or 'keep', found {nan!r}")
     pa = np.asarray(p, dtype=np.float64)
+    if nan == "keep":
+        out = np.full(pa.shape, np.nan)
+        ok = ~np.isnan(pa)
+        if ok.any():
+            out[ok] = fdr_bh(pa[ok])
+        return out
     shape = pa.shape
     flat = pa.ravel()
     if flat.size == 0:

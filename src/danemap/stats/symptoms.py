@@ -24,6 +24,7 @@ import numpy as np
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError
 from danemap.stats._tables import check_columns, encode_covariates, group_mask
+from danemap.stats.multiple import fdr_bh
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -123,17 +124,6 @@ def standardize_within_site(
     return out
 
 
-def _fdr(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (NaN kept)."""
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        from danemap.stats.multiple import fdr_bh
-
-        out[ok] = fdr_bh(p[ok])
-    return out
-
-
 def symptom_association(
     features: pd.DataFrame,
     participants: pd.DataFrame,
@@ -225,7 +215,7 @@ def symptom_association(
                 "df": res["df"], "p": res["p"], "ci_low": res["ci_low"],
                 "ci_high": res["ci_high"],
             })
-            df["p_fdr"] = _fdr(df["p"].to_numpy(float))
+            df["p_fdr"] = fdr_bh(df["p"].to_numpy(float), nan="keep")
             df["symptom_scaling"] = scaling
             df["covariates"] = " + ".join(cov_names) if cov_names else "none"
             rows.append(df)
