@@ -259,3 +259,30 @@ def test_run_stats_does_not_mutate_options(tmp_path):
                     options=opts)
     assert opts.feature_measure is None
     assert res["summary"]["feature_measure"] == "alff"
+
+
+def test_sidecars_are_strict_json_nan_as_null_numpy_converted(tmp_path):
+    from pathlib import Path
+
+    from danemap.stats._tables import write_result
+
+    df = pd.DataFrame({"a": [1.0, np.nan]})
+    side = {"Columns": {"a": "x"}, "nan": np.float64(np.nan), "inf": float("inf"),
+            "i": np.int64(3), "b": np.bool_(True), "arr": np.array([1.5, np.nan]),
+            "path": Path("x/y.tsv"), "tup": (1, 2)}
+    write_result(df, tmp_path / "t.tsv", side)
+    text = (tmp_path / "t.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    got = json.loads(text)
+    assert got["nan"] is None and got["inf"] is None and got["i"] == 3 and got["b"] is True
+    assert got["arr"] == [1.5, None] and got["path"] == "x/y.tsv" and got["tup"] == [1, 2]
+    assert (tmp_path / "t.tsv").read_text() == "a\n1\nn/a\n"
+
+
+def test_participant_ids_must_be_bids_labels(tmp_path):
+    bad = _write(tmp_path / "bad.tsv", "participant_id\tx\nsub-01\t1\nsub-0_2\t2\n")
+    with pytest.raises(InputError, match=r"bad\.tsv, column 'participant_id'.*'sub-0_2'.*"
+                                         "letters and digits"):
+        load_features(bad)
+    ok = load_features(_write(tmp_path / "ok.tsv", "participant_id\tx\n 01 \t1\nsub-02\t2\n"))
+    assert list(ok.index) == ["sub-01", "sub-02"]

@@ -12,8 +12,6 @@ atomically (temporary file + rename) through :func:`danemap.io.atomic_write_text
 from __future__ import annotations
 
 import difflib
-import json
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 
 from danemap._utils.logging import get_logger
 from danemap.errors import InputError
+from danemap.io import atomic_write_text, validate_label, write_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,12 +37,6 @@ DISCLAIMER = (
     "danemap is a research tool, not a diagnostic device. Group differences and "
     "classification accuracies describe this sample; they do not diagnose ADHD in an individual."
 )
-
-
-def _norm_id(value: object) -> str:
-    """Return a participant id with the ``sub-`` prefix (BIDS form)."""
-    text = str(value).strip()
-    return text if text.startswith("sub-") else f"sub-{text}"
 
 
 def _read_tsv(path: PathLike, what: str, unique: bool = True) -> pd.DataFrame:
@@ -75,7 +68,11 @@ def _read_tsv(path: PathLike, what: str, unique: bool = True) -> pd.DataFrame:
     if df["participant_id"].isna().any():
         rows = (np.flatnonzero(df["participant_id"].isna().to_numpy()) + 2).tolist()[:5]
         raise InputError(f"{what} {p}: empty participant_id on line(s) {rows}")
-    df["participant_id"] = [_norm_id(v) for v in df["participant_id"]]
+    try:  # BIDS form: letters and digits after the ``sub-`` prefix (added if absent)
+        df["participant_id"] = [f"sub-{validate_label(str(v).strip())}"
+                                for v in df["participant_id"]]
+    except InputError as exc:
+        raise InputError(f"{what} {p}, column 'participant_id': {exc}") from exc
     dup = df["participant_id"][df["participant_id"].duplicated()].unique().tolist()
     if dup and unique:
         raise InputError(f"{what} {p}: participant_id must be unique, found duplicates {dup[:5]}")
@@ -419,50 +416,6 @@ def encode_covariates(
     return matrix, names, cats
 
 
-def _json_default(obj: object) -> object:
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, set | tuple):
-        return list(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _clean_json(obj: Any) -> Any:
-    """Replace non-finite floats by ``None`` so the output is strict JSON."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _clean_json(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean_json(v) for v in obj]
-    return obj
-
-
-def to_json_text(obj: object) -> str:
-    """Serialise ``obj`` as strict, indented JSON (NaN becomes ``null``)."""
-    return json.dumps(_clean_json(obj), indent=2, default=_json_default, allow_nan=False) + "\n"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically through :func:`danemap.io.atomic_write_text`."""
-    from danemap.io import atomic_write_text
-
-    atomic_write_text(path, text)
-
-
-def write_json(path: PathLike, obj: object) -> Path:
-    """Write strict JSON atomically and return the path."""
-    p = Path(path)
-    _atomic_write_text(p, to_json_text(obj))
-    return p
-
-
 def write_result(
     df: pd.DataFrame, path: PathLike, sidecar: Mapping[str, Any], *, float_format: str = "%.10g"
 ) -> Path:
@@ -489,6 +442,6 @@ def write_result(
     if missing:  # a programming error, not a user error
         raise RuntimeError(f"sidecar of {p.name} does not describe columns {missing}")
     text = df.to_csv(sep="\t", index=False, na_rep="n/a", float_format=float_format)
-    _atomic_write_text(p, text)
+    atomic_write_text(p, text)
     write_json(p.with_suffix(".json"), dict(sidecar))
     return p

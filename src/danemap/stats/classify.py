@@ -47,13 +47,14 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError, NotFittedError
+from danemap.io import write_json
 from danemap.stats._modelio import (
     estimator_from_dict,
     estimator_to_dict,
     model_fields,
     read_model_file,
 )
-from danemap.stats._tables import check_columns, group_mask, write_json
+from danemap.stats._tables import check_columns, group_mask
 
 if TYPE_CHECKING:
     import pandas as pd

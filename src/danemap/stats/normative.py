@@ -54,6 +54,7 @@ from sklearn.base import BaseEstimator
 
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError, NotFittedError
+from danemap.io import write_json
 from danemap.stats._modelio import (
     decode_value,
     encode_value,
@@ -62,7 +63,7 @@ from danemap.stats._modelio import (
     model_fields,
     read_model_file,
 )
-from danemap.stats._tables import check_columns, group_mask, write_json
+from danemap.stats._tables import check_columns, group_mask
 
 if TYPE_CHECKING:
     import pandas as pd

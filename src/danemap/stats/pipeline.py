@@ -51,6 +51,7 @@ import numpy as np
 
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapError, DanemapWarning, InputError
+from danemap.io import write_json
 from danemap.stats._tables import (
     DISCLAIMER,
     RUNS_POLICY,
@@ -59,7 +60,6 @@ from danemap.stats._tables import (
     encode_covariates,
     group_mask,
     load_inputs,
-    write_json,
     write_result,
 )
 
