@@ -489,6 +489,21 @@ def test_write_run_and_group_tables(tmp_path):
     assert "lc_pfc_n_voxels_min" in counts.columns
     alff = pd.read_csv(out["alff"], sep="\t", na_values="n/a")
     assert list(alff.columns[3:]) == NAMES
+    side = {k: json.loads(p.with_suffix(".json").read_text()) for k, p in out.items()}
+    for name, sc in side.items():  # every sidecar describes its columns
+        assert {"participant_id", "session", "run"} <= set(sc), name
+        assert sc["Description"] and ("ColumnPatterns" in sc or name == "motion_qc"), name
+    assert side["motion_qc"]["mean_fd"]["Units"] == "mm"
+    assert "Fisher z" in side["connectivity_corr"]["Description"]
+    assert "Fisher z" not in side["connectivity_tangent"]["Description"]
+    edge = side["connectivity_tangent"]["ColumnPatterns"]["<RegionA>__<RegionB>"]
+    assert "not Fisher z" in edge["Description"]
+    assert side["connectivity_tangent"]["TangentReference"].startswith(
+        "fitted on all runs (cases and controls)")
+    assert "classification" in side["connectivity_tangent"]["TangentReference"]
+    assert side["connectivity_tangent"]["RegionsLeftOut"] == ["Empty_L"]
+    assert side["networks_counts"]["Description"] != side["networks"]["Description"]
+    assert "<network>_n_voxels_min" in side["networks_counts"]["ColumnPatterns"]
 
 
 def test_collect_group_errors(tmp_path):
@@ -497,6 +512,35 @@ def test_collect_group_errors(tmp_path):
     (tmp_path / "d").mkdir()
     with pytest.raises(InputError, match=r"no '.*connectivity.tsv' found"):
         collect_functional_group(tmp_path / "d", tmp_path / "g")
+
+
+def _timeseries_run(root, sub="01"):
+    from danemap.io import DerivativesWriter
+
+    df = pd.DataFrame(np.random.default_rng(1).normal(size=(40, 3)), columns=["a", "b", "c"])
+    res = process_timeseries(df, config=FunctionalConfig(high_pass=0, low_pass=0),
+                             networks={"ab": [("a", "b")]})
+    writer = DerivativesWriter(root)
+    return writer.root, write_run(res, writer, sub)
+
+
+@pytest.mark.parametrize(("target", "content", "message"), [
+    ("motion.json", "{not json", r"motion QC file .*desc-qc_motion.json: .*not valid JSON"),
+    ("motion.json", "[1, 2]", r"desc-qc_motion.json: expected a JSON object, found list"),
+    ("stats.tsv", "network\tmean_r\nab\t0.1\n",
+     r"desc-networks_stats.tsv: expected columns .* missing \['mean_z', 'n_edges'"),
+    ("timeseries.tsv", "", r"timeseries.tsv: cannot be read as a tab-separated table"),
+    ("connectivity.tsv", "region\ta\tb\na\t1\t0.2\n",
+     r"desc-partialcorr_connectivity.tsv: expected a square matrix .* 1 rows x 2 columns"),
+    ("connectivity.tsv", "region\ta\tb\na\t1\tx\nb\t0.2\t1\n",
+     r"partialcorr_connectivity.tsv: every matrix value must be a number"),
+])
+def test_collect_group_malformed_run_files_name_the_file(tmp_path, target, content, message):
+    root, files = _timeseries_run(tmp_path)
+    path = next(p for p in files if p.name.endswith(target) and "desc-corr" not in p.name)
+    path.write_text(content)
+    with pytest.raises(InputError, match=message):
+        collect_functional_group(root, tmp_path / "g")
 
 
 def test_dvars_threshold_and_min_segment_come_from_config():

@@ -730,11 +730,15 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
     ``participant_id`` [``session``, ``run`` when any file has them] then
     ``RegionA__RegionB``), ``connectivity_tangent.tsv`` (nilearn
     ``ConnectivityMeasure(kind="tangent")`` with Ledoit-Wolf covariances, over the regions
-    non-empty in every participant; needs >= 2 runs), ``networks.tsv`` (one mean-z column
-    per network: only scores, so every column is a feature for the statistics),
-    ``networks_counts.tsv`` (``<network>_n_edges``, ``<network>_n_voxels_min``),
-    ``alff.tsv`` and ``falff.tsv`` (one column per region, like ``alff_aal116.tsv``) and
-    ``motion_qc.tsv``. Runs whose motion QC flags them for exclusion are listed in
+    non-empty in every participant; needs >= 2 runs; tangent values, not Fisher z; the
+    reference geometric mean is fitted on every run included, cases and controls, so the
+    table suits group comparisons, not out-of-sample classification), ``networks.tsv``
+    (one mean-z column per network: only scores, so every column is a feature for the
+    statistics), ``networks_counts.tsv`` (``<network>_n_edges``,
+    ``<network>_n_voxels_min``), ``alff.tsv`` and ``falff.tsv`` (one column per region,
+    like ``alff_aal116.tsv``) and ``motion_qc.tsv``. Every table has a JSON sidecar
+    describing its columns (identifier columns by name, edge/region/network columns as a
+    pattern, with units). Runs whose motion QC flags them for exclusion are listed in
     ``motion_qc.tsv`` but left out of every feature table when ``exclude_flagged`` is true
     (the default), and the tables' JSON sidecars name them.
 
@@ -751,6 +755,12 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
     -------
     dict of str to Path
         Table name (``connectivity_corr``, ``networks``, ...) -> file written.
+
+    Raises
+    ------
+    InputError
+        No participant output under ``derivatives_root``, or a per-run file that is not
+        valid JSON / a readable TSV or lacks a required column (the message names it).
     """
     root = Path(derivatives_root)
     out = Path(out_group_dir)
@@ -761,24 +771,26 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
         raise InputError(
             f"{root}: no '*_atlas-danemap_desc-corr_connectivity.tsv' found under sub-*/func"
         )
+    from danemap.io import read_json
+
     out.mkdir(parents=True, exist_ok=True)
     ents_all = [_entities(f.name) for f in files]
     with_ses = any("ses" in e for e in ents_all)
     with_run = any("run" in e for e in ents_all)
     written: dict[str, Path] = {}
-
     excluded: list[str] = []
 
-    def _save(name: str, rows: list[dict[str, Any]]) -> None:
+    def _save(name: str, rows: list[dict[str, Any]], **extra: Any) -> None:
         from danemap.io import atomic_write_text, write_json
 
         if not rows:
             return
         p = out / f"{name}.tsv"
-        atomic_write_text(p, pd.DataFrame(rows).to_csv(sep="\t", index=False, na_rep="n/a",
-                                                       float_format="%.8g"))
+        table = pd.DataFrame(rows)
+        atomic_write_text(p, table.to_csv(sep="\t", index=False, na_rep="n/a",
+                                          float_format="%.8g"))
         write_json(p.with_suffix(".json"), {
-            "Description": _GROUP_TABLES.get(name.split("_")[0], name),
+            **_group_sidecar(name, [str(c) for c in table.columns]), **extra,
             "ExcludedByMotionQC": [] if name == "motion_qc" else excluded,
         })
         written[name] = p
@@ -792,9 +804,8 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
         stem = f.name[: -len("_desc-corr_connectivity.tsv")]
         qf = f.with_name(stem.replace("_atlas-danemap", "") + "_desc-qc_motion.json")
         if qf.is_file():
-            q = json.loads(qf.read_text(encoding="utf-8"))
-            tables["motion_qc"].append({**ids, **{k: q.get(k) for k in (
-                "mean_fd", "pct_flagged", "pct_scrubbed", "n_volumes_analysed", "exclude")}})
+            q = read_json(qf, "motion QC file")
+            tables["motion_qc"].append({**ids, **{k: q.get(k) for k in _MOTION_COLUMNS}})
             if exclude_flagged and q.get("exclude"):
                 excluded.append(stem)
                 log.warning("%s: excluded from the group tables by motion QC (%s)", stem,
@@ -803,48 +814,169 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
         for kind in KINDS:
             cf = f.with_name(f"{stem}_desc-{kind}_connectivity.tsv")
             if cf.is_file():
-                m = pd.read_csv(cf, sep="\t", na_values="n/a", index_col=0)
+                m = _read_square(cf)
                 names = [str(c) for c in m.columns]
                 tables[f"connectivity_{kind}"].append(
                     {**ids, **vectorise(fisher_z(m.to_numpy(dtype=float)), names)})
         nf = f.with_name(f"{stem}_desc-networks_stats.tsv")
         if nf.is_file():
-            n = pd.read_csv(nf, sep="\t", na_values="n/a")
+            n = _read_table(nf, ("network", "mean_z", "n_edges", "n_voxels_min"))
             row, counts = dict(ids), dict(ids)
             for _, r in n.iterrows():
                 row[str(r["network"])] = r["mean_z"]
                 counts[f"{r['network']}_n_edges"] = r["n_edges"]
-                counts[f"{r['network']}_n_voxels_min"] = r.get("n_voxels_min")
+                counts[f"{r['network']}_n_voxels_min"] = r["n_voxels_min"]
             tables["networks"].append(row)
             tables["networks_counts"].append(counts)
         af = f.with_name(f"{stem}_desc-alff_stats.tsv")
         if af.is_file():
-            a = pd.read_csv(af, sep="\t", na_values="n/a")
+            a = _read_table(af, ("region", "alff", "falff"))
             tables["alff"].append({**ids, **dict(zip(a["region"], a["alff"], strict=True))})
             tables["falff"].append({**ids, **dict(zip(a["region"], a["falff"], strict=True))})
         tf = f.with_name(f"{stem}_timeseries.tsv")
         if tf.is_file():
-            series.append((ids, pd.read_csv(tf, sep="\t", na_values="n/a")
-                           .drop(columns=["volume"], errors="ignore")))
+            series.append((ids, _read_table(tf, ()).drop(columns=["volume"], errors="ignore")))
     for name, rows in tables.items():
         _save(name, rows)
     if len(series) >= 2:
-        _save("connectivity_tangent", _tangent_rows(series))
+        rows, left_out = _tangent_rows(series)
+        _save("connectivity_tangent", rows, TangentReference=_TANGENT_REFERENCE,
+              RegionsLeftOut=left_out)
     else:
         log.info("tangent connectivity needs at least 2 runs; found %d", len(series))
     return written
 
 
-_GROUP_TABLES = {
-    "connectivity": "Fisher z of the upper-triangle edges, one row per run; columns A__B",
-    "networks": "Network scores: mean within-network Fisher z, one row per run",
-    "alff": "Regional ALFF (0.01-0.08 Hz amplitude, DPARSF/REST convention), one row per run",
-    "falff": "Regional fALFF, one row per run",
-    "motion": "Motion QC of every run, excluded ones included",
+def _read_table(path: Path, required: Sequence[str]) -> pd.DataFrame:
+    """Read a per-run TSV (``n/a`` as NaN) and check it has the ``required`` columns."""
+    from danemap.io import read_tsv
+
+    df = read_tsv(path)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise InputError(
+            f"{path}: expected columns {list(required)}, missing {missing} "
+            f"(found {[str(c) for c in df.columns][:10]})"
+        )
+    return df
+
+
+def _read_square(path: Path) -> pd.DataFrame:
+    """Read a square connectivity TSV (first column: row region names)."""
+    df = _read_table(path, ())
+    m = df.set_index(df.columns[0]) if len(df.columns) else df
+    if m.shape[0] != m.shape[1] or [str(i) for i in m.index] != [str(c) for c in m.columns]:
+        raise InputError(
+            f"{path}: expected a square matrix with the region names as header and first "
+            f"column, found {m.shape[0]} rows x {m.shape[1]} columns"
+        )
+    try:
+        m = m.astype(float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path}: every matrix value must be a number or n/a ({exc})") from exc
+    return m
+
+
+# --------------------------------------------------------------------------- group sidecars
+_MOTION_COLUMNS: dict[str, dict[str, str]] = {
+    "mean_fd": {"Description": "mean framewise displacement (Power) of the run",
+                "Units": "mm"},
+    "pct_flagged": {"Description": "volumes flagged by FD/DVARS thresholds (n/a without "
+                                   "scrubbing)", "Units": "percent"},
+    "pct_scrubbed": {"Description": "volumes censored (scrubbed or non-steady-state)",
+                     "Units": "percent"},
+    "n_volumes_analysed": {"Description": "volumes left after censoring",
+                           "Units": "volumes"},
+    "exclude": {"Description": "true when the run exceeds max_mean_fd or max_scrubbed_pct "
+                               "and is left out of the feature tables"},
+}
+_ID_COLUMNS: dict[str, dict[str, str]] = {
+    "participant_id": {"Description": "participant label, 'sub-<label>'"},
+    "session": {"Description": "session label (the ses- entity); n/a when the run has none"},
+    "run": {"Description": "run index (the run- entity); n/a when the run has none"},
+}
+_EDGE = "<RegionA>__<RegionB>"
+_TANGENT_REFERENCE = ("fitted on all runs (cases and controls): the geometric mean of every "
+                      "included run's covariance; use it for group comparisons, not for "
+                      "out-of-sample classification (the reference has seen the test runs)")
+#: Per group table: description, and its non-identifier columns (by name or as a pattern).
+_GROUP_TABLES: dict[str, dict[str, Any]] = {
+    "connectivity_corr": {
+        "Description": "Correlation connectivity (empirical covariance), Fisher z of the "
+                       "upper-triangle edges in atlas order; one row per run",
+        "ColumnPatterns": {_EDGE: {
+            "Description": "Fisher z (arctanh r) of the correlation between the denoised "
+                           "time series of RegionA and RegionB; n/a when either region is "
+                           "empty or unusable in the run",
+            "Units": "Fisher z (dimensionless)"}}},
+    "connectivity_partialcorr": {
+        "Description": "Partial correlation connectivity (inverse empirical covariance), "
+                       "Fisher z of the upper-triangle edges in atlas order; one row per run",
+        "ColumnPatterns": {_EDGE: {
+            "Description": "Fisher z (arctanh) of the partial correlation between RegionA "
+                           "and RegionB given every other usable region; n/a when a region "
+                           "is unusable or the covariance is singular",
+            "Units": "Fisher z (dimensionless)"}}},
+    "connectivity_tangent": {
+        "Description": "Tangent-space connectivity (nilearn ConnectivityMeasure "
+                       "kind='tangent', Ledoit-Wolf covariances, regions non-empty in every "
+                       "run): each run's covariance whitened by the group geometric mean and "
+                       "mapped by the matrix logarithm; upper-triangle edges; one row per run",
+        "ColumnPatterns": {_EDGE: {
+            "Description": "off-diagonal tangent-space value of the edge RegionA-RegionB "
+                           "(deviation from the group reference); not a correlation and "
+                           "not Fisher z",
+            "Units": "dimensionless"}}},
+    "networks": {
+        "Description": "Network scores: mean within-network Fisher z of the correlation "
+                       "over the usable network edges; one row per run",
+        "ColumnPatterns": {"<network>": {
+            "Description": "mean Fisher z (arctanh r) over the network's usable edges; n/a "
+                           "when the network has none",
+            "Units": "Fisher z (dimensionless)"}}},
+    "networks_counts": {
+        "Description": "Bookkeeping of the network scores (edges used, smallest region); "
+                       "descriptions, not features; one row per run",
+        "ColumnPatterns": {
+            "<network>_n_edges": {"Description": "network edges used for the score",
+                                  "Units": "edges"},
+            "<network>_n_voxels_min": {
+                "Description": "voxels of the smallest network region; n/a when a "
+                               "region's count is unknown (precomputed time series)",
+                "Units": "voxels"}}},
+    "alff": {
+        "Description": "Regional ALFF (mean 2|FFT|/T amplitude over 0.01-0.08 Hz, "
+                       "DPARSF/REST convention, mean over the region's non-constant voxels); "
+                       "one row per run",
+        "ColumnPatterns": {"<Region>": {
+            "Description": "ALFF of the region; n/a when it has no non-constant voxel",
+            "Units": "BOLD signal units (raw ALFF, not mALFF)"}}},
+    "falff": {
+        "Description": "Regional fALFF (0.01-0.08 Hz amplitude / amplitude over all non-DC "
+                       "bins, mean over the region's non-constant voxels); one row per run",
+        "ColumnPatterns": {"<Region>": {
+            "Description": "fALFF of the region; n/a when it has no non-constant voxel",
+            "Units": "ratio (dimensionless)"}}},
+    "motion_qc": {
+        "Description": "Motion QC of every run, the excluded ones included",
+        "Columns": _MOTION_COLUMNS},
 }
 
 
-def _tangent_rows(series: list[tuple[dict[str, Any], pd.DataFrame]]) -> list[dict[str, Any]]:
+def _group_sidecar(name: str, columns: list[str]) -> dict[str, Any]:
+    """JSON sidecar of a group table: identifier columns by name, the others by pattern."""
+    spec = _GROUP_TABLES[name]
+    side: dict[str, Any] = {"Description": spec["Description"]}
+    side.update({c: _ID_COLUMNS[c] for c in columns if c in _ID_COLUMNS})
+    side.update({c: d for c, d in spec.get("Columns", {}).items() if c in columns})
+    if "ColumnPatterns" in spec:
+        side["ColumnPatterns"] = spec["ColumnPatterns"]
+    return side
+
+
+def _tangent_rows(series: list[tuple[dict[str, Any], pd.DataFrame]]
+                  ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Tangent connectivity of every run; also the regions left out (empty in some run)."""
     from nilearn.connectome import ConnectivityMeasure
     from sklearn.covariance import LedoitWolf
 
@@ -855,8 +987,10 @@ def _tangent_rows(series: list[tuple[dict[str, Any], pd.DataFrame]]) -> list[dic
     if dropped:
         log.info("tangent: regions empty in some run left out: %s", ", ".join(dropped))
     if len(cols) < 2:
-        return []
+        return [], dropped
     cm = ConnectivityMeasure(kind="tangent", cov_estimator=LedoitWolf(store_precision=False),
                              standardize=False)
+    # the reference (geometric mean) is fitted on every run: see _TANGENT_REFERENCE
     mats = cm.fit_transform([s[cols].to_numpy(dtype=float) for _, s in series])
-    return [{**ids, **vectorise(m, cols)} for (ids, _), m in zip(series, mats, strict=True)]
+    rows = [{**ids, **vectorise(m, cols)} for (ids, _), m in zip(series, mats, strict=True)]
+    return rows, dropped
