@@ -34,6 +34,19 @@ def connectivity(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     usable columns; unusable (empty/constant) regions get NaN rows and columns. The
     partial correlation is NaN when the covariance is singular (fewer kept volumes than
     usable regions).
+
+    Parameters
+    ----------
+    ts : ndarray (T, R)
+        Denoised region time series (NaN columns for empty regions).
+
+    Returns
+    -------
+    corr : ndarray (R, R)
+        Pearson correlation, diagonal 1; NaN rows/columns for unusable regions.
+    partial : ndarray (R, R)
+        Partial correlation (from the precision matrix), diagonal 1; all NaN when the
+        covariance is singular.
     """
     n_t, n_r = ts.shape
     good = usable_columns(ts)
@@ -157,7 +170,20 @@ _NETWORK_TABLE_COLUMNS = ["network", "mean_z", "mean_r", "n_edges", "n_edges_pla
 
 
 def vectorise(mat: np.ndarray, names: Sequence[str]) -> dict[str, float]:
-    """Upper triangle (no diagonal) as ``{"A__B": value}`` in row-major order."""
+    """Upper triangle (no diagonal) as ``{"A__B": value}`` in row-major order.
+
+    Parameters
+    ----------
+    mat : ndarray (R, R)
+        Square matrix.
+    names : sequence of str
+        Region names labelling its rows and columns.
+
+    Returns
+    -------
+    dict of str to float
+        ``{f"{names[i]}__{names[j]}": mat[i, j]}`` for ``i < j``.
+    """
     iu = np.triu_indices(len(names), k=1)
     return {f"{names[int(i)]}__{names[int(j)]}": float(mat[i, j])
             for i, j in zip(*iu, strict=True)}

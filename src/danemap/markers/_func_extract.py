@@ -59,6 +59,15 @@ def voxel_order(labels: np.ndarray, region_labels: np.ndarray,
         Label value of each region, in output order.
     mask : ndarray (X, Y, Z) of bool or None
         Brain mask; voxels outside are ignored.
+
+    Returns
+    -------
+    order : ndarray (N,) of intp
+        Fortran-order flat indices of the atlas voxels, grouped by region (output order).
+    starts : ndarray (R,) of intp
+        Column of each region's first voxel in ``order``.
+    counts : ndarray (R,) of int64
+        Voxels per region (0 for empty regions).
     """
     flat = np.asarray(labels).ravel(order="F").astype(np.int64)
     if mask is not None:
@@ -83,7 +92,22 @@ def _work_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
 def gather_from_array(data: np.ndarray, order: np.ndarray, starts: np.ndarray,
                       counts: np.ndarray, slope: float = 1.0,
                       inter: float = 0.0) -> AtlasVoxels:
-    """Gather atlas voxels from an in-memory 4D array."""
+    """Gather atlas voxels from an in-memory 4D array.
+
+    Parameters
+    ----------
+    data : ndarray (X, Y, Z, T)
+        The BOLD data (raw stored values when ``slope``/``inter`` are given).
+    order, starts, counts : ndarray
+        From :func:`voxel_order`.
+    slope, inter : float
+        Scaling applied to region means afterwards (``value * slope + inter``).
+
+    Returns
+    -------
+    AtlasVoxels
+        ``(T, N)`` voxel time series (float32 when exact, else float64), sorted by region.
+    """
     n_t = data.shape[3]
     flat = data.reshape(-1, n_t, order="F")
     work = _work_dtype(data.dtype)
@@ -107,6 +131,17 @@ def gather_from_file(path: str | os.PathLike[str], header: Any, order: np.ndarra
         Its header (shape, dtype with byte order, ``vox_offset``, scaling).
     order, starts, counts : ndarray
         From :func:`voxel_order`.
+
+    Returns
+    -------
+    AtlasVoxels
+        ``(T, N)`` voxel time series in raw units, with the header's slope/intercept.
+
+    Raises
+    ------
+    InputError
+        The file is truncated or its compressed stream is corrupt (gzip, zlib or isal
+        errors alike); the message names the file.
     """
     p = Path(path)
     shape = tuple(int(s) for s in header.get_data_shape())

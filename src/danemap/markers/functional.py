@@ -638,8 +638,14 @@ def write_run(result: FunctionalResult, writer: Any, subject: str,
         From :func:`process_run` or :func:`process_timeseries`.
     writer : danemap.io.DerivativesWriter
         Output writer.
-    subject, session, task, run : str
-        BIDS entities (``sub-``/``ses-`` prefixes are accepted).
+    subject : str
+        Participant label (a ``sub-`` prefix is accepted).
+    session : str or None
+        Session label (a ``ses-`` prefix is accepted); None: no ``ses-`` entity.
+    task : str
+        Task label.
+    run : str, int or None
+        Run index (written as ``run-<run>``); None: no ``run-`` entity.
 
     Returns
     -------
