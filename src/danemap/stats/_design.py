@@ -14,6 +14,7 @@ classification) encode covariates the same way:
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ __all__ = [
     "CovariateEncoder",
     "as_2d_float",
     "as_labels",
+    "check_columns",
     "check_complete",
     "drop_incomplete",
     "is_categorical",
@@ -166,6 +168,33 @@ def as_labels(labels: Any, n: int, name: str = "site") -> np.ndarray:
     return arr
 
 
+def check_columns(df: pd.DataFrame, columns: Iterable[str | None], where: str) -> None:
+    """Raise :class:`InputError` naming the requested columns that are absent.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table (e.g. the participants table).
+    columns : iterable of str or None
+        Required columns (``None`` entries are skipped).
+    where : str
+        The file or parameter named in the message.
+
+    Raises
+    ------
+    InputError
+        Naming the first absent column (with a close match if one exists), every absent
+        column and the available ones.
+    """
+    absent = [c for c in columns if c is not None and c not in df.columns]
+    if not absent:
+        return
+    hint = difflib.get_close_matches(str(absent[0]), [str(c) for c in df.columns], n=1)
+    extra = f"; did you mean {hint[0]!r}?" if hint else ""
+    raise InputError(f"{where}: column {absent[0]!r} not found (expected column(s) {absent}); "
+                     f"available columns are {_listing(list(df.columns), 30)}{extra}")
+
+
 def check_complete(df: pd.DataFrame, columns: Iterable[str], name: str = "participants",
                    id_column: str = "participant_id") -> None:
     """Raise if any of ``columns`` is absent from ``df`` or has missing values.
@@ -187,10 +216,7 @@ def check_complete(df: pd.DataFrame, columns: Iterable[str], name: str = "partic
         Naming the missing columns, or the incomplete columns and rows.
     """
     columns = list(columns)
-    absent = [c for c in columns if c not in df.columns]
-    if absent:
-        raise InputError(f"{name}: expected column(s) {absent}, found columns "
-                         f"{_listing(list(df.columns), 30)}")
+    check_columns(df, columns, name)
     sub = df[columns]
     miss = sub.isna()
     if miss.to_numpy().any():
@@ -227,10 +253,7 @@ def drop_incomplete(df: pd.DataFrame, columns: Iterable[str],
         If a column is absent or no row is left.
     """
     columns = list(columns)
-    absent = [c for c in columns if c not in df.columns]
-    if absent:
-        raise InputError(f"{name}: expected column(s) {absent}, found columns "
-                         f"{_listing(list(df.columns), 30)}")
+    check_columns(df, columns, name)
     mask = df[columns].notna().all(axis=1)
     n_dropped = int((~mask).sum())
     if n_dropped:

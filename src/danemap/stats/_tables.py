@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ import numpy as np
 from danemap._utils.logging import get_logger
 from danemap.errors import InputError
 from danemap.io import atomic_write_text, validate_label, write_json
+from danemap.stats._design import check_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -248,29 +249,6 @@ def load_participants(path: PathLike) -> pd.DataFrame:
         if num.notna().sum() == df[col].notna().sum() and df[col].notna().any():
             df[col] = num.astype(float)
     return df
-
-
-def check_columns(participants: pd.DataFrame, columns: Iterable[str | None], where: str) -> None:
-    """Raise :class:`InputError` naming each requested column that is absent.
-
-    Parameters
-    ----------
-    participants : pandas.DataFrame
-        The participants table.
-    columns : iterable of str or None
-        Required columns (``None`` entries are skipped).
-    where : str
-        The file or parameter named in the message.
-    """
-    for col in columns:
-        if col is None or col in participants.columns:
-            continue
-        hint = difflib.get_close_matches(col, [str(c) for c in participants.columns], n=1)
-        extra = f"; did you mean {hint[0]!r}?" if hint else ""
-        raise InputError(
-            f"{where}: column {col!r} not found; available columns are "
-            f"{list(participants.columns)}{extra}"
-        )
 
 
 def join_tables(
