@@ -36,6 +36,9 @@ def test_caudate_putamen_correlation_and_frontostriatal_score(shared_data):
     assert row["n_edges"] == 8
     assert row["mean_z"] == pytest.approx(want, abs=1e-12)
     assert 0.2 < row["mean_z"] < 1.0
+    # precomputed series carry no voxel counts: unknown (n/a), never a negative number
+    assert pd.isna(row["n_voxels_total"]) and pd.isna(row["n_voxels_min"])
+    assert row["small_regions"] == "" and row["region_voxels"].startswith("LCau=n/a;")
 
 
 def test_without_tr_filtering_is_refused(shared_data):
