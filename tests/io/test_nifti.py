@@ -313,3 +313,26 @@ def test_non_finite_intercept(tmp_path):
     raw = _patch(_raw_bytes(_img(dtype="i2")), 112, "<ff", 2.0, np.inf)
     with pytest.raises(InputError, match=r"scl_inter must be finite"):
         load_nifti(_write(tmp_path / "inter.nii", raw))
+
+
+def test_is_gzip_error_covers_isal_and_zlib():
+    import zlib
+
+    from isal import igzip_lib
+
+    from danemap.io._nifti import is_gzip_error
+
+    assert is_gzip_error(igzip_lib.IsalError("bad block"))
+    assert is_gzip_error(zlib.error("bad"))
+    assert is_gzip_error(EOFError())
+    assert not is_gzip_error(KeyError("x"))
+
+
+def test_deflate_corrupted_right_after_the_gzip_header(tmp_path):
+    path = tmp_path / "early.nii.gz"
+    raw = nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)).to_bytes()
+    data = bytearray(gzip.compress(raw))
+    data[10:18] = b"\x00" * 8  # the deflate stream starts after the 10-byte gzip header
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"early\.nii\.gz: corrupt or truncated"):
+        load_nifti_header(path)

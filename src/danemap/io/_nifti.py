@@ -155,7 +155,8 @@ def is_gzip_error(exc: BaseException) -> bool:
     """
     if isinstance(exc, OSError | EOFError | ValueError | struct.error):
         return True
-    return type(exc).__module__.startswith(("isal", "zlib", "gzip"))
+    # isal's IsalError lives in the module "igzip_lib"; zlib.error in "zlib"
+    return type(exc).__module__.startswith(("isal", "igzip_lib", "zlib", "gzip"))
 
 
 def _guarded_read(stream: BinaryIO, n: int, name: str) -> bytes:
