@@ -73,3 +73,20 @@ def test_join_features():
         join_features(feats, parts.assign(participant_id=["x", "y"]))
     with pytest.raises(InputError, match="expected a 'participant_id' column"):
         join_features(feats.drop(columns="participant_id"), parts)
+
+
+def test_encoder_keeps_missing_and_drops_single_levels_on_request(caplog):
+    df = pd.DataFrame({"age": [8.0, np.nan, 11.0], "sex": ["M", None, "F"],
+                       "site": ["A", "A", "A"]})
+    with pytest.raises(InputError, match=r"missing values in rows \[1\]"):
+        CovariateEncoder().fit(df[["age", "sex"]])
+    with pytest.raises(InputError, match="single level"):
+        CovariateEncoder(missing="keep").fit(df)
+    enc = CovariateEncoder(missing="keep", single_level="drop")
+    with caplog.at_level(logging.INFO, logger="danemap"):
+        mat = enc.fit_transform(df, name="cov")
+    assert "covariate 'site' has one level here" in caplog.text
+    assert enc.names_ == ["age", "sex[M]"]
+    np.testing.assert_array_equal(mat, [[8.0, 1.0], [np.nan, np.nan], [11.0, 0.0]])
+    with pytest.raises(InputError, match="expected missing in"):
+        CovariateEncoder(missing="drop").fit(df)

@@ -343,9 +343,17 @@ class CovariateEncoder:
     ----------
     categorical : sequence of str or None
         Columns to treat as categorical even if numeric (e.g. integer codes).
+    missing : {"raise", "keep"}
+        Missing values raise (naming rows and columns), or stay NaN in the encoded
+        matrix (every dummy of that column is NaN on that row).
+    single_level : {"raise", "drop"}
+        A categorical column with fewer than two levels at fit raises, or is left out
+        (no encoded column; logged), e.g. sex within a single-sex stratum.
     """
 
     categorical: Sequence[str] | None = None
+    missing: str = "raise"
+    single_level: str = "raise"
     columns_: list[str] = field(default_factory=list)
     levels_: dict[str, list[Any]] = field(default_factory=dict)
     names_: list[str] = field(default_factory=list)
@@ -365,7 +373,11 @@ class CovariateEncoder:
         CovariateEncoder
             ``self``.
         """
-        check_complete(df, list(df.columns), name=name)
+        if self.missing not in ("raise", "keep") or self.single_level not in ("raise", "drop"):
+            raise InputError(f"CovariateEncoder: expected missing in ('raise', 'keep') and "
+                             f"single_level in ('raise', 'drop'), found {self.missing!r}, "
+                             f"{self.single_level!r}")
+        self._check(df, list(df.columns), name)
         forced = set(self.categorical or ())
         self.columns_ = list(df.columns)
         self.levels_ = {}
@@ -374,7 +386,9 @@ class CovariateEncoder:
             s = df[col]
             if col in forced or is_categorical(s):
                 levels = sorted(_unique(s), key=lambda v: str(v))
-                if len(levels) < 2:
+                if len(levels) < 2 and self.single_level == "drop":
+                    log.info("%s: covariate '%s' has one level here and is left out", name, col)
+                elif len(levels) < 2:
                     raise InputError(f"{name}: categorical column '{col}' has a single level "
                                      f"{levels}; it cannot be estimated, remove it")
                 self.levels_[col] = levels
@@ -403,21 +417,24 @@ class CovariateEncoder:
         InputError
             On missing columns or values, or a categorical level not seen at fit.
         """
-        check_complete(df, self.columns_, name=name)
+        import pandas as pd
+
+        self._check(df, self.columns_, name)
         blocks: list[np.ndarray] = []
         for col in self.columns_:
             s = df[col]
             if col in self.levels_:
                 levels = self.levels_[col]
                 vals = s.to_numpy(dtype=object)
+                na = pd.isna(s).to_numpy(bool)
                 known = {str(v) for v in levels}
-                unseen = sorted({str(v) for v in vals} - known)
+                unseen = sorted({str(v) for v in vals[~na]} - known)
                 if unseen:
                     raise InputError(f"{name}: column '{col}' has level(s) {unseen} not seen "
                                      f"at fit (fitted levels: {[str(v) for v in levels]})")
                 sv = np.array([str(v) for v in vals])
                 for lv in levels[1:]:
-                    blocks.append((sv == str(lv)).astype(np.float64)[:, None])
+                    blocks.append(np.where(na, np.nan, sv == str(lv))[:, None])
             else:
                 try:
                     blocks.append(s.to_numpy(dtype=np.float64)[:, None])
@@ -444,6 +461,12 @@ class CovariateEncoder:
             Encoded matrix.
         """
         return self.fit(df, name=name).transform(df, name=name)
+
+    def _check(self, df: pd.DataFrame, columns: list[str], name: str) -> None:
+        if self.missing == "keep":
+            check_columns(df, columns, name)
+        else:
+            check_complete(df, columns, name=name)
 
 
 def _unique(series: pd.Series) -> list[Any]:

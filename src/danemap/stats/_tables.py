@@ -22,7 +22,7 @@ import numpy as np
 from danemap._utils.logging import get_logger
 from danemap.errors import InputError
 from danemap.io import atomic_write_text, validate_label, write_json
-from danemap.stats._design import check_columns
+from danemap.stats._design import CovariateEncoder, check_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -333,15 +333,15 @@ def group_mask(
 
 
 def encode_covariates(
-    participants: pd.DataFrame,
-    columns: Sequence[str],
-    where: str,
-    categories: Mapping[str, list[str]] | None = None,
-) -> tuple[np.ndarray, list[str], dict[str, list[str]]]:
-    """Encode covariates as a numeric matrix (no intercept).
+    participants: pd.DataFrame, columns: Sequence[str], where: str
+) -> tuple[np.ndarray, list[str]]:
+    """Encode covariates as a numeric matrix (no intercept), missing values kept as NaN.
 
-    Numeric columns are used as they are; text columns (sex, site) become
-    treatment-coded indicators, the first (sorted) level being the reference.
+    Numeric columns are used as they are; text columns (sex, site; stripped of spaces)
+    become treatment-coded indicators ``col[level]``, the first sorted level being the
+    reference; a text column with a single level gives no column. This is
+    :class:`danemap.stats._design.CovariateEncoder` with ``missing="keep"`` and
+    ``single_level="drop"``.
 
     Parameters
     ----------
@@ -351,9 +351,6 @@ def encode_covariates(
         Covariate columns.
     where : str
         Name used in messages.
-    categories : mapping or None
-        Levels of each categorical column from a previous call (to encode new rows
-        the same way); an unseen level raises :class:`InputError`.
 
     Returns
     -------
@@ -361,37 +358,16 @@ def encode_covariates(
         Encoded covariates; missing values stay NaN.
     names : list of str
         Column names (``sex[M]`` for indicators).
-    categories : dict
-        Levels of each categorical column.
     """
     import pandas as pd
 
     check_columns(participants, columns, where)
-    blocks: list[np.ndarray] = []
-    names: list[str] = []
-    cats: dict[str, list[str]] = {}
-    for col in columns:
-        s = participants[col]
-        known = None if categories is None else categories.get(col)
-        if known is None and pd.api.types.is_numeric_dtype(s):
-            blocks.append(s.to_numpy(float)[:, None])
-            names.append(col)
-            continue
-        text = s.astype("string").str.strip()
-        levels = list(known) if known is not None else sorted({str(v) for v in text.dropna()})
-        unseen = sorted({str(v) for v in text.dropna()} - set(levels))
-        if unseen:
-            raise InputError(f"{where}: column {col!r} has level(s) {unseen} not seen in fit "
-                             f"(known levels {levels})")
-        cats[col] = levels
-        mat = np.full((len(s), max(len(levels) - 1, 0)), np.nan)
-        ok = text.notna().to_numpy(bool)
-        for j, lev in enumerate(levels[1:]):
-            mat[ok, j] = (text[ok] == lev).to_numpy(float)
-            names.append(f"{col}[{lev}]")
-        blocks.append(mat)
-    matrix = np.hstack(blocks) if blocks else np.empty((len(participants), 0))
-    return matrix, names, cats
+    df = participants[list(dict.fromkeys(columns))].reset_index(drop=True)
+    for col in df.columns:
+        if not pd.api.types.is_numeric_dtype(df[col]):
+            df[col] = df[col].astype("string").str.strip()
+    enc = CovariateEncoder(missing="keep", single_level="drop")
+    return enc.fit_transform(df, name=where), list(enc.names_)
 
 
 def write_result(

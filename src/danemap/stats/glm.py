@@ -21,7 +21,6 @@ from danemap.stats._design import (
     CovariateEncoder,
     as_2d_float,
     drop_incomplete,
-    is_categorical,
     join_features,
 )
 
@@ -186,17 +185,9 @@ def effect_sizes_from_t(t: Any, n_case: Any, n_control: Any, df: Any) -> dict[st
 def _encode(df: pd.DataFrame, columns: Sequence[str], categorical: Sequence[str],
             unit: str) -> tuple[np.ndarray, list[str]]:
     """Encode covariates for one analysis unit, dropping single-level categoricals."""
-    use = []
-    for col in columns:
-        s = df[col]
-        if (col in categorical or is_categorical(s)) and s.nunique() < 2:
-            log.info("%s: covariate '%s' has one level here and is left out", unit, col)
-            continue
-        use.append(col)
-    if not use:
-        return np.empty((len(df), 0)), []
-    enc = CovariateEncoder(categorical=[c for c in categorical if c in use])
-    mat = enc.fit_transform(df[use].reset_index(drop=True), name=unit)
+    enc = CovariateEncoder(categorical=[c for c in categorical if c in columns],
+                           single_level="drop")
+    mat = enc.fit_transform(df[list(columns)].reset_index(drop=True), name=unit)
     return mat, list(enc.names_)
 
 

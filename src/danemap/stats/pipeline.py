@@ -392,7 +392,7 @@ def _confounds(run: _Run) -> tuple[Any, np.ndarray, np.ndarray, Any, list[str]]:
     sel = run.P.index.get_indexer(idx)
     cov_cols = [*run.covariates, *([run.opts.icv] if run.opts.icv else []),
                 *([run.site] if run.site else [])]
-    C, names, _ = encode_covariates(run.P.iloc[sel], cov_cols, "participants")
+    C, names = encode_covariates(run.P.iloc[sel], cov_cols, "participants")
     blocks = run.P[run.site].iloc[sel].astype(str).to_numpy() if run.site else None
     return idx, is_case[sel].astype(float), C, blocks, names
 

@@ -184,7 +184,7 @@ def symptom_association(
         raise InputError(f"{where}: features and participants are not aligned on participant_id")
     is_case, _ = group_mask(participants, group, case, control, where)
     cov_cols = [*covariates, *([site] if site is not None else [])]
-    cov, cov_names, _ = encode_covariates(participants, cov_cols, where)
+    cov, cov_names = encode_covariates(participants, cov_cols, where)
     scaling = "raw"
     if standardize and site is not None:
         scaling = f"z-scored within {site}"
