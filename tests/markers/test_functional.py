@@ -594,3 +594,14 @@ def test_corrupt_deflate_block_isal_error_becomes_input_error(tmp_path):
                                          r"\(IsalError: .*(deflate|lookback)"):
         gather_from_file(bold, header, order, starts, counts)
     assert issubclass(IsalError, Exception) and not issubclass(IsalError, OSError | ValueError)
+
+
+@pytest.mark.parametrize(("which", "what"), [("confounds", "confounds sidecar"),
+                                              ("bold", "BOLD sidecar")])
+def test_malformed_json_sidecars_are_input_errors(tmp_path, which, what):
+    bold, conf, atlas = _write_run(tmp_path)
+    target = conf if which == "confounds" else bold.with_name(
+        bold.name.replace(".nii.gz", ".json"))
+    target.with_suffix(".json").write_bytes(b"\xff{not json")
+    with pytest.raises(InputError, match=rf"{what} .*: not a readable JSON file"):
+        _quiet_process(bold, conf, atlas)

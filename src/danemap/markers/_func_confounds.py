@@ -24,7 +24,6 @@ volumes.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -105,11 +104,9 @@ def read_confounds_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     js = p.with_name(p.name[: -len(".tsv")] + ".json") if p.name.endswith(".tsv") else None
     if js is None or not js.is_file():
         return None
-    try:
-        meta = json.loads(js.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{js}: confounds sidecar is not valid JSON ({exc})") from exc
-    return meta if isinstance(meta, dict) else None
+    from danemap.io import read_json
+
+    return read_json(js, "confounds sidecar")
 
 
 def _require(df: pd.DataFrame, cols: Sequence[str], what: str, source: str) -> None:

@@ -40,7 +40,6 @@ Pipeline of :func:`process_run` (one BOLD run):
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -192,10 +191,9 @@ def resolve_tr(header: Any, sidecar: str | os.PathLike[str] | Mapping[str, Any] 
         side_name = "sidecar (mapping)"
     elif sidecar is not None and Path(sidecar).is_file():
         side_name = str(sidecar)
-        try:
-            meta = json.loads(Path(sidecar).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{sidecar}: not valid JSON ({exc})") from exc
+        from danemap.io import read_json
+
+        meta = read_json(sidecar, "BOLD sidecar")
     else:
         meta = {}
         if sidecar is not None:
