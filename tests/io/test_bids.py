@@ -238,3 +238,39 @@ def test_participants_with_only_fmriprep_outputs(tmp_path):
     run = ds.get("07").runs[0]
     assert run.preproc is not None and run.confounds is not None
     assert run.bold is None
+
+
+def test_fallback_bold_in_other_mni_space(tmp_path):
+    root = tmp_path / "bids"
+    _touch(root / "dataset_description.json", json.dumps({"Name": "x", "BIDSVersion": "1.9.0"}))
+    func = root / "derivatives" / "fmriprep" / "sub-01" / "func"
+    stem = "sub-01_task-rest"
+    _touch(func / f"{stem}_space-MNI152NLin6Asym_desc-smoothAROMAnonaggr_bold.nii.gz")
+    _touch(func / f"{stem}_space-MNI152NLin6Asym_res-2_desc-preproc_bold.nii.gz")
+    _touch(func / f"{stem}_space-T1w_desc-preproc_bold.nii.gz")
+    _touch(func / f"{stem}_desc-confounds_timeseries.tsv", "a\n1\n")
+    (run,) = discover(root).get("01").runs
+    assert run.preproc.path.name == f"{stem}_space-MNI152NLin6Asym_res-2_desc-preproc_bold.nii.gz"
+    assert run.fallback and "no space-MNI152NLin2009cAsym_desc-preproc_bold" in run.fallback
+    assert run.confounds.path.name == f"{stem}_desc-confounds_timeseries.tsv"
+
+
+def test_fallback_raw_bold_with_confounds_beside_it(tmp_path):
+    root = tmp_path / "bids"
+    _touch(root / "dataset_description.json", json.dumps({"Name": "x", "BIDSVersion": "1.9.0"}))
+    func = root / "sub-01" / "func"
+    _touch(func / "sub-01_task-rest_bold.nii.gz")
+    _touch(func / "sub-01_task-rest_bold.json", json.dumps({"RepetitionTime": 2.0}))
+    _touch(func / "sub-01_task-rest_desc-confounds_timeseries.tsv", "a\n1\n")
+    _touch(func / "sub-01_task-nback_bold.nii.gz")  # no confounds: not usable, left alone
+    runs = discover(root).get("01").runs
+    nback, rest = runs
+    assert nback.preproc is None and nback.fallback is None
+    assert rest.preproc.path.name == "sub-01_task-rest_bold.nii.gz"
+    assert rest.preproc.metadata == {"RepetitionTime": 2.0}
+    assert rest.confounds.path.name == "sub-01_task-rest_desc-confounds_timeseries.tsv"
+    assert "assumed to be in MNI152 space" in rest.fallback
+
+
+def test_fmriprep_preproc_is_not_a_fallback(bids):
+    assert all(r.fallback is None for r in discover(bids).get("01").runs)

@@ -18,6 +18,12 @@ Conventions
   ``<bids_dir>/derivatives/{fmriprep,freesurfer,fastsurfer,synthseg}``), a
   folder (a derivatives root if it holds one of those sub-folders, otherwise
   the fMRIPrep output itself), or a mapping ``{"fmriprep": path, ...}``.
+* Fallback inputs (``FuncRun.fallback`` says which was used, and the participant level
+  logs it): when a run has no ``space-<space>_desc-preproc_bold`` image, a BOLD in
+  another MNI152 space from the same fMRIPrep folder stands in (``desc-preproc``
+  preferred); when there is no fMRIPrep output at all, a raw ``*_bold.nii[.gz]`` with
+  ``<same stem>_desc-confounds_timeseries.tsv`` beside it is taken as an already
+  preprocessed 4D image in MNI space.
 """
 
 from __future__ import annotations
@@ -106,13 +112,19 @@ class BIDSFile:
 
 @dataclass
 class FuncRun:
-    """One functional run: raw BOLD and its fMRIPrep outputs (any may be missing)."""
+    """One functional run: raw BOLD and its fMRIPrep outputs (any may be missing).
+
+    ``fallback`` is ``None`` when ``preproc`` is fMRIPrep's
+    ``space-<space>_desc-preproc_bold`` image, otherwise it says which other 4D image
+    stands in for it (see :func:`discover`).
+    """
 
     entities: dict[str, str]
     bold: BIDSFile | None = None
     preproc: BIDSFile | None = None
     confounds: BIDSFile | None = None
     mask: BIDSFile | None = None
+    fallback: str | None = None
 
 
 @dataclass
@@ -312,6 +324,7 @@ def _fmriprep_runs(fmriprep: Path, sub: str, ses: str | None, raw: list[BIDSFile
     if not folder.is_dir():
         return list(runs.values())
     preproc: dict[tuple[str, str, str, str], list[BIDSFile]] = {}
+    other_mni: dict[tuple[str, str, str, str], list[BIDSFile]] = {}
     masks: dict[tuple[str, str, str, str], list[BIDSFile]] = {}
     dirs = [fmriprep, fmriprep / sub] + ([fmriprep / sub / ses] if ses else []) + [folder]
     for p in sorted(folder.iterdir()):
@@ -323,6 +336,9 @@ def _fmriprep_runs(fmriprep: Path, sub: str, ses: str | None, raw: list[BIDSFile
         if (ents.get("suffix") == "bold" and ents.get("desc") == "preproc"
                 and ents.get("space") == space and ext in _NII):
             preproc.setdefault(key, []).append(_bids_file(p, dirs))
+        elif (ents.get("suffix") == "bold" and ents.get("space", "").startswith("MNI152")
+                and ext in _NII):
+            other_mni.setdefault(key, []).append(_bids_file(p, dirs))
         elif ents.get("suffix") == "mask" and ents.get("desc") == "brain" and ents.get(
                 "space") == space and ext in _NII:
             masks.setdefault(key, []).append(BIDSFile(p, ents))
@@ -333,11 +349,36 @@ def _fmriprep_runs(fmriprep: Path, sub: str, ses: str | None, raw: list[BIDSFile
     for key, files in preproc.items():
         run = runs.setdefault(key, FuncRun(entities=_key_entities(files[0].entities)))
         run.preproc = min(files, key=lambda f: _res_rank(f.entities, "2"))
+    for key, files in other_mni.items():
+        run = runs.setdefault(key, FuncRun(entities=_key_entities(files[0].entities)))
+        if run.preproc is None:  # e.g. only space-MNI152NLin6Asym outputs
+            run.preproc = min(files, key=lambda f: (f.entities.get("desc") != "preproc",
+                                                    _res_rank(f.entities, "2"), f.path.name))
+            run.fallback = (f"{run.preproc.path.name}: no space-{space}_desc-preproc_bold "
+                            "image; this MNI152 BOLD is used instead")
     for key, files in masks.items():
         run = runs.setdefault(key, FuncRun(entities=_key_entities(files[0].entities)))
         want = run.preproc.entities.get("res") if run.preproc else "2"
         run.mask = min(files, key=lambda f: _res_rank(f.entities, want))
     return [runs[k] for k in sorted(runs)]
+
+
+def _raw_fallback(run: FuncRun, dirs: list[Path]) -> None:
+    """Use a raw BOLD as the preprocessed image when a confounds TSV sits beside it.
+
+    This is the fallback for data preprocessed outside fMRIPrep and stored as a plain
+    4D NIfTI in MNI space with ``<same stem>_desc-confounds_timeseries.tsv`` next to it.
+    """
+    if run.preproc is not None or run.bold is None:
+        return
+    stem = run.bold.path.name.split(".")[0].removesuffix("_bold")
+    tsv = run.bold.path.with_name(f"{stem}_desc-confounds_timeseries.tsv")
+    if not tsv.is_file():
+        return
+    run.preproc = run.bold
+    run.confounds = run.confounds or _bids_file(tsv, dirs)
+    run.fallback = (f"{run.bold.path.name}: no fMRIPrep output; the BOLD image itself is "
+                    f"used with {tsv.name} and is assumed to be in MNI152 space")
 
 
 def _key_entities(ents: Mapping[str, str]) -> dict[str, str]:
@@ -473,6 +514,8 @@ def discover(
             else:
                 item.runs = [FuncRun(entities=_key_entities(b.entities), bold=b)
                              for b in item.bold]
+            for run in item.runs:
+                _raw_fallback(run, [*chain, base / "func"])
             item.aseg_stats = _aseg(derivs, sub, ses)
             item.synthseg = [c for c in synthseg_by_sub.get(sub, [])
                              if ses is None or ses in c.parts or f"_{ses}_" in c.name
