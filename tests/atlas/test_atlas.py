@@ -572,3 +572,31 @@ def test_cli_hook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert all(Path(p).is_file() for p in printed)
     with pytest.raises(SystemExit):
         parser.parse_args([str(tmp_path), "--resolution", "4"])
+
+
+# ------------------------------------------------------------ atlas from the [run] setting
+def test_atlas_from_setting_builtin_and_written_files(tmp_path: Path) -> None:
+    from danemap.atlas import atlas_from_setting
+
+    assert atlas_from_setting("danemap", resolution=3).shape == (61, 73, 61)
+    paths = write_atlas(tmp_path, resolution=3)
+    again = atlas_from_setting(str(paths["dseg"]))  # table and networks found by name
+    assert again.name == "danemap"
+    assert again.names == load_atlas(3).names
+    assert again.networks == load_atlas(3).networks
+
+
+def test_atlas_from_setting_user_files(tmp_path: Path) -> None:
+    from danemap.atlas import atlas_from_setting
+
+    nii, tsv = _user_files(tmp_path, ["1\tA\tn", "2\tB\tn", "3\tC\t"],
+                           header="index\tname\tnetwork")
+    tsv.rename(tmp_path / "user_dseg.tsv")
+    atlas = atlas_from_setting(str(nii))
+    assert atlas.name == "custom" and atlas.names == ["A", "B", "C"]
+    assert atlas.networks == {"n": [("A", "B")]}
+    (tmp_path / "user_dseg.tsv").unlink()
+    with pytest.raises(InputError, match=r"no region table; expected .*user_dseg.tsv"):
+        atlas_from_setting(str(nii))
+    with pytest.raises(InputError, match=r"expected 'danemap' or the path of a label NIfTI"):
+        atlas_from_setting("aal")

@@ -706,3 +706,51 @@ def region_means(img: Any, atlas: Atlas) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(counts[idx] > 0, sums[idx] / np.maximum(counts[idx], 1), np.nan)
     return means
+
+
+def atlas_from_setting(setting: str, resolution: int = 2) -> Atlas:
+    """Return the atlas named by the ``[run] atlas`` setting.
+
+    Parameters
+    ----------
+    setting : str
+        ``"danemap"`` for the built-in DA/NE atlas, or the path of a user label image
+        (``*_dseg.nii[.gz]``, as written by ``danemap atlas``). Its region table is the
+        ``.tsv`` of the same stem, or of the stem without its ``res-<r>`` entity
+        (``atlas-x_res-2_dseg.nii.gz`` -> ``atlas-x_dseg.tsv``); see
+        :meth:`Atlas.from_files` for the columns. When the table has no ``network``
+        column, ``atlas-<name>_networks.json`` beside the image, if present, gives the
+        networks. The atlas name is the image's ``atlas-`` entity (``custom`` without).
+    resolution : int
+        Grid of the built-in atlas (1, 2 or 3 mm); ignored for a user atlas.
+
+    Returns
+    -------
+    Atlas
+        The atlas, on its own grid (callers resample it onto each image).
+
+    Raises
+    ------
+    InputError
+        If the image or its table is missing, or the files are malformed.
+    """
+    if setting == "danemap":
+        return load_atlas(resolution)
+    img = Path(setting)
+    if not img.is_file():
+        raise InputError(f"atlas setting {setting!r}: expected 'danemap' or the path of a "
+                         "label NIfTI, found no such file")
+    stem = img.name.split(".")[0]
+    candidates = [img.with_name(stem + ".tsv"),
+                  img.with_name(re.sub(r"_res-[^_]+", "", stem) + ".tsv")]
+    table = next((p for p in candidates if p.is_file()), None)
+    if table is None:
+        raise InputError(f"atlas {img}: no region table; expected "
+                         f"{' or '.join(str(p) for p in dict.fromkeys(candidates))}")
+    match = re.match(r"atlas-([A-Za-z0-9]+)", stem)
+    name = match.group(1) if match else "custom"
+    networks = img.with_name(f"atlas-{name}_networks.json")
+    with open(table, encoding="utf-8-sig") as f:
+        has_column = "network" in f.readline().rstrip("\r\n").split("\t")
+    use_json = match is not None and networks.is_file() and not has_column
+    return Atlas.from_files(img, table, networks=networks if use_json else None, name=name)
