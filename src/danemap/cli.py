@@ -30,6 +30,7 @@ SUBCOMMANDS = {
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action="version", version=f"danemap {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more output (-v info, -vv debug)")
     parser.add_argument("--config", metavar="FILE.toml", default=None,
@@ -50,7 +51,6 @@ def build_bids_app_parser() -> argparse.ArgumentParser:
         "A research tool, not a diagnostic device. Sub-commands: "
         + ", ".join(SUBCOMMANDS) + " (see 'danemap SUBCOMMAND --help').",
     )
-    p.add_argument("--version", action="version", version=f"danemap {__version__}")
     p.add_argument("bids_dir", type=Path, help="the input BIDS dataset (never written to)")
     p.add_argument("output_dir", type=Path, help="outputs go to OUTPUT_DIR/danemap")
     p.add_argument("analysis_level", choices=["participant", "group"])
@@ -62,6 +62,9 @@ def build_bids_app_parser() -> argparse.ArgumentParser:
     g.add_argument("--n-jobs", type=int, default=None, help="parallel participants (local)")
     g.add_argument("--resolution", type=int, choices=[1, 2, 3], default=None,
                    help="grid (mm) of the atlas resampled onto each image (default 1)")
+    g.add_argument("--atlas", default=None, metavar="danemap|LABELS.nii.gz",
+                   help="'danemap' (the built-in DA/NE atlas, default) or a user label image "
+                   "with its region table (same stem, .tsv) beside it")
     g = p.add_argument_group("functional")
     g.add_argument("--denoise-strategy", default=None,
                    choices=["simple", "scrubbing", "compcor", "custom"])
@@ -116,6 +119,9 @@ def _run_bids_app(argv: list[str]) -> int:
             "session_label": args.session_label,
             "n_jobs": args.n_jobs,
             "resolution": args.resolution,
+            # absolute, so SLURM tasks and Dask workers find it from any folder
+            "atlas": (args.atlas if args.atlas in (None, "danemap")
+                      else str(Path(args.atlas).resolve())),
         },
         "functional": {"strategy": args.denoise_strategy, "fd_threshold": args.fd_threshold},
     }

@@ -59,14 +59,14 @@ def process_participant(label: str, bids_dir: str, output_dir: str, config: Conf
     Returns
     -------
     dict
-        ``{"files": [...], "runs": n, "not_built": [...], "qc_excluded": [...]}``.
+        ``{"files": [...], "runs": n, "qc_excluded": [...]}``.
 
     Raises
     ------
     InputError
         When the participant has no usable input, or an input is malformed.
     """
-    from danemap.atlas import load_atlas
+    from danemap.atlas import atlas_from_setting
     from danemap.io import DerivativesWriter, discover
     from danemap.markers.functional import process_run, write_run
 
@@ -74,18 +74,16 @@ def process_participant(label: str, bids_dir: str, output_dir: str, config: Conf
         sessions = list(discover(bids_dir, participant_label=[label],
                                  session_label=config.run.session_label or None))
     writer = DerivativesWriter(output_dir, config=config, bids_dir=bids_dir, describe=False)
-    atlas = load_atlas(config.run.resolution)
+    atlas = atlas_from_setting(config.run.atlas, config.run.resolution)
     files: list[str] = []
-    not_built: set[str] = set()
     excluded: list[str] = []
     n_runs = 0
     for session in sessions:
-        for key, what in _NOT_BUILT.items():
-            if getattr(session, key):
-                not_built.add(what)
         for run in session.runs:
             if run.preproc is None:
                 continue
+            if run.fallback:
+                log.warning("%s: %s", label, run.fallback)
             ents = run.entities
             result = process_run(
                 run.preproc.path, run.confounds.path if run.confounds else None, atlas,
@@ -99,16 +97,23 @@ def process_participant(label: str, bids_dir: str, output_dir: str, config: Conf
             n_runs += 1
             if result.qc.get("exclude"):
                 excluded.append(run.preproc.path.name)
-    if not_built:
-        log.info("%s: found data for %s, markers not built yet", label,
-                 ", ".join(sorted(not_built)))
     if n_runs == 0:
+        not_built = _not_built(sessions)
         raise InputError(
-            f"{label}: no fMRIPrep '*_space-MNI152NLin2009cAsym*_desc-preproc_bold.nii.gz' "
-            f"found under {bids_dir}/derivatives/fmriprep; nothing to compute"
+            f"{label}: no functional input; expected fMRIPrep "
+            f"'*_space-MNI152NLin2009cAsym*_desc-preproc_bold.nii.gz' under "
+            f"{bids_dir}/derivatives/fmriprep, or a 4D BOLD in MNI space with a "
+            "'*_desc-confounds_timeseries.tsv' beside it"
+            + (f"; found only data for {', '.join(not_built)}, whose markers are not built "
+               f"yet in danemap {_version()}" if not_built else "")
         )
-    return {"files": files, "runs": n_runs, "not_built": sorted(not_built),
-            "qc_excluded": excluded}
+    return {"files": files, "runs": n_runs, "qc_excluded": excluded}
+
+
+def _not_built(sessions: Sequence[SessionData]) -> list[str]:
+    """Name the marker families that ``sessions`` have data for but danemap cannot compute."""
+    return sorted({what for session in sessions for key, what in _NOT_BUILT.items()
+                   if getattr(session, key)})
 
 
 def _version() -> str:
@@ -148,6 +153,11 @@ def run_participant(bids_dir: str | os.PathLike[str], output_dir: str | os.PathL
     writer = DerivativesWriter(output_dir, config=config, bids_dir=bids_dir)
     sessions = {sub: [item for (s, _), item in dataset.data.items() if s == sub]
                 for sub in dataset.participants}
+    not_built = _not_built(list(dataset.data.values()))
+    if not_built:
+        log.warning("the dataset has data for %s; those markers are not built yet in "
+                    "danemap %s (see README, 'What is measured')", ", ".join(not_built),
+                    _version())
     job = functools.partial(_job, bids_dir=str(bids_dir), output_dir=str(output_dir),
                             config=config, sessions=sessions)
     logs = writer.root / "logs"
@@ -157,12 +167,6 @@ def run_participant(bids_dir: str | os.PathLike[str], output_dir: str | os.PathL
                         description="participants", verbose=verbose,
                         dask_address=config.run.dask_address or None)
     path = _write_status(writer, outcomes)
-    not_built = sorted({m for o in outcomes if o.status == "ok" and o.result
-                        for m in o.result["not_built"]})
-    if not_built:
-        log.warning("the dataset has data for %s; those markers are not built yet in "
-                    "danemap %s (see README, 'What is measured')", ", ".join(not_built),
-                    _version())
     failed = [o for o in outcomes if o.status == "failed"]
     for o in failed:
         log.error("%s failed: %s", o.item, o.error)
@@ -228,7 +232,7 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
     int
         0 on success, 1 when the statistics of some table failed (the others are written).
     """
-    from danemap.io import DerivativesWriter, atomic_write_text
+    from danemap.io import DerivativesWriter, atomic_write_text, read_participants
     from danemap.markers.functional import collect_functional_group
     from danemap.report.group import write_group_report
     from danemap.stats.pipeline import StatsOptions, run_stats
@@ -237,6 +241,9 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
     if not participants.is_file():
         raise InputError(f"{participants}: the group level needs participants.tsv "
                          "(participant_id, group, covariates)")
+    # every problem of the table (ids, duplicates, unknown groups, ages) in one error
+    read_participants(participants, groups=(config.stats.case, config.stats.control),
+                      group_column=config.stats.group)
     writer = DerivativesWriter(output_dir, config=config, bids_dir=bids_dir, describe=False)
     group_dir = writer.root / "group"
     tables = collect_functional_group(writer.root, group_dir)

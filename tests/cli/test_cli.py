@@ -159,3 +159,79 @@ def test_group_level_survives_a_failing_table(cohort, tmp_path, fast_config, mon
     assert not (group / "stats" / "falff").exists()
     assert (group / "group_report.html").is_file()
     assert "classify_permutations = 2" in (group / "config.toml").read_text()
+
+
+def test_subcommands_have_version(capsys):
+    assert main(["stats", "--version"]) == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_group_level_reports_every_participants_problem(cohort, tmp_path, capsys):
+    import shutil
+
+    bids = tmp_path / "bids"
+    shutil.copytree(cohort, bids)
+    table = pd.read_csv(bids / "participants.tsv", sep="\t", dtype=str)
+    table.loc[0, "age"] = "ten"
+    table.loc[1, "group"] = "ADHDD"
+    table.to_csv(bids / "participants.tsv", sep="\t", index=False)
+    assert main([str(bids), str(tmp_path / "out"), "group"]) == 2
+    err = capsys.readouterr().err
+    assert "2 problem(s)" in err
+    assert "unknown value in column 'group'" in err and "did you mean 'ADHD'" in err
+    assert "non-numeric value in column 'age': line 2: 'ten'" in err
+
+
+def test_dataset_without_functional_data_names_what_it_found(tmp_path, caplog):
+    import logging
+
+    bids = tmp_path / "bids"
+    (bids / "sub-01" / "anat").mkdir(parents=True)
+    (bids / "sub-01" / "anat" / "sub-01_T1w.nii.gz").write_bytes(b"")
+    (bids / "sub-01" / "pet").mkdir()
+    (bids / "sub-01" / "pet" / "sub-01_trc-FPCIT_pet.nii.gz").write_bytes(b"")
+    (bids / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    from danemap.config import Config
+    from danemap.pipeline import run_participant
+
+    with caplog.at_level(logging.WARNING, logger="danemap"):  # the library call: main's
+        assert run_participant(bids, tmp_path / "out", Config()) == 1  # handler is rich's
+    assert ("has data for PET/SPECT SBR, structural volumes; those markers are not built yet"
+            in caplog.text)
+    status = pd.read_csv(tmp_path / "out" / "danemap" / "logs" / "participant_status.tsv",
+                         sep="\t")
+    assert "no functional input" in status.loc[0, "error"]
+    assert "found only data for PET/SPECT SBR, structural volumes" in status.loc[0, "error"]
+
+
+def test_fallback_bold_without_fmriprep(cohort, tmp_path, fast_config, caplog):
+    """A 4D MNI BOLD with its confounds TSV beside it, and no fMRIPrep folder."""
+    import logging
+    import shutil
+
+    bids = tmp_path / "bids"
+    func = bids / "sub-01" / "func"
+    func.mkdir(parents=True)
+    shutil.copy(cohort / "dataset_description.json", bids)
+    src = cohort / "derivatives" / "fmriprep" / "sub-01" / "func"
+    shutil.copy(next(src.glob("*_desc-preproc_bold.nii.gz")), func / "sub-01_task-rest_bold.nii.gz")
+    shutil.copy(next(src.glob("*_desc-preproc_bold.json")), func / "sub-01_task-rest_bold.json")
+    shutil.copy(next(src.glob("*_desc-confounds_timeseries.tsv")),
+                func / "sub-01_task-rest_desc-confounds_timeseries.tsv")
+    from danemap.config import load_config
+    from danemap.pipeline import run_participant
+
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="danemap"):
+        assert run_participant(bids, out, load_config(fast_config)) == 0
+    assert "assumed to be in MNI152 space" in caplog.text
+    fallback = pd.read_csv(next((out / "danemap" / "sub-01" / "func").glob(
+        "*_desc-networks_stats.tsv")), sep="\t")
+    ref = tmp_path / "ref"
+    assert main([str(cohort), str(ref), "participant", "--participant-label", "01",
+                 "--config", str(fast_config)]) == 0
+    fmriprep = pd.read_csv(next((ref / "danemap" / "sub-01" / "func").glob(
+        "*_desc-networks_stats.tsv")), sep="\t")
+    # same image, same confounds; only the (absent) brain mask differs
+    assert list(fallback["network"]) == list(fmriprep["network"])
+    assert abs(fallback["mean_z"] - fmriprep["mean_z"]).max() < 0.05
