@@ -15,12 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from danemap.config import Config
+from danemap.errors import InputError
 
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``danemap demo`` options to ``parser``."""
+    """Add the ``danemap demo`` options to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The sub-command's parser.
+    """
     parser.add_argument("--out", type=Path, default=Path("danemap-demo"),
                         help="folder for the simulated dataset and the outputs "
                         "(default ./danemap-demo)")
@@ -34,11 +41,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    """Run the demo; return an exit code."""
+    """Simulate the cohort, run the participant and group levels, print the summary.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``danemap demo`` options (see :func:`add_arguments`).
+    config : Config
+        Base configuration; the demo lowers the permutation counts.
+
+    Returns
+    -------
+    int
+        The worse of the participant and group levels' exit codes.
+
+    Raises
+    ------
+    InputError
+        If the cohort is too small for the statistics (under 3 participants per site).
+    """
     from rich.console import Console
 
     from danemap.pipeline import run_group, run_participant
     from danemap.simulate import simulate_cohort
+
+    if args.n_sites < 1 or args.n_subjects < 3 * args.n_sites:
+        raise InputError(f"--n-subjects {args.n_subjects} with --n-sites {args.n_sites}: "
+                         "expected at least 3 participants per site (ComBat refuses smaller "
+                         "sites) and at least 1 site")
 
     console = Console(width=max(shutil.get_terminal_size((120, 24)).columns, 110))
     out = Path(args.out).resolve()
@@ -96,5 +126,7 @@ def _planted_network_means(truth: dict[str, Any]) -> dict[str, tuple[float, floa
     out = {}
     for name, info in networks.items():
         means = info.get("expected_score_z_group_mean", {})
-        out[name] = (float(means.get("ADHD", "nan")), float(means.get("TD", "nan")))
+        adhd, td = (float("nan") if means.get(g) is None else float(means[g])
+                    for g in ("ADHD", "TD"))
+        out[name] = (adhd, td)
     return out

@@ -1,0 +1,32 @@
+"""``danemap demo`` end to end on a small cohort (the path ``make demo`` takes)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from danemap.cli import main
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--n-subjects", "12", "--n-volumes", "100"]) == 0
+    printed = capsys.readouterr().out
+    for net in ("frontostriatal", "lc_pfc", "mesolimbic", "nigrostriatal"):
+        assert net in printed
+    assert "not a diagnostic device" in printed
+    group = out / "results" / "danemap" / "group"
+    assert f"Report:{group / 'group_report.html'}" in "".join(printed.split())
+    assert (group / "group_report.html").is_file()
+    # the demo includes functional connectivity and network scores
+    assert len(pd.read_csv(group / "connectivity_corr.tsv", sep="\t")) == 12
+    effects = pd.read_csv(group / "stats" / "networks" / "effects.tsv", sep="\t")
+    assert set(effects["feature"]) == {"frontostriatal", "lc_pfc", "mesolimbic",
+                                       "nigrostriatal"}
+    assert (effects["n_case"] + effects["n_control"] == 12).all()
+
+
+def test_demo_refuses_a_cohort_too_small_for_the_statistics(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--n-subjects", "4",
+                 "--n-sites", "4"]) == 2
+    assert "at least 3 participants per site" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
