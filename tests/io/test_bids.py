@@ -274,3 +274,15 @@ def test_fallback_raw_bold_with_confounds_beside_it(tmp_path):
 
 def test_fmriprep_preproc_is_not_a_fallback(bids):
     assert all(r.fallback is None for r in discover(bids).get("01").runs)
+
+
+def test_fastsurfer_aseg_stats_found(tmp_path):
+    root = tmp_path / "bids"
+    _touch(root / "dataset_description.json", json.dumps({"Name": "x", "BIDSVersion": "1.9.0"}))
+    _touch(root / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
+    aseg = _touch(root / "derivatives" / "fastsurfer" / "sub-01" / "stats" / "aseg.stats", ASEG)
+    ds = discover(root)
+    assert ds.derivatives == {"fastsurfer": root / "derivatives" / "fastsurfer"}
+    assert ds.get("01").aseg_stats == aseg
+    assert read_aseg_stats(aseg).loc[lambda d: d["StructName"] == "Left-Caudate",
+                                     "Volume_mm3"].item() == 3613.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,29 @@ def test_atomic_write_creates_and_replaces(tmp_path):
     assert p.read_bytes() == b"two"
     assert os.listdir(p.parent) == ["b.txt"]
     assert (p.stat().st_mode & 0o777) == (0o666 & ~_umask())
+
+
+def test_atomic_write_renames_a_synced_temp_file_from_the_same_folder(tmp_path, monkeypatch):
+    p = tmp_path / "sub" / "t.tsv"
+    events: list[tuple[str, object]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", fd))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", (Path(src), Path(dst))))
+        assert Path(src).read_bytes() == b"data"  # complete before it becomes visible
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    atomic_write_bytes(p, b"data")
+    kinds = [k for k, _ in events]
+    assert kinds.index("fsync") < kinds.index("replace")  # data synced before the rename
+    src, dst = next(v for k, v in events if k == "replace")
+    assert src.parent == dst.parent == p.parent and dst == p  # same folder: atomic rename
 
 
 def _umask():
