@@ -1,4 +1,5 @@
-"""simulate_bold: planted coupling is recoverable, confounds are really in the data."""
+"""simulate_bold / simulate_roi_timeseries: planted coupling is recoverable, confounds are
+really in the data, and the region-level generator is the image model's region means."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 
 from danemap.atlas import load_atlas
 from danemap.errors import InputError
-from danemap.simulate import SimulationEffects, simulate_bold
+from danemap.simulate import SimulationEffects, simulate_bold, simulate_roi_timeseries
 from danemap.simulate._func import MOTION_COLUMNS, fd_power
 
 
@@ -20,7 +21,7 @@ def _roi_means(img, atlas, names):
     data = np.asarray(img.dataobj)
     lab = np.asarray(atlas.img.dataobj)
     idx = dict(zip(atlas.regions["name"], atlas.regions["index"], strict=True))
-    return np.stack([data[lab == idx[n]].mean(axis=0) for n in names], axis=1)
+    return np.stack([data[lab == idx[n]].mean(axis=0, dtype=np.float64) for n in names], axis=1)
 
 
 def _nuisance_design(conf):
@@ -146,9 +147,62 @@ def test_coupling_override_and_matrix(atlas):
         ({"coupling": {"frontostriatal": 0.95}}, "not positive definite"),
     ],
 )
-def test_bold_errors(atlas, kwargs, match):
+@pytest.mark.parametrize("simulate", [simulate_bold, simulate_roi_timeseries])
+def test_bold_errors(atlas, kwargs, match, simulate):
     with pytest.raises(InputError, match=match):
-        simulate_bold(atlas, **{"n_volumes": 20, **kwargs})
+        simulate(atlas, **{"n_volumes": 20, **kwargs})
+
+
+def test_roi_timeseries_are_the_image_region_means(atlas):
+    """Without voxel noise and confounds both generators give the same region means."""
+    eff = SimulationEffects(fc_noise_var=0.0, motion_strength=0.0, nuisance_strength=0.0)
+    kw = {"n_volumes": 30, "tr": 1.5, "seed": 4, "group": "ADHD", "effects": eff,
+          "site_shift_z": 0.05, "intensity_scale": 1.2}
+    img, conf_img, t_img = simulate_bold(atlas, **kw)
+    ts, conf, truth = simulate_roi_timeseries(atlas, **kw)
+    names = truth["regions"]
+    assert list(ts.columns) == names == t_img["regions"] and ts.shape == (30, len(names))
+    means = _roi_means(img, atlas, names)
+    # float32 voxels around a 1200 baseline: agreement to float32 rounding (~1e-4)
+    assert np.abs(means - ts.to_numpy()).max() <= 1e-3
+    assert np.array_equal(truth["latent_corr"], t_img["latent_corr"])
+    assert truth["networks"] == t_img["networks"] and truth["n_vox"] == t_img["n_vox"]
+    assert set(conf.columns) == set(conf_img.columns) - {"global_signal"}
+    again = simulate_roi_timeseries(atlas, **kw)[0]
+    assert again.equals(ts)
+    assert not simulate_roi_timeseries(atlas, **{**kw, "seed": 5})[0].equals(ts)
+
+
+def test_roi_timeseries_noise_and_coupling_follow_the_voxel_model(atlas):
+    """A region of n voxels has noise variance sigma2/n and the expected ROI correlation.
+
+    After regressing the 24 motion terms and WM/CSF, a region mean's variance is
+    ``amplitude**2 (1 + sigma2 / n)`` and two region means correlate as
+    ``expected_roi_corr`` (the formula the image test checks on the voxels).
+    """
+    ratios, z_err, raw_inflation = [], [], []
+    for seed in range(4):
+        ts, conf, truth = simulate_roi_timeseries(atlas, n_volumes=300, seed=seed,
+                                                  group="ADHD" if seed % 2 else "TD")
+        x = _nuisance_design(conf)
+        y = ts.to_numpy()
+        res = y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
+        n = np.asarray(truth["n_vox"], dtype=float)
+        want = truth["amplitude"] ** 2 * (1 + truth["noise_var"] / n)
+        ratios.append(res.var(axis=0) * len(y) / (len(y) - x.shape[1]) / want)
+        iu = np.triu_indices(len(n), 1)
+        z_exp = np.arctanh(truth["expected_roi_corr"][iu])
+        z_err.append(np.mean(np.arctanh(np.corrcoef(res.T)[iu]) - z_exp))
+        raw_inflation.append(np.mean(np.arctanh(np.corrcoef(y.T)[iu]) - z_exp))
+    ratio = np.mean(ratios, axis=0)
+    print(f"residual variance / model: {ratio.min():.3f}-{ratio.max():.3f}; mean z error "
+          f"{np.mean(z_err):+.4f}; without regression {np.mean(raw_inflation):+.3f}")
+    single = np.asarray(truth["n_vox"]) <= 2  # LC and VTA: noise 2-4x the signal
+    assert single.any() and (~single).any()
+    assert np.all(np.abs(ratio - 1) < 0.25), dict(zip(truth["regions"], ratio.round(2),
+                                                     strict=True))
+    assert abs(np.mean(z_err)) < 0.05
+    assert np.mean(raw_inflation) > 0.1  # the confounds are in the region means too
 
 
 def test_effects_validation():

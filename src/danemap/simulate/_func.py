@@ -11,11 +11,16 @@ Generative model (all in units of the unit-variance region signal):
   parameters and of the WM and CSF nuisance signals (so regressing the 24 motion terms and
   ``white_matter``/``csf`` removes them);
 * BOLD = ``scale * (baseline + amplitude * Y)``; zero outside the brain mask.
+
+:func:`simulate_roi_timeseries` runs the same code with region means as the units (noise
+and voxel-specific weights of a mean of ``n`` voxels drawn with SD ``1/sqrt(n)``, their
+exact distribution), so many-subject studies need not draw every voxel.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -162,12 +167,16 @@ def _cosines(n: int, tr: float, period: float = 128.0) -> np.ndarray:
     return np.sqrt(2.0 / n) * np.cos(np.pi * np.outer(2 * t + 1, k) / (2 * n))
 
 
-def confounds_table(motion: np.ndarray, wm: np.ndarray, csf: np.ndarray, gs: np.ndarray,
-                    compcor: np.ndarray, tr: float) -> Any:
-    """Build an fMRIPrep-style confounds DataFrame (NaN where fMRIPrep writes ``n/a``)."""
+def confounds_table(motion: np.ndarray, wm: np.ndarray, csf: np.ndarray,
+                    gs: np.ndarray | None, compcor: np.ndarray, tr: float) -> Any:
+    """Build an fMRIPrep-style confounds DataFrame (NaN where fMRIPrep writes ``n/a``).
+
+    ``gs`` None leaves out the ``global_signal`` column.
+    """
     import pandas as pd
 
-    cols: dict[str, np.ndarray] = {"global_signal": gs, "csf": csf, "white_matter": wm}
+    cols: dict[str, np.ndarray] = {} if gs is None else {"global_signal": gs}
+    cols.update({"csf": csf, "white_matter": wm})
     for i, name in enumerate(MOTION_COLUMNS):
         x = motion[:, i]
         d = np.concatenate([[np.nan], np.diff(x)])
@@ -197,29 +206,55 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
 
-def bold_arrays(atlas: Any, n_volumes: int, tr: float, seed: int | Sequence[int],
-                coupling: Mapping[str, float] | np.ndarray | None = None, *,
-                group: str = "TD", effects: SimulationEffects | None = None,
-                site_shift_z: float = 0.0, intensity_scale: float = 1.0,
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any, dict[str, Any]]:
-    """Core of :func:`simulate_bold`; returns (data4d, affine, mask, confounds, truth)."""
-    eff = SimulationEffects() if effects is None else effects
+def _check_run_args(n_volumes: int, tr: float, group: str) -> int:
     if int(n_volumes) != n_volumes or n_volumes < 10:
         raise InputError(f"n_volumes: expected an integer >= 10, found {n_volumes!r}")
     if not tr > 0:
         raise InputError(f"tr: expected a positive repetition time in seconds, found {tr!r}")
     if group not in ("TD", "ADHD"):
         raise InputError(f"group: expected 'TD' or 'ADHD', found {group!r}")
-    n_volumes = int(n_volumes)
-    rng = np.random.default_rng(seed)
+    return int(n_volumes)
+
+
+@dataclass
+class _Grid:
+    """The atlas on its grid: brain voxels, their region and each region's voxel count."""
+
+    labels: np.ndarray
+    affine: np.ndarray
+    mask: np.ndarray
+    names: list[str]
+    networks: dict[str, Any]
+    groups: list[str] | None
+    vox: np.ndarray  # flat indices of the brain voxels
+    vreg: np.ndarray  # region (position in names) of each brain voxel, -1 outside the atlas
+    n_vox: np.ndarray  # brain voxels per region
+
+
+def _grid(atlas: Any) -> _Grid:
     labels, affine, names, indices = atlas_arrays(atlas)
     _, mask = template_and_mask(labels, affine)
-    networks = dict(getattr(atlas, "networks", {}) or {})
     r = len(names)
-    groups = _region_groups(atlas, names)
+    vox = np.flatnonzero(mask.ravel())
+    lut = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
+    lut[np.asarray(indices)] = np.arange(r)
+    vreg = lut[labels.ravel()[vox]]
+    n_vox = np.bincount(vreg[vreg >= 0], minlength=r)
+    return _Grid(labels, affine, mask, names, dict(getattr(atlas, "networks", {}) or {}),
+                 _region_groups(atlas, names), vox, vreg, n_vox)
 
-    # Subject shifts come from a normal truncated to positive-definite matrices: a draw that
-    # is not positive definite is redrawn (rare with the defaults).
+
+def _draw_coupling(rng: np.random.Generator, grid: _Grid, eff: SimulationEffects,
+                   coupling: Mapping[str, float] | np.ndarray | None, group: str,
+                   site_shift_z: float,
+                   ) -> tuple[np.ndarray, dict[str, list[tuple[str, str]]], dict[str, float]]:
+    """Latent correlation matrix of one subject, the network edges and the subject shifts.
+
+    Subject shifts come from a normal truncated to positive-definite matrices: a draw that
+    is not positive definite is redrawn (rare with the defaults).
+    """
+    names, networks, groups = grid.names, grid.networks, grid.groups
+    r = len(names)
     net_shift = {net: float(rng.normal(0.0, eff.fc_subject_sd_z)) for net in sorted(networks)}
     if isinstance(coupling, np.ndarray):
         c = np.asarray(coupling, dtype=float)
@@ -231,80 +266,109 @@ def bold_arrays(atlas: Any, n_volumes: int, tr: float, seed: int | Sequence[int]
         if np.linalg.eigvalsh(c)[0] <= 1e-8:
             raise InputError("coupling: the correlation matrix is not positive definite")
         _, edges = build_coupling(names, networks, eff, region_groups=groups)
-    else:
-        if coupling is not None:
-            unknown = sorted(set(coupling) - set(networks))
-            if unknown:
-                raise InputError(
-                    f"coupling: unknown network(s) {unknown}; atlas networks are "
-                    f"{sorted(networks)}"
-                )
-        net_base = None if coupling is None else {**eff.fc_networks, **coupling}
-        build_coupling(names, networks, eff, adhd=group == "ADHD",  # no-shift check raises
-                       site_shift_z=site_shift_z, region_groups=groups, base=net_base)
-        for attempt in range(50):
-            try:
-                c, edges = build_coupling(
-                    names, networks, eff, adhd=group == "ADHD", network_shift_z=net_shift,
-                    site_shift_z=site_shift_z, region_groups=groups, base=net_base,
-                )
-                break
-            except InputError:
-                if attempt == 49:
-                    raise
-                net_shift = {net: float(rng.normal(0.0, eff.fc_subject_sd_z))
-                             for net in sorted(networks)}
+        return c, edges, net_shift
+    if coupling is not None:
+        unknown = sorted(set(coupling) - set(networks))
+        if unknown:
+            raise InputError(
+                f"coupling: unknown network(s) {unknown}; atlas networks are "
+                f"{sorted(networks)}"
+            )
+    net_base = None if coupling is None else {**eff.fc_networks, **coupling}
+    build_coupling(names, networks, eff, adhd=group == "ADHD",  # no-shift check raises
+                   site_shift_z=site_shift_z, region_groups=groups, base=net_base)
+    for attempt in range(50):
+        try:
+            c, edges = build_coupling(
+                names, networks, eff, adhd=group == "ADHD", network_shift_z=net_shift,
+                site_shift_z=site_shift_z, region_groups=groups, base=net_base,
+            )
+            break
+        except InputError:
+            if attempt == 49:
+                raise
+            net_shift = {net: float(rng.normal(0.0, eff.fc_subject_sd_z))
+                         for net in sorted(networks)}
+    return c, edges, net_shift
 
+
+@dataclass
+class _Signals:
+    """One run's unit signals (signal units) and the nuisance processes behind them."""
+
+    y: np.ndarray  # (T, U) float32
+    motion: np.ndarray
+    spikes: list[int]
+    nuis: np.ndarray  # standardised WM and CSF processes (T, 2)
+
+
+def _draw_signals(rng: np.random.Generator, c: np.ndarray, unit_region: np.ndarray,
+                  unit_scale: np.ndarray | None, n_volumes: int,
+                  eff: SimulationEffects) -> _Signals:
+    """Draw the signals of U units: voxels (``unit_scale`` None) or region means.
+
+    Unit ``u`` is ``S[region] + sqrt(sigma2) * s_u * filter(e_u) + mix @ (w + s_u * w_u)``
+    with ``s_u = 1`` for a voxel. The mean of ``n`` voxels of one region has exactly the
+    distribution of a unit with ``s_u = 1 / sqrt(n)`` (iid voxel noise and voxel-specific
+    weights average to ``1/sqrt(n)`` of their SD), so region means are drawn directly.
+    Units with ``unit_region == -1`` (brain voxels outside the atlas) carry no source.
+    """
     phi = eff.fc_ar1
     burn = _burn_in(phi)
+    r = c.shape[0]
+    n_units = unit_region.size
     chol = np.linalg.cholesky(c)
     sources = _ar1(rng.standard_normal((n_volumes + burn, r)) @ chol.T, phi)[burn:]
 
-    vox = np.flatnonzero(mask.ravel())
-    vlab = labels.ravel()[vox]
-    lut = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
-    lut[np.asarray(indices)] = np.arange(r)
-    vreg = lut[vlab]
-    n_vox = np.bincount(vreg[vreg >= 0], minlength=r)
-
-    noise = rng.standard_normal((n_volumes + burn, vox.size), dtype=np.float32)
+    noise = rng.standard_normal((n_volumes + burn, n_units), dtype=np.float32)
     y = _ar1(noise, phi)[burn:].astype(np.float32)
     y *= np.float32(np.sqrt(eff.fc_noise_var))
-    inside = vreg >= 0
-    y[:, inside] += sources.astype(np.float32)[:, vreg[inside]]
+    if unit_scale is not None:
+        y *= unit_scale.astype(np.float32)
+    inside = unit_region >= 0
+    y[:, inside] += sources.astype(np.float32)[:, unit_region[inside]]
 
     motion, spikes = _motion(rng, n_volumes, eff.n_spikes)
     nuis = _ar1(rng.standard_normal((n_volumes + burn, 2)), phi)[burn:]
     nuis = _standardise(nuis)
     mix = np.concatenate([_standardise(motion), nuis], axis=1).astype(np.float32)
-    # Each voxel's weight = a brain-wide weight (shared: biases ROI correlations when not
-    # regressed out) + a voxel-specific one, both with SD motion/nuisance_strength.
+    # Each unit's weight = a brain-wide weight (shared: biases ROI correlations when not
+    # regressed out) + a unit-specific one, both with SD motion/nuisance_strength.
     sd = np.repeat([eff.motion_strength, eff.nuisance_strength], [6, 2])[:, None]
-    weights = (rng.normal(0.0, 1.0, (8, 1)) + rng.normal(0.0, 1.0, (8, vox.size))) * sd
-    weights = weights.astype(np.float32)
+    specific = rng.normal(0.0, 1.0, (8, 1)), rng.normal(0.0, 1.0, (8, n_units))
+    own = specific[1] if unit_scale is None else specific[1] * unit_scale
+    weights = ((specific[0] + own) * sd).astype(np.float32)
     y += mix @ weights
+    return _Signals(y, motion, spikes, nuis)
 
-    amp = eff.bold_baseline * eff.bold_signal_pct / 100.0 / np.sqrt(1.0 + eff.fc_noise_var)
-    y *= np.float32(amp * intensity_scale)
-    y += np.float32(eff.bold_baseline * intensity_scale)
-    # Fortran order (voxels contiguous per volume, as NIfTI stores them): a C-order
-    # (T, Z, Y, X) buffer transposed to (X, Y, Z, T) is that layout, filled row by row.
-    f_index = np.ravel_multi_index(np.unravel_index(vox, labels.shape), labels.shape, order="F")
-    buf = np.zeros((n_volumes, labels.size), dtype=np.float32)
-    buf[:, f_index] = y
-    data = buf.reshape(n_volumes, *labels.shape[::-1]).transpose(3, 2, 1, 0)
 
+def _amplitude(eff: SimulationEffects) -> float:
+    return eff.bold_baseline * eff.bold_signal_pct / 100.0 / np.sqrt(1.0 + eff.fc_noise_var)
+
+
+def _run_confounds(rng: np.random.Generator, sig: _Signals, gs: np.ndarray | None,
+                   eff: SimulationEffects, intensity_scale: float, tr: float) -> Any:
+    """fMRIPrep-style confounds of a run (draws the CompCor-only components)."""
+    n_volumes = sig.y.shape[0]
+    phi = eff.fc_ar1
+    burn = _burn_in(phi)
+    amp = _amplitude(eff) * intensity_scale
     base = eff.bold_baseline * intensity_scale
-    wm = base * 0.95 + amp * intensity_scale * nuis[:, 0]
-    csf = base * 1.3 + amp * intensity_scale * nuis[:, 1]
-    gs = y.mean(axis=1, dtype=np.float64)
+    wm = base * 0.95 + amp * sig.nuis[:, 0]
+    csf = base * 1.3 + amp * sig.nuis[:, 1]
     extra = _ar1(rng.standard_normal((n_volumes + burn, 4)), phi)[burn:]
-    cc = np.concatenate([nuis, extra], axis=1)
+    cc = np.concatenate([sig.nuis, extra], axis=1)
     q, _ = np.linalg.qr(cc - cc.mean(axis=0))
     q *= np.sign(np.diag(q.T @ cc))  # deterministic sign: positive loading
-    confounds = confounds_table(motion, wm, csf, gs, q, tr)
+    return confounds_table(sig.motion, wm, csf, gs, q, tr)
 
-    rho = expected_roi_corr(c, n_vox, eff.fc_noise_var)
+
+def _truth(grid: _Grid, c: np.ndarray, edges: Mapping[str, list[tuple[str, str]]],
+           net_shift: Mapping[str, float], sig: _Signals, confounds: Any, group: str,
+           eff: SimulationEffects, site_shift_z: float,
+           intensity_scale: float) -> dict[str, Any]:
+    names = grid.names
+    rho = expected_roi_corr(c, grid.n_vox, eff.fc_noise_var)
     pos = {n: i for i, n in enumerate(names)}
     net_truth: dict[str, Any] = {}
     for net, pairs in sorted(edges.items()):
@@ -317,23 +381,52 @@ def bold_arrays(atlas: Any, n_volumes: int, tr: float, seed: int | Sequence[int]
         net_truth[net] = {"edges": e_list, "expected_score_z": score,
                           "subject_shift_z": net_shift.get(net, 0.0)}
     fd = confounds["framewise_displacement"].to_numpy()
-    truth = {
+    return {
         "group": group,
         "regions": names,
-        "n_vox": n_vox.tolist(),
+        "n_vox": grid.n_vox.tolist(),
         "latent_corr": c,
         "expected_roi_corr": rho,
         "networks": net_truth,
         "site_shift_z": site_shift_z,
         "intensity_scale": intensity_scale,
         "noise_var": eff.fc_noise_var,
-        "ar1": phi,
-        "amplitude": amp * intensity_scale,
-        "spike_volumes": spikes,
+        "ar1": eff.fc_ar1,
+        "amplitude": _amplitude(eff) * intensity_scale,
+        "spike_volumes": sig.spikes,
         "mean_fd": float(np.nanmean(fd)),
-        "n_brain_voxels": int(vox.size),
+        "n_brain_voxels": int(grid.vox.size),
     }
-    return data, affine, mask, confounds, truth
+
+
+def bold_arrays(atlas: Any, n_volumes: int, tr: float, seed: int | Sequence[int],
+                coupling: Mapping[str, float] | np.ndarray | None = None, *,
+                group: str = "TD", effects: SimulationEffects | None = None,
+                site_shift_z: float = 0.0, intensity_scale: float = 1.0,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any, dict[str, Any]]:
+    """Core of :func:`simulate_bold`; returns (data4d, affine, mask, confounds, truth)."""
+    eff = SimulationEffects() if effects is None else effects
+    n_volumes = _check_run_args(n_volumes, tr, group)
+    rng = np.random.default_rng(seed)
+    grid = _grid(atlas)
+    c, edges, net_shift = _draw_coupling(rng, grid, eff, coupling, group, site_shift_z)
+    sig = _draw_signals(rng, c, grid.vreg, None, n_volumes, eff)
+    y = sig.y
+    y *= np.float32(_amplitude(eff) * intensity_scale)
+    y += np.float32(eff.bold_baseline * intensity_scale)
+    labels, vox = grid.labels, grid.vox
+    # Fortran order (voxels contiguous per volume, as NIfTI stores them): a C-order
+    # (T, Z, Y, X) buffer transposed to (X, Y, Z, T) is that layout, filled row by row.
+    f_index = np.ravel_multi_index(np.unravel_index(vox, labels.shape), labels.shape, order="F")
+    buf = np.zeros((n_volumes, labels.size), dtype=np.float32)
+    buf[:, f_index] = y
+    data = buf.reshape(n_volumes, *labels.shape[::-1]).transpose(3, 2, 1, 0)
+
+    confounds = _run_confounds(rng, sig, y.mean(axis=1, dtype=np.float64), eff,
+                               intensity_scale, tr)
+    truth = _truth(grid, c, edges, net_shift, sig, confounds, group, eff, site_shift_z,
+                   intensity_scale)
+    return data, grid.affine, grid.mask, confounds, truth
 
 
 def simulate_bold(atlas: Any, n_volumes: int = 120, tr: float = 2.0,
@@ -396,3 +489,76 @@ def simulate_bold(atlas: Any, n_volumes: int = 120, tr: float = 2.0,
     zooms = tuple(float(z) for z in np.abs(np.diag(affine)[:3]))
     img.header.set_zooms((*zooms, float(tr)))
     return img, confounds, truth
+
+
+def simulate_roi_timeseries(atlas: Any, n_volumes: int = 120, tr: float = 2.0,
+                            seed: int | Sequence[int] = 0,
+                            coupling: Mapping[str, float] | np.ndarray | None = None, *,
+                            group: str = "TD", effects: SimulationEffects | None = None,
+                            site_shift_z: float = 0.0, intensity_scale: float = 1.0,
+                            ) -> tuple[Any, Any, dict[str, Any]]:
+    """Simulate the region-mean time series of one run, without drawing every voxel.
+
+    The generative model of :func:`simulate_bold` (same coupling, subject/group/site
+    shifts, AR(1) filter, motion, WM/CSF nuisance and intensities, drawn by the same code),
+    with each region mean drawn directly: the mean of ``n`` voxels' iid noise and
+    voxel-specific confound weights is drawn with SD ``1/sqrt(n)``, which is exactly its
+    distribution. So the series have the distribution of the ROI means of
+    :func:`simulate_bold` images (not the same draws: the voxel noise is not drawn), in a
+    fraction of the time and memory; use it for many-subject studies (power,
+    false-positive rates) through :func:`danemap.markers.process_timeseries`. The same seed
+    gives the same latent coupling and region sources as :func:`simulate_bold`.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        From :func:`danemap.atlas.load_atlas`; regions with voxels on its grid get a series,
+        their voxel counts (inside the simulated brain mask) set the noise of the means.
+    n_volumes : int
+        Number of volumes (>= 10).
+    tr : float
+        Repetition time in seconds.
+    seed : int or sequence of int
+        Seed of :func:`numpy.random.default_rng`; same seed, same series.
+    coupling : mapping, ndarray or None
+        As in :func:`simulate_bold`.
+    group : {"TD", "ADHD"}
+        ADHD lowers frontostriatal and LC-PFC coupling (see :func:`simulate_bold`).
+    effects : SimulationEffects or None
+        Planted effects and noise levels (defaults if None).
+    site_shift_z : float
+        Fisher-z shift added to every network edge (site effect).
+    intensity_scale : float
+        Global multiplicative intensity scale (site effect).
+
+    Returns
+    -------
+    timeseries : pandas.DataFrame
+        Volumes x regions (non-empty atlas regions, atlas order), in BOLD units (baseline
+        plus signal, like ``NiftiLabelsMasker`` on the image before cleaning).
+    confounds : pandas.DataFrame
+        fMRIPrep-style confounds as in :func:`simulate_bold`, without ``global_signal``
+        (the mean over every brain voxel needs the voxels).
+    truth : dict
+        As in :func:`simulate_bold` (``n_vox`` gives each region's voxel count).
+
+    Raises
+    ------
+    InputError
+        If an argument is out of range or the coupling is not positive definite.
+    """
+    import pandas as pd
+
+    eff = SimulationEffects() if effects is None else effects
+    n_volumes = _check_run_args(n_volumes, tr, group)
+    rng = np.random.default_rng(seed)
+    grid = _grid(atlas)
+    c, edges, net_shift = _draw_coupling(rng, grid, eff, coupling, group, site_shift_z)
+    r = len(grid.names)
+    sig = _draw_signals(rng, c, np.arange(r), 1.0 / np.sqrt(grid.n_vox), n_volumes, eff)
+    ts = (eff.bold_baseline * intensity_scale
+          + (_amplitude(eff) * intensity_scale) * sig.y.astype(np.float64))
+    confounds = _run_confounds(rng, sig, None, eff, intensity_scale, tr)
+    truth = _truth(grid, c, edges, net_shift, sig, confounds, group, eff, site_shift_z,
+                   intensity_scale)
+    return pd.DataFrame(ts, columns=grid.names), confounds, truth
