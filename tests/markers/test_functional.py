@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -132,37 +133,135 @@ def test_confound_selection_matches_load_confounds_strategy(tmp_path, strategy):
         np.testing.assert_array_equal(sel.sample_mask, ref_mask)
 
 
-@pytest.mark.parametrize("strategy", list(CFGS))
-def test_roi_timeseries_and_connectivity_match_nilearn(tmp_path, strategy):
-    from nilearn.connectome import ConnectivityMeasure
+def test_default_differences_from_nilearn_presets_are_the_documented_ones(tmp_path):
+    """FunctionalConfig defaults vs nilearn's presets: only the documented differences."""
     from nilearn.interfaces.fmriprep import load_confounds_strategy
-    from nilearn.maskers import NiftiLabelsMasker
+
+    bold, conf_path, _ = _write_run(tmp_path)
+    df = pd.read_csv(conf_path, sep="\t", na_values="n/a")
+    meta = json.loads(conf_path.with_suffix(".json").read_text())
+    # scrubbing: WM/CSF "basic" instead of "full", and padding 1 before / 2 after
+    ref, ref_mask = load_confounds_strategy(str(bold), denoise_strategy="scrubbing")
+    ours = select_confounds(df, FunctionalConfig(strategy="scrubbing"), meta, "c")
+    extra = {f"{b}{x}" for b in ("csf", "white_matter")
+             for x in ("_derivative1", "_power2", "_derivative1_power2")}
+    assert set(ref.columns) - set(ours.confounds.columns) == extra
+    assert set(ours.confounds.columns) < set(ref.columns)
+    censored_ref = set(range(len(df))) - set(ref_mask)
+    censored = set(range(len(df))) - set(ours.sample_mask)
+    assert censored_ref < censored  # padding censors more, and nothing nilearn keeps
+    assert {t + d for t in censored_ref for d in (-1, 1, 2) if 0 <= t + d < len(df)} <= censored
+    # compcor: 5 components instead of all the combined-mask ones
+    ref, _ = load_confounds_strategy(str(bold), denoise_strategy="compcor")
+    ours = select_confounds(df, FunctionalConfig(strategy="compcor"), meta, "c")
+    comp = [c for c in ref.columns if c.startswith("a_comp_cor")]
+    assert comp == [f"a_comp_cor_0{i}" for i in (0, 1, 2, 3, 4, 7)]
+    assert set(ref.columns) - set(ours.confounds.columns) == {"a_comp_cor_07"}
+    every = select_confounds(df, FunctionalConfig(strategy="compcor", n_compcor=-1), meta, "c")
+    assert sorted(every.confounds.columns) == sorted(ref.columns)
+    # simple: no difference
+    ref, _ = load_confounds_strategy(str(bold), denoise_strategy="simple")
+    ours = select_confounds(df, FunctionalConfig(), meta, "c")
+    assert sorted(ours.confounds.columns) == sorted(ref.columns)
+
+
+def _brain_mask(tmp_path) -> Path:
+    """fMRIPrep-like brain mask that cuts into the Caudate, DLPFC and Thal regions.
+
+    It leaves out the zero background slab (x = 0), the slab x = 1 (the edge of three
+    regions) and the top slice z = 8 of the DLPFC; the 1-voxel LC stays inside.
+    """
+    m = np.ones(SHAPE, dtype=np.uint8)
+    m[:2] = 0
+    m[:, :, 8] = 0
+    assert np.asarray(_atlas().img.dataobj)[5, 5, 5] == 4 and m[5, 5, 5] == 1
+    path = tmp_path / "sub-01_task-rest_space-MNI152NLin2009cAsym_desc-brain_mask.nii.gz"
+    nib.save(nib.Nifti1Image(m, AFFINE), path)
+    return path
+
+
+def _assert_matches_nilearn(res, ref: np.ndarray, label: str) -> None:
+    """Time series <= 1e-5 relative; correlation and partial correlation <= 1e-6.
+
+    ``ref`` is nilearn's cleaned ``NiftiLabelsMasker`` output for the non-empty regions;
+    connectivity is compared with ``ConnectivityMeasure(cov_estimator=EmpiricalCovariance())``
+    on our series (same estimator, same series) and end to end on nilearn's.
+    """
+    from nilearn.connectome import ConnectivityMeasure
     from sklearn.covariance import EmpiricalCovariance
 
-    bold, _, atlas = _write_run(tmp_path)
-    cfg, kw = CFGS[strategy]
-    res = _quiet_process(bold, bold.parent / "sub-01_task-rest_desc-confounds_timeseries.tsv",
-                         atlas, cfg)
-    conf, mask = load_confounds_strategy(str(bold), denoise_strategy=strategy, **kw)
-    masker = NiftiLabelsMasker(atlas.img, strategy="mean", standardize=None, detrend=True,
-                               high_pass=cfg.high_pass, low_pass=cfg.low_pass, t_r=2.0)
-    ref = masker.fit_transform(str(bold), confounds=conf, sample_mask=mask)
     ours = res.timeseries[NAMES[:5]].to_numpy()
     assert ours.shape == ref.shape
     rel = np.abs(ours - ref).max() / np.abs(ref).max()
-    assert rel <= 1e-5, rel
-    print(f"{strategy}: ROI time series max relative error vs nilearn {rel:.2e}")
-    assert res.timeseries["Empty_L"].isna().all()
-    assert res.regions.set_index("name").loc["LC_L", "n_voxels"] == 1
+    errs = {}
     for kind, key in (("correlation", "corr"), ("partial correlation", "partialcorr")):
         cm = ConnectivityMeasure(kind=kind, cov_estimator=EmpiricalCovariance())
         got = res.connectivity[key].loc[NAMES[:5], NAMES[:5]].to_numpy()
-        # same estimator on the same time series: <= 1e-6
-        want = cm.fit_transform([ours])[0]
-        assert np.abs(got - want).max() <= 1e-6
+        errs[key] = np.abs(got - cm.fit_transform([ours])[0]).max()
         # end to end against the nilearn masker output (float32 round-off in nilearn)
         assert np.abs(got - cm.fit_transform([ref])[0]).max() <= 1e-5
         assert res.connectivity[key]["Empty_L"].isna().all()
+    print(f"{label}: ROI time series max relative error vs nilearn {rel:.2e}; corr "
+          f"{errs['corr']:.1e}, partial corr {errs['partialcorr']:.1e}")
+    assert rel <= 1e-5, rel
+    assert max(errs.values()) <= 1e-6, errs
+    assert res.timeseries["Empty_L"].isna().all()
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+@pytest.mark.parametrize("strategy", list(CFGS))
+def test_roi_timeseries_and_connectivity_match_nilearn(tmp_path, strategy, masked):
+    from nilearn.interfaces.fmriprep import load_confounds_strategy
+    from nilearn.maskers import NiftiLabelsMasker
+
+    bold, _, atlas = _write_run(tmp_path)
+    mask = _brain_mask(tmp_path) if masked else None
+    cfg, kw = CFGS[strategy]
+    res = _quiet_process(bold, bold.parent / "sub-01_task-rest_desc-confounds_timeseries.tsv",
+                         atlas, cfg, mask=mask)
+    conf, sample_mask = load_confounds_strategy(str(bold), denoise_strategy=strategy, **kw)
+    clean = {"standardize": None, "detrend": True, "high_pass": cfg.high_pass,
+             "low_pass": cfg.low_pass, "t_r": 2.0}
+    masker = NiftiLabelsMasker(atlas.img, mask_img=None if mask is None else str(mask),
+                               strategy="mean", **clean)
+    ref = masker.fit_transform(str(bold), confounds=conf, sample_mask=sample_mask)
+    _assert_matches_nilearn(res, ref, f"{strategy}{' masked' if masked else ''}")
+    counts = res.regions.set_index("name")["n_voxels"]
+    assert counts["LC_L"] == 1
+    if masked:  # the mask removed voxels and changed the signal nilearn sees
+        assert counts["Caudate_L"] == 3 * 4 * 3 and counts["DLPFC_L"] == 8 * 5 * 3
+        unmasked = NiftiLabelsMasker(atlas.img, strategy="mean", **clean).fit_transform(
+            str(bold), confounds=conf, sample_mask=sample_mask)
+        assert np.abs(unmasked - ref).max() > 1e-2 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+def test_custom_strategy_matches_signal_clean(tmp_path, masked):
+    """A user list of confound columns equals nilearn ``signal.clean`` with those columns."""
+    from nilearn import signal
+    from nilearn.maskers import NiftiLabelsMasker
+
+    bold, conf_path, atlas = _write_run(tmp_path)
+    mask = _brain_mask(tmp_path) if masked else None
+    cols = ["csf", "white_matter", "trans_x", "rot_z", "a_comp_cor_00",
+            "trans_x_derivative1"]
+    cfg = FunctionalConfig(strategy="custom", confounds=cols)
+    res = _quiet_process(bold, conf_path, atlas, cfg, mask=mask)
+    assert res.qc["confounds"] == cols and res.meta["Denoising"]["strategy"] == "custom"
+    raw = NiftiLabelsMasker(atlas.img, mask_img=None if mask is None else str(mask),
+                            strategy="mean", standardize=None).fit_transform(str(bold))
+    conf = pd.read_csv(conf_path, sep="\t", na_values="n/a")[cols]
+    # the derivative's n/a first row takes the second row's value, as nilearn's
+    # load_confounds does (load_confounds_utils.prepare_output)
+    assert conf.iloc[0].isna().sum() == 1
+    conf.iloc[0] = conf.iloc[0].fillna(conf.iloc[1])
+    ref = signal.clean(raw, detrend=True, standardize=None, confounds=conf.to_numpy(),
+                       high_pass=cfg.high_pass, low_pass=cfg.low_pass, t_r=2.0)
+    _assert_matches_nilearn(res, ref, f"custom{' masked' if masked else ''}")
+    # the columns were really regressed: without them the series differ
+    plain = signal.clean(raw, detrend=True, standardize=None, high_pass=cfg.high_pass,
+                         low_pass=cfg.low_pass, t_r=2.0)
+    assert np.abs(plain - ref).max() > 1e-2 * np.abs(ref).max()
 
 
 def test_network_scores_and_empty_region_edges(tmp_path):
@@ -510,8 +609,54 @@ def test_collect_group_errors(tmp_path):
     with pytest.raises(InputError, match="is not a directory"):
         collect_functional_group(tmp_path / "nope", tmp_path / "g")
     (tmp_path / "d").mkdir()
-    with pytest.raises(InputError, match=r"no '.*connectivity.tsv' found"):
+    with pytest.raises(InputError, match=r"no '\*_atlas-danemap_timeseries.tsv' found"):
         collect_functional_group(tmp_path / "d", tmp_path / "g")
+
+
+def test_connectivity_setting_selects_kinds_and_group_tables(tmp_path):
+    """``FunctionalConfig.connectivity`` decides the per-run matrices and the group tables."""
+    from danemap.io import DerivativesWriter
+
+    full_w = DerivativesWriter(tmp_path / "full")
+    part_w = DerivativesWriter(tmp_path / "partial")
+    only_partial = FunctionalConfig(connectivity=["partial correlation"])
+    for i, sub in enumerate(["01", "02", "03"]):
+        bold, conf, atlas = _write_run(tmp_path / "in", sub=sub, seed=i)
+        full = _quiet_process(bold, conf, atlas)
+        res = _quiet_process(bold, conf, atlas, only_partial)
+        assert list(full.connectivity) == ["corr", "partialcorr"]
+        assert list(res.connectivity) == ["partialcorr"]
+        assert res.meta["ConnectivityKinds"] == ["partialcorr"]
+        pd.testing.assert_frame_equal(res.connectivity["partialcorr"],
+                                      full.connectivity["partialcorr"])
+        # the network scores still come from the correlation
+        pd.testing.assert_frame_equal(res.networks, full.networks)
+        write_run(full, full_w, sub)
+        names = [p.name for p in write_run(res, part_w, sub)]
+        assert not any("desc-corr" in n for n in names)
+        assert any("desc-partialcorr_connectivity" in n for n in names)
+    none = _quiet_process(bold, conf, atlas, FunctionalConfig(connectivity=[]))
+    assert none.connectivity == {} and np.isfinite(none.networks["mean_z"].iloc[:2]).all()
+    aliases = _quiet_process(bold, conf, atlas, FunctionalConfig(connectivity=["corr"]))
+    assert list(aliases.connectivity) == ["corr"]
+
+    out = collect_functional_group(part_w.root, tmp_path / "g1",
+                                   connectivity=only_partial.connectivity)
+    assert {"connectivity_partialcorr", "networks", "alff", "motion_qc"} <= set(out)
+    assert "connectivity_corr" not in out and "connectivity_tangent" not in out
+    part = pd.read_csv(out["connectivity_partialcorr"], sep="\t", na_values="n/a")
+    assert part["participant_id"].tolist() == ["sub-01", "sub-02", "sub-03"]
+    # every kind requested (the default): what the runs have, and tangent from the series
+    out = collect_functional_group(part_w.root, tmp_path / "g2")
+    assert "connectivity_tangent" in out and "connectivity_corr" not in out
+    # runs that have every file: the setting still decides
+    out = collect_functional_group(full_w.root, tmp_path / "g3", connectivity=["tangent"])
+    assert {"connectivity_tangent", "networks"} <= set(out)
+    assert not {"connectivity_corr", "connectivity_partialcorr"} & set(out)
+    with pytest.raises(InputError, match=r"connectivity: expected kinds .* \['granger'\]"):
+        collect_functional_group(full_w.root, tmp_path / "g4", connectivity=["granger"])
+    with pytest.raises(InputError, match="connectivity: expected a list"):
+        collect_functional_group(full_w.root, tmp_path / "g4", connectivity="tangent")
 
 
 def _timeseries_run(root, sub="01"):

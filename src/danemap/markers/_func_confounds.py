@@ -16,6 +16,10 @@ The selection reproduces :func:`nilearn.interfaces.fmriprep.load_confounds_strat
   columns are used).
 * ``custom``: exactly the columns of ``FunctionalConfig.confounds``.
 
+Three defaults differ from nilearn's presets on purpose (the WM/CSF model under
+``scrubbing``, the scrubbing padding, the number of CompCor components); the reasons are
+in :class:`danemap.config.FunctionalConfig`.
+
 ``non_steady_state_outlier*`` columns always censor their volumes, as in nilearn.
 The derivative columns have ``n/a`` in the first row; like nilearn, missing values in the
 first row are filled with the second row, then the confounds are demeaned over the kept

@@ -27,7 +27,7 @@ def usable_columns(ts: np.ndarray) -> np.ndarray:
     return out
 
 
-def connectivity(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def connectivity(ts: np.ndarray, partial: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Correlation and partial correlation from the empirical covariance.
 
     Equals ``ConnectivityMeasure(kind=..., cov_estimator=EmpiricalCovariance())`` on the
@@ -39,19 +39,21 @@ def connectivity(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ----------
     ts : ndarray (T, R)
         Denoised region time series (NaN columns for empty regions).
+    partial : bool
+        Compute the partial correlation (inverts the covariance).
 
     Returns
     -------
     corr : ndarray (R, R)
         Pearson correlation, diagonal 1; NaN rows/columns for unusable regions.
-    partial : ndarray (R, R)
+    partial : ndarray (R, R) or None
         Partial correlation (from the precision matrix), diagonal 1; all NaN when the
-        covariance is singular.
+        covariance is singular; None when ``partial`` is false.
     """
     n_t, n_r = ts.shape
     good = usable_columns(ts)
     corr = np.full((n_r, n_r), np.nan)
-    part = np.full((n_r, n_r), np.nan)
+    part = np.full((n_r, n_r), np.nan) if partial else None
     if good.sum() == 0:
         return corr, part
     x = ts[:, good]
@@ -61,6 +63,8 @@ def connectivity(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     c = cov * d[:, None] * d[None, :]
     np.fill_diagonal(c, 1.0)
     corr[np.ix_(good, good)] = c
+    if part is None:
+        return corr, part
     if n_t > good.sum():
         try:
             prec = np.linalg.inv(cov)

@@ -20,8 +20,10 @@ Pipeline of :func:`process_run` (one BOLD run):
    linear, so mean-then-clean equals clean-then-mean.
 5. **Connectivity**: correlation and partial correlation from the *empirical*
    covariance (``sklearn.covariance.EmpiricalCovariance``, maximum likelihood, divisor
-   ``T``), equal to nilearn ``ConnectivityMeasure`` with that estimator. Tangent space
-   needs a group reference and is computed in :func:`collect_functional_group`.
+   ``T``), equal to nilearn ``ConnectivityMeasure`` with that estimator; only the kinds
+   in ``FunctionalConfig.connectivity`` are kept and written (the correlation is always
+   computed for the network scores). Tangent space needs a group reference and is
+   computed in :func:`collect_functional_group`.
 6. **Network scores**: mean Fisher z (``arctanh r``) over the atlas network edges
    (``frontostriatal``, ``lc_pfc``, ``mesolimbic``, ``nigrostriatal``).
    *Small regions*: every region with at least one voxel is used (the LC has 1-2 voxels
@@ -92,6 +94,11 @@ log = get_logger("markers.functional")
 ALFF_BAND = (0.01, 0.08)
 #: Per-participant connectivity kinds written (``desc-<kind>``) and their nilearn names.
 KINDS = {"corr": "correlation", "partialcorr": "partial correlation"}
+#: Names ``FunctionalConfig.connectivity`` accepts (nilearn's, or the ``desc`` of the
+#: files: handy in ``DANEMAP_FUNCTIONAL__CONNECTIVITY``, whose value is split on spaces)
+#: and the kind each one selects. Tangent is group-level (:func:`collect_functional_group`).
+KIND_NAMES = {"correlation": "corr", "corr": "corr", "partial correlation": "partialcorr",
+              "partialcorr": "partialcorr", "tangent": "tangent"}
 TR_TOLERANCE = 1e-3
 
 
@@ -105,7 +112,8 @@ class FunctionalResult:
         Denoised region time series, kept volumes only (``volume`` index), one column per
         region (NaN for empty regions).
     connectivity : dict of str to pandas.DataFrame
-        ``{"corr": r, "partialcorr": partial r}``, square, labelled by region name.
+        ``{"corr": r, "partialcorr": partial r}``, square, labelled by region name; only
+        the kinds selected by ``FunctionalConfig.connectivity``.
     networks : pandas.DataFrame
         One row per network: ``mean_z``, ``mean_r``, edge and voxel counts.
     alff : pandas.DataFrame or None
@@ -283,15 +291,45 @@ def _confounds_frame(confounds: Any) -> tuple[pd.DataFrame | None, dict[str, Any
     )
 
 
-def _check_cfg(config: FunctionalConfig | None) -> FunctionalConfig:
-    cfg = FunctionalConfig() if config is None else config
-    bad = [k for k in cfg.connectivity if k not in ("correlation", "partial correlation",
-                                                     "tangent")]
+def _connectivity_kinds(kinds: Sequence[str],
+                       where: str = "functional.connectivity") -> list[str]:
+    """Validate connectivity kinds and return their ``desc`` names, in canonical order.
+
+    Parameters
+    ----------
+    kinds : sequence of str
+        Among ``"correlation"`` (or ``"corr"``), ``"partial correlation"`` (or
+        ``"partialcorr"``) and ``"tangent"``; an empty sequence selects none.
+    where : str
+        Name of the setting or parameter for the error message.
+
+    Returns
+    -------
+    list of str
+        The selected kinds among ``["corr", "partialcorr", "tangent"]``.
+
+    Raises
+    ------
+    InputError
+        When ``kinds`` is a single string or names an unknown kind.
+    """
+    if isinstance(kinds, str) or not isinstance(kinds, Sequence):
+        raise InputError(
+            f"{where}: expected a list of connectivity kinds, found {kinds!r}"
+        )
+    bad = [k for k in kinds if k not in KIND_NAMES]
     if bad:
         raise InputError(
-            f"functional.connectivity: expected kinds among 'correlation', 'partial "
-            f"correlation', 'tangent'; found {bad}"
+            f"{where}: expected kinds among 'correlation', 'partial correlation', 'tangent' "
+            f"(or 'corr', 'partialcorr'); found {bad}"
         )
+    chosen = {KIND_NAMES[k] for k in kinds}
+    return [k for k in ("corr", "partialcorr", "tangent") if k in chosen]
+
+
+def _check_cfg(config: FunctionalConfig | None) -> FunctionalConfig:
+    cfg = FunctionalConfig() if config is None else config
+    _connectivity_kinds(cfg.connectivity)
     return cfg
 
 
@@ -318,9 +356,14 @@ def _finish(raw: np.ndarray, names: list[str], n_voxels: np.ndarray | None,
     kept = kept[kept.size - op.shape[0]:] if op.shape[0] < kept.size else kept
     ts = pd.DataFrame(clean, columns=names, index=pd.Index(kept, name="volume"))
 
-    corr, part = connectivity(clean)
-    conn = {"corr": pd.DataFrame(corr, index=names, columns=names),
-            "partialcorr": pd.DataFrame(part, index=names, columns=names)}
+    kinds = _connectivity_kinds(cfg.connectivity)
+    # the correlation is always computed: the network scores are built on it
+    corr, part = connectivity(clean, partial="partialcorr" in kinds)
+    conn: dict[str, pd.DataFrame] = {}
+    if "corr" in kinds:
+        conn["corr"] = pd.DataFrame(corr, index=names, columns=names)
+    if part is not None:
+        conn["partialcorr"] = pd.DataFrame(part, index=names, columns=names)
     nets = network_scores(corr, names, None if n_voxels is None else n_voxels.tolist(),
                           networks)
 
@@ -380,6 +423,7 @@ def _finish(raw: np.ndarray, names: list[str], n_voxels: np.ndarray | None,
             "kept_volumes": kept.tolist(),
         },
         "CovarianceEstimator": "EmpiricalCovariance (maximum likelihood, divisor T)",
+        "ConnectivityKinds": kinds,
         "NetworkScore": "mean Fisher z (arctanh r) over network edges with both regions "
                         "non-empty; edges touching empty regions are dropped and listed; "
                         f"regions under {SMALL_REGION_VOXELS} voxels are listed as small",
@@ -405,7 +449,8 @@ def process_run(bold: Any, confounds: Any, atlas: Any,
     atlas : danemap.atlas.Atlas
         Regions and networks; resampled to the BOLD grid (nearest neighbour).
     config : FunctionalConfig, optional
-        Strategy, filter, scrubbing and QC settings (default ``FunctionalConfig()``).
+        Strategy, filter, scrubbing, QC settings and connectivity kinds (default
+        ``FunctionalConfig()``).
     mask : path or image, optional
         Brain mask; atlas voxels outside it are ignored (like ``NiftiLabelsMasker``).
     tr : float, optional
@@ -484,7 +529,7 @@ def process_timeseries(timeseries: pd.DataFrame, tr: float | None = None,
         Confound regressors (one row per volume), or names of columns of
         ``timeseries`` to use as confounds (they are removed from the regions).
     config : FunctionalConfig, optional
-        ``detrend``, ``high_pass``, ``low_pass`` are used.
+        ``detrend``, ``high_pass``, ``low_pass`` and ``connectivity`` are used.
     networks : mapping, optional
         ``{network: [(region_a, region_b), ...]}`` over column names (see
         :func:`bipartite_edges`); default: the danemap atlas networks for the columns
@@ -620,14 +665,14 @@ _ALFF_COLUMNS: dict[str, str] = {
 
 def write_run(result: FunctionalResult, writer: Any, subject: str,
               session: str | None = None, task: str = "rest",
-              run: str | int | None = None) -> list[Path]:
+              run: str | int | None = None, atlas: str = "danemap") -> list[Path]:
     """Write one run's outputs as BIDS derivatives (atomic, with JSON sidecars).
 
     Files (``func/`` of the participant):
-    ``sub-X[_ses-Y]_task-T[_run-N]_atlas-danemap_timeseries.tsv``,
-    ``..._atlas-danemap_desc-<corr|partialcorr>_connectivity.tsv`` (square, region names
-    as header and first column), ``..._atlas-danemap_desc-networks_stats.tsv``,
-    ``..._atlas-danemap_desc-alff_stats.tsv`` (when computed) and
+    ``sub-X[_ses-Y]_task-T[_run-N]_atlas-<atlas>_timeseries.tsv``,
+    ``..._atlas-<atlas>_desc-<corr|partialcorr>_connectivity.tsv`` (the kinds computed;
+    square, region names as header and first column), ``..._atlas-<atlas>_desc-networks_stats.tsv``,
+    ``..._atlas-<atlas>_desc-alff_stats.tsv`` (when computed) and
     ``..._desc-qc_motion.json``.
 
     Parameters
@@ -644,6 +689,9 @@ def write_run(result: FunctionalResult, writer: Any, subject: str,
         Task label.
     run : str, int or None
         Run index (written as ``run-<run>``); None: no ``run-`` entity.
+    atlas : str
+        The ``atlas-`` entity: the name of the atlas the regions come from
+        (:attr:`danemap.atlas.Atlas.name`).
 
     Returns
     -------
@@ -668,7 +716,7 @@ def write_run(result: FunctionalResult, writer: Any, subject: str,
     region_voxels: dict[str, int | None] = {
         n: None if pd.isna(v) else int(v)
         for n, v in zip(names, result.regions["n_voxels"], strict=True)}
-    p = _p("timeseries", ".tsv", atlas="danemap")
+    p = _p("timeseries", ".tsv", atlas=atlas)
     cols = {"volume": "index of the volume in the run (censored volumes are absent)"}
     cols.update({n: f"denoised mean signal of region {n} ("
                     + ("voxel count unknown" if region_voxels[n] is None
@@ -680,7 +728,7 @@ def write_run(result: FunctionalResult, writer: Any, subject: str,
             "RegionVoxels": region_voxels}})
     paths.append(p)
     for kind, mat in result.connectivity.items():
-        p = _p("connectivity", ".tsv", atlas="danemap", desc=kind)
+        p = _p("connectivity", ".tsv", atlas=atlas, desc=kind)
         df = mat.copy()
         df.index.name = "region"
         writer.write_tsv(df.reset_index(), p, sidecar={
@@ -691,13 +739,13 @@ def write_run(result: FunctionalResult, writer: Any, subject: str,
                 "EmptyRegions": meta.get("EmptyRegions", []),
                 "RegionVoxels": region_voxels}})
         paths.append(p)
-    p = _p("stats", ".tsv", atlas="danemap", desc="networks")
+    p = _p("stats", ".tsv", atlas=atlas, desc="networks")
     writer.write_tsv(result.networks, p, sidecar={**_NETWORK_COLUMNS, "_metadata": {
         "Description": "Network scores: mean within-network Fisher z of the correlation",
         "SmallRegionHandling": meta.get("NetworkScore")}})
     paths.append(p)
     if result.alff is not None:
-        p = _p("stats", ".tsv", atlas="danemap", desc="alff")
+        p = _p("stats", ".tsv", atlas=atlas, desc="alff")
         writer.write_tsv(result.alff, p, sidecar={**_ALFF_COLUMNS, "_metadata": {
             "Description": "Regional ALFF / fALFF / mALFF", **meta.get("alff", {})}})
         paths.append(p)
@@ -726,7 +774,9 @@ def _id_cols(ents: dict[str, str], with_ses: bool, with_run: bool) -> dict[str, 
 
 def collect_functional_group(derivatives_root: str | os.PathLike[str],
                              out_group_dir: str | os.PathLike[str],
-                             exclude_flagged: bool = True) -> dict[str, Path]:
+                             exclude_flagged: bool = True,
+                             connectivity: Sequence[str] | None = None,
+                             atlas: str = "danemap") -> dict[str, Path]:
     """Gather every participant's functional outputs into group tables.
 
     Writes (TSV, ``n/a`` for missing): ``connectivity_corr.tsv`` and
@@ -744,7 +794,10 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
     describing its columns (identifier columns by name, edge/region/network columns as a
     pattern, with units). Runs whose motion QC flags them for exclusion are listed in
     ``motion_qc.tsv`` but left out of every feature table when ``exclude_flagged`` is true
-    (the default), and the tables' JSON sidecars name them.
+    (the default), and the tables' JSON sidecars name them. A run is found by its
+    ``*_atlas-<atlas>_timeseries.tsv``; a per-run table it lacks (a connectivity kind not
+    selected, ALFF of precomputed series) is left out of the group table, and a group
+    table without any row is not written.
 
     Parameters
     ----------
@@ -754,6 +807,12 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
         Output folder (created).
     exclude_flagged : bool
         Leave runs flagged by motion QC out of the feature tables.
+    connectivity : sequence of str or None
+        Connectivity kinds to gather (``FunctionalConfig.connectivity``, same names);
+        ``tangent`` is computed here from the time series. None: every kind.
+    atlas : str
+        The ``atlas-`` entity of the per-run files to gather (``danemap`` for the
+        built-in atlas; see :func:`write_run`).
 
     Returns
     -------
@@ -763,17 +822,20 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
     Raises
     ------
     InputError
-        No participant output under ``derivatives_root``, or a per-run file that is not
-        valid JSON / a readable TSV or lacks a required column (the message names it).
+        No participant output under ``derivatives_root``, an unknown connectivity kind, or
+        a per-run file that is not valid JSON / a readable TSV or lacks a required column
+        (the message names it).
     """
     root = Path(derivatives_root)
     out = Path(out_group_dir)
+    kinds = _connectivity_kinds(list(KIND_NAMES) if connectivity is None else connectivity,
+                               "connectivity")
     if not root.is_dir():
         raise InputError(f"derivatives_root: {root} is not a directory")
-    files = sorted(root.glob("sub-*/**/func/*_atlas-danemap_desc-corr_connectivity.tsv"))
+    files = sorted(root.glob(f"sub-*/**/func/*_atlas-{atlas}_timeseries.tsv"))
     if not files:
         raise InputError(
-            f"{root}: no '*_atlas-danemap_desc-corr_connectivity.tsv' found under sub-*/func"
+            f"{root}: no '*_atlas-{atlas}_timeseries.tsv' found under sub-*/func"
         )
     from danemap.io import read_json
 
@@ -805,8 +867,8 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
     series: list[tuple[dict[str, Any], pd.DataFrame]] = []
     for f, ents in zip(files, ents_all, strict=True):
         ids = _id_cols(ents, with_ses, with_run)
-        stem = f.name[: -len("_desc-corr_connectivity.tsv")]
-        qf = f.with_name(stem.replace("_atlas-danemap", "") + "_desc-qc_motion.json")
+        stem = f.name[: -len("_timeseries.tsv")]
+        qf = f.with_name(stem.replace(f"_atlas-{atlas}", "") + "_desc-qc_motion.json")
         if qf.is_file():
             q = read_json(qf, "motion QC file")
             tables["motion_qc"].append({**ids, **{k: q.get(k) for k in _MOTION_COLUMNS}})
@@ -815,7 +877,7 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
                 log.warning("%s: excluded from the group tables by motion QC (%s)", stem,
                             q.get("exclusion_reasons") or "exclude flag")
                 continue
-        for kind in KINDS:
+        for kind in (k for k in KINDS if k in kinds):
             cf = f.with_name(f"{stem}_desc-{kind}_connectivity.tsv")
             if cf.is_file():
                 m = _read_square(cf)
@@ -837,16 +899,15 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
             a = _read_table(af, ("region", "alff", "falff"))
             tables["alff"].append({**ids, **dict(zip(a["region"], a["alff"], strict=True))})
             tables["falff"].append({**ids, **dict(zip(a["region"], a["falff"], strict=True))})
-        tf = f.with_name(f"{stem}_timeseries.tsv")
-        if tf.is_file():
-            series.append((ids, _read_table(tf, ()).drop(columns=["volume"], errors="ignore")))
+        if "tangent" in kinds:
+            series.append((ids, _read_table(f, ()).drop(columns=["volume"], errors="ignore")))
     for name, rows in tables.items():
         _save(name, rows)
-    if len(series) >= 2:
+    if "tangent" in kinds and len(series) >= 2:
         rows, left_out = _tangent_rows(series)
         _save("connectivity_tangent", rows, TangentReference=_TANGENT_REFERENCE,
               RegionsLeftOut=left_out)
-    else:
+    elif "tangent" in kinds:
         log.info("tangent connectivity needs at least 2 runs; found %d", len(series))
     return written
 
