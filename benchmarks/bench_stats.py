@@ -1,15 +1,21 @@
 """Benchmark danemap.stats against the reference tools, in one run.
 
 1. Max-T permutation: danemap ``permutation_test`` vs nilearn ``permuted_ols`` on
-   n = 1000 participants x 4,950 edges, 5,000 permutations. nilearn is timed on fewer
-   permutations (``--nilearn-perms``, default 500) and scaled linearly; the output says so.
+   n = 1000 participants x 4,950 edges, 5,000 permutations, two-sided max-T. By default
+   nilearn runs the full 5,000 permutations too (about 26 s on 2 cores);
+   ``--nilearn-perms N`` times it on N permutations and scales linearly (quicker; the
+   output says so).
 2. ComBat: danemap ``ComBat.fit_transform`` vs ``neuroHarmonize.harmonizationLearn`` on the
    same data (3 sites, covariates age, sex, group).
-3. Peak memory of the group stage (ComBat + case-control GLM + FDR + a chunked permutation
-   batch) on 10,000 participants x 4,950 features, measured as ``ru_maxrss`` of a fresh
-   subprocess (includes the interpreter and the data themselves).
+3. Peak memory of the group stage on 10,000 participants x 4,950 connectivity edges: the
+   code the BIDS-App group level runs (``run_stats``) from the TSV files to the result
+   files, with the analyses it runs on a connectivity table (harmonise, GLM + FDR, max-T
+   permutations, NBS) plus symptom association, at the configured 5,000 permutations.
+   Measured as ``ru_maxrss`` of a fresh subprocess (includes the interpreter, the imports
+   and the data themselves), with the peak reached by the end of each step.
 
-Run: ``.venv/bin/python benchmarks/bench_stats.py [--repeats 3] [--quick]``.
+Run: ``.venv/bin/python benchmarks/bench_stats.py [--repeats 3] [--nilearn-perms 500]``;
+``--quick`` (or the size options) for a smoke test on small sizes.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -48,12 +56,12 @@ def _data(n: int, m: int, seed: int = 0):
     return X, site, group, age, sex
 
 
-def bench_permutation(repeats: int, n_perm: int, nilearn_perms: int) -> None:
+def bench_permutation(n: int, m: int, repeats: int, n_perm: int, nilearn_perms: int,
+                      nilearn_repeats: int) -> None:
     from nilearn.mass_univariate import permuted_ols
 
     from danemap.stats.multiple import permutation_test
 
-    n, m = 1000, 4950
     X, _site, group, age, sex = _data(n, m)
     conf = np.column_stack([age, sex])
     ours, times = _median_time(
@@ -61,28 +69,31 @@ def bench_permutation(repeats: int, n_perm: int, nilearn_perms: int) -> None:
     ours32, _ = _median_time(
         lambda: permutation_test(X, group, conf, n_permutations=n_perm, seed=0,
                                  dtype=np.float32), repeats)
-    nl_reps = max(1, min(repeats, 3))
-    nl, _ = _median_time(
+    nl, nl_times = _median_time(
         lambda: permuted_ols(group[:, None], X, conf, n_perm=nilearn_perms, random_state=0,
                              two_sided_test=True, output_type="dict", verbose=0, n_jobs=1),
-        nl_reps)
-    nl_scaled = nl * n_perm / nilearn_perms
+        nilearn_repeats)
+    nl_full = nl * n_perm / nilearn_perms
     print(f"[permutation] n={n}, features={m}, permutations={n_perm}, max-T, two-sided")
     print(f"  danemap float64: median {ours:.2f} s over {repeats} runs {np.round(times, 2)}")
     print(f"  danemap float32: median {ours32:.2f} s")
-    print(f"  nilearn permuted_ols: {nl:.2f} s for {nilearn_perms} permutations (median of "
-          f"{nl_reps}), scaled linearly to {n_perm}: {nl_scaled:.1f} s "
-          f"({nl / nilearn_perms * 1000:.2f} s per 1000)")
-    print(f"  ratio nilearn / danemap: float64 {nl_scaled / ours:.1f}x, "
-          f"float32 {nl_scaled / ours32:.1f}x (target >= 10x)")
+    if nilearn_perms == n_perm:
+        print(f"  nilearn permuted_ols (n_jobs=1): {nl:.2f} s for all {n_perm} permutations "
+              f"(median of {nilearn_repeats} {np.round(nl_times, 2)}; "
+              f"{nl / n_perm * 1000:.2f} s per 1000)")
+    else:
+        print(f"  nilearn permuted_ols (n_jobs=1): {nl:.2f} s for {nilearn_perms} permutations "
+              f"(median of {nilearn_repeats}), SCALED linearly to {n_perm}: {nl_full:.1f} s "
+              f"({nl / nilearn_perms * 1000:.2f} s per 1000)")
+    print(f"  ratio nilearn / danemap: float64 {nl_full / ours:.1f}x, "
+          f"float32 {nl_full / ours32:.1f}x (target >= 10x)")
 
 
-def bench_combat(repeats: int) -> None:
+def bench_combat(n: int, m: int, repeats: int) -> None:
     from neuroHarmonize import harmonizationLearn
 
     from danemap.stats.combat import ComBat
 
-    n, m = 1000, 4950
     X, site, group, age, sex = _data(n, m, seed=1)
     nh_cov = pd.DataFrame({"SITE": site, "age": age, "sex": sex, "group": group})
     cov = pd.DataFrame({"age": age, "sex": sex, "group": group})
@@ -101,63 +112,137 @@ def bench_combat(repeats: int) -> None:
           f"max |difference| {diff:.1e}")
 
 
+#: Analyses of the memory benchmark: what the group level runs on a connectivity table
+#: (``danemap.pipeline``: harmonize, glm, permutation, nbs) plus symptom association.
+MEMORY_ANALYSES = ("harmonize", "glm", "permutation", "nbs", "symptoms")
+
 _MEMORY_CHILD = r"""
-import json, resource, sys
-import numpy as np, pandas as pd
-from danemap.stats.combat import ComBat
-from danemap.stats.glm import case_control
-from danemap.stats.multiple import permutation_test
-n, m = int(sys.argv[1]), int(sys.argv[2])
-rng = np.random.default_rng(0)
-X = rng.standard_normal((n, m))
-site = rng.choice(["A", "B", "C", "D"], n)
-ids = [f"sub-{i}" for i in range(n)]
-parts = pd.DataFrame({"participant_id": ids, "site": site,
-                      "group": rng.choice(["ADHD", "TD"], n),
-                      "age": rng.uniform(7, 18, n), "sex": rng.choice(["M", "F"], n)})
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-Xh = ComBat().fit_transform(X, site, parts[["age", "sex", "group"]])
-del X
-feats = pd.DataFrame(Xh, columns=[f"e{j}" for j in range(m)], copy=False)
-del Xh
-feats.insert(0, "participant_id", ids)
-res = case_control(feats, parts, site=None)
-g = (parts["group"] == "ADHD").to_numpy(float)
-Y = feats.drop(columns="participant_id").to_numpy()
-del feats
-perm = permutation_test(Y, g, parts[["age"]].to_numpy(), n_permutations=100, seed=0)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"peak_mib": peak / 1024, "after_data_mib": base / 1024,
-                  "rows": len(res)}))
+import json, resource, sys, time
+from pathlib import Path
+import danemap.stats.pipeline as pl
+from danemap.config import StatsConfig
+
+features, participants, out, n_perm = sys.argv[1:5]
+analyses = sys.argv[5].split(",")
+mib = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+import danemap.stats.combat, danemap.stats.glm, danemap.stats.multiple  # noqa: F401
+import danemap.stats.symptoms  # noqa: F401
+after_imports = mib()
+steps = {}
+for name, step in list(pl._STEPS.items()):
+    def wrapped(run, _step=step, _name=name):
+        steps.setdefault("load tables", mib())
+        t0 = time.perf_counter()
+        _step(run)
+        steps[_name] = mib()
+        steps[_name + "_s"] = time.perf_counter() - t0
+    pl._STEPS[name] = wrapped
+t0 = time.perf_counter()
+res = pl.run_stats(features, participants, out, StatsConfig(n_permutations=int(n_perm)),
+                   analyses=analyses)
+s = res["summary"]
+print(json.dumps({"peak_mib": mib(), "after_imports_mib": after_imports, "steps": steps,
+                  "wall_s": time.perf_counter() - t0, "errors": s["errors"],
+                  "status": {a: v["status"] for a, v in s["analyses"].items()},
+                  "files": sorted(s["files"].values())}))
 """
 
 
-def bench_memory(n: int, m: int) -> None:
-    out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(n), str(m)],
-                         capture_output=True, text=True, check=True)
-    info = json.loads(out.stdout.strip().splitlines()[-1])
+def _memory_inputs(folder: Path, n: int, m: int) -> tuple[Path, Path]:
+    """Write a connectivity-edge table and participants.tsv (4 sites, symptoms)."""
+    from itertools import combinations
+
+    from danemap.atlas import NETWORKS
+
+    atlas = list(dict.fromkeys(r for net in NETWORKS.values() for e in net for r in e))
+    k = int(np.ceil((1 + np.sqrt(1 + 8 * m)) / 2))  # regions giving >= m edges
+    regions = (atlas + [f"Region{j:03d}" for j in range(k)])[:max(k, len(atlas))]
+    edges = [f"{a}__{b}" for a, b in combinations(regions, 2)][:m]
+    rng = np.random.default_rng(0)
+    ids = [f"sub-{i:05d}" for i in range(n)]
+    group = rng.choice(["ADHD", "TD"], n)
+    site = rng.choice(["A", "B", "C", "D"], n)
+    parts = pd.DataFrame({"participant_id": ids, "site": site, "group": group,
+                          "age": rng.uniform(7, 18, n).round(2), "sex": rng.choice(["M", "F"], n),
+                          **{s: rng.normal(50, 10, n).round(1)
+                             for s in ("adhd_index", "inattentive", "hyperimpulsive")}})
+    pp = folder / "participants.tsv"
+    parts.to_csv(pp, sep="\t", index=False)
+    fp = folder / "connectivity.tsv"
+    with fp.open("w") as fh:  # in row blocks, so this parent process stays small
+        fh.write("participant_id\t" + "\t".join(edges) + "\n")
+        for start in range(0, n, 500):
+            rows = ids[start:start + 500]
+            block = np.tanh(rng.normal(0.2, 0.3, (len(rows), len(edges))))
+            pd.DataFrame(block, index=rows).to_csv(fh, sep="\t", header=False,
+                                                   float_format="%.7g")
+    return fp, pp
+
+
+def bench_memory(n: int, m: int, n_perm: int, analyses: tuple[str, ...]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        fp, pp = _memory_inputs(Path(tmp), n, m)
+        out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(fp), str(pp),
+                              str(Path(tmp) / "out"), str(n_perm), ",".join(analyses)],
+                             capture_output=True, text=True)
+        if out.returncode:
+            raise RuntimeError(f"memory benchmark failed:\n{out.stderr[-3000:]}")
+        info = json.loads(out.stdout.strip().splitlines()[-1])
     data_mib = n * m * 8 / 2**20
-    print(f"[memory] group stage (ComBat + case_control GLM + FDR + 100 permutations in "
-          f"chunks) on {n} x {m}")
-    print(f"  peak RSS {info['peak_mib']:.0f} MiB (process incl. interpreter; the float64 "
-          f"data alone are {data_mib:.0f} MiB; RSS after creating data "
-          f"{info['after_data_mib']:.0f} MiB) -> {'under' if info['peak_mib'] < 2048 else 'OVER'}"
-          " the 2 GB target")
+    peak = info["peak_mib"]
+    print(f"[memory] group stage, run_stats from the TSV files to the result files, on "
+          f"{n} participants x {m} edges ({data_mib:.0f} MiB as float64)")
+    print(f"  included: loading and joining the tables, {', '.join(analyses)} "
+          f"({n_perm} permutations for the max-T test and the NBS), writing every TSV, "
+          "JSON sidecar and summary.json")
+    print("  not included: normative model and classification (the group level runs them on "
+          "regional tables, not on connectivity edges)")
+    status = ", ".join(f"{a} {v}" for a, v in info["status"].items())
+    print(f"  status: {status}; wall {info['wall_s']:.0f} s")
+    if info["errors"]:
+        print(f"  ERRORS: {info['errors']}")
+    steps = info["steps"]
+    print(f"  peak RSS (cumulative) after imports {info['after_imports_mib']:.0f} MiB; "
+          + "; ".join(f"after {k} {v:.0f} MiB" + (f" ({steps[k + '_s']:.0f} s)"
+                                                  if k + "_s" in steps else "")
+                      for k, v in steps.items() if not k.endswith("_s")))
+    print(f"  peak RSS {peak:.0f} MiB (whole process) -> "
+          f"{'under' if peak < 2048 else 'OVER'} the 2 GB target")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the three benchmarks and print medians and ratios."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--n-perm", type=int, default=5000)
-    ap.add_argument("--nilearn-perms", type=int, default=500)
-    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of danemap and neuroHarmonize")
+    ap.add_argument("--n", type=int, default=1000, help="participants (permutation, ComBat)")
+    ap.add_argument("--features", type=int, default=4950, help="features (all three)")
+    ap.add_argument("--n-perm", type=int, default=5000,
+                    help="permutations (permutation and memory benchmarks)")
+    ap.add_argument("--nilearn-perms", type=int, default=None,
+                    help="time nilearn on this many permutations and scale linearly to "
+                         "--n-perm (default: run all --n-perm)")
+    ap.add_argument("--nilearn-repeats", type=int, default=1, help="runs of nilearn")
+    ap.add_argument("--memory-n", type=int, default=10_000,
+                    help="participants of the memory benchmark")
+    ap.add_argument("--memory-analyses", default=",".join(MEMORY_ANALYSES),
+                    help="run_stats analyses of the memory benchmark (comma-separated)")
+    ap.add_argument("--only", choices=["permutation", "combat", "memory"], default=None)
+    ap.add_argument("--quick", action="store_true",
+                    help="small sizes for a smoke test (n 200, 500 features, 100 permutations,"
+                         " memory on 1000 participants)")
     args = ap.parse_args(argv)
     if args.quick:
-        args.repeats, args.n_perm, args.nilearn_perms = 1, 200, 50
-    bench_permutation(args.repeats, args.n_perm, args.nilearn_perms)
-    bench_combat(args.repeats)
-    bench_memory(2000 if args.quick else 10_000, 4950)
+        args.repeats, args.n, args.features, args.n_perm = 1, 200, 500, 100
+        args.memory_n = 1000
+    nilearn_perms = args.n_perm if args.nilearn_perms is None else args.nilearn_perms
+    analyses = tuple(a for a in args.memory_analyses.split(",") if a)
+    if args.only in (None, "permutation"):
+        bench_permutation(args.n, args.features, args.repeats, args.n_perm, nilearn_perms,
+                          args.nilearn_repeats)
+    if args.only in (None, "combat"):
+        bench_combat(args.n, args.features, args.repeats)
+    if args.only in (None, "memory"):
+        bench_memory(args.memory_n, args.features, args.n_perm, analyses)
 
 
 if __name__ == "__main__":

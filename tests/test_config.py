@@ -63,3 +63,19 @@ def test_results_hash_ignores_selection_and_execution():
     assert sel.results_sha256() == base.results_sha256()
     changed = load_config(overrides={"functional": {"fd_threshold": 0.3}}, environ={})
     assert changed.results_sha256() != base.results_sha256()
+
+
+def test_stats_combat_method_layers_and_typo(tmp_path):
+    assert load_config(environ={}).stats.combat_method == "parametric"
+    path = tmp_path / "c.toml"
+    path.write_text('[stats]\ncombat_method = "no-eb"\n')
+    assert load_config(path, environ={}).stats.combat_method == "no-eb"
+    env = {"DANEMAP_STATS__COMBAT_METHOD": "nonparametric"}
+    assert load_config(path, environ=env).stats.combat_method == "nonparametric"
+    flags = {"stats": {"combat_method": "parametric"}}
+    assert load_config(path, overrides=flags, environ=env).stats.combat_method == "parametric"
+    path.write_text('[stats]\ncombat_metod = "no-eb"\n')
+    with pytest.raises(ConfigError, match="did you mean 'combat_method'"):
+        load_config(path, environ={})
+    changed = load_config(overrides={"stats": {"combat_method": "no-eb"}}, environ={})
+    assert changed.results_sha256() != load_config(environ={}).results_sha256()

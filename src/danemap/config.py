@@ -55,10 +55,65 @@ class RunConfig:
 class FunctionalConfig:
     """Resting-state fMRI denoising and connectivity settings.
 
-    Scrubbing flags volumes with FD > ``fd_threshold`` or standardised DVARS >
-    ``std_dvars_threshold``, pads them with ``scrub_before``/``scrub_after`` neighbours
-    (Power et al. 2012; nilearn's preset pads 0/0) and drops kept segments shorter than
-    ``scrub_min_segment`` volumes (nilearn ``scrub=5``).
+    Confounds are selected like nilearn's ``load_confounds_strategy`` (see
+    :mod:`danemap.markers.functional`); its presets are the reference, and the defaults
+    below match them except in three places, each on purpose:
+
+    * **WM/CSF model under ``scrubbing``**: ``wm_csf`` is one setting for ``simple`` and
+      ``scrubbing``, ``"basic"`` (2 columns) by default, so switching the strategy changes
+      only the censoring and the two strategies compare cleanly. nilearn's ``scrubbing``
+      preset uses ``"full"`` (8 columns); set ``wm_csf = "full"`` to get it (its
+      ``simple`` preset is ``"basic"``, like ours).
+    * **Scrubbing padding**: flagged volumes are padded with ``scrub_before = 1`` and
+      ``scrub_after = 2`` neighbours (Power et al. 2012: motion artefacts such as spin
+      history outlast the displaced volume); nilearn's preset pads 0 and 0. Set both to 0
+      for nilearn's censoring.
+    * **Number of CompCor components**: ``n_compcor = 5`` for every run (the usual fixed
+      choice since Behzadi et al. 2007), whereas nilearn's ``compcor`` preset takes
+      all (``"all"``) the components fMRIPrep kept (those explaining 50% of the variance of the
+      combined WM+CSF mask: a number that varies from run to run and can be large, which
+      nilearn's documentation warns about). A fixed number keeps the degrees of freedom
+      lost to denoising equal across participants, so group differences in connectivity
+      are not partly differences in regressor count. Set ``n_compcor = -1`` for nilearn's
+      ``"all"``.
+
+    Parameters
+    ----------
+    strategy : {"simple", "scrubbing", "compcor", "custom"}
+        Confound strategy; ``custom`` regresses exactly the ``confounds`` columns.
+    motion : {"basic", "derivatives", "power2", "full"}
+        Motion model: 6 parameters, plus derivatives, squares, or all 24 (nilearn names).
+    wm_csf : {"basic", "derivatives", "power2", "full"}
+        WM/CSF model of ``simple`` and ``scrubbing`` (see above).
+    fd_threshold : float
+        Scrubbing: flag volumes with framewise displacement above this (mm; nilearn 0.5).
+    std_dvars_threshold : float
+        Scrubbing: flag volumes with standardised DVARS above this (nilearn 1.5); <= 0
+        uses FD only.
+    scrub_before, scrub_after : int
+        Neighbours censored before / after each flagged volume (see above).
+    scrub_min_segment : int
+        Kept segments shorter than this are censored too (nilearn ``scrub=5``); 0 keeps
+        them.
+    n_compcor : int
+        Anatomical CompCor components of the combined mask for ``compcor`` (see above);
+        negative: all of them.
+    confounds : list of str
+        The confound columns of the ``custom`` strategy.
+    high_pass, low_pass : float
+        Butterworth band-pass cut-offs in Hz; 0 disables either.
+    detrend : bool
+        Remove a linear trend (in the same projection as filtering and regression).
+    max_mean_fd : float
+        Motion QC: a run with a larger mean FD (mm) is flagged for exclusion.
+    max_scrubbed_pct : float
+        Motion QC: a run with a larger percentage of flagged volumes is flagged for
+        exclusion.
+    connectivity : list of str
+        Connectivity kinds computed and written: ``"correlation"`` and ``"partial
+        correlation"`` per run, ``"tangent"`` at the group level (``"corr"`` and
+        ``"partialcorr"`` are accepted too, which suits the space-separated environment
+        variable). Network scores use the correlation whatever this lists.
     """
 
     strategy: str = "simple"
@@ -91,7 +146,14 @@ class PetConfig:
 
 @dataclass
 class StatsConfig:
-    """Group-statistics settings."""
+    """Group-statistics settings.
+
+    ``harmonize`` is ``"combat"`` or ``"none"``; ``combat_method`` is the ComBat
+    estimation used by every ComBat fit (group analyses, normative model, classification):
+    ``"parametric"`` or ``"nonparametric"`` empirical Bayes, or ``"no-eb"`` (per-feature
+    least-squares site estimates). Both are checked by
+    :func:`danemap.stats.pipeline.run_stats` before any analysis runs.
+    """
 
     group: str = "group"
     case: str = "ADHD"
@@ -99,6 +161,7 @@ class StatsConfig:
     site: str = "site"
     covariates: list[str] = field(default_factory=lambda: ["age", "sex"])
     harmonize: str = "combat"
+    combat_method: str = "parametric"
     n_permutations: int = 5000
     classify_permutations: int = 100
     alpha: float = 0.05

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from statsmodels.stats.multitest import multipletests
 
 from danemap.config import StatsConfig
 from danemap.stats.pipeline import StatsOptions, run_stats
@@ -40,8 +41,11 @@ def test_every_analysis_ran(result):
     assert s["analyses"]["harmonize"]["n_sites"] == 2
     assert "ComBat" in json.loads((out / "effects.json").read_text())["Harmonization"]
     eff = pd.read_csv(out / "effects.tsv", sep="\t")
-    assert len(eff) == 116 and eff["p_fdr"].between(0, 1).all()
-    assert (eff["p_fdr"] >= eff["p"] - 1e-15).all()
+    assert len(eff) == 116 and (eff["term"] == "group").all()
+    # FDR over the 116 real p-values is statsmodels' Benjamini-Hochberg (the TSV keeps 10
+    # significant digits, hence rtol 1e-8)
+    np.testing.assert_allclose(eff["p_fdr"], multipletests(eff["p"], method="fdr_bh")[1],
+                               rtol=1e-8)
 
 
 def test_striatal_effects_small_with_cis(result):

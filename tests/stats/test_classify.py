@@ -212,3 +212,78 @@ def test_solver_switch_same_predictions():
     narrow = wide.iloc[:, :5]
     m = NestedLogistic(FeatureBuilder(imaging=list(narrow.columns)), (1.0,), 2, 0)
     assert m.fit(narrow, np.arange(40) % 2).clf_.solver == "newton-cholesky"
+
+
+def _three_sites(n=150, seed=5):
+    """Three sites of 50 with strong site shifts and scales, and a planted signal."""
+    rng = np.random.default_rng(seed)
+    ids = pd.Index([f"sub-{i:03d}" for i in range(n)], name="participant_id")
+    y = np.arange(n) % 2
+    site = np.repeat(["A", "B", "C"], n // 3)
+    P = pd.DataFrame({"group": np.where(y == 1, "ADHD", "TD"), "site": site,
+                      "age": rng.uniform(7, 17, n), "sex": rng.choice(["F", "M"], n)},
+                     index=ids)
+    X = rng.normal(size=(n, 5))
+    X[:, 0] += 1.5 * y
+    for s, (shift, scale) in {"B": (4.0, 2.0), "C": (-3.0, 0.5)}.items():
+        X[site == s] = X[site == s] * scale + shift
+    return pd.DataFrame(X, index=ids, columns=[f"f{j}" for j in range(5)]), P
+
+
+LOSO = {"schemes": ("loso",), "n_permutations": 0, "n_bootstrap": 20, "c_grid": (1.0,),
+        "extra_covariates": ()}
+
+
+def test_loso_refit_harmonises_inside_training_folds_without_test_leakage(monkeypatch):
+    from danemap.stats.combat import ComBat
+
+    F, P = _three_sites()
+    fits, transforms = [], []
+    real_fit, real_transform = ComBat.fit, ComBat.transform
+
+    def spy_fit(self, X, site, covars=None):
+        fits.append((len(X), frozenset(map(str, site)), list(covars.columns)))
+        return real_fit(self, X, site, covars)
+
+    def spy_transform(self, X, site, covars=None):
+        transforms.append(set(map(str, site)) - set(map(str, self.sites_)))
+        return real_transform(self, X, site, covars)
+
+    monkeypatch.setattr(ComBat, "fit", spy_fit)
+    monkeypatch.setattr(ComBat, "transform", spy_transform)
+    tab, info = classify(F, P, loso_harmonize="refit", **LOSO)
+    # ComBat is fitted on training rows only: never all three sites, never the labels
+    assert fits and all(len(sites) == 2 for _, sites, _ in fits)
+    assert all(n <= 100 for n, _, _ in fits)  # at most the 100 rows of two sites
+    assert all(cols == ["age", "sex"] for *_, cols in fits)
+    # ... and the held-out site is harmonised by the refit path (unseen at fit)
+    assert {"A"} in transforms and {"B"} in transforms and {"C"} in transforms
+    harm = tab.set_index("model")["harmonization"]
+    assert harm["imaging"].iloc[0].startswith("ComBat fitted in each training fold (parametric")
+    assert "transductive" in harm["both"].iloc[0]
+    assert harm["covariates"].iloc[0] == "not applicable"
+    assert "refitted from its own unlabelled features" in info["notes"][0]
+
+
+def test_loso_refit_removes_site_shifts_that_loso_without_harmonisation_keeps():
+    # with least-squares ComBat (no EB), adding a per-feature constant to one site's
+    # features changes nothing after harmonisation, whether the site is in training or held
+    # out (its location is then estimated from its own features): every out-of-fold
+    # prediction, hence every metric, is unchanged. Without harmonisation it is not.
+    F, P = _three_sites()
+    shifted = F.copy()
+    shifted.loc[(P.site == "C").to_numpy()] += np.array([5.0, -3.0, 2.0, 8.0, -6.0])
+    kw = dict(LOSO, combat_method="no-eb")
+    a, _ = classify(F, P, loso_harmonize="refit", **kw)
+    b, _ = classify(shifted, P, loso_harmonize="refit", **kw)
+    cols = ["value", "ci_low", "ci_high", "fold_mean", "fold_sd"]
+    np.testing.assert_allclose(b[cols].to_numpy(float), a[cols].to_numpy(float), atol=1e-6)
+    assert "without empirical Bayes" in a.set_index("model").loc["imaging", "harmonization"].iloc[0]
+    c, _ = classify(F, P, loso_harmonize="none", **kw)
+    d, _ = classify(shifted, P, loso_harmonize="none", **kw)
+    img = (c.model == "imaging").to_numpy()
+    assert not np.allclose(d.loc[img, "value"], c.loc[img, "value"], atol=1e-3)
+    # refit harmonisation helps here: pooled balanced accuracy under strong site effects
+    ba = {k: t[(t.model == "imaging") & (t.metric == "balanced_accuracy")].value.iloc[0]
+          for k, t in (("refit", a), ("none", c))}
+    assert ba["refit"] > ba["none"]

@@ -20,16 +20,29 @@ def test_cli_all_then_predict_and_normative_scoring(tmp_path):
     out = tmp_path / "out"
     rc = main(["stats", "all", "--features", str(fp), "--participants", str(pp), "--out",
                str(out), "--reference", str(ref), "--save-model", str(tmp_path / "clf.json"),
-               "--seed", "3", *FAST])
+               "--seed", "3", "--combat-method", "nonparametric", *FAST])
     assert rc == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["seed"] == 3 and s["analyses"]["permutation"]["n_permutations"] == 49
     assert s["analyses"]["classify"]["status"] == "done"
+    assert s["harmonization_settings"]["combat_method"] == "nonparametric"
+    assert all("non-parametric empirical Bayes" in v for v in s["harmonization"].values())
+    reference_keys = set(json.loads((out / "effects.json").read_text()))
     rc = main(["stats", "predict", "--model", str(tmp_path / "clf.json"), "--features",
                str(fp), "--participants", str(pp), "--out", str(tmp_path / "pred")])
     assert rc == 0
     pred = pd.read_csv(tmp_path / "pred" / "predictions.tsv", sep="\t")
     assert len(pred) == 90 and pred["probability_case"].between(0, 1).all()
+    side = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    # the same sidecar layout as every statistics table (one builder), plus the model
+    assert reference_keys - {"Model", "Terms", "Alpha"} <= set(side)
+    assert side["N"] == {"scored": 90, "training": 90, "training_case": 45,
+                         "training_control": 45, "case": 45, "control": 45}
+    assert side["Covariates"] == ["age", "full4_iq", "sex", "site"]
+    assert side["Site"] == "site" and side["Model"] == str(tmp_path / "clf.json")
+    assert side["Harmonization"].startswith(
+        "saved ComBat (non-parametric empirical Bayes, location and scale) fitted on the 90 "
+        "training participants (batch 'site', preserving ['age', 'sex'])")
     rc = main(["stats", "normative", "--model", str(out / "normative_model.json"),
                "--features", str(fp), "--participants", str(pp), "--out",
                str(tmp_path / "norm")])
@@ -37,7 +50,44 @@ def test_cli_all_then_predict_and_normative_scoring(tmp_path):
     z = pd.read_csv(tmp_path / "norm" / "normative_z.tsv", sep="\t")
     assert "n_extreme" in z.columns and len(z) == 90
     side = json.loads((tmp_path / "norm" / "normative_z.json").read_text())
-    assert "ComBat" in side["Harmonization"]
+    assert reference_keys - {"Model", "Terms", "Alpha"} <= set(side)
+    assert side["N"] == {"scored": 90, "training_controls": 45, "case": 45, "control": 45}
+    assert side["Covariates"] == ["age", "sex"] and side["Site"] == "site"
+    assert side["Harmonization"].startswith(
+        "saved ComBat (non-parametric empirical Bayes, location and scale) fitted on the 45 "
+        "reference controls (batch 'site', preserving ['age', 'sex'])")
+    assert side["Sources"]["model"] == str(out / "normative_model.json")
+
+
+def test_cli_scored_sidecars_without_harmonisation_or_group_column(tmp_path):
+    fp, pp, _ = write_cohort(tmp_path)
+    rc = main(["stats", "normative", "--features", str(fp), "--participants", str(pp),
+               "--out", str(tmp_path / "n"), "--save-model", str(tmp_path / "nm.json"),
+               "--harmonize", "none"])
+    assert rc == 0
+    new = tmp_path / "new_participants.tsv"  # people to score: no diagnosis column
+    pd.read_csv(pp, sep="\t").drop(columns="group").to_csv(new, sep="\t", index=False,
+                                                           na_rep="n/a")
+    rc = main(["stats", "normative", "--model", str(tmp_path / "nm.json"), "--features",
+               str(fp), "--participants", str(new), "--out", str(tmp_path / "z")])
+    assert rc == 0
+    side = json.loads((tmp_path / "z" / "normative_z.json").read_text())
+    assert side["Harmonization"] == "none" and side["Site"] is None
+    assert side["N"] == {"scored": 90, "training_controls": 45}
+    assert side["Covariates"] == ["age", "sex"]
+
+
+def test_cli_combat_method_flag(tmp_path, capsys):
+    fp, pp, _ = write_cohort(tmp_path)
+    base = ["--features", str(fp), "--participants", str(pp)]
+    assert main(["stats", "glm", *base, "--out", str(tmp_path / "g"),
+                 "--combat-method", "no-eb"]) == 0
+    side = json.loads((tmp_path / "g" / "effects.json").read_text())
+    assert side["Harmonization"].startswith(
+        "ComBat (per-feature least-squares site estimates without empirical Bayes")
+    assert main(["stats", "glm", *base, "--out", str(tmp_path / "x"),
+                 "--combat-method", "bayes"]) == 2
+    assert "invalid choice: 'bayes'" in capsys.readouterr().err
 
 
 def test_cli_single_analysis_and_flags(tmp_path):

@@ -169,6 +169,41 @@ def test_unseen_covariate_level():
 def test_sklearn_contract():
     from sklearn.base import clone
 
+    X, sites, covars = _cohort()
     cb = ComBat(parametric=False, unseen_site="refit")
-    assert clone(cb).get_params() == cb.get_params()
-    assert not [k for k in vars(cb) if k.endswith("_")]
+    # __init__ stores exactly its arguments (what clone and grid searches rely on)
+    assert cb.get_params() == {"parametric": False, "empirical_bayes": True,
+                               "mean_only": False, "unseen_site": "refit"}
+    assert cb.fit(X, sites, covars) is cb
+    fitted = {k for k in vars(cb) if k.endswith("_")}
+    assert {"gamma_star_", "delta_star_", "sites_", "use_eb_"} <= fitted
+    # a clone of a fitted estimator has the parameters but none of the fitted state
+    fresh = clone(cb)
+    assert fresh.get_params() == cb.get_params()
+    assert not {k for k in vars(fresh) if k.endswith("_")}
+    with pytest.raises(NotFittedError, match="call fit"):
+        fresh.transform(X, sites, covars)
+    np.testing.assert_array_equal(fresh.fit_transform(X, sites, covars),
+                                  cb.transform(X, sites, covars))
+    # parameters are read at fit time: set_params changes the next fit
+    again = clone(cb).set_params(parametric=True).fit(X, sites, covars)
+    assert again.describe().startswith("parametric empirical Bayes")
+    assert not np.allclose(again.gamma_star_, cb.gamma_star_)
+
+
+@pytest.mark.parametrize(("method", "kw"), [("parametric", {}),
+                                            ("nonparametric", {"parametric": False}),
+                                            ("no-eb", {"empirical_bayes": False})])
+def test_combat_methods_by_name(method, kw):
+    from danemap.stats.combat import COMBAT_METHODS, combat_params
+
+    assert list(COMBAT_METHODS) == ["parametric", "nonparametric", "no-eb"]
+    X, sites, covars = _cohort()
+    named = ComBat(**combat_params(method)).fit(X, sites, covars)
+    np.testing.assert_array_equal(named.transform(X, sites, covars),
+                                  ComBat(**kw).fit_transform(X, sites, covars))
+    assert named.describe() == ComBat(**combat_params(method)).describe()  # EB was possible
+    with pytest.raises(InputError, match=r"stats\.combat_method: expected one of "
+                                         r"\['parametric', 'nonparametric', 'no-eb'\], "
+                                         "found 'np'"):
+        combat_params("np", "stats.combat_method")

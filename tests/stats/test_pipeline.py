@@ -7,6 +7,8 @@ import pytest
 from danemap.config import StatsConfig
 from danemap.errors import DanemapWarning, InputError
 from danemap.stats._tables import join_tables, load_features, load_inputs, load_participants
+from danemap.stats.classify import load_classifier
+from danemap.stats.normative import NormativeModel
 from danemap.stats.pipeline import StatsOptions, run_stats
 
 FAST = {"classify_permutations": 2, "n_bootstrap": 50, "c_grid": (1.0,), "n_folds": 3}
@@ -286,3 +288,75 @@ def test_participant_ids_must_be_bids_labels(tmp_path):
         load_features(bad)
     ok = load_features(_write(tmp_path / "ok.tsv", "participant_id\tx\n 01 \t1\nsub-02\t2\n"))
     assert list(ok.index) == ["sub-01", "sub-02"]
+
+
+# ------------------------------------------------------------------- ComBat method
+def test_combat_method_equals_combat_called_directly(tmp_path):
+    from danemap.stats.combat import ComBat
+
+    fp, pp, _ = write_cohort(tmp_path, n=60)
+    F, P = load_inputs(fp, pp)
+    covars = P[["age", "sex", "group"]].reset_index(drop=True)
+    got = {}
+    for method, kw in (("parametric", {}), ("nonparametric", {"parametric": False}),
+                       ("no-eb", {"empirical_bayes": False})):
+        out = tmp_path / method
+        res = run_stats(fp, pp, out, StatsConfig(combat_method=method), analyses=("harmonize",))
+        H = pd.read_csv(out / "harmonized_features.tsv", sep="\t").set_index("participant_id")
+        direct = ComBat(**kw).fit_transform(F, P["site"].to_numpy(), covars)
+        np.testing.assert_allclose(H.to_numpy(), direct.to_numpy(), rtol=1e-9, atol=1e-12)
+        got[method] = H.to_numpy()
+        s = res["summary"]
+        assert s["harmonization_settings"] == {"harmonize": "combat", "combat_method": method}
+        assert s["analyses"]["harmonize"]["combat_method"] == method
+        side = json.loads((out / "harmonized_features.json").read_text())
+        assert side["Harmonization"] == s["harmonization"]["group_analyses"]
+    # the three methods really differ (so the setting is not ignored)
+    assert np.abs(got["parametric"] - got["nonparametric"]).max() > 1e-3
+    assert np.abs(got["parametric"] - got["no-eb"]).max() > 1e-3
+    text = json.loads((tmp_path / "nonparametric" / "summary.json").read_text())
+    assert "(non-parametric empirical Bayes" in text["harmonization"]["group_analyses"]
+    text = json.loads((tmp_path / "no-eb" / "summary.json").read_text())
+    assert "without empirical Bayes, location" in text["harmonization"]["group_analyses"]
+
+
+def test_combat_method_reaches_normative_and_classification(tmp_path):
+    fp, pp, _ = write_cohort(tmp_path, n=60)
+    out = tmp_path / "o"
+    run_stats(fp, pp, out, StatsConfig(combat_method="nonparametric"),
+              analyses=("normative", "classify"),
+              options=StatsOptions(save_classifier=tmp_path / "clf.json", **FAST))
+    s, side = _summary_and_sidecar(out)
+    assert "ComBat (non-parametric empirical Bayes" in s["harmonization"]["normative"]
+    assert "(non-parametric empirical Bayes" in side["Harmonization"]
+    normative = NormativeModel.load(out / "normative_model.json")
+    assert normative.combat_method == "nonparametric"
+    assert normative.combat_.parametric is False and normative.combat_.empirical_bayes
+    builder, _ = load_classifier(tmp_path / "clf.json")
+    assert builder.combat_method == "nonparametric"
+    assert builder.combat_.parametric is False and builder.combat_.empirical_bayes
+
+
+def test_unknown_combat_method_is_refused_before_any_analysis(tmp_path):
+    fp, pp, _ = write_cohort(tmp_path, n=60)
+    with pytest.raises(InputError, match=r"stats\.combat_method: expected one of "
+                                         r"\['parametric', 'nonparametric', 'no-eb'\], "
+                                         "found 'bayes'"):
+        run_stats(fp, pp, tmp_path / "o", StatsConfig(combat_method="bayes"),
+                  analyses=("normative",))
+    assert not (tmp_path / "o").exists()
+
+
+def test_feature_values_parse_exactly_and_booleans_are_refused(tmp_path):
+    # features are parsed straight to float (no text copy of a large table): every value
+    # written with repr() must come back bit for bit; integers are numbers, True is not
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 6)) * 10.0 ** rng.integers(-300, 300, (50, 6))
+    lines = ["participant_id\t" + "\t".join(f"c{j}" for j in range(6)) + "\tcount"]
+    lines += [f"{i:02d}\t" + "\t".join(repr(float(v)) for v in row) + f"\t{i}"
+              for i, row in enumerate(X)]
+    F = load_features(_write(tmp_path / "x.tsv", "\n".join(lines) + "\n"))
+    np.testing.assert_array_equal(F.iloc[:, :6].to_numpy(), X)
+    assert (F.dtypes == np.float64).all() and F["count"].iloc[-1] == 49.0
+    with pytest.raises(InputError, match=r"column 'flag'.*expected numbers.*'True'"):
+        load_features(_write(tmp_path / "b.tsv", "participant_id\tflag\n01\tTrue\n02\tFalse\n"))

@@ -159,3 +159,45 @@ def test_runs_averaged_and_sessions_need_a_choice(tmp_path):
     rc = main(["stats", "glm", "--features", str(fp), "--participants", str(pp), "--out",
                str(tmp_path / "c"), "--harmonize", "none", "--session", "1"])
     assert rc == 0
+
+
+def test_cli_icv_is_a_covariate_of_glm_permutation_and_combat(tmp_path):
+    import statsmodels.api as sm
+
+    P, pp, rng = _cohort(tmp_path, n=120)
+    case = (P.group == "ADHD").to_numpy()
+    P["icv"] = rng.normal(1500.0, 120.0, len(P)) - 120.0 * case  # smaller heads in cases
+    P.to_csv(pp, sep="\t", index=False)
+    vol = P.icv.to_numpy()[:, None] / 120.0 + rng.normal(size=(len(P), 2))
+    vol[:, 1] += 1.0 * case  # a true effect that the smaller ICV of cases hides
+    fp = _write(tmp_path, "volumes.tsv", P.participant_id, vol, ["Caudate_L", "Putamen_L"])
+    base = ["--features", str(fp), "--participants", str(pp), "--harmonize", "none",
+            "--n-permutations", "99"]
+    assert main(["stats", "permutation", *base, "--out", str(tmp_path / "icv"),
+                 "--icv", "icv"]) == 0
+    assert main(["stats", "glm", *base, "--out", str(tmp_path / "icv"), "--icv", "icv"]) == 0
+    assert main(["stats", "glm", *base, "--out", str(tmp_path / "raw")]) == 0
+    eff = pd.read_csv(tmp_path / "icv" / "effects.tsv", sep="\t").set_index("feature")
+    raw = pd.read_csv(tmp_path / "raw" / "effects.tsv", sep="\t").set_index("feature")
+    design = np.column_stack([np.ones(len(P)), case, P.age, (P.sex == "M"),
+                              (P.site == "B"), P.icv]).astype(float)
+    for j, name in enumerate(["Caudate_L", "Putamen_L"]):
+        ols = sm.OLS(vol[:, j], design).fit()
+        assert abs(eff.loc[name, "t"] - ols.tvalues[1]) <= 1e-8
+    assert raw.loc["Caudate_L", "t"] < -3 and abs(eff.loc["Caudate_L", "t"]) < 2
+    assert abs(raw.loc["Putamen_L", "t"]) < 2 and eff.loc["Putamen_L", "t"] > 3
+    side = json.loads((tmp_path / "icv" / "effects.json").read_text())
+    assert side["Covariates"] == ["age", "sex", "icv"] and "icv" in side["Model"]
+    assert json.loads((tmp_path / "raw" / "effects.json").read_text())["Covariates"] == [
+        "age", "sex"]
+    # the permutation test has the same design (site dummies, ICV) as the GLM here
+    perm = pd.read_csv(tmp_path / "icv" / "permutation.tsv", sep="\t").set_index("feature")
+    np.testing.assert_allclose(perm["t"], eff["t"], rtol=1e-9)
+    assert json.loads((tmp_path / "icv" / "permutation.json").read_text())["Confounds"][-2:] \
+        == ["icv", "site[B]"]
+    # ComBat preserves the ICV effect (it is a biological covariate, like group)
+    res = run_stats(fp, pp, tmp_path / "combat", analyses=("harmonize",),
+                    options=StatsOptions(icv="icv"))
+    assert res["summary"]["analyses"]["harmonize"]["preserved"] == ["age", "sex", "icv",
+                                                                    "group"]
+    assert res["summary"]["icv"] == "icv"

@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "ANALYSES",
+    "COMBAT_METHODS",
     "DEFAULT_SUBNETWORKS",
     "RESULT_COLUMNS",
     "STRUCTURES",
@@ -25,6 +26,7 @@ __all__ = [
     "PermutationResult",
     "StatsOptions",
     "case_control",
+    "combat_params",
     "compare_to_reference",
     "effect_sizes_from_t",
     "fdr_bh",
@@ -45,6 +47,7 @@ __all__ = [
 
 _WHERE = {
     "ANALYSES": "pipeline",
+    "COMBAT_METHODS": "combat",
     "ComBat": "combat",
     "CovariateEncoder": "_design",
     "DEFAULT_SUBNETWORKS": "multiple",
@@ -58,6 +61,7 @@ _WHERE = {
     "STRUCTURES": "reference",
     "StatsOptions": "pipeline",
     "case_control": "glm",
+    "combat_params": "combat",
     "compare_to_reference": "reference",
     "effect_sizes_from_t": "glm",
     "fdr_bh": "multiple",

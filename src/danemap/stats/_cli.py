@@ -25,6 +25,8 @@ COMMANDS = ("all", "harmonize", "glm", "permutation", "nbs", "symptoms", "normat
 
 
 def _common() -> argparse.ArgumentParser:
+    from danemap.stats.combat import COMBAT_METHODS
+
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("inputs and outputs")
     g.add_argument("--features", nargs="+", required=True, type=Path, metavar="T.tsv",
@@ -44,6 +46,9 @@ def _common() -> argparse.ArgumentParser:
     g.add_argument("--site", default=None, help="site column (ComBat batch, LOSO)")
     g.add_argument("--icv", default=None, help="intracranial-volume column (volumes)")
     g.add_argument("--harmonize", choices=["combat", "none"], default=None)
+    g.add_argument("--combat-method", choices=list(COMBAT_METHODS), default=None,
+                   help="ComBat estimation: parametric or nonparametric empirical Bayes, or "
+                        "no-eb (default parametric)")
     g.add_argument("--symptoms", nargs="+", default=None, metavar="COL",
                    help="symptom columns (default adhd_index inattentive hyperimpulsive)")
     g.add_argument("--raw-symptoms", action="store_true",
@@ -112,15 +117,38 @@ def _config(args: argparse.Namespace, config: Any) -> Any:
     cfg = config if config is not None else Config()
     overrides = {"stats": {"group": args.group, "case": args.case, "control": args.control,
                            "covariates": args.covariates, "site": args.site,
-                           "harmonize": args.harmonize, "n_permutations": args.n_permutations,
+                           "harmonize": args.harmonize, "combat_method": args.combat_method,
+                           "n_permutations": args.n_permutations,
                            "seed": args.seed}}
     return cfg.updated(overrides, source="command line")
 
 
-def _score_normative(args: argparse.Namespace) -> int:
+def _scored_sidecar(args: argparse.Namespace, F: Any, P: Any, group: dict[str, str],
+                    training: dict[str, int], description: str, columns: dict[str, str],
+                    **fields: Any) -> dict[str, Any]:
+    """Sidecar of a table scored with a saved model: n, covariates, harmonisation, inputs.
+
+    ``fields`` holds ``covariates``, ``site``, ``harmonization`` and extra entries of
+    :func:`danemap.stats._tables.stats_sidecar`.
+    """
+    from danemap.stats._tables import rows_policy, stats_sidecar
+
+    n: dict[str, Any] = {"scored": len(F), **training}
+    if group["column"] in P.columns:
+        labels = P[group["column"]].astype("string").str.strip()
+        n.update(case=int((labels == group["case"]).sum()),
+                 control=int((labels == group["control"]).sum()))
+    sources = {"features": [str(p) for p in args.features],
+               "participants": str(args.participants), "model": str(args.model)}
+    return stats_sidecar(description, columns, n=n, group=group, sources=sources,
+                         repeated_rows=rows_policy(F.attrs.get("rows", {}), args.session),
+                         **fields)
+
+
+def _score_normative(args: argparse.Namespace, cfg: Any) -> int:
     import pandas as pd
 
-    from danemap.stats._tables import DISCLAIMER, load_inputs, write_result
+    from danemap.stats._tables import load_inputs, write_result
     from danemap.stats.normative import NormativeModel
 
     model = NormativeModel.load(args.model)
@@ -132,19 +160,27 @@ def _score_normative(args: argparse.Namespace) -> int:
     cols = {"participant_id": "participant identifier",
             "n_extreme": f"features with |z| > {model.extreme_z:g}",
             **{c: "deviation z-score from the saved normative model" for c in z.columns}}
+    covariates = [model.age, *([model.sex] if model.sex else [])]
+    harm = "none"
+    if model.combat_ is not None:
+        harm = (f"saved ComBat ({model.combat_.describe()}) fitted on the {model.n_train_} "
+                f"reference controls (batch {model.site!r}, preserving {covariates}), "
+                "applied to these participants")
+    st = cfg.stats
+    side = _scored_sidecar(
+        args, F, P, {"column": st.group, "case": st.case, "control": st.control},
+        {"training_controls": int(model.n_train_)},
+        "Deviation z-scores of new participants from a saved normative model", cols,
+        covariates=covariates, site=model.site, harmonization=harm, Model=str(args.model),
+        NTrainControls=int(model.n_train_))
     args.out.mkdir(parents=True, exist_ok=True)
-    path = write_result(out, args.out / "normative_z.tsv", {
-        "Description": "Deviation z-scores of new participants from a saved normative model",
-        "Model": str(args.model), "NTrainControls": model.n_train_,
-        "Harmonization": "saved ComBat (fitted on the reference controls)"
-        if model.combat_ is not None else "none",
-        "Disclaimer": DISCLAIMER, "Columns": cols})
+    path = write_result(out, args.out / "normative_z.tsv", side)
     log.info("wrote %s", path)
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from danemap.stats._tables import DISCLAIMER, load_inputs, write_result
+    from danemap.stats._tables import load_inputs, write_result
     from danemap.stats.classify import predict
 
     if args.model is None:
@@ -152,14 +188,21 @@ def _predict(args: argparse.Namespace) -> int:
                          "--save-model') is required")
     F, P = load_inputs(args.features, args.participants, session=args.session)
     res = predict(args.model, F, P)
+    info = res.attrs
+    labels = info["labels"]
+    side = _scored_sidecar(
+        args, F, P, {"column": labels["group"], "case": labels["case"],
+                     "control": labels["control"]},
+        {"training": info["n_train"], "training_case": info["n_train_case"],
+         "training_control": info["n_train_control"]},
+        "Scores of a saved ADHD-vs-control classifier",
+        {"participant_id": "participant identifier",
+         "probability_case": "predicted probability of the case label",
+         "predicted": "label at threshold 0.5", "model": "covariates, imaging or both"},
+        covariates=info["covariates"], site=info["site"],
+        harmonization=info["harmonization"], Model=str(args.model))
     args.out.mkdir(parents=True, exist_ok=True)
-    path = write_result(res, args.out / "predictions.tsv", {
-        "Description": "Scores of a saved ADHD-vs-control classifier", "Model": str(args.model),
-        "Disclaimer": DISCLAIMER,
-        "Columns": {"participant_id": "participant identifier",
-                    "probability_case": "predicted probability of the case label",
-                    "predicted": "label at threshold 0.5",
-                    "model": "covariates, imaging or both"}})
+    path = write_result(res, args.out / "predictions.tsv", side)
     log.info("wrote %s", path)
     return 0
 
@@ -186,7 +229,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
     if command == "predict":
         return _predict(args)
     if command == "normative" and args.model is not None:
-        return _score_normative(args)
+        return _score_normative(args, cfg)
     if command == "reference" and args.reference is None:
         raise InputError("reference: --reference ENIGMA.csv is required")
     if args.model is not None:

@@ -40,18 +40,26 @@ DISCLAIMER = (
 )
 
 
-def _read_tsv(path: PathLike, what: str, unique: bool = True) -> pd.DataFrame:
-    """Read a TSV with every cell as text, ``n/a`` and empty cells as missing.
+def _read_tsv(path: PathLike, what: str, unique: bool = True,
+              text: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read a TSV, ``n/a`` and empty cells as missing.
 
-    With ``unique=False`` a participant may have several rows (sessions, runs).
+    With ``unique=False`` a participant may have several rows (sessions, runs). With
+    ``text=None`` every cell is read as text; otherwise only ``participant_id`` and the
+    ``text`` columns are, and the parser infers the other columns' types (a feature table:
+    numbers are parsed straight to float, without a text copy of the table, which for
+    10,000 x 4,950 features would take about 4 GB). Columns that do not parse as numbers
+    stay text and are checked by :func:`_to_numeric`.
     """
     import pandas as pd
 
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{what} {p}: file not found")
+    dtype: Any = str if text is None else dict.fromkeys(["participant_id", *text], str)
     try:
-        df = pd.read_csv(p, sep="\t", dtype=str, na_values=["n/a", ""], keep_default_na=False)
+        df = pd.read_csv(p, sep="\t", dtype=dtype, na_values=["n/a", ""],
+                         keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise InputError(f"{what} {p}: not a readable tab-separated table ({exc})") from exc
     except pd.errors.EmptyDataError as exc:
@@ -81,9 +89,15 @@ def _read_tsv(path: PathLike, what: str, unique: bool = True) -> pd.DataFrame:
 
 
 def _to_numeric(series: pd.Series, where: str) -> pd.Series:
-    """Convert a text column to float; raise naming the first non-numeric cells."""
+    """Convert a column to float; raise naming the first non-numeric cells.
+
+    The column holds text, or numbers the parser recognised already.
+    """
     import pandas as pd
 
+    if series.dtype.kind in "fi":  # parsed as numbers already
+        return series.astype(float)
+    series = series.astype("string")  # text, or True/False parsed as booleans
     out = pd.to_numeric(series, errors="coerce")
     bad = out.isna() & series.notna()
     if bad.any():
@@ -175,8 +189,6 @@ def load_features(paths: PathLike | Sequence[PathLike],
         ``session`` column, several sessions without ``session``, or the tables share no
         participant.
     """
-    import pandas as pd
-
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     if len(paths) == 0:
@@ -184,7 +196,7 @@ def load_features(paths: PathLike | Sequence[PathLike],
     tables = []
     rows: dict[str, dict[str, Any]] = {}
     for path in paths:
-        raw = _read_tsv(path, "feature table", unique=False)
+        raw = _read_tsv(path, "feature table", unique=False, text=ID_COLUMNS)
         ids = [c for c in ID_COLUMNS if c in raw.columns]
         if not ids:
             dup = raw.index[raw.index.duplicated()].unique().tolist()
@@ -199,10 +211,9 @@ def load_features(paths: PathLike | Sequence[PathLike],
                 f"feature table {path}: expected participant_id plus at least one feature "
                 "column, found only participant_id"
             )
-        df = pd.DataFrame(
-            {c: _to_numeric(raw[c], f"feature table {path}, column {c!r}") for c in raw.columns},
-            index=raw.index,
-        )
+        for c in [c for c in raw.columns if raw[c].dtype != np.float64]:  # usually none
+            raw[c] = _to_numeric(raw[c], f"feature table {path}, column {c!r}")
+        df = raw.astype(float)
         if info["averaged"]:
             df = df.groupby(level=0, sort=False).mean()
             log.info("feature table %s: %d participant(s) with several runs; runs averaged",
@@ -368,6 +379,89 @@ def encode_covariates(
             df[col] = df[col].astype("string").str.strip()
     enc = CovariateEncoder(missing="keep", single_level="drop")
     return enc.fit_transform(df, name=where), list(enc.names_)
+
+
+def rows_policy(rows: Mapping[str, Mapping[str, Any]], session: str | None) -> dict[str, Any]:
+    """Describe how repeated rows (sessions, runs) were handled, for sidecars and summary.
+
+    Parameters
+    ----------
+    rows : mapping
+        ``DataFrame.attrs["rows"]`` of :func:`load_features` (per file).
+    session : str or None
+        The selected session.
+
+    Returns
+    -------
+    dict
+        ``runs`` (:data:`RUNS_POLICY`), ``session``, ``participants_with_runs_averaged``
+        and the per-file ``tables``.
+    """
+    return {"runs": RUNS_POLICY, "session": session,
+            "participants_with_runs_averaged": int(sum(r.get("averaged", 0)
+                                                       for r in rows.values())),
+            "tables": {str(k): dict(v) for k, v in rows.items()}}
+
+
+def stats_sidecar(
+    description: str,
+    columns: Mapping[str, str],
+    *,
+    n: Mapping[str, Any],
+    covariates: Sequence[str],
+    harmonization: str,
+    site: str | None,
+    group: Mapping[str, Any] | None,
+    sources: Mapping[str, Any],
+    repeated_rows: Mapping[str, Any] | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Build the JSON sidecar of a statistics table: n, covariates, harmonisation, columns.
+
+    Parameters
+    ----------
+    description : str
+        What the table holds.
+    columns : mapping
+        Description of every column (checked by :func:`write_result`).
+    n : mapping
+        Participant counts (e.g. ``case``, ``control``, ``scored``, ``training``).
+    covariates : sequence of str
+        Covariates used.
+    harmonization : str
+        What harmonisation was done (``"none"`` when nothing was).
+    site : str or None
+        Site column.
+    group : mapping or None
+        ``column``, ``case`` and ``control`` labels.
+    sources : mapping
+        Input files.
+    repeated_rows : mapping or None
+        :func:`rows_policy` of the feature tables.
+    **extra
+        Further entries, placed before ``Columns``.
+
+    Returns
+    -------
+    dict
+        The sidecar content for :func:`write_result`.
+    """
+    from danemap._version import __version__
+
+    return {
+        "Description": description,
+        "GeneratedBy": {"Name": "danemap", "Version": __version__},
+        "Sources": dict(sources),
+        "Group": None if group is None else dict(group),
+        "N": dict(n),
+        "Covariates": list(covariates),
+        "Site": site,
+        "Harmonization": harmonization,
+        "RepeatedRows": None if repeated_rows is None else dict(repeated_rows),
+        "Disclaimer": DISCLAIMER,
+        **extra,
+        "Columns": dict(columns),
+    }
 
 
 def write_result(

@@ -123,6 +123,8 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         Covariates ComBat preserves (complete columns, e.g. age and sex; never the label).
     unseen_site : {"error", "refit"}
         Passed to ComBat for sites absent from the training rows.
+    combat_method : {"parametric", "nonparametric", "no-eb"}
+        ComBat estimation (see :data:`danemap.stats.combat.COMBAT_METHODS`).
 
     Attributes
     ----------
@@ -138,7 +140,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
     def __init__(self, imaging: Sequence[str] = (), numeric: Sequence[str] = (),
                  categorical: Sequence[str] = (), site: str | None = None,
                  harmonize: bool = False, combat_covariates: Sequence[str] = (),
-                 unseen_site: str = "error") -> None:
+                 unseen_site: str = "error", combat_method: str = "parametric") -> None:
         self.imaging = imaging
         self.numeric = numeric
         self.categorical = categorical
@@ -146,6 +148,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         self.harmonize = harmonize
         self.combat_covariates = combat_covariates
         self.unseen_site = unseen_site
+        self.combat_method = combat_method
 
     def _check_X(self, X: Any) -> pd.DataFrame:
         import pandas as pd
@@ -199,7 +202,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         FeatureBuilder
             ``self``.
         """
-        from danemap.stats.combat import ComBat
+        from danemap.stats.combat import ComBat, combat_params
 
         X = self._check_X(X)
         self.train_index_ = list(X.index)
@@ -209,7 +212,9 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
                 raise InputError("FeatureBuilder: harmonize=True needs a site column")
             cov = X[list(self.combat_covariates)].reset_index(drop=True) \
                 if self.combat_covariates else None
-            self.combat_ = ComBat(unseen_site=self.unseen_site).fit(
+            combat = ComBat(**combat_params(self.combat_method, "combat_method"),
+                            unseen_site=self.unseen_site)
+            self.combat_ = combat.fit(
                 X[list(self.imaging)].to_numpy(float), X[self.site].to_numpy(), cov)
         self.medians_ = {}
         for col in self.numeric:
@@ -368,7 +373,7 @@ class NestedLogistic:
 
 def _builders(imaging: list[str], numeric: list[str], categorical: list[str], site: str,
               harmonize: bool, combat_covariates: list[str], scheme: str,
-              loso_harmonize: str) -> dict[str, FeatureBuilder]:
+              loso_harmonize: str, combat_method: str) -> dict[str, FeatureBuilder]:
     cat = list(categorical)
     if scheme == "loso":
         cat = [c for c in cat if c != site]
@@ -377,14 +382,13 @@ def _builders(imaging: list[str], numeric: list[str], categorical: list[str], si
     else:
         cat = [*cat, site] if site not in cat else cat
         h, unseen = harmonize, "error"
+    kw: dict[str, Any] = {"site": site, "combat_covariates": combat_covariates,
+                          "unseen_site": unseen, "combat_method": combat_method}
     return {
-        "covariates": FeatureBuilder(numeric=numeric, categorical=cat, site=site,
-                                     combat_covariates=combat_covariates, unseen_site=unseen),
-        "imaging": FeatureBuilder(imaging=imaging, harmonize=h, site=site,
-                                  combat_covariates=combat_covariates, unseen_site=unseen),
+        "covariates": FeatureBuilder(numeric=numeric, categorical=cat, **kw),
+        "imaging": FeatureBuilder(imaging=imaging, harmonize=h, **kw),
         "both": FeatureBuilder(imaging=imaging, numeric=numeric, categorical=cat,
-                               harmonize=h, site=site, combat_covariates=combat_covariates,
-                               unseen_site=unseen),
+                               harmonize=h, **kw),
     }
 
 
@@ -447,6 +451,7 @@ def classify(
     extra_covariates: Sequence[str] = ("full4_iq",),
     site: str = "site",
     harmonize: bool = True,
+    combat_method: str = "parametric",
     schemes: Sequence[str] = ("kfold", "loso"),
     n_folds: int = 5,
     inner_folds: int = 3,
@@ -476,6 +481,8 @@ def classify(
         Site column (a covariate for k-fold, the grouping of LOSO, ComBat's batch).
     harmonize : bool
         Fit ComBat inside every training fold.
+    combat_method : {"parametric", "nonparametric", "no-eb"}
+        ComBat estimation (see :data:`danemap.stats.combat.COMBAT_METHODS`).
     schemes : sequence of {"kfold", "loso"}
         Outer cross-validation schemes.
     n_folds, inner_folds : int
@@ -504,6 +511,9 @@ def classify(
     import pandas as pd
     from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
 
+    from danemap.stats.combat import ComBat, combat_params
+
+    method = ComBat(**combat_params(combat_method, "combat_method")).describe()
     bad = sorted(set(schemes) - {"kfold", "loso"})
     if bad or not schemes:
         raise InputError(f"schemes: expected 'kfold' and/or 'loso', found {list(schemes)}")
@@ -544,7 +554,7 @@ def classify(
                     raise InputError(f"classification: site {sites[test][0]!r} has a single "
                                      "group or too few participants for leave-one-site-out")
         builders = _builders(imaging, numeric, categorical, site, harmonize, combat_cov,
-                             scheme, loso_harmonize)
+                             scheme, loso_harmonize, combat_method)
         for name, builder in builders.items():
             model = NestedLogistic(builder, c_grid, int(inner_folds), seed)
             prob, folds, best = _cv_predict(model, data, y, splits)
@@ -559,11 +569,11 @@ def classify(
                     null[k].append(v)
             if harmonize and builder.imaging:
                 if scheme == "kfold":
-                    harm = (f"ComBat fitted in each training fold (preserving {combat_cov}), "
-                            "applied to the test fold")
+                    harm = (f"ComBat fitted in each training fold ({method}; preserving "
+                            f"{combat_cov}), applied to the test fold")
                 elif loso_harmonize == "refit":
-                    harm = ("ComBat fitted in each training fold; held-out site estimated from "
-                            "its own unlabelled features (transductive)")
+                    harm = (f"ComBat fitted in each training fold ({method}); held-out site "
+                            "estimated from its own unlabelled features (transductive)")
                 else:
                     harm = "none (LOSO: ComBat cannot harmonise an unseen site)"
             else:
@@ -641,6 +651,7 @@ def save_classifier(
     extra_covariates: Sequence[str] = ("full4_iq",),
     site: str = "site",
     harmonize: bool = True,
+    combat_method: str = "parametric",
     inner_folds: int = 3,
     c_grid: Sequence[float] = DEFAULT_C_GRID,
     seed: int = 0,
@@ -655,8 +666,8 @@ def save_classifier(
         Aligned training tables.
     model : {"covariates", "imaging", "both"}
         Which model to save.
-    group, case, control, covariates, extra_covariates, site, harmonize, inner_folds, \
-c_grid, seed
+    group, case, control, covariates, extra_covariates, site, harmonize, combat_method, \
+inner_folds, c_grid, seed
         As in :func:`classify`.
 
     Returns
@@ -669,7 +680,7 @@ c_grid, seed
     data, y, imaging, numeric, categorical, _ = _training_table(
         features, participants, group, case, control, covariates, extra_covariates, site)
     builder = _builders(imaging, numeric, categorical, site, harmonize, list(covariates),
-                        "kfold", "none")[model]
+                        "kfold", "none", combat_method)[model]
     nested = NestedLogistic(builder, c_grid, int(inner_folds), seed).fit(data, y)
     fb, clf = nested.builder_, nested.clf_
     payload = {
@@ -741,7 +752,10 @@ def predict(
     -------
     pandas.DataFrame
         ``participant_id``, ``probability_case``, ``predicted`` (case/control label,
-        threshold 0.5) and ``model``.
+        threshold 0.5) and ``model``. ``DataFrame.attrs`` describes the saved model for
+        sidecars: ``labels``, ``n_train``, ``n_train_case``, ``n_train_control``,
+        ``covariates`` (model inputs besides the imaging features), ``site`` and
+        ``harmonization``.
     """
     import pandas as pd
 
@@ -766,9 +780,22 @@ def predict(
     logit = Z @ np.asarray(data["coef"], float) + float(data["intercept"])
     prob = 1.0 / (1.0 + np.exp(-logit))
     labels: Mapping[str, str] = data["labels"]
-    return pd.DataFrame({
+    out = pd.DataFrame({
         "participant_id": list(features.index),
         "probability_case": prob,
         "predicted": np.where(prob >= 0.5, labels["case"], labels["control"]),
         "model": data["model"],
     })
+    harm = "none"
+    if fb.combat_ is not None:
+        harm = (f"saved ComBat ({fb.combat_.describe()}) fitted on the {data['n_train']} "
+                f"training participants (batch {fb.site!r}, preserving "
+                f"{list(fb.combat_covariates)}), applied to these participants")
+    out.attrs.update({
+        "labels": dict(labels), "n_train": int(data["n_train"]),
+        "n_train_case": int(data["n_case"]), "n_train_control": int(data["n_control"]),
+        "covariates": [*fb.numeric, *fb.categorical],
+        "site": fb.site if fb.combat_ is not None or fb.site in fb.categorical else None,
+        "harmonization": harm,
+    })
+    return out

@@ -37,7 +37,7 @@ from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError, NotFittedError
 from danemap.stats._design import CovariateEncoder, as_2d_float, as_labels
 
-__all__ = ["ComBat"]
+__all__ = ["COMBAT_METHODS", "ComBat", "combat_params"]
 
 log = get_logger("stats.combat")
 
@@ -45,6 +45,46 @@ _MIN_SITE_SIZE = 3
 _CONV = 1e-4  # convergence criterion of the parametric EB iteration (as neuroCombat/sva)
 _MAX_ITER = 10_000
 _NP_CHUNK = 512  # features per block in the non-parametric EB (bounds an m x m matrix)
+
+#: Named ComBat estimation methods (``stats.combat_method``, ``--combat-method``) and the
+#: :class:`ComBat` parameters each one sets.
+COMBAT_METHODS: dict[str, dict[str, Any]] = {
+    "parametric": {"parametric": True, "empirical_bayes": True},
+    "nonparametric": {"parametric": False, "empirical_bayes": True},
+    "no-eb": {"parametric": True, "empirical_bayes": False},
+}
+
+
+def combat_params(method: str, where: str = "combat_method") -> dict[str, Any]:
+    """Return the :class:`ComBat` parameters of a named estimation method.
+
+    Parameters
+    ----------
+    method : {"parametric", "nonparametric", "no-eb"}
+        Parametric empirical Bayes (the neuroCombat / neuroHarmonize default),
+        non-parametric empirical Bayes, or per-feature least-squares site estimates
+        without empirical Bayes (see :data:`COMBAT_METHODS`).
+    where : str
+        Name of the setting, used in the error message.
+
+    Returns
+    -------
+    dict
+        ``parametric`` and ``empirical_bayes`` keyword arguments of :class:`ComBat`.
+
+    Raises
+    ------
+    InputError
+        If ``method`` is not one of :data:`COMBAT_METHODS`.
+
+    Examples
+    --------
+    >>> combat_params("nonparametric")
+    {'parametric': False, 'empirical_bayes': True}
+    """
+    if method not in COMBAT_METHODS:
+        raise InputError(f"{where}: expected one of {list(COMBAT_METHODS)}, found {method!r}")
+    return dict(COMBAT_METHODS[method])
 
 
 def _aprior(delta_hat: np.ndarray) -> float:
@@ -259,6 +299,29 @@ class ComBat(BaseEstimator):
         return True
 
     # ------------------------------------------------------------------ API
+    def describe(self) -> str:
+        """Describe the estimation, for sidecars and summaries.
+
+        Returns
+        -------
+        str
+            After :meth:`fit`, what the fit actually did (empirical Bayes may have been
+            requested but impossible); before, what the parameters ask for. For example
+            ``"parametric empirical Bayes, location and scale"``.
+        """
+        scale = "location only" if self.mean_only else "location and scale"
+        kind = "parametric" if self.parametric else "non-parametric"
+        no_eb = "per-feature least-squares site estimates without empirical Bayes"
+        if not hasattr(self, "use_eb_"):
+            return f"{kind} empirical Bayes, {scale}" if self.empirical_bayes \
+                else f"{no_eb}, {scale}"
+        if self.use_eb_:
+            return f"{kind} empirical Bayes, {scale}"
+        why = ("" if not self.empirical_bayes else
+               " (empirical Bayes requested but not possible: too few non-constant features "
+               "or identical site variances)")
+        return f"{no_eb}{why}, {scale}"
+
     def fit(self, X: Any, site: Any, covars: Any = None) -> ComBat:
         """Estimate site effects, preserving the covariates.
 

@@ -23,11 +23,11 @@ kurtosis to 5 (SD 1.13) at the price of 6.4% of |z| > 2.
 
 Harmonisation
 -------------
-With ``site`` set, :class:`danemap.stats.combat.ComBat` is fitted **inside**
-:meth:`NormativeModel.fit` on the training controls only (covariates age and sex),
-and applied to every scored participant. Cases never enter the harmonisation or the
-model, so nothing of the case group leaks into the norm; a participant from a site
-with no training controls cannot be scored (ComBat raises).
+With ``site`` set, :class:`danemap.stats.combat.ComBat` (estimation ``combat_method``)
+is fitted **inside** :meth:`NormativeModel.fit` on the training controls only
+(covariates age and sex), and applied to every scored participant. Cases never enter
+the harmonisation or the model, so nothing of the case group leaks into the norm; a
+participant from a site with no training controls cannot be scored (ComBat raises).
 
 :func:`normative_scores` scores controls **out of sample** by stratified k-fold
 cross-validation (folds stratified by site; ComBat and the model refitted on the
@@ -64,6 +64,7 @@ from danemap.stats._modelio import (
     read_model_file,
 )
 from danemap.stats._tables import check_columns, group_mask
+from danemap.stats.combat import ComBat, combat_params
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -127,6 +128,9 @@ class NormativeModel(BaseEstimator):
         Site column; when set, ComBat is fitted on the training data inside :meth:`fit`.
     extreme_z : float
         Threshold of an extreme deviation (``|z| > extreme_z``).
+    combat_method : {"parametric", "nonparametric", "no-eb"}
+        ComBat estimation (see :data:`danemap.stats.combat.COMBAT_METHODS`); used when
+        ``site`` is set.
 
     Attributes
     ----------
@@ -145,7 +149,7 @@ class NormativeModel(BaseEstimator):
 
     def __init__(self, n_knots: int = 4, degree: int = 3, heteroscedastic: bool = False,
                  age: str = "age", sex: str | None = "sex", site: str | None = None,
-                 extreme_z: float = 2.0) -> None:
+                 extreme_z: float = 2.0, combat_method: str = "parametric") -> None:
         self.n_knots = n_knots
         self.degree = degree
         self.heteroscedastic = heteroscedastic
@@ -153,6 +157,7 @@ class NormativeModel(BaseEstimator):
         self.sex = sex
         self.site = site
         self.extreme_z = extreme_z
+        self.combat_method = combat_method
 
     # -------------------------------------------------------------- helpers
     def _check_params(self) -> None:
@@ -162,6 +167,7 @@ class NormativeModel(BaseEstimator):
             raise InputError(f"degree: expected 1, 2 or 3, found {self.degree!r}")
         if not float(self.extreme_z) > 0:
             raise InputError(f"extreme_z: expected a positive number, found {self.extreme_z!r}")
+        combat_params(self.combat_method, "combat_method")
 
     def _features(self, features: Any, fitting: bool) -> tuple[np.ndarray, list[str]]:
         import pandas as pd
@@ -241,10 +247,9 @@ class NormativeModel(BaseEstimator):
         age, sexm = self._covariates(covariates)
         self.combat_ = None
         if self.site:
-            from danemap.stats.combat import ComBat
-
-            self.combat_ = ComBat().fit(X, covariates[self.site].to_numpy(),
-                                        self._combat_covars(covariates))
+            combat = ComBat(**combat_params(self.combat_method, "combat_method"))
+            self.combat_ = combat.fit(X, covariates[self.site].to_numpy(),
+                                      self._combat_covars(covariates))
             X = np.asarray(self.combat_.transform(X, covariates[self.site].to_numpy(),
                                                   self._combat_covars(covariates)), float)
         self.knots_ = _knots(age, int(self.n_knots), int(self.degree))
@@ -406,6 +411,7 @@ def normative_scores(
     sex: str | None = "sex",
     site: str | None = "site",
     harmonize: bool = True,
+    combat_method: str = "parametric",
     n_folds: int = 5,
     seed: int = 0,
     model_params: Mapping[str, Any] | None = None,
@@ -424,6 +430,8 @@ def normative_scores(
         Covariate columns.
     harmonize : bool
         Fit ComBat on the training controls inside every fit (needs ``site``).
+    combat_method : {"parametric", "nonparametric", "no-eb"}
+        ComBat estimation (see :data:`danemap.stats.combat.COMBAT_METHODS`).
     n_folds : int
         Folds of the control cross-validation (stratified by site when given).
     seed : int
@@ -462,7 +470,8 @@ def normative_scores(
         raise InputError(f"normative model: {len(ctrl)} complete controls are too few for "
                          f"{n_folds}-fold cross-validation")
     params = dict(model_params or {})
-    params.update(age=age, sex=sex, site=site if harmonize else None)
+    params.update(age=age, sex=sex, site=site if harmonize else None,
+                  combat_method=combat_method)
     F, P = features, participants
     z = np.full(features.shape, np.nan)
     scored = np.array(["not scored"] * len(features), dtype=object)

@@ -13,8 +13,11 @@ was actually done, built from the run (``none`` / ``not run`` where nothing was)
   test keeps site dummies as confounds and permutes within site.
 * ``normative``: ComBat fitted on the (training) controls only, inside each fit.
 * ``classify``: ComBat fitted inside every training fold only (never on test data).
-
 * ``nbs``: the same harmonised features and confounds as ``permutation``.
+
+Every ComBat fit uses the estimation of ``stats.combat_method`` (``parametric`` or
+``nonparametric`` empirical Bayes, or ``no-eb``; see
+:data:`danemap.stats.combat.COMBAT_METHODS`); the harmonisation texts name it.
 
 Outputs in ``out_dir``: ``harmonized_features.tsv``, ``effects.tsv``,
 ``permutation.tsv``, ``nbs.tsv`` (connectivity edges only), ``symptoms.tsv``,
@@ -54,12 +57,13 @@ from danemap.errors import DanemapError, DanemapWarning, InputError
 from danemap.io import write_json
 from danemap.stats._tables import (
     DISCLAIMER,
-    RUNS_POLICY,
     PathLike,
     check_columns,
     encode_covariates,
     group_mask,
     load_inputs,
+    rows_policy,
+    stats_sidecar,
     write_result,
 )
 
@@ -158,14 +162,6 @@ class StatsOptions:
     normative_heteroscedastic: bool = False
 
 
-def _rows_policy(rows: Mapping[str, Mapping[str, Any]], session: str | None) -> dict[str, Any]:
-    """Describe how repeated rows (sessions, runs) were handled, for sidecars and summary."""
-    return {"runs": RUNS_POLICY, "session": session,
-            "participants_with_runs_averaged": int(sum(r.get("averaged", 0)
-                                                       for r in rows.values())),
-            "tables": {str(k): dict(v) for k, v in rows.items()}}
-
-
 def _stats_config(config: Any) -> StatsConfig:
     from danemap.config import Config, StatsConfig
 
@@ -177,6 +173,16 @@ def _stats_config(config: Any) -> StatsConfig:
         return config
     raise InputError(f"config: expected a danemap Config or StatsConfig, found "
                      f"{type(config).__name__}")
+
+
+def _check_stats_config(cfg: StatsConfig) -> None:
+    """Refuse an unknown harmonisation or ComBat method before any analysis runs."""
+    from danemap.stats.combat import combat_params
+
+    if cfg.harmonize not in ("combat", "none", "off", ""):
+        raise InputError(f"stats.harmonize: expected 'combat' or 'none', found "
+                         f"{cfg.harmonize!r}")
+    combat_params(cfg.combat_method, "stats.combat_method")
 
 
 class _Run:
@@ -195,32 +201,28 @@ class _Run:
         self.classify_harmonization = "not run"
         self.effects: pd.DataFrame | None = None
         self.covariates = list(cfg.covariates)
+        #: Covariates of the analyses that take the ICV (harmonisation, GLM, permutation,
+        #: NBS, reference); symptoms, normative model and classification do not.
+        self.icv_covariates = [*self.covariates, *([opts.icv] if opts.icv else [])]
         self.site: str | None = cfg.site if cfg.site in participants.columns else None
-        self.rows_policy = _rows_policy(features.attrs.get("rows", {}), opts.session)
+        self.rows_policy = rows_policy(features.attrs.get("rows", {}), opts.session)
 
     # ---------------------------------------------------------------- helpers
     def base_sidecar(self, description: str, columns: Mapping[str, str],
-                     harmonization: str, **extra: Any) -> dict[str, Any]:
-        from danemap._version import __version__
-
+                     harmonization: str, covariates: Sequence[str] | None = None,
+                     **extra: Any) -> dict[str, Any]:
+        """Sidecar of a table of this run (``covariates`` default: the configured ones)."""
         is_case, is_ctrl = group_mask(self.P, self.cfg.group, self.cfg.case, self.cfg.control,
                                       "participants")
-        return {
-            "Description": description,
-            "GeneratedBy": {"Name": "danemap", "Version": __version__},
-            "Sources": self.sources,
-            "Group": {"column": self.cfg.group, "case": self.cfg.case,
-                      "control": self.cfg.control},
-            "N": {"case": int(is_case.sum()), "control": int(is_ctrl.sum()),
-                  "note": "participants in the tables; each row gives the n it used"},
-            "Covariates": self.covariates,
-            "Site": self.site,
-            "Harmonization": harmonization,
-            "RepeatedRows": self.rows_policy,
-            "Disclaimer": DISCLAIMER,
-            **extra,
-            "Columns": dict(columns),
-        }
+        return stats_sidecar(
+            description, columns,
+            n={"case": int(is_case.sum()), "control": int(is_ctrl.sum()),
+               "note": "participants in the tables; each row gives the n it used"},
+            covariates=self.covariates if covariates is None else covariates,
+            harmonization=harmonization, site=self.site,
+            group={"column": self.cfg.group, "case": self.cfg.case,
+                   "control": self.cfg.control},
+            sources=self.sources, repeated_rows=self.rows_policy, **extra)
 
     def features_for_stats(self) -> tuple[pd.DataFrame, str]:
         """Harmonised features when available (else raw) and how they were made."""
@@ -236,9 +238,7 @@ class _Run:
 def _analysis_rows(run: _Run) -> np.ndarray:
     cfg = run.cfg
     is_case, is_ctrl = group_mask(run.P, cfg.group, cfg.case, cfg.control, "participants")
-    cols = [*run.covariates, *([run.site] if run.site else [])]
-    if run.opts.icv:
-        cols.append(run.opts.icv)
+    cols = [*run.icv_covariates, *([run.site] if run.site else [])]
     check_columns(run.P, cols, "participants")
     ok = (is_case | is_ctrl) & run.P[cols].notna().all(axis=1).to_numpy()
     return ok & np.isfinite(run.raw.to_numpy(float)).all(axis=1)
@@ -247,15 +247,12 @@ def _analysis_rows(run: _Run) -> np.ndarray:
 def _do_harmonize(run: _Run) -> None:
     import pandas as pd
 
-    from danemap.stats.combat import ComBat
+    from danemap.stats.combat import ComBat, combat_params
 
     cfg = run.cfg
-    if cfg.harmonize in ("none", "", "off"):
+    if cfg.harmonize != "combat":
         run.summary["harmonize"] = {"status": "skipped", "reason": "harmonize = none"}
         return
-    if cfg.harmonize != "combat":
-        raise InputError(f"stats.harmonize: expected 'combat' or 'none', found "
-                         f"{cfg.harmonize!r}")
     if run.site is None:
         raise InputError(f"participants: site column {cfg.site!r} not found; it is needed for "
                          "ComBat (set stats.harmonize = 'none' for single-site data)")
@@ -269,35 +266,24 @@ def _do_harmonize(run: _Run) -> None:
         warnings.warn(f"harmonisation: {dropped} participant(s) outside the two groups or with "
                       "missing features/covariates/site are left out of every group analysis",
                       DanemapWarning, stacklevel=2)
-    preserved = [*run.covariates, cfg.group, *([run.opts.icv] if run.opts.icv else [])]
+    preserved = [*run.icv_covariates, cfg.group]
     covars = run.P.loc[rows, preserved].reset_index(drop=True)
     X = run.raw[rows]
-    combat = ComBat()
+    combat = ComBat(**combat_params(cfg.combat_method, "stats.combat_method"))
     H = combat.fit_transform(X, run.P.loc[rows, run.site].to_numpy(), covars)
     run.harmonized = pd.DataFrame(np.asarray(H, float), index=X.index, columns=X.columns)
-    run.harmonization = (f"ComBat ({_combat_method(combat)}) fitted on all {int(rows.sum())} "
+    run.harmonization = (f"ComBat ({combat.describe()}) fitted on all {int(rows.sum())} "
                          f"analysed participants, batch {run.site!r}, preserving {preserved}")
     out = run.harmonized.reset_index()
     cols = {"participant_id": "participant identifier",
             **{c: "ComBat-harmonised feature" for c in X.columns}}
     run.write("harmonized", "harmonized_features.tsv", out,
               run.base_sidecar("Features after ComBat harmonisation", cols, run.harmonization,
-                               Sites={str(s): int(n) for s, n in
+                               covariates=run.icv_covariates, Sites={str(s): int(n) for s, n in
                                       zip(combat.sites_, combat.n_per_site_, strict=True)}))
     run.summary["harmonize"] = {"status": "done", "n": int(rows.sum()), "n_sites": int(n_sites),
-                                "preserved": preserved, "method": run.harmonization}
-
-
-def _combat_method(combat: Any) -> str:
-    """Describe the estimation a fitted :class:`ComBat` actually used."""
-    scale = "location only" if combat.mean_only else "location and scale"
-    if combat.use_eb_:
-        kind = "parametric" if combat.parametric else "non-parametric"
-        return f"{kind} empirical Bayes, {scale}"
-    why = ("" if not combat.empirical_bayes else
-           " (empirical Bayes requested but not possible: too few non-constant features or "
-           "identical site variances)")
-    return f"per-feature least-squares site estimates without empirical Bayes{why}, {scale}"
+                                "preserved": preserved, "combat_method": cfg.combat_method,
+                                "method": run.harmonization}
 
 
 def _effects_columns(group: str = "group") -> dict[str, str]:
@@ -358,7 +344,8 @@ def _do_glm(run: _Run) -> None:
              + ("" if site is None else " (site as covariate)"))
     run.write("effects", "effects.tsv", res,
               run.base_sidecar("Case-control GLM per feature", _effects_columns(cfg.group),
-                               harm, Model=model, Terms=terms, Alpha=cfg.alpha))
+                               harm, covariates=run.icv_covariates, Model=model, Terms=terms,
+                               Alpha=cfg.alpha))
     g = main
     top = g.sort_values("p").head(5)
     run.summary["glm"] = {
@@ -390,8 +377,7 @@ def _confounds(run: _Run) -> tuple[Any, np.ndarray, np.ndarray, Any, list[str]]:
     is_case, _ = group_mask(run.P, cfg.group, cfg.case, cfg.control, "participants")
     idx = feats.index.intersection(run.P.index[rows])
     sel = run.P.index.get_indexer(idx)
-    cov_cols = [*run.covariates, *([run.opts.icv] if run.opts.icv else []),
-                *([run.site] if run.site else [])]
+    cov_cols = [*run.icv_covariates, *([run.site] if run.site else [])]
     C, names = encode_covariates(run.P.iloc[sel], cov_cols, "participants")
     blocks = run.P[run.site].iloc[sel].astype(str).to_numpy() if run.site else None
     return idx, is_case[sel].astype(float), C, blocks, names
@@ -417,6 +403,7 @@ def _do_permutation(run: _Run) -> None:
             "n_permutations": "random permutations", "n": "participants"}
     run.write("permutation", "permutation.tsv", df, run.base_sidecar(
         "Freedman-Lane permutation test of the group effect, max-T FWE", cols, harm,
+        covariates=run.icv_covariates,
         Confounds=names, ExchangeabilityBlocks=run.site, Seed=int(cfg.seed)))
     run.summary["permutation"] = {
         "status": "done", "n_permutations": res.n_permutations,
@@ -482,6 +469,7 @@ def _do_nbs(run: _Run) -> None:
             "component_p_fwe": "family-wise error p of the component (max component size)"}
     run.write("nbs", "nbs.tsv", df, run.base_sidecar(
         "Network-based statistic (Zalesky 2010) on the connectivity subnetworks", cols, harm,
+        covariates=run.icv_covariates,
         Threshold=res.threshold_t, NPermutations=res.n_permutations,
         Subnetworks=list(o.nbs_subnetworks), NEdges=len(res.edges), Confounds=names,
         ExchangeabilityBlocks=run.site, Seed=int(cfg.seed),
@@ -550,14 +538,15 @@ def _do_normative(run: _Run) -> None:
     sex = "sex" if "sex" in run.covariates else None
     z, model = normative_scores(run.raw, run.P, group=cfg.group, case=cfg.case,
                                 control=cfg.control, age="age", sex=sex, site=run.site,
-                                harmonize=harmonize, n_folds=run.opts.n_folds,
+                                harmonize=harmonize, combat_method=cfg.combat_method,
+                                n_folds=run.opts.n_folds,
                                 seed=int(cfg.seed), model_params={
                                     "heteroscedastic": run.opts.normative_heteroscedastic})
     path = Path(run.opts.normative_model or run.out / "normative_model.json")
     model.save(path)
     run.files["normative_model"] = path
-    harm = ("ComBat fitted on the training controls inside every fit (cases never enter it)"
-            if harmonize else "none")
+    harm = (f"ComBat ({model.combat_.describe()}) fitted on the training controls inside "
+            "every fit (cases never enter it)" if model.combat_ is not None else "none")
     run.normative_harmonization = harm
     cols = {"participant_id": "participant identifier", "group": "group label",
             "scored": "out-of-sample CV (controls) or model fitted on all controls (cases)",
@@ -594,7 +583,8 @@ def _do_classify(run: _Run) -> None:
     schemes = ("kfold", "loso") if multi_site else ("kfold",)
     kw: dict[str, Any] = {"group": cfg.group, "case": cfg.case, "control": cfg.control,
           "covariates": run.covariates, "extra_covariates": o.extra_covariates,
-          "site": run.site, "harmonize": harmonize, "inner_folds": o.inner_folds,
+          "site": run.site, "harmonize": harmonize, "combat_method": cfg.combat_method,
+          "inner_folds": o.inner_folds,
           "c_grid": o.c_grid, "seed": int(cfg.seed)}
     table, info = classify(run.raw, run.P, schemes=schemes, n_folds=o.n_folds,
                            n_permutations=o.classify_permutations, n_bootstrap=o.n_bootstrap,
@@ -644,6 +634,7 @@ def _do_reference(run: _Run) -> None:
     _, harm = run.features_for_stats()
     run.write("reference", "reference_comparison.tsv", table, run.base_sidecar(
         "danemap Cohen's d next to a published reference", reference_columns(), harm,
+        covariates=run.icv_covariates,
         Reference=str(run.opts.reference), ReferenceMeasure=str(ref["measure"].iloc[0])))
     run.summary["reference"] = {
         "status": "done", "n_mapped": len(table),
@@ -702,6 +693,7 @@ def run_stats(
         Invalid inputs, or (with ``on_error="raise"``) any analysis error.
     """
     cfg = _stats_config(config)
+    _check_stats_config(cfg)
     opts = options or StatsOptions()
     unknown = [a for a in analyses if a not in ANALYSES]
     if unknown or not analyses:
@@ -766,8 +758,11 @@ def run_stats(
               "control": int(is_ctrl.sum()), "per_site": per_site},
         "group": {"column": cfg.group, "case": cfg.case, "control": cfg.control},
         "covariates": list(cfg.covariates),
+        "icv": opts.icv,
         "site": run.site,
         "repeated_rows": run.rows_policy,
+        "harmonization_settings": {"harmonize": cfg.harmonize,
+                                   "combat_method": cfg.combat_method},
         "harmonization": {
             "group_analyses": run.harmonization,
             "normative": run.normative_harmonization,
