@@ -93,7 +93,7 @@ def process_participant(label: str, bids_dir: str, output_dir: str, config: Conf
             )
             files += [str(p) for p in write_run(
                 result, writer, session.participant, session=session.session,
-                task=ents.get("task", "rest"), run=ents.get("run"))]
+                task=ents.get("task", "rest"), run=ents.get("run"), atlas=atlas.name)]
             n_runs += 1
             if result.qc.get("exclude"):
                 excluded.append(run.preproc.path.name)
@@ -232,6 +232,7 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
     int
         0 on success, 1 when the statistics of some table failed (the others are written).
     """
+    from danemap.atlas import atlas_name
     from danemap.io import DerivativesWriter, atomic_write_text, read_participants
     from danemap.markers.functional import collect_functional_group
     from danemap.report.group import write_group_report
@@ -246,7 +247,9 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
                       group_column=config.stats.group)
     writer = DerivativesWriter(output_dir, config=config, bids_dir=bids_dir, describe=False)
     group_dir = writer.root / "group"
-    tables = collect_functional_group(writer.root, group_dir)
+    tables = collect_functional_group(writer.root, group_dir,
+                                      connectivity=config.functional.connectivity,
+                                      atlas=atlas_name(config.run.atlas))
     atomic_write_text(group_dir / "config.toml", config.to_toml())
     options = StatsOptions(classify_permutations=config.stats.classify_permutations,
                            on_error="record")

@@ -235,3 +235,35 @@ def test_fallback_bold_without_fmriprep(cohort, tmp_path, fast_config, caplog):
     # same image, same confounds; only the (absent) brain mask differs
     assert list(fallback["network"]) == list(fmriprep["network"])
     assert abs(fallback["mean_z"] - fmriprep["mean_z"]).max() < 0.05
+
+
+def test_user_atlas_through_the_bids_app(cohort, tmp_path, fast_config):
+    import nibabel as nib
+    import numpy as np
+
+    from danemap.atlas import load_atlas
+    from danemap.markers.functional import collect_functional_group
+
+    builtin = load_atlas(3)
+    keep = {"Caudate_L": 1, "Putamen_L": 2, "DLPFC_L": 3}
+    old = np.asarray(builtin.img.dataobj)
+    lab = np.zeros(old.shape, dtype=np.int16)
+    for name, new in keep.items():
+        lab[old == int(builtin.regions.set_index("name").loc[name, "index"])] = new
+    folder = tmp_path / "atlas"
+    folder.mkdir()
+    nib.Nifti1Image(lab, builtin.img.affine).to_filename(folder / "atlas-mini_res-3_dseg.nii.gz")
+    (folder / "atlas-mini_dseg.tsv").write_text(
+        "index\tname\tnetwork\n1\tCaudate_L\tfs\n2\tPutamen_L\t\n3\tDLPFC_L\tfs\n")
+    out = tmp_path / "out"
+    assert main([str(cohort), str(out), "participant", "--participant-label", "01", "02",
+                 "--atlas", str(folder / "atlas-mini_res-3_dseg.nii.gz"),
+                 "--config", str(fast_config)]) == 0
+    func = out / "danemap" / "sub-01" / "func"
+    ts = pd.read_csv(func / "sub-01_task-rest_atlas-mini_timeseries.tsv", sep="\t")
+    assert list(ts.columns) == ["volume", "Caudate_L", "Putamen_L", "DLPFC_L"]
+    nets = pd.read_csv(func / "sub-01_task-rest_atlas-mini_desc-networks_stats.tsv", sep="\t")
+    assert list(nets["network"]) == ["fs"]
+    assert not list(func.glob("*atlas-danemap*"))
+    tables = collect_functional_group(out / "danemap", tmp_path / "group", atlas="mini")
+    assert list(pd.read_csv(tables["networks"], sep="\t").columns) == ["participant_id", "fs"]

@@ -747,10 +747,29 @@ def atlas_from_setting(setting: str, resolution: int = 2) -> Atlas:
     if table is None:
         raise InputError(f"atlas {img}: no region table; expected "
                          f"{' or '.join(str(p) for p in dict.fromkeys(candidates))}")
-    match = re.match(r"atlas-([A-Za-z0-9]+)", stem)
-    name = match.group(1) if match else "custom"
+    name = atlas_name(setting)
     networks = img.with_name(f"atlas-{name}_networks.json")
     with open(table, encoding="utf-8-sig") as f:
         has_column = "network" in f.readline().rstrip("\r\n").split("\t")
-    use_json = match is not None and networks.is_file() and not has_column
+    use_json = stem.startswith("atlas-") and networks.is_file() and not has_column
     return Atlas.from_files(img, table, networks=networks if use_json else None, name=name)
+
+
+def atlas_name(setting: str) -> str:
+    """Return the name of the atlas a ``[run] atlas`` setting names, without loading it.
+
+    Parameters
+    ----------
+    setting : str
+        ``"danemap"`` or a label-image path (see :func:`atlas_from_setting`).
+
+    Returns
+    -------
+    str
+        ``"danemap"``, the image's ``atlas-`` entity, or ``"custom"``: the ``atlas-``
+        entity of the derivatives computed with it.
+    """
+    if setting == "danemap":
+        return setting
+    match = re.match(r"atlas-([A-Za-z0-9]+)", Path(setting).name)
+    return match.group(1) if match else "custom"
