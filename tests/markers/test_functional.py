@@ -750,3 +750,21 @@ def test_malformed_json_sidecars_are_input_errors(tmp_path, which, what):
     target.with_suffix(".json").write_bytes(b"\xff{not json")
     with pytest.raises(InputError, match=rf"{what} .*: not a readable JSON file"):
         _quiet_process(bold, conf, atlas)
+
+
+def test_partial_correlation_of_rank_deficient_series_is_nan(caplog):
+    import logging
+
+    from danemap.markers._func_connectivity import connectivity
+
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(60, 8))  # 60 volumes but only 8 degrees of freedom
+    ts = basis @ rng.normal(size=(8, 12))  # 12 regions
+    with caplog.at_level(logging.WARNING, logger="danemap"), warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning from a sqrt of a negative
+        corr, part = connectivity(ts)
+    assert np.isfinite(corr).all()
+    assert np.isnan(part).all()
+    assert "covariance of the 12 usable regions is singular" in caplog.text
+    corr, part = connectivity(rng.normal(size=(60, 12)))  # full rank: finite
+    assert np.isfinite(part).all()

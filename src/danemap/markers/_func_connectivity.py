@@ -18,6 +18,11 @@ log = get_logger("markers.functional")
 SMALL_REGION_VOXELS = 5
 
 
+#: A correlation matrix whose smallest eigenvalue is below this fraction of its largest is
+#: treated as singular (partial correlation NaN): float64 inversion loses ~all digits there.
+_SINGULAR_RTOL = 1e-10
+
+
 def usable_columns(ts: np.ndarray) -> np.ndarray:
     """Columns that are finite everywhere and not constant."""
     finite = np.isfinite(ts).all(axis=0)
@@ -65,19 +70,25 @@ def connectivity(ts: np.ndarray, partial: bool = True) -> tuple[np.ndarray, np.n
     corr[np.ix_(good, good)] = c
     if part is None:
         return corr, part
-    if n_t > good.sum():
-        try:
-            prec = np.linalg.inv(cov)
-        except np.linalg.LinAlgError:
-            prec = None
-        if prec is not None and np.all(np.isfinite(prec)):
-            dp = 1.0 / np.sqrt(np.diag(prec))
-            pc = -prec * dp[:, None] * dp[None, :]
-            np.fill_diagonal(pc, 1.0)
-            part[np.ix_(good, good)] = pc
-    else:
+    if n_t <= good.sum():
         log.warning("partial correlation needs more volumes (%d) than usable regions (%d); "
                     "it is NaN", n_t, int(good.sum()))
+        return corr, part
+    # Denoising removes degrees of freedom (confounds, filter band), so the covariance can
+    # be singular with more volumes than regions; its inverse would then be noise.
+    eig = np.linalg.eigvalsh(c)
+    if eig[0] <= _SINGULAR_RTOL * eig[-1]:
+        log.warning("partial correlation: the covariance of the %d usable regions is "
+                    "singular (smallest/largest eigenvalue %.1e): the denoised series have "
+                    "fewer degrees of freedom than regions; it is NaN. Keep more volumes, "
+                    "regress fewer confounds or use fewer regions", int(good.sum()),
+                    max(eig[0], 0.0) / eig[-1])
+        return corr, part
+    prec = np.linalg.inv(cov)
+    dp = 1.0 / np.sqrt(np.diag(prec))
+    pc = -prec * dp[:, None] * dp[None, :]
+    np.fill_diagonal(pc, 1.0)
+    part[np.ix_(good, good)] = pc
     return corr, part
 
 
