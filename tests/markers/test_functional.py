@@ -710,13 +710,19 @@ def test_dvars_threshold_and_min_segment_come_from_config():
 
 @pytest.mark.parametrize(("damage", "message"), [
     ("cut", "Compressed file ended"), ("flip", "CRC check failed|invalid"),
+    ("trailer", "CRC check failed"),
 ])
 def test_corrupt_gzip_bold_is_a_clear_input_error(tmp_path, damage, message):
     bold, conf, atlas = _write_run(tmp_path)
-    raw = bold.read_bytes()
+    raw = bytearray(bold.read_bytes())
     half = len(raw) // 2
-    bold.write_bytes(raw[:half] if damage == "cut" else
-                     raw[:half] + bytes(b ^ 0xFF for b in raw[half:half + 64]) + raw[half + 64:])
+    if damage == "cut":
+        raw = raw[:half]
+    elif damage == "flip":
+        raw[half:half + 64] = bytes(b ^ 0xFF for b in raw[half:half + 64])
+    else:  # every voxel decodes; only the CRC32 in the gzip trailer is wrong
+        raw[-6] ^= 0xFF
+    bold.write_bytes(bytes(raw))
     with pytest.raises(InputError, match=rf"{bold.name}: corrupt or truncated data.*({message})"):
         _quiet_process(bold, conf, atlas)
 

@@ -183,6 +183,9 @@ def gather_from_file(path: str | os.PathLike[str], header: Any, order: np.ndarra
                 block = np.frombuffer(buf, dtype=dtype, count=k * n_vox).reshape(k, n_vox)
                 out[t0:t0 + k] = block[:, order]
                 t0 += k
+            if stream is not raw:  # read to the end, where gzip checks its CRC and size
+                while _readinto_full(stream, mv):
+                    pass
         except InputError:
             raise
         except Exception as exc:
