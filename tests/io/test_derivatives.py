@@ -15,6 +15,7 @@ from danemap.config import Config
 from danemap.errors import InputError
 from danemap.io import (
     DerivativesWriter,
+    atomic_open,
     atomic_write_bytes,
     atomic_write_text,
     check_output_not_in_input,
@@ -74,6 +75,49 @@ def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert json.loads(p.read_text()) == {"v": 1}
     assert os.listdir(tmp_path) == ["x.json"]  # no temp file left
+
+
+def test_atomic_open_streams_to_a_temp_file_renamed_when_complete(tmp_path, monkeypatch):
+    p = tmp_path / "t.tsv"
+    p.write_text("old\n")
+    real_replace = os.replace
+    renamed: list[tuple[Path, Path]] = []
+
+    def replace(src, dst):
+        renamed.append((Path(src), Path(dst)))
+        assert Path(src).read_bytes() == b"a\tb\r\n1\t2\n\xc3\xa9\n"  # complete at rename
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with atomic_open(p) as fh:
+        for line in ("a\tb\r\n", "1\t2\n", "\u00e9\n"):  # streamed in pieces
+            fh.write(line)
+        fh.flush()
+        tmp = [f for f in os.listdir(tmp_path) if f != "t.tsv"]
+        assert len(tmp) == 1 and tmp[0].startswith(".t.tsv.")  # same folder, hidden
+        assert p.read_text() == "old\n"  # readers see the old file meanwhile
+    src, dst = renamed[0]
+    assert src.parent == dst.parent == tmp_path and dst == p
+    assert p.read_bytes() == b"a\tb\r\n1\t2\n\xc3\xa9\n"  # UTF-8, no newline translation
+    assert os.listdir(tmp_path) == ["t.tsv"]
+    monkeypatch.undo()
+    with atomic_open(tmp_path / "new" / "b.bin", "wb") as bfh:
+        bfh.write(b"\x00\x01")
+    assert (tmp_path / "new" / "b.bin").read_bytes() == b"\x00\x01"
+
+
+def test_atomic_open_failure_keeps_old_file_and_no_temp_file(tmp_path):
+    p = tmp_path / "t.tsv"
+    p.write_text("old\n")
+    with pytest.raises(RuntimeError, match="half way"), atomic_open(p) as fh:
+        fh.write("new, partial\n")
+        raise RuntimeError("half way")
+    assert p.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["t.tsv"]
+    with pytest.raises(InputError, match=r"atomic_open: mode must be 'w' or 'wb', found 'a'"):
+        with atomic_open(p, "a"):  # type: ignore[call-overload]
+            pass
+    assert os.listdir(tmp_path) == ["t.tsv"]
 
 
 def test_write_json_unserialisable_leaves_nothing(tmp_path):

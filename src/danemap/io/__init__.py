@@ -16,6 +16,7 @@ from danemap.io._bids import (
 )
 from danemap.io._derivatives import (
     DerivativesWriter,
+    atomic_open,
     atomic_write_bytes,
     atomic_write_text,
     check_output_not_in_input,
@@ -33,6 +34,7 @@ __all__ = [
     "DerivativesWriter",
     "FuncRun",
     "SessionData",
+    "atomic_open",
     "atomic_write_bytes",
     "atomic_write_text",
     "check_output_not_in_input",

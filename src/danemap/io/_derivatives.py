@@ -14,9 +14,9 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TextIO, overload
 
 from danemap.errors import InputError
 from danemap.io._participants import closest, validate_label
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENTITY_ORDER",
     "DerivativesWriter",
+    "atomic_open",
     "atomic_write_bytes",
     "atomic_write_text",
     "check_output_not_in_input",
@@ -50,8 +51,71 @@ def _umask() -> int:
     return mask
 
 
+@overload
+def atomic_open(path: str | os.PathLike[str],
+                mode: Literal["w"] = "w") -> contextlib.AbstractContextManager[TextIO]: ...
+
+
+@overload
+def atomic_open(path: str | os.PathLike[str],
+                mode: Literal["wb"]) -> contextlib.AbstractContextManager[BinaryIO]: ...
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[Any]:
+    r"""Open a file for writing that appears at ``path`` only once complete.
+
+    The content goes to a temporary file in the destination folder; on leaving the
+    ``with`` block it is flushed, ``fsync``-ed and moved into place with ``os.replace``
+    (an atomic rename, the folder being the same). If the block raises, the temporary
+    file is removed and any previous version of ``path`` is left intact. Large content
+    can thus be streamed (e.g. ``DataFrame.to_csv(fh)``) without building it in memory.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination; missing parent folders are created.
+    mode : {"w", "wb"}
+        Text (UTF-8, line endings written as given, not translated) or binary.
+
+    Yields
+    ------
+    file object
+        The open temporary file.
+
+    Raises
+    ------
+    InputError
+        If ``mode`` is not ``"w"`` or ``"wb"``.
+
+    Examples
+    --------
+    >>> with atomic_open(tmp / "table.tsv") as fh:  # doctest: +SKIP
+    ...     df.to_csv(fh, sep="\t", index=False)
+    """
+    if mode not in ("w", "wb"):
+        raise InputError(f"atomic_open: mode must be 'w' or 'wb', found {mode!r}")
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    text = mode == "w"
+    try:
+        with os.fdopen(fd, mode, encoding="utf-8" if text else None,
+                       newline="" if text else None) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(dest.parent)
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file, fsync, ``os.replace``).
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_open`).
 
     Parameters
     ----------
@@ -65,22 +129,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     Path
         The destination path.
     """
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(dest.parent)
-    return dest
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -97,7 +148,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write UTF-8 ``text`` to ``path`` atomically.
+    """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_open`).
 
     Parameters
     ----------
@@ -111,7 +162,9 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     Path
         The destination path.
     """
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
+    return Path(path)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -486,8 +539,7 @@ class DerivativesWriter:
                 entry = {"Description": entry}
             meta[col] = dict(entry)
         meta.update(extra)
-        text = table.to_csv(sep="\t", na_rep="n/a", index=False, lineterminator="\n")
-        json_path = dest.with_suffix(".json")
-        write_json(json_path, meta)
-        atomic_write_text(dest, text)
+        write_json(dest.with_suffix(".json"), meta)
+        with atomic_open(dest) as fh:  # streamed: a large table is never one string
+            table.to_csv(fh, sep="\t", na_rep="n/a", index=False, lineterminator="\n")
         return dest
