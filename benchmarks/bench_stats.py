@@ -11,8 +11,11 @@
    code the BIDS-App group level runs (``run_stats``) from the TSV files to the result
    files, with the analyses it runs on a connectivity table (harmonise, GLM + FDR, max-T
    permutations, NBS) plus symptom association, at the configured 5,000 permutations.
-   Measured as ``ru_maxrss`` of a fresh subprocess (includes the interpreter, the imports
-   and the data themselves), with the peak reached by the end of each step.
+   Measured as the peak resident set size (``VmHWM``) of a fresh subprocess (includes the
+   interpreter, the imports and the data themselves), with the peak reached by the end of
+   each step. ``VmHWM`` rather than ``ru_maxrss``: on Linux a child's ``ru_maxrss`` keeps
+   the high-water mark of the process it was forked from (this benchmark, which wrote
+   the input files), so it overstates the group stage; it is printed too, for reference.
 
 Run: ``.venv/bin/python benchmarks/bench_stats.py [--repeats 3] [--nilearn-perms 500]``;
 ``--quick`` (or the size options) for a smoke test on small sizes.
@@ -124,7 +127,13 @@ from danemap.config import StatsConfig
 
 features, participants, out, n_perm = sys.argv[1:5]
 analyses = sys.argv[5].split(",")
-mib = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+maxrss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def mib():
+    try:  # this process's own peak (Linux)
+        with open("/proc/self/status") as fh:
+            return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return maxrss()
 import danemap.stats.combat, danemap.stats.glm, danemap.stats.multiple  # noqa: F401
 import danemap.stats.symptoms  # noqa: F401
 after_imports = mib()
@@ -141,7 +150,8 @@ t0 = time.perf_counter()
 res = pl.run_stats(features, participants, out, StatsConfig(n_permutations=int(n_perm)),
                    analyses=analyses)
 s = res["summary"]
-print(json.dumps({"peak_mib": mib(), "after_imports_mib": after_imports, "steps": steps,
+print(json.dumps({"peak_mib": mib(), "maxrss_mib": maxrss(),
+                  "after_imports_mib": after_imports, "steps": steps,
                   "wall_s": time.perf_counter() - t0, "errors": s["errors"],
                   "status": {a: v["status"] for a, v in s["analyses"].items()},
                   "files": sorted(s["files"].values())}))
@@ -207,7 +217,8 @@ def bench_memory(n: int, m: int, n_perm: int, analyses: tuple[str, ...]) -> None
                                                   if k + "_s" in steps else "")
                       for k, v in steps.items() if not k.endswith("_s")))
     print(f"  peak RSS {peak:.0f} MiB (whole process) -> "
-          f"{'under' if peak < 2048 else 'OVER'} the 2 GB target")
+          f"{'under' if peak < 2048 else 'OVER'} the 2 GB target (ru_maxrss, which on Linux "
+          f"also counts this benchmark's own RSS at the fork: {info['maxrss_mib']:.0f} MiB)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -290,6 +290,104 @@ def test_participant_ids_must_be_bids_labels(tmp_path):
     assert list(ok.index) == ["sub-01", "sub-02"]
 
 
+def test_feature_table_parsed_in_blocks_equals_one_read(tmp_path, monkeypatch):
+    # blocks of 2 rows: values, n/a, ints, run averaging, session selection, the id columns
+    # between features, CRLF line ends, and error messages gathered over several blocks
+    import danemap.stats._tables as tables
+
+    monkeypatch.setattr(tables, "_BLOCK_CELLS", 12)  # 6 columns -> 2 rows per block
+    rng = np.random.default_rng(3)
+    n = 11
+    df = pd.DataFrame({"a": rng.normal(size=n),
+                       "participant_id": [f"{i % 5:02d}" for i in range(n)],
+                       "b": rng.integers(0, 9, n), "session": ["1"] * 10 + ["2"], "run": range(n),
+                       "c": rng.normal(size=n) * 1e-300})
+    df.loc[[1, 8], "a"] = np.nan
+    path = tmp_path / "t.tsv"
+    df.to_csv(path, sep="\t", index=False, na_rep="n/a", lineterminator="\r\n")
+    got = load_features(path, session="ses-1")
+    want = df[df.session == "1"].assign(participant_id=lambda d: "sub-" + d.participant_id)
+    want = want.set_index("participant_id")[["a", "b", "c"]].astype(float)
+    want = want.groupby(level=0, sort=False).mean()
+    pd.testing.assert_frame_equal(got, want, check_exact=True, check_index_type=False,
+                                  check_column_type=False)
+    assert got.attrs["rows"][str(path)] == {"rows": 11, "rows_used": 10, "participants": 5,
+                                            "averaged": 5, "session": "1"}
+    df = df.astype({"b": object, "c": object})
+    df.loc[[2, 5, 7, 9], "b"] = ["x", "y", "True", "z"]  # in three blocks
+    df.loc[10, "c"] = "w"  # session 2 only: not analysed, not reported
+    df.to_csv(path, sep="\t", index=False, na_rep="n/a")
+    with pytest.raises(InputError, match=r"t\.tsv, column 'b': expected numbers \(or n/a\), "
+                                         r"found sub-02='x', sub-00='y', sub-02='True'$"):
+        load_features(path, session="1")
+    df.loc[[2, 5, 7, 9], "b"] = 1
+    df.to_csv(path, sep="\t", index=False, na_rep="n/a")
+    load_features(path, session="1")
+    with pytest.raises(InputError, match=r"column 'c'.*found sub-00='w'"):
+        load_features(path, session="2")
+    df.loc[:, "c"] = np.nan
+    df.loc[10, "c"] = 1.0
+    df.to_csv(path, sep="\t", index=False, na_rep="n/a")
+    with pytest.raises(InputError, match=r"feature column\(s\) \['c'\] are entirely n/a"):
+        load_features(path, session="1")
+    gz = tmp_path / "t.tsv.gz"  # compressed: the rows are not its line breaks
+    df.assign(c=1.5).to_csv(gz, sep="\t", index=False, na_rep="n/a")
+    assert load_features(gz, session="1")["c"].tolist() == [1.5] * 5
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines[:8], lines[8] + "\t1\t2", *lines[9:]]) + "\n")
+    with pytest.raises(InputError, match="not a readable tab-separated table"):
+        load_features(path, session="1")
+
+
+def test_raw_features_let_go_once_harmonised_ones_replace_them(tmp_path, monkeypatch):
+    # after ComBat the group analyses use the harmonised table only; the raw one is kept
+    # while an analysis that harmonises inside its own fits (normative) is still to run
+    import danemap.stats.pipeline as pl
+
+    fp, pp, _ = write_cohort(tmp_path, n=60)
+    seen: dict[str, object] = {}
+    real = pl._STEPS["symptoms"]
+
+    def spy(run):
+        seen["raw"] = run._raw
+        real(run)
+        if run._raw is None:
+            with pytest.raises(RuntimeError, match="raw features were released"):
+                run.raw  # noqa: B018
+
+    monkeypatch.setitem(pl._STEPS, "symptoms", spy)
+    res = run_stats(fp, pp, tmp_path / "a", analyses=("glm", "symptoms"))
+    assert seen["raw"] is None and res["summary"]["n_features"] == 4
+    run_stats(fp, pp, tmp_path / "b", analyses=("symptoms", "normative"),
+              options=StatsOptions(n_folds=3))
+    assert isinstance(seen["raw"], pd.DataFrame)
+    run_stats(fp, pp, tmp_path / "c", StatsConfig(harmonize="none"), analyses=("symptoms",))
+    assert isinstance(seen["raw"], pd.DataFrame)  # nothing replaces them
+
+
+def test_result_tables_are_streamed_to_disk(tmp_path, monkeypatch):
+    # written block by block: never the whole table as text (that needs twice the file)
+    import tracemalloc
+
+    import danemap.stats._tables as tables
+    from danemap.stats._tables import write_result
+
+    X = np.random.default_rng(0).normal(size=(1500, 100))
+    df = pd.DataFrame(X, columns=[f"f{j}" for j in range(100)])
+    df.iloc[3, 4] = np.nan
+    path = tmp_path / "out.tsv"
+    monkeypatch.setattr(tables, "_WRITE_CELLS", 1 << 10)  # 10 rows per block
+    tracemalloc.start()
+    try:
+        write_result(df, path, {"Columns": dict.fromkeys(df.columns, "x")})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * path.stat().st_size  # one string of the table: over 2 times
+    text = df.to_csv(sep="\t", index=False, na_rep="n/a", float_format="%.10g")
+    assert path.read_bytes() == text.encode()  # the same bytes as one to_csv string
+
+
 # ------------------------------------------------------------------- ComBat method
 def test_combat_method_equals_combat_called_directly(tmp_path):
     from danemap.stats.combat import ComBat
@@ -360,3 +458,18 @@ def test_feature_values_parse_exactly_and_booleans_are_refused(tmp_path):
     assert (F.dtypes == np.float64).all() and F["count"].iloc[-1] == 49.0
     with pytest.raises(InputError, match=r"column 'flag'.*expected numbers.*'True'"):
         load_features(_write(tmp_path / "b.tsv", "participant_id\tflag\n01\tTrue\n02\tFalse\n"))
+
+
+def test_participants_problems_reported_together(tmp_path):
+    # the same validation as BIDS discovery (danemap.io.read_participants)
+    p = _write(tmp_path / "p.tsv", "participant_id\tgroup\tage\nsub-01\tADHD\tten\n"
+                                   "sub-01\tTD\t9\nsub-x_y\tTD\t10\n")
+    with pytest.raises(InputError, match=r"3 problem\(s\)") as err:
+        load_participants(p)
+    msg = str(err.value)
+    assert "duplicate participant_id: sub-01 (lines 2, 3)" in msg
+    assert "non-numeric value in column 'age': line 2: 'ten'" in msg
+    assert "invalid participant_id" in msg and "'sub-x_y'" in msg
+    ok = _write(tmp_path / "ok.tsv", "participant_id\tage\tsite\n01\t9\tA\nsub-02\tn/a\tB\n")
+    df = load_participants(ok)
+    assert list(df.index) == ["sub-01", "sub-02"] and df["age"].dtype == float

@@ -15,7 +15,7 @@ classification) encode covariates the same way:
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ __all__ = [
     "as_labels",
     "check_columns",
     "check_complete",
+    "column_blocks",
     "drop_incomplete",
     "is_categorical",
     "join_features",
@@ -48,6 +49,35 @@ def _listing(items: Sequence[Any], limit: int = _MAX_LISTED) -> str:
     if len(items) > limit:
         shown += f", ... ({len(items)} in all)"
     return shown
+
+
+#: Bytes of float64 per block when a computation goes through the features in blocks.
+_BLOCK_BYTES = 1 << 25
+
+
+def column_blocks(n_rows: int, n_cols: int, block_bytes: int = _BLOCK_BYTES) -> Iterator[slice]:
+    """Split the columns of an (n_rows, n_cols) float64 array into blocks of about ``block_bytes``.
+
+    Computing column-wise statistics block by block bounds the memory of the temporaries
+    whatever the size of the table. Block widths are multiples of 64 columns, so every
+    column keeps its position relative to the vector lanes: the column sums computed here
+    come out bit for bit as on the whole array.
+
+    Parameters
+    ----------
+    n_rows, n_cols : int
+        Shape of the array.
+    block_bytes : int
+        Target size of one block.
+
+    Yields
+    ------
+    slice
+        Consecutive column ranges covering ``range(n_cols)``.
+    """
+    width = max(64, block_bytes // (8 * max(n_rows, 1)) // 64 * 64)
+    for start in range(0, n_cols, width):
+        yield slice(start, min(start + width, n_cols))
 
 
 def is_categorical(series: pd.Series) -> bool:
@@ -316,11 +346,14 @@ def join_features(features: pd.DataFrame, participants: pd.DataFrame,
         raise InputError(f"features: expected numeric feature columns, found non-numeric "
                          f"{_listing(non_numeric)}")
     f_ids = features[on].astype(str)
-    p = participants.copy()
-    p[on] = p[on].astype(str)
-    f = features.copy()
-    f[on] = f_ids
-    joined = f.merge(p, on=on, how="inner", sort=False)
+    pos = pd.Index(participants[on].astype(str)).get_indexer(f_ids)  # -1: not a participant
+    found = pos >= 0
+    f = (features if found.all() else features[found]).reset_index(drop=True)
+    f[on] = f_ids[found].to_numpy()
+    # an inner join in feature-table order; unlike DataFrame.merge, concat does not copy
+    # the (possibly large) feature columns
+    joined = pd.concat([f, participants.drop(columns=on).iloc[pos[found]]
+                        .reset_index(drop=True)], axis=1)
     n_f, n_p, n_j = len(features), len(participants), len(joined)
     if n_j == 0:
         raise InputError(f"features/participants: no '{on}' in common (features has {n_f} "

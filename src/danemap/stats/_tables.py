@@ -6,14 +6,16 @@ danemap's own markers or from any other pipeline. ``participants.tsv`` follows
 BIDS: ``participant_id`` plus phenotype columns, ``n/a`` for missing.
 
 Result tables are written as TSV (``n/a`` for missing) with a JSON sidecar, both
-atomically (temporary file + rename) through :func:`danemap.io.atomic_write_text`.
+atomically (temporary file + rename) through :func:`danemap.io.atomic_open`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +23,7 @@ import numpy as np
 
 from danemap._utils.logging import get_logger
 from danemap.errors import InputError
-from danemap.io import atomic_write_text, validate_label, write_json
+from danemap.io import atomic_open, validate_label, write_json
 from danemap.stats._design import CovariateEncoder, check_columns
 
 if TYPE_CHECKING:
@@ -40,38 +42,56 @@ DISCLAIMER = (
 )
 
 
-def _read_tsv(path: PathLike, what: str, unique: bool = True,
-              text: Sequence[str] | None = None) -> pd.DataFrame:
-    """Read a TSV, ``n/a`` and empty cells as missing.
+#: How every table here is read: tab-separated, ``n/a`` and empty cells missing.
+_TSV: dict[str, Any] = {"sep": "\t", "na_values": ["n/a", ""], "keep_default_na": False}
 
-    With ``unique=False`` a participant may have several rows (sessions, runs). With
-    ``text=None`` every cell is read as text; otherwise only ``participant_id`` and the
-    ``text`` columns are, and the parser infers the other columns' types (a feature table:
-    numbers are parsed straight to float, without a text copy of the table, which for
-    10,000 x 4,950 features would take about 4 GB). Columns that do not parse as numbers
-    stay text and are checked by :func:`_to_numeric`.
-    """
-    import pandas as pd
+#: Cells per block of rows when a feature table is parsed (32 MiB as float64),
+#: which bounds the parser's memory whatever the size of the table.
+_BLOCK_CELLS = 1 << 22
 
+#: Cells per block of rows when a result table is written (each cell is formatted as a
+#: Python string first, about 100 bytes: a few MiB per block).
+_WRITE_CELLS = 1 << 15
+
+
+def _existing_file(path: PathLike, what: str) -> Path:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{what} {p}: file not found")
-    dtype: Any = str if text is None else dict.fromkeys(["participant_id", *text], str)
+    return p
+
+
+@contextlib.contextmanager
+def _parse_errors(p: Path, what: str) -> Iterator[None]:
+    """Turn the TSV parser's errors into :class:`InputError` naming the file."""
+    import pandas as pd
+
     try:
-        df = pd.read_csv(p, sep="\t", dtype=dtype, na_values=["n/a", ""],
-                         keep_default_na=False)
+        yield
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise InputError(f"{what} {p}: not a readable tab-separated table ({exc})") from exc
     except pd.errors.EmptyDataError as exc:
         raise InputError(f"{what} {p}: the file is empty") from exc
-    df.columns = [str(c).strip() for c in df.columns]
-    if "participant_id" not in df.columns:
-        hint = difflib.get_close_matches("participant_id", df.columns, n=1)
+
+
+def _header(columns: Sequence[Any], p: Path, what: str) -> list[str]:
+    """Return the stripped column names; raise if ``participant_id`` is not one of them."""
+    names = [str(c).strip() for c in columns]
+    if "participant_id" not in names:
+        hint = difflib.get_close_matches("participant_id", names, n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise InputError(
             f"{what} {p}: expected a 'participant_id' column, found columns "
-            f"{list(df.columns)[:8]}{extra}"
+            f"{names[:8]}{extra}"
         )
+    return names
+
+
+def _index_rows(df: pd.DataFrame, p: Path, what: str, unique: bool) -> pd.DataFrame:
+    """Check ``participant_id`` (present, BIDS labels, unique unless ``unique=False``).
+
+    Returns ``df`` indexed by it, in BIDS form (``sub-`` prefix added where absent).
+    """
     if df.empty:
         raise InputError(f"{what} {p}: the table has a header but no rows")
     if df["participant_id"].isna().any():
@@ -88,22 +108,27 @@ def _read_tsv(path: PathLike, what: str, unique: bool = True,
     return df.set_index("participant_id")
 
 
-def _to_numeric(series: pd.Series, where: str) -> pd.Series:
-    """Convert a column to float; raise naming the first non-numeric cells.
-
-    The column holds text, or numbers the parser recognised already.
-    """
+def _read_tsv(path: PathLike, what: str) -> pd.DataFrame:
+    """Read a TSV as text (``n/a`` and empty cells missing), indexed by ``participant_id``."""
     import pandas as pd
 
-    if series.dtype.kind in "fi":  # parsed as numbers already
-        return series.astype(float)
-    series = series.astype("string")  # text, or True/False parsed as booleans
-    out = pd.to_numeric(series, errors="coerce")
-    bad = out.isna() & series.notna()
-    if bad.any():
-        examples = [f"{i}={series[i]!r}" for i in series.index[bad.to_numpy()][:3]]
-        raise InputError(f"{where}: expected numbers (or n/a), found {', '.join(examples)}")
-    return out.astype(float)
+    p = _existing_file(path, what)
+    with _parse_errors(p, what):
+        df = pd.read_csv(p, dtype=str, **_TSV)
+    df.columns = _header(df.columns, p, what)
+    return _index_rows(df, p, what, unique=True)
+
+
+def _max_rows(p: Path) -> int:
+    """Upper bound on the rows of a text table: its CR and LF characters, plus one.
+
+    (Not a bound for a compressed file, which :func:`_parse_feature_table` also reads.)
+    """
+    breaks = 0
+    with p.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            breaks += block.count(b"\n") + block.count(b"\r")
+    return breaks + 1
 
 
 #: Columns of a feature table that identify a row (BIDS session, run), never features.
@@ -119,13 +144,106 @@ def _strip_entity(value: object, prefix: str) -> str:
     return text[len(prefix):] if text.startswith(prefix) else text
 
 
+def _session_labels(series: pd.Series) -> pd.Series:
+    """Session labels without the ``ses-`` prefix (``<NA>`` where missing)."""
+    return series.astype("string").str.strip().str.removeprefix("ses-")
+
+
+def _in_session(series: pd.Series, session: str) -> np.ndarray:
+    """Boolean mask of the rows of ``session`` (a label without ``ses-``)."""
+    return (_session_labels(series) == session).fillna(False).to_numpy(bool)
+
+
+@dataclass
+class _Parsed:
+    """A feature table parsed by :func:`_parse_feature_table`.
+
+    Attributes
+    ----------
+    ids : pandas.DataFrame
+        ``participant_id`` and the :data:`ID_COLUMNS` present, as text, every row.
+    values : numpy.ndarray, shape (rows kept, features)
+        The features of the rows of the requested session (every row without one, or
+        when the table has no ``session`` column); ``NaN`` where missing or not a number.
+    names : list of str
+        Feature names.
+    bad : dict
+        Feature position -> its first (at most three) cells that are not numbers, as
+        (row of ``values``, text).
+    empty : numpy.ndarray
+        Boolean mask of the features without any value in ``values``.
+    """
+
+    ids: pd.DataFrame
+    values: np.ndarray
+    names: list[str]
+    bad: dict[int, list[tuple[int, str]]]
+    empty: np.ndarray
+
+
+def _parse_feature_table(path: PathLike, session: str | None) -> _Parsed:
+    """Parse a feature table in blocks of rows straight into one float64 array.
+
+    The table is never held as text nor copied whole: the numbers of each block of rows
+    go into a preallocated array (whose unused tail is never touched), so the memory
+    needed is the data plus one block. Only the header is checked here; the content is
+    checked by :func:`load_features`.
+    """
+    import pandas as pd
+
+    what = "feature table"
+    p = _existing_file(path, what)
+    with _parse_errors(p, what):
+        raw_names = list(pd.read_csv(p, nrows=0, **_TSV).columns)
+    names = _header(raw_names, p, what)
+    id_pos = [j for j, c in enumerate(names) if c == "participant_id" or c in ID_COLUMNS]
+    feat_pos = [j for j in range(len(names)) if j not in id_pos]
+    # a slice selects the features of a block without copying them, when they are adjacent
+    feat_cols: slice | list[int] = (slice(feat_pos[0], feat_pos[-1] + 1) if feat_pos and
+                                    feat_pos[-1] - feat_pos[0] == len(feat_pos) - 1
+                                    else feat_pos)
+    want = None if session is None or "session" not in names else _strip_entity(session, "ses-")
+    values = np.empty((_max_rows(p), len(feat_pos)))
+    empty = np.ones(len(feat_pos), bool)
+    ids: list[pd.DataFrame] = []
+    bad: dict[int, list[tuple[int, str]]] = {}
+    n = 0
+    with _parse_errors(p, what), pd.read_csv(
+            p, dtype={raw_names[j]: str for j in id_pos}, **_TSV, low_memory=False,
+            chunksize=max(1, _BLOCK_CELLS // len(names))) as reader:
+        for block in reader:
+            block.columns = names
+            ids.append(block.iloc[:, id_pos])
+            if want is not None:
+                block = block[_in_session(block["session"], want)]
+            feats = block.iloc[:, feat_cols]
+            for j in np.flatnonzero([d.kind not in "fi" for d in feats.dtypes]):
+                text = feats.iloc[:, j].astype("string")  # text, or True/False as booleans
+                num = pd.to_numeric(text, errors="coerce")
+                cells = bad.setdefault(int(j), [])
+                for i in np.flatnonzero((num.isna() & text.notna()).to_numpy())[:3 - len(cells)]:
+                    cells.append((n + int(i), str(text.iloc[i])))
+                feats.isetitem(j, num.astype(float))
+            if n + len(feats) > len(values):  # more rows than line breaks: compressed input
+                values = np.concatenate([values[:n], np.empty((n + len(feats), len(feat_pos)))])
+            dest = values[n:n + len(feats)]
+            dest[:] = feats.to_numpy(float)
+            empty &= np.isnan(dest).all(axis=0)
+            n += len(feats)
+    table = (pd.concat(ids, ignore_index=True) if ids
+             else pd.DataFrame(columns=[names[j] for j in id_pos]))
+    return _Parsed(ids=table, values=values[:n], names=[names[j] for j in feat_pos],
+                   bad={j: c for j, c in bad.items() if c}, empty=empty)
+
+
 def _collapse_rows(df: pd.DataFrame, path: PathLike,
                    session: str | None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Select a session and average runs within participant.
+    """Select a session and count the runs to average within participant.
 
-    ``df`` is the text table indexed by ``participant_id`` (repeats allowed). Returns the
-    table without the ``session``/``run`` columns, one row per participant, and what was
-    done (``rows``, ``participants``, ``averaged``: participants with several rows).
+    ``df`` holds the identifying columns indexed by ``participant_id`` (repeats allowed).
+    Returns the index of the rows of the selected session (without the ``session``/``run``
+    columns) and what was done (``rows``, ``participants``, ``averaged``: participants
+    with several rows).
     """
     n_rows = len(df)
     if session is not None:
@@ -133,12 +251,11 @@ def _collapse_rows(df: pd.DataFrame, path: PathLike,
         if "session" not in df.columns:
             raise InputError(f"feature table {path}: session {session!r} was requested but "
                              "the table has no 'session' column")
-        ses = df["session"].astype("string").str.strip().str.removeprefix("ses-")
-        found = sorted({str(v) for v in ses.dropna()})
+        found = sorted({str(v) for v in _session_labels(df["session"]).dropna()})
         if want not in found:
             raise InputError(f"feature table {path}: session {want!r} not found in column "
                              f"'session'; found {found}")
-        df = df[(ses == want).fillna(False).to_numpy(bool)]
+        df = df[_in_session(df["session"], want)]
     elif "session" in df.columns:
         n_ses = df["session"].groupby(level=0).nunique()
         several = n_ses[n_ses > 1]
@@ -160,6 +277,9 @@ def _collapse_rows(df: pd.DataFrame, path: PathLike,
 def load_features(paths: PathLike | Sequence[PathLike],
                   session: str | None = None) -> pd.DataFrame:
     """Read one or several feature tables and join them on ``participant_id``.
+
+    Each table is parsed in blocks of rows straight to float64, so reading needs little
+    more memory than the data themselves.
 
     Parameters
     ----------
@@ -189,6 +309,8 @@ def load_features(paths: PathLike | Sequence[PathLike],
         ``session`` column, several sessions without ``session``, or the tables share no
         participant.
     """
+    import pandas as pd
+
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     if len(paths) == 0:
@@ -196,9 +318,10 @@ def load_features(paths: PathLike | Sequence[PathLike],
     tables = []
     rows: dict[str, dict[str, Any]] = {}
     for path in paths:
-        raw = _read_tsv(path, "feature table", unique=False, text=ID_COLUMNS)
-        ids = [c for c in ID_COLUMNS if c in raw.columns]
-        if not ids:
+        parsed = _parse_feature_table(path, session)
+        names = parsed.names
+        raw = _index_rows(parsed.ids, Path(path), "feature table", unique=False)
+        if not any(c in raw.columns for c in ID_COLUMNS):
             dup = raw.index[raw.index.duplicated()].unique().tolist()
             if dup:
                 raise InputError(f"feature table {path}: participant_id must be unique (or "
@@ -206,23 +329,24 @@ def load_features(paths: PathLike | Sequence[PathLike],
                                  f"duplicates {dup[:5]}")
         raw, info = _collapse_rows(raw, path, session)
         rows[str(path)] = info
-        if raw.shape[1] == 0:
+        if not names:
             raise InputError(
                 f"feature table {path}: expected participant_id plus at least one feature "
                 "column, found only participant_id"
             )
-        for c in [c for c in raw.columns if raw[c].dtype != np.float64]:  # usually none
-            raw[c] = _to_numeric(raw[c], f"feature table {path}, column {c!r}")
-        df = raw.astype(float)
+        if parsed.bad:  # usually not: the first feature with text that is not a number
+            j, cells = min(parsed.bad.items())
+            examples = [f"{raw.index[i]}={text!r}" for i, text in cells]
+            raise InputError(f"feature table {path}, column {names[j]!r}: expected numbers "
+                             f"(or n/a), found {', '.join(examples)}")
+        if parsed.empty.any():
+            empty = [names[j] for j in np.flatnonzero(parsed.empty)[:5]]
+            raise InputError(f"feature table {path}: feature column(s) {empty} are entirely n/a")
+        df = pd.DataFrame(parsed.values, index=raw.index, columns=names, copy=False)
         if info["averaged"]:
             df = df.groupby(level=0, sort=False).mean()
             log.info("feature table %s: %d participant(s) with several runs; runs averaged",
                      path, info["averaged"])
-        empty = [c for c in df.columns if df[c].isna().all()]
-        if empty:
-            raise InputError(
-                f"feature table {path}: feature column(s) {empty[:5]} are entirely n/a"
-            )
         tables.append(df)
     out = tables[0]
     for path, df in zip(paths[1:], tables[1:], strict=True):
@@ -240,7 +364,10 @@ def load_features(paths: PathLike | Sequence[PathLike],
 
 
 def load_participants(path: PathLike) -> pd.DataFrame:
-    """Read ``participants.tsv``; numeric-looking columns become float.
+    """Read ``participants.tsv``; numeric columns become float.
+
+    The file is validated by :func:`danemap.io.read_participants` (ids, duplicates,
+    non-numeric ages: every problem in one error), the reader the BIDS discovery uses.
 
     Parameters
     ----------
@@ -251,14 +378,18 @@ def load_participants(path: PathLike) -> pd.DataFrame:
     -------
     pandas.DataFrame
         Indexed by ``participant_id`` (with the ``sub-`` prefix).
-    """
-    import pandas as pd
 
-    df = _read_tsv(path, "participants table")
+    Raises
+    ------
+    InputError
+        If the file is missing, unreadable or invalid.
+    """
+    from danemap.io import read_participants
+
+    df = read_participants(path).set_index("participant_id")
     for col in df.columns:
-        num = pd.to_numeric(df[col], errors="coerce")
-        if num.notna().sum() == df[col].notna().sum() and df[col].notna().any():
-            df[col] = num.astype(float)
+        if df[col].dtype.kind in "iub":
+            df[col] = df[col].astype(float)
     return df
 
 
@@ -469,6 +600,9 @@ def write_result(
 ) -> Path:
     """Write a result table as TSV (``n/a`` for missing) plus a ``.json`` sidecar.
 
+    The TSV is streamed to disk in blocks of rows (through
+    :func:`danemap.io.atomic_open`), so a large table is never held as one string.
+
     Parameters
     ----------
     df : pandas.DataFrame
@@ -489,7 +623,8 @@ def write_result(
     missing = [c for c in df.columns if c not in sidecar.get("Columns", {})]
     if missing:  # a programming error, not a user error
         raise RuntimeError(f"sidecar of {p.name} does not describe columns {missing}")
-    text = df.to_csv(sep="\t", index=False, na_rep="n/a", float_format=float_format)
-    atomic_write_text(p, text)
+    with atomic_open(p) as fh:
+        df.to_csv(fh, sep="\t", index=False, na_rep="n/a", float_format=float_format,
+                  chunksize=max(1, _WRITE_CELLS // max(1, df.shape[1])))
     write_json(p.with_suffix(".json"), dict(sidecar))
     return p

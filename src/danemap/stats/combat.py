@@ -393,8 +393,9 @@ class ComBat(BaseEstimator):
             ss += np.einsum("ij,ij->j", r, r)
         vp = ss / n
         self.var_pooled_ = vp
-        scale = np.max(np.abs(Xa), axis=0)
-        const = (np.ptp(Xa, axis=0) == 0) | (vp <= (64 * np.finfo(float).eps * scale) ** 2)
+        hi, lo = Xa.max(axis=0), Xa.min(axis=0)  # max |x| and range, without a copy of X
+        scale = np.maximum(hi, -lo)
+        const = (hi - lo == 0) | (vp <= (64 * np.finfo(float).eps * scale) ** 2)
         self.constant_features_ = const
         if const.any():
             log.info("ComBat: %d constant feature(s) pass through unchanged", int(const.sum()))
@@ -520,7 +521,7 @@ class ComBat(BaseEstimator):
             out[idx] = (Xa[idx] - fitted - g * sd) / np.sqrt(d) + fitted
         out[:, ~ok] = Xa[:, ~ok]
         if isinstance(X, pd.DataFrame):
-            return pd.DataFrame(out, index=X.index, columns=X.columns)
+            return pd.DataFrame(out, index=X.index, columns=X.columns, copy=False)
         return out
 
     def fit_transform(self, X: Any, site: Any, covars: Any = None) -> Any:

@@ -20,6 +20,7 @@ from danemap.errors import InputError
 from danemap.stats._design import (
     CovariateEncoder,
     as_2d_float,
+    column_blocks,
     drop_incomplete,
     join_features,
 )
@@ -221,6 +222,25 @@ def _fit_terms(Y: np.ndarray, X: np.ndarray, cols: list[int]) -> dict[str, np.nd
     return out
 
 
+def _describe_groups(Y: np.ndarray, is_case: np.ndarray) -> dict[str, np.ndarray]:
+    """Count, mean and SD (ddof 1) of every feature in cases and in controls, NaN ignored.
+
+    Computed in blocks of features (:func:`~danemap.stats._design.column_blocks`), so the
+    temporaries stay small whatever the size of the table.
+    """
+    m = Y.shape[1]
+    out = {f"{stat}_{label}": np.empty(m, dtype=np.intp if stat == "n" else np.float64)
+           for label in ("case", "control") for stat in ("n", "mean", "sd")}
+    for sl in column_blocks(*Y.shape):
+        for label, rows in (("case", is_case), ("control", ~is_case)):
+            y = Y[rows, sl]
+            out[f"n_{label}"][sl] = (~np.isnan(y)).sum(axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[f"mean_{label}"][sl] = np.nanmean(y, axis=0)
+                out[f"sd_{label}"][sl] = np.nanstd(y, axis=0, ddof=1) if len(y) > 1 else np.nan
+    return out
+
+
 def case_control(features: pd.DataFrame, participants: pd.DataFrame, group: str = "group",
                  case: Any = "ADHD", control: Any = "TD",
                  covariates: Sequence[str] = ("age", "sex"), site: str | None = "site",
@@ -343,25 +363,14 @@ def case_control(features: pd.DataFrame, participants: pd.DataFrame, group: str 
             design_columns = col_names + names
             Y = df_u[feats].to_numpy(dtype=np.float64)
             fit = _fit_terms(Y, X, list(range(1, len(terms) + 1)))
-            is_case = g == 1
-            valid = ~np.isnan(Y)
-            n_case = (valid & is_case[:, None]).sum(axis=0)
-            n_ctrl = (valid & ~is_case[:, None]).sum(axis=0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                yc, yk = Y[is_case], Y[~is_case]
-                desc = {
-                    "mean_case": np.nanmean(yc, axis=0) if yc.size else np.nan,
-                    "sd_case": np.nanstd(yc, axis=0, ddof=1) if len(yc) > 1 else np.nan,
-                    "mean_control": np.nanmean(yk, axis=0),
-                    "sd_control": np.nanstd(yk, axis=0, ddof=1) if len(yk) > 1 else np.nan,
-                }
+            desc = _describe_groups(Y, g == 1)
             for i, tname in enumerate(terms):
-                eff = effect_sizes_from_t(fit["t"][i], n_case, n_ctrl, fit["df"][i])
+                eff = effect_sizes_from_t(fit["t"][i], desc["n_case"], desc["n_control"],
+                                          fit["df"][i])
                 is_group = i == 0
                 nan = np.full(len(feats), np.nan)
                 frame = pd.DataFrame({
-                    "feature": feats, "term": tname, "stratum": stratum,
-                    "n_case": n_case, "n_control": n_ctrl, **desc,
+                    "feature": feats, "term": tname, "stratum": stratum, **desc,
                     "beta": fit["beta"][i], "se": fit["se"][i], "t": fit["t"][i],
                     "df": fit["df"][i], "p": fit["p"][i],
                     "d": eff["d"] if is_group else nan,

@@ -160,7 +160,8 @@ def _prepare(Y: Any, tested: Any, confounds: Any, blocks: Any, dtype: Any) -> _P
     if df < 1:
         raise InputError(f"Y: {n} samples leave no residual degrees of freedom for "
                          f"{Q.shape[1] + 1} regressors")
-    E = Ya - Q @ (Q.T @ Ya)
+    E = Q @ (Q.T @ Ya)
+    np.subtract(Ya, E, out=E)  # residuals, in place: no second array of the size of Y
     ss = np.einsum("ij,ij->j", E, E)
     W0 = np.column_stack([xr / np.sqrt(xtx), Q])
     codes = None

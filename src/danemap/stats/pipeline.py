@@ -42,6 +42,7 @@ are averaged within participant; several sessions are an error unless one is sel
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import time
 import warnings
@@ -80,6 +81,9 @@ ANALYSES = ("harmonize", "glm", "permutation", "nbs", "symptoms", "normative", "
             "reference")
 #: Analyses each one needs first.
 _NEEDS = {"reference": ("glm",)}
+#: Analyses that use the features as read even when harmonised ones exist (they harmonise
+#: inside their own fits); once none is left to run, the run lets the raw features go.
+_USE_RAW = frozenset({"normative", "classify"})
 
 
 @dataclass
@@ -190,7 +194,9 @@ class _Run:
 
     def __init__(self, features: pd.DataFrame, participants: pd.DataFrame, out: Path,
                  cfg: StatsConfig, opts: StatsOptions, sources: dict[str, Any]) -> None:
-        self.raw, self.P, self.out, self.cfg, self.opts = features, participants, out, cfg, opts
+        self._raw: pd.DataFrame | None = features
+        self.P, self.out, self.cfg, self.opts = participants, out, cfg, opts
+        self.n_features = features.shape[1]
         self.sources = sources
         self.summary: dict[str, Any] = {}
         self.files: dict[str, Path] = {}
@@ -208,6 +214,36 @@ class _Run:
         self.rows_policy = rows_policy(features.attrs.get("rows", {}), opts.session)
 
     # ---------------------------------------------------------------- helpers
+    @property
+    def raw(self) -> pd.DataFrame:
+        """The features as read (one row per participant of the participants table)."""
+        if self._raw is None:  # a programming error: see release_raw
+            raise RuntimeError("stats: the raw features were released after harmonisation; "
+                               "an analysis that needs them must be listed in _USE_RAW")
+        return self._raw
+
+    def release_raw(self) -> None:
+        """Let the raw features go once harmonised ones replace them for what is left to run.
+
+        With a large table this halves the memory the remaining analyses need.
+        """
+        if self.harmonized is not None:
+            _ = self.analysis_rows  # needs the raw features: computed (and kept) first
+            self._raw = None
+
+    @functools.cached_property
+    def analysis_rows(self) -> np.ndarray:
+        """Mask of the participants of the group analyses.
+
+        They are in either group and have every covariate, the site and every feature.
+        """
+        cfg = self.cfg
+        is_case, is_ctrl = group_mask(self.P, cfg.group, cfg.case, cfg.control, "participants")
+        cols = [*self.icv_covariates, *([self.site] if self.site else [])]
+        check_columns(self.P, cols, "participants")
+        ok = (is_case | is_ctrl) & self.P[cols].notna().all(axis=1).to_numpy()
+        return ok & np.isfinite(self.raw.to_numpy(float)).all(axis=1)
+
     def base_sidecar(self, description: str, columns: Mapping[str, str],
                      harmonization: str, covariates: Sequence[str] | None = None,
                      **extra: Any) -> dict[str, Any]:
@@ -235,18 +271,12 @@ class _Run:
 
 
 # ------------------------------------------------------------------------- analyses
-def _analysis_rows(run: _Run) -> np.ndarray:
-    cfg = run.cfg
-    is_case, is_ctrl = group_mask(run.P, cfg.group, cfg.case, cfg.control, "participants")
-    cols = [*run.icv_covariates, *([run.site] if run.site else [])]
-    check_columns(run.P, cols, "participants")
-    ok = (is_case | is_ctrl) & run.P[cols].notna().all(axis=1).to_numpy()
-    return ok & np.isfinite(run.raw.to_numpy(float)).all(axis=1)
+def _rows(df: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+    """``df.loc[index]``, without copying the table when ``index`` is all its rows in order."""
+    return df if df.index.equals(index) else df.loc[index]
 
 
 def _do_harmonize(run: _Run) -> None:
-    import pandas as pd
-
     from danemap.stats.combat import ComBat, combat_params
 
     cfg = run.cfg
@@ -256,7 +286,7 @@ def _do_harmonize(run: _Run) -> None:
     if run.site is None:
         raise InputError(f"participants: site column {cfg.site!r} not found; it is needed for "
                          "ComBat (set stats.harmonize = 'none' for single-site data)")
-    rows = _analysis_rows(run)
+    rows = run.analysis_rows
     n_sites = run.P[run.site][rows].nunique()
     if n_sites < 2:
         run.summary["harmonize"] = {"status": "skipped", "reason": "a single site"}
@@ -268,10 +298,9 @@ def _do_harmonize(run: _Run) -> None:
                       DanemapWarning, stacklevel=2)
     preserved = [*run.icv_covariates, cfg.group]
     covars = run.P.loc[rows, preserved].reset_index(drop=True)
-    X = run.raw[rows]
+    X = run.raw if rows.all() else run.raw[rows]
     combat = ComBat(**combat_params(cfg.combat_method, "stats.combat_method"))
-    H = combat.fit_transform(X, run.P.loc[rows, run.site].to_numpy(), covars)
-    run.harmonized = pd.DataFrame(np.asarray(H, float), index=X.index, columns=X.columns)
+    run.harmonized = combat.fit_transform(X, run.P.loc[rows, run.site].to_numpy(), covars)
     run.harmonization = (f"ComBat ({combat.describe()}) fitted on all {int(rows.sum())} "
                          f"analysed participants, batch {run.site!r}, preserving {preserved}")
     out = run.harmonized.reset_index()
@@ -373,7 +402,7 @@ def _confounds(run: _Run) -> tuple[Any, np.ndarray, np.ndarray, Any, list[str]]:
     """Rows, group regressor, confounds and blocks shared by ``permutation`` and ``nbs``."""
     cfg = run.cfg
     feats, _ = run.features_for_stats()
-    rows = _analysis_rows(run)
+    rows = run.analysis_rows
     is_case, _ = group_mask(run.P, cfg.group, cfg.case, cfg.control, "participants")
     idx = feats.index.intersection(run.P.index[rows])
     sel = run.P.index.get_indexer(idx)
@@ -391,7 +420,7 @@ def _do_permutation(run: _Run) -> None:
     cfg = run.cfg
     feats, harm = run.features_for_stats()
     idx, tested, C, blocks, names = _confounds(run)
-    res = permutation_test(feats.loc[idx].to_numpy(float), tested, C,
+    res = permutation_test(_rows(feats, idx).to_numpy(float), tested, C,
                            n_permutations=int(cfg.n_permutations), blocks=blocks,
                            seed=int(cfg.seed))
     df = pd.DataFrame({"feature": list(feats.columns), "t": res.t, "df": res.df,
@@ -440,7 +469,7 @@ def _do_nbs(run: _Run) -> None:
             "names are not those of the danemap atlas)")}
         return
     idx, tested, C, blocks, names = _confounds(run)
-    res = nbs(feats.loc[idx].to_numpy(float), edges, tested, C,
+    res = nbs(_rows(feats, idx).to_numpy(float), edges, tested, C,
               subnetworks=list(o.nbs_subnetworks), threshold_t=float(o.nbs_threshold),
               n_permutations=int(cfg.n_permutations), blocks=blocks, seed=int(cfg.seed))
     comp_of = {e: k for k, c in enumerate(res.components, 1) for e in c["edges"]}
@@ -499,9 +528,8 @@ def _do_symptoms(run: _Run) -> None:
                                        "reason": f"no symptom column ({list(DEFAULT_SYMPTOMS)})"}
             return
     feats, harm = run.features_for_stats()
-    rows = _analysis_rows(run)
-    idx = feats.index.intersection(run.P.index[rows])
-    res = symptom_association(feats.loc[idx], run.P.loc[idx], symptoms,
+    idx = feats.index.intersection(run.P.index[run.analysis_rows])
+    res = symptom_association(_rows(feats, idx), run.P.loc[idx], symptoms,
                               covariates=run.covariates, site=run.site, group=cfg.group,
                               case=cfg.case, control=cfg.control,
                               standardize=run.opts.standardize_symptoms)
@@ -716,10 +744,11 @@ def run_stats(
         opts = replace(opts, feature_measure=Path(paths[0]).stem)
     sources = {"features": [str(p) for p in paths], "participants": str(participants)}
     run = _Run(F, P, out, cfg, opts, sources)
+    del F  # the run holds the features, and lets them go once harmonised ones replace them
     all_warnings: list[str] = []
     errors: dict[str, str] = {}
     timings: dict[str, float] = {}
-    for name in order:
+    for i, name in enumerate(order):
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DanemapWarning)
@@ -740,6 +769,8 @@ def run_stats(
                 log.debug("%s: %s", name, w.message)
         timings[name] = round(time.perf_counter() - t0, 3)
         log.info("stats %s done in %.1f s", name, timings[name])
+        if not _USE_RAW.intersection(order[i + 1:]):
+            run.release_raw()
     is_case, is_ctrl = group_mask(P, cfg.group, cfg.case, cfg.control, "participants")
     per_site = {}
     if run.site:
@@ -753,7 +784,7 @@ def run_stats(
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "sources": sources,
         "feature_measure": opts.feature_measure,
-        "n_features": int(F.shape[1]),
+        "n_features": int(run.n_features),
         "n": {"participants": len(P), "case": int(is_case.sum()),
               "control": int(is_ctrl.sum()), "per_site": per_site},
         "group": {"column": cfg.group, "case": cfg.case, "control": cfg.control},

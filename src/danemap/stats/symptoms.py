@@ -23,6 +23,7 @@ import numpy as np
 
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError
+from danemap.stats._design import column_blocks
 from danemap.stats._tables import check_columns, encode_covariates, group_mask
 from danemap.stats.multiple import fdr_bh
 
@@ -37,9 +38,10 @@ DEFAULT_SYMPTOMS = ("adhd_index", "inattentive", "hyperimpulsive")
 
 
 def _residualize(a: np.ndarray, design: np.ndarray) -> np.ndarray:
-    """Residuals of the columns of ``a`` after least squares on ``design``."""
+    """Residuals of the columns of ``a`` after least squares on ``design`` (a new array)."""
     beta, *_ = np.linalg.lstsq(design, a, rcond=None)
-    return a - design @ beta
+    fitted = design @ beta
+    return np.subtract(a, fitted, out=fitted)  # in place: one array of the size of ``a``
 
 
 def partial_correlation(
@@ -74,10 +76,14 @@ def partial_correlation(
     k = int(np.linalg.matrix_rank(design)) - 1
     rx = _residualize(x, design)
     ry = _residualize(y[:, None], design)[:, 0]
-    sx = np.sqrt((rx**2).sum(0))
+    sxx, sxy = np.empty(x.shape[1]), np.empty(x.shape[1])
+    for sl in column_blocks(*rx.shape):  # no temporary of the size of x
+        sxx[sl] = (rx[:, sl] ** 2).sum(0)
+        sxy[sl] = (rx[:, sl] * ry[:, None]).sum(0)
+    sx = np.sqrt(sxx)
     sy = np.sqrt((ry**2).sum())
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = (rx * ry[:, None]).sum(0) / (sx * sy)
+        r = sxy / (sx * sy)
         r = np.clip(r, -1.0, 1.0)
         df = n - 2 - k
         t = r * np.sqrt(df / (1.0 - r**2))
@@ -227,7 +233,8 @@ def _pairwise(X: np.ndarray, y: np.ndarray, cov: np.ndarray, base: np.ndarray) -
     p = X.shape[1]
     out = {k: np.full(p, np.nan) for k in ("r", "t", "df", "p", "ci_low", "ci_high")}
     out["n"] = np.zeros(p)
-    complete = np.isfinite(X[base]).all(0)
+    complete = np.concatenate([np.isfinite(X[base, sl]).all(0)
+                               for sl in column_blocks(int(base.sum()), p)])
     groups = [(np.flatnonzero(complete), base)]
     groups += [(np.array([j]), base & np.isfinite(X[:, j])) for j in np.flatnonzero(~complete)]
     for cols, rows in groups:
@@ -237,7 +244,8 @@ def _pairwise(X: np.ndarray, y: np.ndarray, cov: np.ndarray, base: np.ndarray) -
         out["n"][cols] = n
         if n < cov.shape[1] + 4:
             continue
-        res = partial_correlation(X[np.ix_(rows, cols)], y[rows], cov[rows])
+        every = rows.all() and cols.size == p  # the common case: no copy of X
+        res = partial_correlation(X if every else X[np.ix_(rows, cols)], y[rows], cov[rows])
         for key in ("r", "t", "df", "p", "ci_low", "ci_high"):
             out[key][cols] = res[key]
     return out
