@@ -774,3 +774,22 @@ def test_partial_correlation_of_rank_deficient_series_is_nan(caplog):
     assert "covariance of the 12 usable regions is singular" in caplog.text
     corr, part = connectivity(rng.normal(size=(60, 12)))  # full rank: finite
     assert np.isfinite(part).all()
+
+
+def test_group_table_of_only_na_is_not_written(tmp_path, caplog):
+    import logging
+
+    from danemap.io import DerivativesWriter
+
+    writer = DerivativesWriter(tmp_path / "out")
+    for i, sub in enumerate(["01", "02"]):
+        bold, conf, atlas = _write_run(tmp_path / "in", sub=sub, seed=i)
+        res = _quiet_process(bold, conf, atlas)
+        res.connectivity["partialcorr"].loc[:, :] = np.nan  # as when singular in every run
+        write_run(res, writer, f"sub-{sub}")
+    with caplog.at_level(logging.WARNING, logger="danemap"):
+        out = collect_functional_group(writer.root, writer.root / "group")
+    assert "connectivity_partialcorr" not in out
+    assert not (writer.root / "group" / "connectivity_partialcorr.tsv").exists()
+    assert "connectivity_partialcorr: every value is n/a" in caplog.text
+    assert "connectivity_corr" in out

@@ -797,7 +797,8 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
     (the default), and the tables' JSON sidecars name them. A run is found by its
     ``*_atlas-<atlas>_timeseries.tsv``; a per-run table it lacks (a connectivity kind not
     selected, ALFF of precomputed series) is left out of the group table, and a group
-    table without any row is not written.
+    table without any row, or whose every value is n/a (e.g. partial correlations that
+    were singular in every run), is not written (with a warning).
 
     Parameters
     ----------
@@ -847,14 +848,21 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
     excluded: list[str] = []
 
     def _save(name: str, rows: list[dict[str, Any]], **extra: Any) -> None:
-        from danemap.io import atomic_write_text, write_json
+        from danemap.io import atomic_open, write_json
 
         if not rows:
             return
         p = out / f"{name}.tsv"
         table = pd.DataFrame(rows)
-        atomic_write_text(p, table.to_csv(sep="\t", index=False, na_rep="n/a",
-                                          float_format="%.8g"))
+        values = table.drop(columns=["participant_id", "session", "run"], errors="ignore")
+        if name != "motion_qc" and values.isna().all(axis=None):
+            log.warning("%s: every value is n/a in every run (see the participants' "
+                        "warnings, e.g. a singular covariance for partial correlation); "
+                        "the group table is not written", name)
+            return
+        with atomic_open(p) as fh:  # streamed: a cohort's edge table is never one string
+            table.to_csv(fh, sep="\t", index=False, na_rep="n/a", float_format="%.8g",
+                         lineterminator="\n")
         write_json(p.with_suffix(".json"), {
             **_group_sidecar(name, [str(c) for c in table.columns]), **extra,
             "ExcludedByMotionQC": [] if name == "motion_qc" else excluded,
