@@ -153,3 +153,32 @@ def test_nbs_errors():
         nbs(Y, ["a__b", "c__d"], np.arange(10.0))
     with pytest.raises(InputError, match="unknown network 'visual'"):
         nbs(Y, ["a__b", "c__d"], np.arange(10.0), subnetworks="visual")
+
+
+def test_freedman_lane_t_equals_explicit_refit_skipping_invariant_confounds():
+    from danemap.stats.multiple import _permutations, _prepare, _t_batches
+
+    rng = np.random.default_rng(4)
+    n, m, b = 60, 5, 25
+    site = np.repeat([0, 1, 2], 20)
+    dummies = (site[:, None] == [1, 2]).astype(float)
+    age = rng.normal(size=n)
+    x = rng.integers(0, 2, n).astype(float)
+    Y = rng.normal(size=(n, m)) + site[:, None] + 0.5 * age[:, None]
+    conf = np.column_stack([age, dummies])
+    prep = _prepare(Y, x, conf, site, np.dtype(np.float64))
+    assert prep.W0.shape[1] == 2  # x and age: the intercept and site dummies are skipped
+    t = next(_t_batches(prep, b, seed=1, batch_size=b))
+    sigma = _permutations(np.random.default_rng(1), b, n, prep.codes)
+    Z = np.column_stack([np.ones(n), conf])
+    fitted = Z @ np.linalg.lstsq(Z, Y, rcond=None)[0]
+    E = Y - fitted
+    X = np.column_stack([x, Z])
+    xtx_inv = np.linalg.inv(X.T @ X)[0, 0]
+    for k in range(b):
+        E_perm = np.empty_like(E)
+        E_perm[sigma[k]] = E  # residuals permuted within site, model refitted in full
+        y_star = fitted + E_perm
+        beta, rss, *_ = np.linalg.lstsq(X, y_star, rcond=None)
+        t_ref = beta[0] / np.sqrt(rss / (n - X.shape[1]) * xtx_inv)
+        np.testing.assert_allclose(t[k], t_ref, rtol=1e-9)

@@ -122,7 +122,7 @@ class PermutationResult:
 @dataclass
 class _Prepared:
     E: np.ndarray  # (n, m) residuals of Y on the confounds, in the working dtype
-    W0: np.ndarray  # (n, 1 + q) [x_r / ||x_r||, Q] in float64
+    W0: np.ndarray  # (n, 1 + q') [x_r / ||x_r||, Q without permutation-invariant columns]
     ss: np.ndarray  # (m,) sum of squares of E (float64)
     df: int
     codes: np.ndarray | None  # exchangeability block of each row
@@ -146,6 +146,17 @@ def _prepare(Y: Any, tested: Any, confounds: Any, blocks: Any, dtype: Any) -> _P
             raise InputError(f"confounds: expected {n} rows (as Y), got {Z.shape[0]}")
         if not np.any(np.ptp(Z, axis=0) == 0):
             Z = np.column_stack([np.ones(n), Z])
+    codes = None
+    if blocks is not None:
+        labels = as_labels(blocks, n, "blocks")
+        codes = np.unique(labels.astype(str), return_inverse=True)[1]
+    # Confounds that every permutation leaves unchanged (the intercept; with blocks, any
+    # column constant within each block, such as site dummies) come first, so that the
+    # leading columns of Q span them: for those, Q' P E = Q' E = 0 exactly, and the
+    # permutation loop skips them (one row of the batch product fewer per column).
+    invariant = np.array([_constant_within(z, codes) for z in Z.T])
+    Z = np.column_stack([Z[:, invariant], Z[:, ~invariant]])
+    n_invariant = int(invariant.sum())
     Q, R = np.linalg.qr(Z)
     diag = np.abs(np.diag(R))
     if diag.min() <= diag.max() * n * np.finfo(float).eps:
@@ -163,15 +174,20 @@ def _prepare(Y: Any, tested: Any, confounds: Any, blocks: Any, dtype: Any) -> _P
     E = Q @ (Q.T @ Ya)
     np.subtract(Ya, E, out=E)  # residuals, in place: no second array of the size of Y
     ss = np.einsum("ij,ij->j", E, E)
-    W0 = np.column_stack([xr / np.sqrt(xtx), Q])
-    codes = None
-    if blocks is not None:
-        labels = as_labels(blocks, n, "blocks")
-        codes = np.unique(labels.astype(str), return_inverse=True)[1]
+    W0 = np.column_stack([xr / np.sqrt(xtx), Q[:, n_invariant:]])
     prep = _Prepared(E=E.astype(dtype, copy=False), W0=W0, ss=ss, df=df, codes=codes)
     a = W0[:, 0] @ E
     prep.t_obs = _t_from(a[None, :], np.zeros((1, m)), ss, df)[0]
     return prep
+
+
+def _constant_within(z: np.ndarray, codes: np.ndarray | None) -> bool:
+    """Return True when ``z`` is constant overall, or within each block of ``codes``."""
+    if codes is None:
+        return bool(np.ptp(z) == 0)
+    order = np.argsort(codes, kind="stable")
+    edges = np.flatnonzero(np.diff(codes[order])) + 1
+    return all(np.ptp(part) == 0 for part in np.split(z[order], edges))
 
 
 def _t_from(a: np.ndarray, bq2: np.ndarray, ss: np.ndarray, df: int) -> np.ndarray:
