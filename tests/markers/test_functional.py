@@ -793,3 +793,47 @@ def test_group_table_of_only_na_is_not_written(tmp_path, caplog):
     assert not (writer.root / "group" / "connectivity_partialcorr.tsv").exists()
     assert "connectivity_partialcorr: every value is n/a" in caplog.text
     assert "connectivity_corr" in out
+
+
+@pytest.mark.parametrize(("detrend", "hp", "lp"), [(True, 0.01, 0.1), (False, 0.01, None),
+                                                    (True, None, None), (False, None, 0.08)])
+def test_cleaning_operator_with_confounds_equals_nilearn_clean(detrend, hp, lp):
+    """The cached filter + per-run confound projection is nilearn's signal.clean operator."""
+    from nilearn import signal
+
+    from danemap.markers._func_clean import (
+        _confound_operator,
+        _plain_operator,
+        cleaning_operator,
+    )
+
+    rng = np.random.default_rng(7)
+    n_t = 120
+    conf = np.column_stack([rng.normal(size=(n_t, 5)).cumsum(axis=0), rng.normal(size=n_t)])
+    plain = _plain_operator(n_t, 2.0, detrend, hp, lp)
+    assert _confound_operator(plain, conf) is not None  # the fast path is the one tested
+    # degenerate confounds, where nilearn's result hinges on rounding: nilearn builds it
+    collinear = np.column_stack([conf, conf[:, 0] + conf[:, 1]])
+    assert _confound_operator(plain, collinear) is None
+    np.testing.assert_array_equal(cleaning_operator(n_t, collinear, None, 2.0, detrend, hp, lp),
+                                  signal.clean(np.eye(n_t), detrend=detrend, standardize=None,
+                                               confounds=collinear,
+                                               filter="butterworth" if (hp or lp) else False,
+                                               high_pass=hp, low_pass=lp, t_r=2.0,
+                                               standardize_confounds=True))
+    if detrend or hp:  # a constant confound is wiped out
+        assert _confound_operator(plain, np.column_stack([conf, np.ones(n_t)])) is None
+    op = cleaning_operator(n_t, conf, None, 2.0, detrend, hp, lp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ref = signal.clean(np.eye(n_t), detrend=detrend, standardize=None, confounds=conf,
+                           filter="butterworth" if (hp or lp) else False, high_pass=hp,
+                           low_pass=lp, t_r=2.0, standardize_confounds=True)
+    np.testing.assert_allclose(op, ref, atol=1e-10)
+    x = rng.normal(size=(n_t, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        want = signal.clean(x, detrend=detrend, standardize=None, confounds=conf,
+                            filter="butterworth" if (hp or lp) else False, high_pass=hp,
+                            low_pass=lp, t_r=2.0, standardize_confounds=True)
+    np.testing.assert_allclose(op @ x, want, atol=1e-9)

@@ -61,6 +61,11 @@ def cleaning_operator(n_t: int, confounds: np.ndarray | None, sample_mask: np.nd
         )
     if (confounds is None or confounds.shape[1] == 0) and sample_mask is None:
         return _plain_operator(n_t, tr, detrend, hp, lp).copy()
+    if sample_mask is None and confounds is not None:
+        op = _confound_operator(_plain_operator(n_t, tr, detrend, hp, lp),
+                                np.asarray(confounds, dtype=np.float64))
+        if op is not None:
+            return op
     eye = np.eye(n_t)
     conf = None if confounds is None or confounds.shape[1] == 0 else np.asarray(
         confounds, dtype=np.float64)
@@ -75,6 +80,42 @@ def cleaning_operator(n_t: int, confounds: np.ndarray | None, sample_mask: np.nd
             standardize_confounds=True,
         )
     return np.ascontiguousarray(op)
+
+
+def _confound_operator(plain: np.ndarray, confounds: np.ndarray) -> np.ndarray | None:
+    """``signal.clean``'s operator with confounds and no censoring, from the plain one.
+
+    Without censoring, nilearn detrends and filters the signals and the confounds with the
+    same linear map (``plain``), z-scores the processed confounds (``zscore_sample``) and
+    projects them out with a pivoted QR, dropping directions whose ``|R_ii|`` is below
+    ``100 eps``. Doing the same here with the cached ``plain`` operator avoids filtering
+    ``n_t`` identity columns for every run; the result equals nilearn's to rounding.
+
+    Returns None when detrending and filtering all but remove a confound (e.g. a constant
+    column), or when the processed confounds are (nearly) collinear: z-scoring or the rank
+    cut-off then act on rounding noise, which differs between the two ways of computing
+    it, so the caller lets nilearn build the whole operator instead.
+    """
+    from scipy import linalg
+
+    conf = plain @ confounds
+    size = np.sqrt(np.mean(confounds**2, axis=0))  # root mean square, constant included
+    conf -= conf.mean(axis=0)
+    sd = conf.std(axis=0, ddof=1)
+    if np.any(sd <= _WIPED_OUT * size):
+        return None
+    sd[sd < np.finfo(np.float64).eps] = 1.0  # nilearn leaves constant columns unscaled
+    conf /= sd
+    q, r, _ = linalg.qr(conf, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(r))
+    if diag.min() < _WIPED_OUT * diag.max():
+        return None  # (nearly) collinear confounds: which direction is dropped is rounding
+    return np.ascontiguousarray(plain - q @ (q.T @ plain))
+
+
+#: A processed confound whose SD is below this fraction of its original root mean square
+#: is "wiped out" by detrending and filtering.
+_WIPED_OUT = 1e-6
 
 
 @functools.lru_cache(maxsize=16)
