@@ -87,8 +87,8 @@ def _header(columns: Sequence[Any], p: Path, what: str) -> list[str]:
     return names
 
 
-def _index_rows(df: pd.DataFrame, p: Path, what: str, unique: bool) -> pd.DataFrame:
-    """Check ``participant_id`` (present, BIDS labels, unique unless ``unique=False``).
+def _index_rows(df: pd.DataFrame, p: Path, what: str) -> pd.DataFrame:
+    """Check ``participant_id`` (present, BIDS labels; repeats are allowed for runs).
 
     Returns ``df`` indexed by it, in BIDS form (``sub-`` prefix added where absent).
     """
@@ -102,21 +102,7 @@ def _index_rows(df: pd.DataFrame, p: Path, what: str, unique: bool) -> pd.DataFr
                                 for v in df["participant_id"]]
     except InputError as exc:
         raise InputError(f"{what} {p}, column 'participant_id': {exc}") from exc
-    dup = df["participant_id"][df["participant_id"].duplicated()].unique().tolist()
-    if dup and unique:
-        raise InputError(f"{what} {p}: participant_id must be unique, found duplicates {dup[:5]}")
     return df.set_index("participant_id")
-
-
-def _read_tsv(path: PathLike, what: str) -> pd.DataFrame:
-    """Read a TSV as text (``n/a`` and empty cells missing), indexed by ``participant_id``."""
-    import pandas as pd
-
-    p = _existing_file(path, what)
-    with _parse_errors(p, what):
-        df = pd.read_csv(p, dtype=str, **_TSV)
-    df.columns = _header(df.columns, p, what)
-    return _index_rows(df, p, what, unique=True)
 
 
 def _max_rows(p: Path) -> int:
@@ -320,7 +306,7 @@ def load_features(paths: PathLike | Sequence[PathLike],
     for path in paths:
         parsed = _parse_feature_table(path, session)
         names = parsed.names
-        raw = _index_rows(parsed.ids, Path(path), "feature table", unique=False)
+        raw = _index_rows(parsed.ids, Path(path), "feature table")
         if not any(c in raw.columns for c in ID_COLUMNS):
             dup = raw.index[raw.index.duplicated()].unique().tolist()
             if dup:
