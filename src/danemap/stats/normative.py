@@ -1,44 +1,88 @@
-"""Normative model: feature ~ smooth(age) + sex, fitted on controls, scoring deviations.
+"""Normative model: feature ~ age + sex (+ site), fitted on controls, scoring deviations.
 
 Model
 -----
-For every feature, ordinary least squares on a cubic B-spline basis of age (interior
+For every feature, ordinary least squares on a basis of age plus sex indicators and,
+with several sites in the training controls, site indicators. With at least
+:data:`SPLINE_MIN_N` (60) training controls age enters as a cubic B-spline (interior
 knots at quantiles of the training ages, linear extrapolation outside the training
-range; the basis sums to one, so it carries the intercept) plus sex indicators.
-The residual SD is **homoscedastic** by default (``sqrt(RSS / (n - p))``); with
-``heteroscedastic=True`` the absolute residuals are regressed on the same basis and
-scaled by ``sqrt(pi / 2)`` (for a normal residual ``E|e| = sigma * sqrt(2 / pi)``),
-giving an age-dependent SD (floored at 10% of the homoscedastic SD).
+range; the basis sums to one, so it carries the intercept); with fewer, as a straight
+line (intercept and slope), because the spline's 6 coefficients overfit a small
+reference.
 
-A participant's deviation is ``z = (y - prediction) / sd``; ``|z| > extreme_z``
-(default 2) counts as an extreme deviation.
+Deviation z-scores are **predictive**: for a new participant with design row ``x0``,
+``t = (y - x0'b) / sqrt(s**2 + x0' Var(b) x0)`` (for one residual SD this is
+``(y - x0'b) / (s * sqrt(1 + h))`` with the leverage ``h = x0' (D'D)^-1 x0``), and
+``z = Phi^-1(T_df(t))``: the normal quantile of the same tail area of Student's t with
+the residual SD's degrees of freedom. A reference of 10 controls then gives z-scores as
+wide as the uncertainty of its fit, not 2 to 5 times too wide as a plug-in
+``(y - prediction) / s`` does. ``|z| > extreme_z`` (default 2) counts as an extreme
+deviation.
 
-Calibration measured on ADHD-200 ALFF (138 controls, out-of-sample 5-fold CV,
-``tests/real/test_stats_real_normative.py``): homoscedastic SD of control z 1.19, but
-4.9% of |z| > 2 (nominal 4.6%) and a narrow bulk (MAD-based SD 0.81): the excess SD is
-heavy tails (excess kurtosis 36), not a mis-scaled model. ``heteroscedastic=True`` is
-worse there (SD 1.48, 8.1% of |z| > 2: the age-dependent SD overfits at this n), so the
-default stays homoscedastic. Log-transforming ALFF before the model lowers the
-kurtosis to 5 (SD 1.13) at the price of 6.4% of |z| > 2.
+Site. With ComBat (``harmonize``, the default) the scale of every site is harmonised on
+the training controls and the site indicators stay in the model, so the leverage carries
+the uncertainty of each site's mean (about ``1/n_site``). Without ComBat each site also
+gets its own residual SD (``RSS_site / (n_site - sum of the site's leverages)``, with
+those degrees of freedom), and ``Var(b)`` is the OLS sandwich with one variance per site:
+a site-blind model gives one site mean z -0.72 and the other +0.69 on ADHD-200.
+
+The residual SD is homoscedastic in age by default; with ``heteroscedastic=True`` the
+absolute standardised residuals are regressed on the age basis and scaled by
+``sqrt(pi / 2)`` (for a normal residual ``E|e| = sigma * sqrt(2 / pi)``), giving a
+relative SD that depends on age (floored at 0.1).
+
+Reference size. A fit on fewer than :data:`MIN_REFERENCE` (50) controls, or on fewer
+than :data:`MIN_SITE_REFERENCE` (15) controls of one site, sets ``small_reference_``:
+:func:`normative_scores` still writes those z-scores but flags them
+(``z.attrs["reference"]``, the sidecar and ``summary.json``) with a
+:class:`~danemap.errors.DanemapWarning`, since the shape of the distribution (tails, the
+age trend) cannot be checked with so few controls.
+
+Calibration measured (out-of-sample 5-fold CV of the controls; ``robust SD`` is
+1.4826 x MAD; nominal ``|z| > 2`` rate 4.55 %):
+
+* simulated, 3 sites x 12 controls (20 seeds, 20 features, site location and scale
+  effects; ``tests/stats/test_normative.py``): SD 1.03, robust SD 0.98 (0.92-1.06),
+  5.6 % of ``|z| > 2`` with ComBat; SD 0.97, robust SD 0.98, 3.7 % with site indicators
+  and per-site SD; every fit flagged as a small reference. The plug-in z of danemap
+  0.4 had robust SD 1.23 (1.16-1.31) and 12.8 % of ``|z| > 2`` there.
+* ADHD-200 ALFF (138 controls: 67 NYU, 71 Peking; seed 0;
+  ``tests/real/test_stats_real_normative.py``), ComBat, homoscedastic: SD 1.08, robust
+  SD 0.78, 4.3 % of ``|z| > 2``; NYU mean 0.01, SD 1.10, robust SD 0.63; Peking mean
+  0.02, SD 1.06, robust SD 0.97. The SD near 1 with a narrow bulk is heavy tails (excess
+  kurtosis 17), not a mis-scaled model. ``heteroscedastic=True`` is worse (SD 1.22, 6.7 %
+  of ``|z| > 2``: the age-dependent SD overfits at this n), so the default stays
+  homoscedastic. Without ComBat (site indicators, SD per site): SD 0.96, robust SD 0.82,
+  3.2 %; NYU mean -0.01, SD 0.91; Peking mean 0.01, SD 1.00.
+
+Participants left out
+---------------------
+One rule, the one the group analyses follow for their rows: a participant in either
+group with every covariate of the model (age, sex, site) and every feature finite is
+scored, unless their sex or site level has fewer than ``n_folds`` such controls (it
+could not be in every training fold; a case from a site without controls has no norm).
+Everyone left out is named in one :class:`~danemap.errors.DanemapWarning` and written
+as ``not scored``.
 
 Harmonisation
 -------------
-With ``site`` set, :class:`danemap.stats.combat.ComBat` (estimation ``combat_method``)
-is fitted **inside** :meth:`NormativeModel.fit` on the training controls only
-(covariates age and sex), and applied to every scored participant. Cases never enter
-the harmonisation or the model, so nothing of the case group leaks into the norm; a
-participant from a site with no training controls cannot be scored (ComBat raises).
+With ``site`` set and ``harmonize``, :class:`danemap.stats.combat.ComBat` (estimation
+``combat_method``) is fitted **inside** :meth:`NormativeModel.fit` on the training
+controls only (covariates age and sex), and applied to every scored participant. Cases
+never enter the harmonisation or the model, so nothing of the case group leaks into the
+norm; a participant from a site without training controls cannot be scored.
 
 :func:`normative_scores` scores controls **out of sample** by stratified k-fold
-cross-validation (folds stratified by site; ComBat and the model refitted on the
-training controls of each fold), and cases with the model fitted on all controls.
+cross-validation (folds stratified by site and sex, ComBat and the model refitted on
+the training controls of each fold), and cases with the model fitted on all controls.
 
 Saved model format
 ------------------
 :meth:`NormativeModel.save` writes one JSON file (no code is executed on load):
-``{"format": "danemap-normative-model", "version": 1, "params": {...},
+``{"format": "danemap-normative-model", "version": 2, "params": {...},
 "fitted": {...}, "combat": {"params": ..., "attributes": ...} | null}``; arrays are
-stored as ``{"__ndarray__": nested list, "dtype": str}``.
+stored as ``{"__ndarray__": nested list, "dtype": str}``. Version 1 files (plug-in z)
+are refused: refit the model.
 """
 
 from __future__ import annotations
@@ -55,6 +99,7 @@ from sklearn.base import BaseEstimator
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError, NotFittedError
 from danemap.io import write_json
+from danemap.stats._design import _listing
 from danemap.stats._modelio import (
     decode_value,
     encode_value,
@@ -69,12 +114,12 @@ from danemap.stats.combat import ComBat, combat_params
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["NormativeModel", "normative_scores"]
+__all__ = ["NormativeModel", "control_calibration", "normative_scores"]
 
 log = get_logger("stats.normative")
 
 FORMAT = "danemap-normative-model"
-VERSION = 1
+VERSION = 2
 
 
 # ----------------------------------------------------------------------------- splines
@@ -110,14 +155,45 @@ def _bspline_basis(x: np.ndarray, t: np.ndarray, degree: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ model
+#: Fewer training controls than this: age enters linearly (intercept and slope) instead of
+#: through the B-spline, whose 6 default coefficients overfit a small reference.
+SPLINE_MIN_N = 60
+#: Fewer controls than this in the fit that scored a participant: the z-scores are still
+#: written but flagged (sidecar, ``summary.json``, a :class:`DanemapWarning`).
+MIN_REFERENCE = 50
+#: Fewer controls of one site than this in that fit (site in the model): flagged too.
+MIN_SITE_REFERENCE = 15
+
+
+def _levels(values: pd.Series) -> list[str]:
+    return sorted({str(s) for s in values})
+
+
+def _indicators(values: np.ndarray, levels: list[str]) -> np.ndarray:
+    """Treatment-coded indicators of ``levels[1:]`` (no column for a single level)."""
+    if len(levels) < 2:
+        return np.empty((len(values), 0))
+    return np.column_stack([(values == lev).astype(float) for lev in levels[1:]])
+
+
+def _z_from_t(t: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """Map a predictive t (``df`` per row) to the normal quantile of the same tail area."""
+    from scipy.stats import norm
+    from scipy.stats import t as student
+
+    with np.errstate(invalid="ignore"):
+        tail = student.sf(np.abs(t), df[:, None])
+        return np.sign(t) * norm.isf(tail)
+
+
 class NormativeModel(BaseEstimator):
-    """Normative model of features on age (B-spline) and sex, with optional ComBat.
+    """Normative model of features on age, sex and site, with predictive z-scores.
 
     Parameters
     ----------
     n_knots : int
         Knots of the age spline, including the two boundary knots (placed at the
-        training-age quantiles). Default 4.
+        training-age quantiles). Default 4. Used from ``spline_min_n`` training controls.
     degree : int
         Spline degree (3 = cubic).
     heteroscedastic : bool
@@ -125,31 +201,58 @@ class NormativeModel(BaseEstimator):
     age, sex : str or None
         Covariate columns; ``sex=None`` leaves sex out.
     site : str or None
-        Site column; when set, ComBat is fitted on the training data inside :meth:`fit`.
+        Site column. With several sites in the training data it enters the model as
+        indicators; with ``harmonize`` ComBat is also fitted on the training data inside
+        :meth:`fit`, else each site gets its own residual SD.
+    harmonize : bool
+        Fit ComBat on the training data (when ``site`` is set).
     extreme_z : float
         Threshold of an extreme deviation (``|z| > extreme_z``).
     combat_method : {"parametric", "nonparametric", "no-eb"}
         ComBat estimation (see :data:`danemap.stats.combat.COMBAT_METHODS`); used when
-        ``site`` is set.
+        ``site`` is set and ``harmonize`` is true.
+    spline_min_n : int
+        Fewer training controls than this: age enters linearly (:data:`SPLINE_MIN_N`).
+    min_reference : int
+        Fewer training controls than this: ``small_reference_`` is set
+        (:data:`MIN_REFERENCE`; also set when a site has fewer than
+        :data:`MIN_SITE_REFERENCE`).
 
     Attributes
     ----------
     feature_names_ : list of str
+    age_term_ : {"spline", "linear"}
     knots_ : ndarray
+    degree_ : int
+        Degree of the age basis used (1 for the linear term).
     sex_levels_ : list of str
-    coef_ : ndarray, shape (n_basis, n_features)
-    sd_coef_ : ndarray
-        Homoscedastic: shape (1, n_features); heteroscedastic: (n_spline, n_features).
+    site_levels_ : list of str
+        Sites of the model (empty when site is not in it).
+    coef_ : ndarray, shape (n_coef, n_features)
+    scale_groups_ : list of str
+        ``["all"]``, or the sites when each site has its own residual SD.
+    scale_ : ndarray, shape (n_groups, n_features)
+        Residual SD of each scale group.
+    df_ : ndarray, shape (n_groups,)
+        Degrees of freedom of each residual SD (``n_group - sum of its leverages``).
+    vcov_parts_ : ndarray, shape (n_groups, n_coef, n_coef)
+        ``Var(coef) = sum_g scale_g**2 * vcov_parts_[g]`` (OLS sandwich by scale group).
+    sd_coef_ : ndarray or None
+        Heteroscedastic: coefficients of the relative SD on the age basis.
     sd_ : ndarray, shape (n_features,)
-        Homoscedastic residual SD.
+        Pooled residual SD (0 for a feature without residual variance).
     combat_ : ComBat or None
     n_train_ : int
+    n_train_per_site_ : dict
+    small_reference_ : bool
     age_range_ : tuple of float
     """
 
     def __init__(self, n_knots: int = 4, degree: int = 3, heteroscedastic: bool = False,
                  age: str = "age", sex: str | None = "sex", site: str | None = None,
-                 extreme_z: float = 2.0, combat_method: str = "parametric") -> None:
+                 extreme_z: float = 2.0, combat_method: str = "parametric",
+                 harmonize: bool = True, spline_min_n: int = SPLINE_MIN_N,
+                 min_reference: int = MIN_REFERENCE) -> None:
         self.n_knots = n_knots
         self.degree = degree
         self.heteroscedastic = heteroscedastic
@@ -158,6 +261,9 @@ class NormativeModel(BaseEstimator):
         self.site = site
         self.extreme_z = extreme_z
         self.combat_method = combat_method
+        self.harmonize = harmonize
+        self.spline_min_n = spline_min_n
+        self.min_reference = min_reference
 
     # -------------------------------------------------------------- helpers
     def _check_params(self) -> None:
@@ -167,7 +273,14 @@ class NormativeModel(BaseEstimator):
             raise InputError(f"degree: expected 1, 2 or 3, found {self.degree!r}")
         if not float(self.extreme_z) > 0:
             raise InputError(f"extreme_z: expected a positive number, found {self.extreme_z!r}")
+        if int(self.min_reference) < 1 or int(self.spline_min_n) < 0:
+            raise InputError(f"min_reference / spline_min_n: expected positive integers, found "
+                             f"{self.min_reference!r}, {self.spline_min_n!r}")
         combat_params(self.combat_method, "combat_method")
+
+    @property
+    def _combat_on(self) -> bool:
+        return bool(self.site) and bool(self.harmonize)
 
     def _features(self, features: Any, fitting: bool) -> tuple[np.ndarray, list[str]]:
         import pandas as pd
@@ -195,30 +308,57 @@ class NormativeModel(BaseEstimator):
             raise InputError("features: expected finite values; drop or impute n/a first")
         return X, names
 
-    def _covariates(self, covariates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _categorical(self, covariates: pd.DataFrame, col: str, fitting: bool,
+                     attr: str) -> np.ndarray:
+        """Return the stripped labels of ``col``; at fit, store its levels in ``attr``."""
+        values = covariates[col].astype("string").str.strip()
+        if values.isna().any():
+            raise InputError(f"covariates: column {col!r} has missing values")
+        if fitting:
+            setattr(self, attr, _levels(values))
+        levels = getattr(self, attr)
+        unseen = sorted({str(s) for s in values} - set(levels))
+        if unseen and levels:
+            raise InputError(f"covariates: column {col!r} has level(s) {unseen} not seen "
+                             f"in the training data ({levels}); the normative model cannot "
+                             "score them")
+        return values.to_numpy(str)
+
+    def _covariates(self, covariates: pd.DataFrame,
+                    fitting: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Age, the sex and site indicators, and the site label of each row."""
         cols = [self.age, *([self.sex] if self.sex else []), *([self.site] if self.site else [])]
         check_columns(covariates, cols, "covariates")
         age = covariates[self.age].to_numpy(float)
         if not np.isfinite(age).all():
             raise InputError(f"covariates: column {self.age!r} has missing values")
-        if not self.sex:
-            return age, np.empty((len(age), 0))
-        sex = covariates[self.sex].astype("string").str.strip()
-        if sex.isna().any():
-            raise InputError(f"covariates: column {self.sex!r} has missing values")
-        if not hasattr(self, "sex_levels_"):
-            self.sex_levels_ = sorted({str(s) for s in sex})
-        unseen = sorted({str(s) for s in sex} - set(self.sex_levels_))
-        if unseen:
-            raise InputError(f"covariates: column {self.sex!r} has level(s) {unseen} not seen "
-                             f"in the training data ({self.sex_levels_})")
-        mat = np.column_stack([(sex == lev).to_numpy(float) for lev in self.sex_levels_[1:]]) \
-            if len(self.sex_levels_) > 1 else np.empty((len(age), 0))
-        return age, mat
+        n = len(age)
+        blocks = []
+        if self.sex:
+            sex = self._categorical(covariates, self.sex, fitting, "sex_levels_")
+            blocks.append(_indicators(sex, self.sex_levels_))
+        sites = np.full(n, "all", dtype=object)
+        if fitting and not self.site:
+            self.site_levels_: list[str] = []
+        if self.site:
+            labels = self._categorical(covariates, self.site, fitting, "site_levels_")
+            if len(self.site_levels_) > 1:  # one site: nothing to model
+                sites = labels
+                blocks.append(_indicators(sites, self.site_levels_))
+        return age, np.hstack(blocks) if blocks else np.empty((n, 0)), sites
 
     def _combat_covars(self, covariates: pd.DataFrame) -> pd.DataFrame:
         cols = [self.age, *([self.sex] if self.sex else [])]
         return covariates[cols].reset_index(drop=True)
+
+    def _age_basis(self, age: np.ndarray) -> np.ndarray:
+        return _bspline_basis(age, self.knots_, int(self.degree_))
+
+    def _group_index(self, sites: np.ndarray) -> np.ndarray:
+        if len(self.scale_groups_) == 1:
+            return np.zeros(len(sites), int)
+        pos = {g: i for i, g in enumerate(self.scale_groups_)}
+        return np.array([pos[str(s)] for s in sites], int)
 
     # -------------------------------------------------------------- API
     def fit(self, features: Any, covariates: pd.DataFrame) -> NormativeModel:
@@ -237,45 +377,78 @@ class NormativeModel(BaseEstimator):
             ``self``.
         """
         self._check_params()
-        for attr in ("sex_levels_",):
+        for attr in ("sex_levels_", "site_levels_"):
             if hasattr(self, attr):
                 delattr(self, attr)
         X, names = self._features(features, fitting=True)
         if len(covariates) != X.shape[0]:
             raise InputError(f"covariates: expected {X.shape[0]} rows (one per participant), "
                              f"found {len(covariates)}")
-        age, sexm = self._covariates(covariates)
+        age, cat, sites = self._covariates(covariates, fitting=True)
+        n = len(age)
         self.combat_ = None
-        if self.site:
+        if self._combat_on and len(self.site_levels_) > 1:
             combat = ComBat(**combat_params(self.combat_method, "combat_method"))
-            self.combat_ = combat.fit(X, covariates[self.site].to_numpy(),
-                                      self._combat_covars(covariates))
-            X = np.asarray(self.combat_.transform(X, covariates[self.site].to_numpy(),
-                                                  self._combat_covars(covariates)), float)
-        self.knots_ = _knots(age, int(self.n_knots), int(self.degree))
-        B = _bspline_basis(age, self.knots_, int(self.degree))
-        D = np.column_stack([B, sexm])
-        n, k = D.shape
+            site_col = covariates[self.site].to_numpy()
+            self.combat_ = combat.fit(X, site_col, self._combat_covars(covariates))
+            X = np.asarray(self.combat_.transform(X, site_col, self._combat_covars(covariates)),
+                           float)
+        if n < int(self.spline_min_n):
+            self.age_term_, self.degree_ = "linear", 1
+            self.knots_ = _knots(age, 2, 1)
+        else:
+            self.age_term_, self.degree_ = "spline", int(self.degree)
+            self.knots_ = _knots(age, int(self.n_knots), int(self.degree))
+        B = self._age_basis(age)
+        D = np.column_stack([B, cat])
+        k = D.shape[1]
         if n <= k + 1:
             raise InputError(f"features: {n} training participants cannot fit a model with "
                              f"{k} coefficients; use fewer knots or more controls")
+        # each site its own residual SD when ComBat did not equalise the scales
+        per_site = len(self.site_levels_) > 1 and self.combat_ is None
+        self.scale_groups_ = list(self.site_levels_) if per_site else ["all"]
+        g = self._group_index(sites)
         self.coef_, *_ = np.linalg.lstsq(D, X, rcond=None)
         resid = X - D @ self.coef_
+        G = np.linalg.pinv(D.T @ D)
+        lev = np.einsum("ij,jk,ik->i", D, G, D)
+        parts, scale, dfs = [], [], []
+        for j in range(len(self.scale_groups_)):
+            rows = g == j
+            dj = float(rows.sum() - lev[rows].sum())
+            if dj < 1:
+                raise InputError(f"normative model: site {self.scale_groups_[j]!r} has too few "
+                                 "training controls to estimate its residual SD")
+            dfs.append(dj)
+            scale.append(np.sqrt((resid[rows] ** 2).sum(0) / dj))
+            parts.append(G @ (D[rows].T @ D[rows]) @ G)
+        self.df_ = np.asarray(dfs)
+        self.scale_ = np.asarray(scale)
+        self.vcov_parts_ = np.asarray(parts)
         rank = int(np.linalg.matrix_rank(D))
         self.sd_ = np.sqrt((resid**2).sum(0) / (n - rank))
-        zero = self.sd_ <= 1e-10 * np.maximum(1.0, np.abs(X).max(0))
+        tol = 1e-10 * np.maximum(1.0, np.abs(X).max(0))
+        zero = self.sd_ <= tol
         self.sd_[zero] = 0.0
+        self.scale_[self.scale_ <= tol] = 0.0
         if zero.any():
             flat = [names[j] for j in np.flatnonzero(zero)][:5]
             warnings.warn(f"normative model: features {flat} have no residual variance; "
                           "their z-scores are n/a", DanemapWarning, stacklevel=2)
+        self.sd_coef_ = None
         if self.heteroscedastic:
-            target = np.abs(resid) * np.sqrt(np.pi / 2)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                shrink = np.sqrt(np.clip(1 - lev, 1e-6, None))[:, None]
+                rel = np.abs(resid) / self.scale_[g] / shrink
+            target = np.nan_to_num(rel, posinf=0.0) * np.sqrt(np.pi / 2)
             self.sd_coef_, *_ = np.linalg.lstsq(B, target, rcond=None)
-        else:
-            self.sd_coef_ = self.sd_[None, :]
         self.feature_names_ = names
         self.n_train_ = n
+        self.n_train_per_site_ = ({str(s): int((sites == s).sum()) for s in self.site_levels_}
+                                  if len(self.site_levels_) > 1 else {})
+        few_site = any(v < MIN_SITE_REFERENCE for v in self.n_train_per_site_.values())
+        self.small_reference_ = bool(n < int(self.min_reference) or few_site)
         self.age_range_ = (float(age.min()), float(age.max()))
         return self
 
@@ -283,13 +456,32 @@ class NormativeModel(BaseEstimator):
         if not hasattr(self, "coef_"):
             raise NotFittedError("NormativeModel: call fit() (or load()) before transform()")
 
+    def _predictive(self, covariates: pd.DataFrame) -> tuple[np.ndarray, ...]:
+        """Return the expected value, predictive SD and degrees of freedom of every row."""
+        age, cat, sites = self._covariates(covariates)
+        B = self._age_basis(age)
+        D = np.column_stack([B, cat])
+        mean = D @ self.coef_
+        g = self._group_index(sites)
+        resid_sd = self.scale_[g]
+        if self.sd_coef_ is not None:
+            resid_sd = resid_sd * np.maximum(B @ self.sd_coef_, 0.1)
+        # Var(x0' coef) = sum_j scale_j^2 x0' vcov_parts_[j] x0
+        h = np.einsum("ik,jkl,il->ij", D, self.vcov_parts_, D)
+        var = resid_sd**2 + h @ self.scale_**2
+        return mean, np.sqrt(var), self.df_[g]
+
     def predict(self, features: Any, covariates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Return the expected value and the SD of every feature for each participant.
+        """Return the expected value and the predictive SD of every feature.
+
+        The predictive SD adds the uncertainty of the fitted mean at the participant's
+        covariates (leverage) to the residual SD.
 
         Parameters
         ----------
         features : pandas.DataFrame or ndarray
-            Used only to harmonise nothing; kept for symmetry with :meth:`transform`.
+            Not used (the prediction depends on the covariates only); kept for symmetry
+            with :meth:`transform`.
         covariates : pandas.DataFrame
             Age and sex (and site) of the participants.
 
@@ -298,17 +490,11 @@ class NormativeModel(BaseEstimator):
         (mean, sd) : tuple of ndarray, shape (n, p)
         """
         self._check_fitted()
-        age, sexm = self._covariates(covariates)
-        B = _bspline_basis(age, self.knots_, int(self.degree))
-        mean = np.column_stack([B, sexm]) @ self.coef_
-        if self.heteroscedastic:
-            sd = np.maximum(B @ self.sd_coef_, 0.1 * self.sd_[None, :])
-        else:
-            sd = np.broadcast_to(self.sd_[None, :], mean.shape).copy()
+        mean, sd, _df = self._predictive(covariates)
         return mean, sd
 
     def transform(self, features: Any, covariates: pd.DataFrame) -> Any:
-        """Deviation z-scores of new participants.
+        """Deviation z-scores of new participants (predictive t mapped to a normal z).
 
         Parameters
         ----------
@@ -329,13 +515,16 @@ class NormativeModel(BaseEstimator):
         if len(covariates) != X.shape[0]:
             raise InputError(f"covariates: expected {X.shape[0]} rows (one per participant), "
                              f"found {len(covariates)}")
+        mean, sd, df = self._predictive(covariates)
         if self.combat_ is not None:
             X = np.asarray(self.combat_.transform(X, covariates[self.site].to_numpy(),
                                                   self._combat_covars(covariates)), float)
-        mean, sd = self.predict(features, covariates)
         with np.errstate(divide="ignore", invalid="ignore"):
-            z = (X - mean) / sd
+            t = (X - mean) / sd
+        z = _z_from_t(t, df)
         z[:, self.sd_ <= 0] = np.nan
+        g = self._group_index(self._covariates(covariates)[2])
+        z[self.scale_[g] <= 0] = np.nan
         z[~np.isfinite(z)] = np.nan
         if isinstance(features, pd.DataFrame):
             return pd.DataFrame(z, index=features.index, columns=names)
@@ -348,14 +537,15 @@ class NormativeModel(BaseEstimator):
             return (np.abs(arr) > float(self.extreme_z)).sum(1)
 
     # ----------------------------------------------------------- persistence
+    _FITTED = ("feature_names_", "age_term_", "knots_", "degree_", "sex_levels_",
+               "site_levels_", "coef_", "scale_groups_", "scale_", "df_", "vcov_parts_",
+               "sd_coef_", "sd_", "n_train_", "n_train_per_site_", "small_reference_",
+               "age_range_")
+
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready content of :meth:`save`."""
         self._check_fitted()
-        fitted = {k: encode_value(getattr(self, k)) for k in
-                  ("feature_names_", "knots_", "coef_", "sd_", "sd_coef_", "n_train_",
-                   "age_range_") if hasattr(self, k)}
-        if hasattr(self, "sex_levels_"):
-            fitted["sex_levels_"] = self.sex_levels_
+        fitted = {k: encode_value(getattr(self, k)) for k in self._FITTED if hasattr(self, k)}
         combat = None if self.combat_ is None else estimator_to_dict(self.combat_)
         return {"format": FORMAT, "version": VERSION, "params": self.get_params(deep=False),
                 "fitted": fitted, "combat": combat}
@@ -397,7 +587,40 @@ class NormativeModel(BaseEstimator):
             model.feature_names_ = list(model.feature_names_)
             model.age_range_ = (float(model.age_range_[0]), float(model.age_range_[1]))
             model.combat_ = None if data["combat"] is None else estimator_from_dict(data["combat"])
+            for k in ("scale_", "df_", "vcov_parts_", "coef_", "knots_", "sd_"):
+                setattr(model, k, np.asarray(getattr(model, k), float))
         return model
+
+
+# --------------------------------------------------------------------- scoring
+def _complete_rows(features: pd.DataFrame, participants: pd.DataFrame, rows: np.ndarray,
+                   cols: list[str]) -> np.ndarray:
+    """Mask of ``rows`` with every column of ``cols`` present and every feature finite."""
+    ok = participants[cols].notna().all(axis=1).to_numpy() & np.isfinite(
+        features.to_numpy(float)).all(1)
+    return rows & ok
+
+
+def _folds(strata: np.ndarray, levels: list[np.ndarray], n_folds: int,
+           seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Folds stratified on ``strata``, every training fold seeing every level of its test fold.
+
+    ``StratifiedKFold`` deals each stratum round-robin over the folds in sorted order, so a
+    site (the first part of the stratum label) with at least ``n_folds`` controls is in
+    every training fold; the other columns (sex) are checked and, in the rare split that
+    misses one, the next seed is tried.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    for attempt in range(50):
+        splitter = StratifiedKFold(int(n_folds), shuffle=True, random_state=seed + attempt)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # strata smaller than n_folds
+            splits = list(splitter.split(strata, strata))
+        if all(set(col[test]) <= set(col[train]) for train, test in splits for col in levels):
+            return splits
+    raise InputError("normative model: no cross-validation split keeps every sex and site "
+                     "level in every training fold; use fewer folds (--folds)")
 
 
 def normative_scores(
@@ -418,6 +641,11 @@ def normative_scores(
 ) -> tuple[pd.DataFrame, NormativeModel]:
     """Normative z-scores for everyone: controls out of sample, cases from all controls.
 
+    Which participants are scored follows one rule (the module docstring, *Participants
+    left out*): a participant in either group with every covariate and every feature is
+    scored unless their sex or site level has fewer than ``n_folds`` such controls; every
+    participant left out is named in a :class:`~danemap.errors.DanemapWarning`.
+
     Parameters
     ----------
     features : pandas.DataFrame
@@ -427,13 +655,15 @@ def normative_scores(
     group, case, control : str
         Group column and labels.
     age, sex, site : str or None
-        Covariate columns.
+        Covariate columns. With several sites among the scored controls, site always
+        enters the model (ComBat with ``harmonize``, else site indicators and a residual
+        SD per site).
     harmonize : bool
         Fit ComBat on the training controls inside every fit (needs ``site``).
     combat_method : {"parametric", "nonparametric", "no-eb"}
         ComBat estimation (see :data:`danemap.stats.combat.COMBAT_METHODS`).
     n_folds : int
-        Folds of the control cross-validation (stratified by site when given).
+        Folds of the control cross-validation (stratified by site and sex).
     seed : int
         Seed of the fold assignment.
     model_params : mapping or None
@@ -442,56 +672,71 @@ def normative_scores(
     Returns
     -------
     z : pandas.DataFrame
-        ``participant_id``, ``group``, ``scored`` (``out-of-sample CV`` or
-        ``model fitted on all controls``), ``n_extreme`` and one z column per feature.
+        ``participant_id``, ``group``, ``scored`` (``out-of-sample CV``,
+        ``model fitted on all controls`` or ``not scored``), ``n_extreme`` and one z
+        column per feature. ``z.attrs["reference"]`` describes the reference of every fit
+        (:func:`reference_info`).
     model : NormativeModel
         The model fitted on all controls (to save and score new individuals).
     """
     import pandas as pd
-    from sklearn.model_selection import KFold, StratifiedKFold
 
     where = "normative model (participants)"
     check_columns(participants, [group, age, sex, site if harmonize else None], where)
     if harmonize and site is None:
-        raise InputError("normative model: harmonize=True needs a site column")
+        raise InputError("normative model: harmonisation needs a site column (set [stats] "
+                         "site, or --harmonize none)")
+    if site is not None and site not in participants.columns:
+        site = None
+    if int(n_folds) < 2:
+        raise InputError(f"n_folds: expected an integer >= 2 (--folds), found {n_folds!r}")
     is_case, is_ctrl = group_mask(participants, group, case, control, where)
-    cols = [age, *([sex] if sex else []), *([site] if harmonize and site else [])]
-    complete = participants[cols].notna().all(axis=1).to_numpy() & np.isfinite(
-        features.to_numpy(float)).all(1)
-    if (~complete & (is_case | is_ctrl)).any():
-        warnings.warn(f"normative model: {int((~complete & (is_case | is_ctrl)).sum())} "
-                      f"participant(s) with missing {cols} or features are not scored",
-                      DanemapWarning, stacklevel=2)
+    cols = [age, *([sex] if sex else []), *([site] if site else [])]
+    ids = np.asarray(features.index.astype(str))
+    in_groups = is_case | is_ctrl
+    complete = _complete_rows(features, participants, in_groups, cols)
+    left_out: list[str] = []
+    if (in_groups & ~complete).any():
+        miss = ids[in_groups & ~complete].tolist()
+        left_out.append(f"{len(miss)} with missing {cols} or non-finite features "
+                        f"({_listing(miss)})")
+    for col in [c for c in (site, sex) if c]:
+        labels = participants[col].astype("string").str.strip().to_numpy(str)
+        counts = pd.Series(labels[complete & is_ctrl]).value_counts()
+        rare = sorted({str(lv) for lv in labels[complete] if counts.get(lv, 0) < int(n_folds)})
+        if rare:
+            drop = complete & np.isin(labels, rare)
+            left_out.append(f"{int(drop.sum())} whose {col} level(s) {rare} have fewer than "
+                            f"{n_folds} controls to fit the model in every fold "
+                            f"({_listing(ids[drop].tolist())})")
+            complete &= ~drop
+    if left_out:
+        warnings.warn("normative model: participants left out (not scored): "
+                      + "; ".join(left_out), DanemapWarning, stacklevel=2)
     ctrl = np.flatnonzero(is_ctrl & complete)
     cases = np.flatnonzero(is_case & complete)
-    if int(n_folds) < 2:
-        raise InputError(f"n_folds: expected an integer >= 2, found {n_folds!r}")
     if len(ctrl) < 2 * int(n_folds):
         raise InputError(f"normative model: {len(ctrl)} complete controls are too few for "
-                         f"{n_folds}-fold cross-validation")
+                         f"{n_folds}-fold cross-validation (--folds)")
     params = dict(model_params or {})
-    params.update(age=age, sex=sex, site=site if harmonize else None,
-                  combat_method=combat_method)
+    multi_site = bool(site) and participants[site].iloc[ctrl].astype(str).nunique() > 1
+    params.update(age=age, sex=sex, site=site if multi_site else None,
+                  harmonize=bool(harmonize), combat_method=combat_method)
     F, P = features, participants
     z = np.full(features.shape, np.nan)
     scored = np.array(["not scored"] * len(features), dtype=object)
-    if harmonize and site:
-        strata = P[site].iloc[ctrl].astype(str).to_numpy()
-        counts = pd.Series(strata).value_counts()
-        if counts.min() >= n_folds:
-            splitter: Any = StratifiedKFold(int(n_folds), shuffle=True, random_state=seed)
-            splits = splitter.split(ctrl, strata)
-        else:
-            raise InputError(f"normative model: site(s) {counts[counts < n_folds].index.tolist()}"
-                             f" have fewer than {n_folds} controls; every fold must see every "
-                             "site for ComBat (lower n_folds or drop the site)")
-    else:
-        splits = KFold(int(n_folds), shuffle=True, random_state=seed).split(ctrl)
-    for train, test in splits:
+    levels = [P[c].iloc[ctrl].astype("string").str.strip().to_numpy(str)
+              for c in (site if multi_site else None, sex) if c]
+    strata = np.array(["|".join(parts) for parts in zip(*levels, strict=True)]) if levels \
+        else np.zeros(len(ctrl), str)
+    fits: list[dict[str, Any]] = []
+    for train, test in _folds(strata, levels, int(n_folds), int(seed)):
         m = NormativeModel(**params).fit(F.iloc[ctrl[train]], P.iloc[ctrl[train]])
         z[ctrl[test]] = np.asarray(m.transform(F.iloc[ctrl[test]], P.iloc[ctrl[test]]))
         scored[ctrl[test]] = "out-of-sample CV"
+        fits.append(_fit_info(m, "fold"))
     model = NormativeModel(**params).fit(F.iloc[ctrl], P.iloc[ctrl])
+    fits.append(_fit_info(model, "all controls"))
     if len(cases):
         z[cases] = np.asarray(model.transform(F.iloc[cases], P.iloc[cases]))
         scored[cases] = "model fitted on all controls"
@@ -504,4 +749,76 @@ def normative_scores(
         "scored": scored,
         "n_extreme": np.where(scored == "not scored", np.nan, n_ext.astype(float)),
     })
-    return pd.concat([head, out], axis=1), model
+    table = pd.concat([head, out], axis=1)
+    small = [f for f in fits if f["small_reference"]]
+    table.attrs["reference"] = {
+        "min_reference": int(model.min_reference), "min_site_reference": MIN_SITE_REFERENCE,
+        "small_reference": bool(small), "age_term": model.age_term_,
+        "site_term": ("ComBat + site indicators" if model.combat_ is not None else
+                      "site indicators, residual SD per site" if model.site_levels_[1:]
+                      else "none"),
+        "fits": fits}
+    if small:
+        warnings.warn(
+            f"normative model: z-scores flagged: {len(small)} of {len(fits)} fits have a small "
+            f"reference (fewer than {model.min_reference} controls, or fewer than "
+            f"{MIN_SITE_REFERENCE} of one site; smallest {min(f['n_controls'] for f in small)}"
+            "); predictive intervals allow for the reference size, but the shape of the "
+            "distribution (tails, age trend) cannot be checked with so few controls",
+            DanemapWarning, stacklevel=2)
+    return table, model
+
+
+def _fit_info(model: NormativeModel, fit: str) -> dict[str, Any]:
+    return {"fit": fit, "n_controls": int(model.n_train_),
+            "per_site": dict(model.n_train_per_site_), "age_term": model.age_term_,
+            "small_reference": bool(model.small_reference_)}
+
+
+def _robust_sd(z: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(z - np.median(z))))
+
+
+def control_calibration(z: pd.DataFrame, participants: pd.DataFrame,
+                        site: str | None = None, extreme_z: float = 2.0) -> dict[str, Any]:
+    """Calibration of the out-of-sample control z-scores, overall and per site.
+
+    Parameters
+    ----------
+    z : pandas.DataFrame
+        The table of :func:`normative_scores`.
+    participants : pandas.DataFrame
+        The participants table it was computed from (same rows, same order).
+    site : str or None
+        Site column (per-site entries when given).
+    extreme_z : float
+        Threshold of the extreme fraction.
+
+    Returns
+    -------
+    dict
+        ``all`` and ``per_site`` (site -> entry); each entry has ``n_controls``,
+        ``mean``, ``sd``, ``robust_sd`` (1.4826 x MAD) and ``frac_extreme``
+        (``|z| > extreme_z``; nominal 4.55 % at 2) over every finite control z.
+    """
+    zcols = [c for c in z.columns if c not in ("participant_id", "group", "scored",
+                                               "n_extreme")]
+    cv = (z["scored"] == "out-of-sample CV").to_numpy()
+    values = z[zcols].to_numpy(float)
+
+    def entry(mask: np.ndarray) -> dict[str, Any]:
+        v = values[mask].ravel()
+        v = v[np.isfinite(v)]
+        if not v.size:
+            return {"n_controls": int(mask.sum()), "mean": None, "sd": None,
+                    "robust_sd": None, "frac_extreme": None}
+        return {"n_controls": int(mask.sum()), "mean": round(float(v.mean()), 4),
+                "sd": round(float(v.std()), 4), "robust_sd": round(_robust_sd(v), 4),
+                "frac_extreme": round(float(np.mean(np.abs(v) > extreme_z)), 4)}
+
+    out: dict[str, Any] = {"all": entry(cv), "per_site": {}}
+    if site and site in participants.columns:
+        labels = participants[site].astype("string").str.strip().to_numpy(str)
+        for s in sorted(set(labels[cv])):
+            out["per_site"][s] = entry(cv & (labels == s))
+    return out
