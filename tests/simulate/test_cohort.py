@@ -81,42 +81,163 @@ def test_participants_table(cohort, truth):
     assert "symptoms_planted" in truth["phenotype"]
 
 
-def test_ground_truth_reproduces_planted_effects(truth):
+def test_ground_truth_records_the_planted_settings(truth):
+    """What ground_truth.json says was planted (the recovery tests below read the images)."""
     assert truth["parameters"]["seed"] == 11
-    assert truth["effects"]["fc_frontostriatal_z"] == -0.15
-    sites = truth["sites"]
-    for sub, p in truth["participants"].items():
-        site = sites[p["site"]]
+    assert truth["effects"]["fc_frontostriatal_z"] == -0.045  # realistic default: d = -0.3
+    fs = truth["functional"]["networks"]["frontostriatal"]
+    assert fs["cohens_d_latent"] == pytest.approx(-0.3)
+    assert truth["functional"]["networks"]["mesolimbic"]["cohens_d_latent"] == 0.0
+    for p in truth["participants"].values():
+        site = truth["sites"][p["site"]]
         assert p["func"]["site_shift_z"] == site["fc_shift_z"]
-        for net in ("frontostriatal", "lc_pfc"):
-            d = p["func"]["networks"][net]
-            latent = np.arctanh([e["latent_r"] for e in d["edges"]])
-            base = np.arctanh(truth["effects"]["fc_networks"][net])
-            shift = truth["effects"][f"fc_{net}_z"] if p["group"] == "ADHD" else 0.0
-            assert latent == pytest.approx(base + shift + d["subject_shift_z"]
-                                           + site["fc_shift_z"], abs=1e-8), sub
-            # expected ROI correlation from the recorded voxel counts and noise variance
-            n_vox = dict(zip(truth["functional"]["regions"], truth["functional"]["n_vox"],
-                             strict=True))
-            s2 = truth["functional"]["noise_var"]
-            for e in d["edges"]:
-                rho = e["latent_r"] / np.sqrt((1 + s2 / n_vox[e["a"]]) * (1 + s2 / n_vox[e["b"]]))
-                assert e["expected_roi_r"] == pytest.approx(rho, rel=1e-8)
-            assert d["expected_score_z"] == pytest.approx(
-                np.mean([e["expected_roi_z"] for e in d["edges"]]), abs=1e-9)
-        # PET: striatal BP = table x group x subject factor
-        bp = p["pet"]["true_bp"]
-        g = 1 + truth["effects"]["dat_adhd_pct"] / 100 if p["group"] == "ADHD" else 1.0
-        assert bp["Putamen_L"] == pytest.approx(3.1 * g * p["pet"]["striatal_factor"])
-        assert p["pet"]["dynamic"]["true_bpnd"] == bp
-        assert p["anat"]["icv_mm3"] > 1e6
+        assert p["func"]["intensity_scale"] == site["bold_intensity_scale"]
+        assert p["pet"]["calibration_scale"] == site["spect_calibration_scale"]
+        assert site["signal_scale_source"] == "drawn"
+        assert p["pet"]["dynamic"]["true_bpnd"] == p["pet"]["true_bp"]
     n_lc = dict(zip(truth["functional"]["regions"], truth["functional"]["n_vox"], strict=True))
     assert 1 <= n_lc["LC_L"] <= 3  # tiny, yet its truth is recorded like any other region
-    fs = truth["functional"]["networks"]["frontostriatal"]
-    assert fs["cohens_d_latent"] == pytest.approx(
-        truth["effects"]["fc_frontostriatal_z"] / truth["effects"]["fc_subject_sd_z"])
     assert truth["structural"]["planted_cohens_d"]["Caudate_L"] == -0.11
     assert truth["pet"]["group_effect_pct"] == -5.0
+
+
+# Recovery from what was written. The effects are raised far above the realistic defaults
+# (FC shifts -0.3 and -0.5 z with no between-subject spread, DAT -30 % with none; LC-PFC
+# more, since the 1-3 voxel LC attenuates its ROI-level change), so that 2 ADHD + 2
+# TD participants show them; site 2 measures 8x the signal of site 1 and no other site
+# effect is drawn.
+RECOVERY_EFFECTS = SimulationEffects(
+    fc_frontostriatal_z=-0.3, fc_lc_pfc_z=-0.5, fc_subject_sd_z=0.0,
+    dat_adhd_pct=-30.0, dat_subject_sd_pct=0.0, site_scale=(1.0, 8.0))
+
+
+@pytest.fixture(scope="module")
+def recovery(tmp_path_factory):
+    root = simulate_cohort(tmp_path_factory.mktemp("r") / "ds", n_subjects=4, n_sites=2,
+                           seed=5, modalities=("func", "pet"), n_volumes=150,
+                           effects=RECOVERY_EFFECTS, site_effects=False)
+    return root, json.loads((root / "ground_truth.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def measured_func(recovery):
+    """danemap's participant-level functional outputs, computed from the written files."""
+    import warnings
+
+    from danemap.atlas import load_atlas
+    from danemap.config import FunctionalConfig
+    from danemap.errors import DanemapWarning
+    from danemap.markers import process_run
+
+    root, truth = recovery
+    atlas = load_atlas(3)
+    out = {}
+    for sub in truth["participants"]:
+        d = root / "derivatives" / "fmriprep" / sub / "func"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DanemapWarning)
+            # high-pass only: the planted ROI correlations hold under any linear filter
+            out[sub] = process_run(next(d.glob("*_desc-preproc_bold.nii.gz")),
+                                   next(d.glob("*_desc-confounds_timeseries.tsv")), atlas,
+                                   FunctionalConfig(low_pass=0),
+                                   mask=next(d.glob("*_desc-brain_mask.nii.gz")))
+    return out
+
+
+def test_written_bold_recovers_planted_network_scores(recovery, measured_func):
+    _, truth = recovery
+    per = truth["participants"]
+    diffs: dict[str, dict[str, list[float]]] = {}
+    for sub, res in measured_func.items():
+        got = res.networks.set_index("network")["mean_z"]
+        grp = per[sub]["group"]
+        for net in ("frontostriatal", "lc_pfc", "mesolimbic", "nigrostriatal"):
+            want = per[sub]["func"]["networks"][net]["expected_score_z"]
+            tol = 0.1 if net == "frontostriatal" else 0.2  # fewer edges, or LC (1-3 voxels)
+            assert got[net] == pytest.approx(want, abs=tol), (sub, net)
+            diffs.setdefault(net, {}).setdefault(grp, []).append(float(got[net]))
+    planted = truth["functional"]["networks"]
+    for net, by_group in diffs.items():
+        measured = np.mean(by_group["ADHD"]) - np.mean(by_group["TD"])
+        means = planted[net]["expected_score_z_group_mean"]
+        want = means["ADHD"] - means["TD"]
+        print(f"{net}: measured ADHD - TD {measured:+.3f}, planted {want:+.3f}")
+        if net in ("frontostriatal", "lc_pfc"):
+            assert want < -0.2 and measured < -0.15, net  # the planted decrease is in the data
+        else:
+            assert want == pytest.approx(0.0, abs=1e-9), net
+        assert measured == pytest.approx(want, abs=0.1), net
+
+
+def test_written_images_carry_the_site_scale(recovery, measured_func):
+    """site_scale multiplies what is measured: BOLD intensity, raw ALFF and SPECT counts."""
+    from danemap.io import load_nifti
+    from danemap.simulate._pet import measure_sbr
+
+    root, truth = recovery
+    assert truth["effects"]["site_scale"] == [1.0, 8.0]
+    for name, want in (("site-1", 1.0), ("site-2", 8.0)):
+        site = truth["sites"][name]
+        assert site["signal_scale_source"] == "site_scale"
+        assert site["bold_intensity_scale"] == site["spect_calibration_scale"] == want
+        assert site["fc_shift_z"] == 0.0  # site_effects=False leaves only the scale
+    per = truth["participants"]
+    by_site: dict[str, dict[str, list[float]]] = {}
+    labels = None
+    for sub, p in per.items():
+        bold = load_nifti(next((root / "derivatives" / "fmriprep" / sub / "func").glob(
+            "*_desc-preproc_bold.nii.gz")))
+        data = np.asarray(bold.dataobj)
+        brain = data[..., 0] != 0
+        alff = measured_func[sub].alff.set_index("region")
+        pet = load_nifti(root / sub / "pet" / f"{sub}_trc-FPCIT_pet.nii.gz", expect_ndim=3)
+        img = np.asarray(pet.dataobj, dtype=float)
+        if labels is None:
+            from danemap.atlas import load_atlas
+            from danemap.simulate._common import atlas_arrays
+
+            labels, _, names, idx = atlas_arrays(load_atlas(3))
+        occ = np.isin(labels, [i for n, i in zip(names, idx, strict=True)
+                               if n.startswith("Occipital")])
+        s = by_site.setdefault(p["site"], {})
+        s.setdefault("bold_mean", []).append(float(data[brain].mean()))
+        s.setdefault("alff", []).append(float(alff["alff"].mean()))
+        s.setdefault("malff", []).append(float(alff["malff"].mean()))
+        s.setdefault("occipital_counts", []).append(float(img[occ].mean()))
+        sbr = measure_sbr(img, labels, names, idx)
+        s.setdefault("sbr_putamen", []).append(sbr["Putamen_L"])
+        # SBR is a ratio: the measured value follows the planted one at either scale
+        assert sbr["Putamen_L"] == pytest.approx(p["pet"]["expected_sbr"]["Putamen_L"],
+                                                 rel=0.05), sub
+    ratio = {k: np.mean(by_site["site-2"][k]) / np.mean(by_site["site-1"][k])
+             for k in by_site["site-1"]}
+    print("site-2 / site-1:", {k: round(float(v), 3) for k, v in ratio.items()})
+    for key in ("bold_mean", "alff", "occipital_counts"):
+        assert ratio[key] == pytest.approx(8.0, rel=0.05), key
+    for key in ("malff", "sbr_putamen"):  # normalised measures do not see the scale
+        assert ratio[key] == pytest.approx(1.0, abs=0.05), key
+
+
+def test_written_spect_recovers_planted_dat_effect(recovery):
+    from danemap.io import load_nifti
+    from danemap.simulate._pet import measure_sbr
+
+    root, truth = recovery
+    from danemap.atlas import load_atlas
+    from danemap.simulate._common import atlas_arrays
+
+    labels, _, names, idx = atlas_arrays(load_atlas(3))
+    sbr: dict[str, list[float]] = {"ADHD": [], "TD": []}
+    for sub, p in truth["participants"].items():
+        img = np.asarray(load_nifti(root / sub / "pet" / f"{sub}_trc-FPCIT_pet.nii.gz",
+                                    expect_ndim=3).dataobj, dtype=float)
+        m = measure_sbr(img, labels, names, idx)
+        sbr[p["group"]].append(np.mean([m[n] for n in ("Caudate_L", "Caudate_R",
+                                                       "Putamen_L", "Putamen_R")]))
+    ratio = np.mean(sbr["ADHD"]) / np.mean(sbr["TD"])
+    print(f"striatal SBR ADHD / TD: {ratio:.3f} (planted BP ratio 0.70)")
+    # partial volume mixes in unchanged neighbours, so the SBR ratio is a little above 0.7
+    assert 0.68 < ratio < 0.76
 
 
 def test_warped_label_volumes_match_ground_truth(cohort, truth):
@@ -167,11 +288,24 @@ def test_overwrites_previous_simulation_but_not_foreign_folder(tmp_path):
         ({"n_volumes": 3}, "n_volumes: expected an integer >= 10"),
         ({"tr": -1.0}, "tr: expected a positive"),
         ({"effects": {"dat_adhd_pct": 3}}, "effects: expected a SimulationEffects"),
+        ({"effects": SimulationEffects(site_scale=(1.0, 8.0, 2.0))},
+         r"effects\.site_scale: expected one factor per site \(2\), found 3"),
     ],
 )
 def test_cohort_errors(tmp_path, kwargs, match):
     with pytest.raises(InputError, match=match):
         simulate_cohort(tmp_path / "e", **kwargs)
+
+
+@pytest.mark.parametrize("scale", [(), (1.0, 0.0), (1.0, float("nan")), ("big",), 3.0, "18"])
+def test_site_scale_validation(scale):
+    with pytest.raises(InputError, match=r"SimulationEffects\.site_scale: expected"):
+        SimulationEffects(site_scale=scale)
+
+
+def test_site_scale_is_a_tuple_of_floats():
+    assert SimulationEffects(site_scale=[1, 8]).site_scale == (1.0, 8.0)
+    assert SimulationEffects().site_scale is None
 
 
 def test_out_dir_is_a_file(tmp_path):
@@ -185,7 +319,8 @@ def test_cli_run(tmp_path, capsys):
     out = tmp_path / "cli"
     rc = main(["simulate", str(out), "--n-subjects", "2", "--n-sites", "1", "--modalities",
                "pet", "--seed", "4", "--effect-dat-pct", "10", "--effect-scale", "2",
-               "--effect-frontostriatal", "-0.3", "--effect-lc-pfc", "-0.2"])
+               "--effect-frontostriatal", "-0.3", "--effect-lc-pfc", "-0.2",
+               "--site-scale", "3"])
     assert rc == 0
     assert capsys.readouterr().out.strip() == str(out)
     truth = json.loads((out / "ground_truth.json").read_text())
@@ -193,6 +328,8 @@ def test_cli_run(tmp_path, capsys):
     assert truth["effects"]["effect_scale"] == 2.0
     assert truth["effects"]["fc_frontostriatal_z"] == -0.3
     assert truth["effects"]["fc_lc_pfc_z"] == -0.2
+    assert truth["effects"]["site_scale"] == [3.0]
+    assert truth["sites"]["site-1"]["spect_calibration_scale"] == 3.0
     assert truth["parameters"]["modalities"] == ["pet"]
     assert not (out / "derivatives" / "fmriprep").exists()
 

@@ -36,13 +36,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-site-effects", dest="site_effects", action="store_false")
     g = parser.add_argument_group("planted effects")
     g.add_argument("--effect-frontostriatal", type=float, default=None, metavar="Z",
-                   help="ADHD - TD frontostriatal coupling, Fisher z (default -0.15)")
+                   help="ADHD - TD frontostriatal coupling, Fisher z (default -0.045, "
+                   "a latent d of -0.3)")
     g.add_argument("--effect-lc-pfc", type=float, default=None, metavar="Z",
-                   help="ADHD - TD LC-PFC coupling, Fisher z (default -0.15)")
+                   help="ADHD - TD LC-PFC coupling, Fisher z (default -0.045, a latent d "
+                   "of -0.3)")
     g.add_argument("--effect-dat-pct", type=float, default=None, metavar="P",
                    help="ADHD - TD striatal DAT binding, percent (default -5)")
     g.add_argument("--effect-scale", type=float, default=None, metavar="S",
                    help="multiplies every planted structural Cohen's d (default 1)")
+    g.add_argument("--site-scale", type=float, nargs="+", default=None, metavar="F",
+                   help="multiplicative site effect: one factor per site on the measured "
+                   "signal (BOLD intensity, SPECT counts, T1w intensity); default: drawn")
 
 
 def run(args: argparse.Namespace, config: Any) -> int:
@@ -68,6 +73,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         "fc_lc_pfc_z": args.effect_lc_pfc,
         "dat_adhd_pct": args.effect_dat_pct,
         "effect_scale": args.effect_scale,
+        "site_scale": None if args.site_scale is None else tuple(args.site_scale),
     }
     effects = dataclasses.replace(
         SimulationEffects(), **{k: v for k, v in changes.items() if v is not None}

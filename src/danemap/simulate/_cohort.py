@@ -123,7 +123,7 @@ def _sites(n_sites: int, seed: int, eff: SimulationEffects, on: bool) -> dict[st
     rng = rng_for(seed, STREAMS["site"])
     out = {}
     for s in range(n_sites):
-        draw = {
+        draw: dict[str, Any] = {
             "bold_intensity_scale": float(np.exp(rng.normal(0.0, eff.site_intensity_sd))),
             "fc_shift_z": float(rng.normal(0.0, eff.fc_site_sd_z)),
             "spect_calibration_scale": float(np.exp(rng.normal(0.0, eff.dat_site_scale_sd))),
@@ -132,6 +132,12 @@ def _sites(n_sites: int, seed: int, eff: SimulationEffects, on: bool) -> dict[st
         }
         if not on:
             draw = {k: (0.0 if k in ("fc_shift_z", "volume_bias_log") else 1.0) for k in draw}
+        if eff.site_scale is not None:  # explicit multiplicative effect on what is measured
+            scale = eff.site_scale[s]
+            draw |= {"bold_intensity_scale": scale, "spect_calibration_scale": scale,
+                     "t1_intensity_scale": scale}
+        draw["signal_scale_source"] = "site_scale" if eff.site_scale is not None else (
+            "drawn" if on else "none")
         out[f"site-{s + 1}"] = draw
     return out
 
@@ -253,7 +259,8 @@ def simulate_cohort(
     effects : SimulationEffects or None
         Planted effects and noise levels (defaults if None).
     site_effects : bool
-        If false, every site has identity scales and zero shifts.
+        If false, every site has identity scales and zero shifts, except the explicit
+        multiplicative scales of ``effects.site_scale`` when given.
     dynamic_pet : bool
         Also write a 4D dynamic [18F]FE-PE2I PET series from the SRTM.
     verbose : bool
@@ -267,7 +274,8 @@ def simulate_cohort(
     Raises
     ------
     InputError
-        On an invalid argument or a non-empty foreign ``out_dir``.
+        On an invalid argument (including an ``effects.site_scale`` whose length is not
+        ``n_sites``) or a non-empty foreign ``out_dir``.
     """
     from danemap.atlas import load_atlas
 
@@ -279,6 +287,11 @@ def simulate_cohort(
     res = check_resolution(resolution)
     anat_res = check_resolution(anat_resolution)
     out, mods = _check_args(out_dir, n_subjects, n_sites, modalities, n_volumes, tr)
+    if eff.site_scale is not None and len(eff.site_scale) != n_sites:
+        raise InputError(
+            f"effects.site_scale: expected one factor per site ({n_sites}), found "
+            f"{len(eff.site_scale)}: {list(eff.site_scale)}"
+        )
     out.mkdir(parents=True, exist_ok=True)
     atlas = load_atlas(res)
     anat_atlas = atlas if anat_res == res or "anat" not in mods else load_atlas(anat_res)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,7 +63,13 @@ class SimulationEffects:
         networks takes the larger value.
     fc_frontostriatal_z, fc_lc_pfc_z : float
         ADHD minus TD shift of the frontostriatal and LC-PFC edges, in Fisher-z units of the
-        latent correlation (default -0.15 each).
+        latent correlation (default -0.045 each: a latent Cohen's d of -0.3 against
+        ``fc_subject_sd_z``, the |d| <= 0.3 the resting-state FC literature supports;
+        measured on the network scores of 2,000 + 2,000 runs of 120 volumes from
+        :func:`simulate_roi_timeseries` through ``process_timeseries`` with the default
+        confounds, d = -0.31 frontostriatal and -0.28 LC-PFC; the former -0.15 gave -0.98
+        and -0.84). Power studies and tests that need a detectable effect in a few
+        subjects raise it explicitly.
     fc_subject_sd_z : float
         Between-subject SD (Fisher z) of each subject's network shift, drawn once per
         subject and network and applied to all its edges (default 0.15, the order of real
@@ -89,7 +96,18 @@ class SimulationEffects:
     n_spikes : int
         High-motion spikes per run (default 3).
     site_intensity_sd : float
-        SD of the multiplicative BOLD / T1w global intensity scale per site (default 0.1).
+        SD of the log of the multiplicative BOLD / T1w global intensity scale drawn per
+        site (default 0.1).
+    site_scale : tuple of float or None
+        Explicit multiplicative site effect on the measured signal: site ``k``
+        (``site-{k+1}``) multiplies its BOLD intensity (baseline and fluctuations), its
+        SPECT counts (calibration) and its T1w intensity by ``site_scale[k]``, in place of
+        the scales drawn from ``site_intensity_sd`` and ``dat_site_scale_sd``. One positive
+        factor per site (:func:`simulate_cohort` checks the length against ``n_sites``);
+        applied even with ``site_effects=False``, which then leaves this multiplicative
+        effect alone. Raw ALFF and image intensities scale with it; correlations, SBR and
+        label volumes do not. Default None (drawn scales). The factors are in
+        ``ground_truth.json`` (``effects.site_scale`` and each site's scales).
     dat_bp : dict
         TD specific binding BP_ND by region stem; unlisted regions get ``dat_bp_other``.
     dat_bp_other : float
@@ -124,8 +142,8 @@ class SimulationEffects:
     fc_baseline: float = 0.1
     fc_within_group: dict[str, float] = field(default_factory=_fc_within)
     fc_networks: dict[str, float] = field(default_factory=_fc_networks)
-    fc_frontostriatal_z: float = -0.15
-    fc_lc_pfc_z: float = -0.15
+    fc_frontostriatal_z: float = -0.045
+    fc_lc_pfc_z: float = -0.045
     fc_subject_sd_z: float = 0.15
     fc_site_sd_z: float = 0.05
     fc_noise_var: float = 4.0
@@ -136,6 +154,7 @@ class SimulationEffects:
     nuisance_strength: float = 0.3
     n_spikes: int = 3
     site_intensity_sd: float = 0.1
+    site_scale: tuple[float, ...] | None = None
     dat_bp: dict[str, float] = field(default_factory=_dat_bp)
     dat_bp_other: float = 0.1
     dat_adhd_pct: float = -5.0
@@ -168,6 +187,22 @@ class SimulationEffects:
                 raise InputError(
                     f"SimulationEffects.{name}: value {getattr(self, name)!r} is out of range"
                 )
+        if self.site_scale is not None:
+            try:
+                if isinstance(self.site_scale, str):
+                    raise TypeError
+                scale = tuple(float(v) for v in self.site_scale)
+            except (TypeError, ValueError):
+                raise InputError(
+                    f"SimulationEffects.site_scale: expected a sequence of positive numbers "
+                    f"(one per site), found {self.site_scale!r}"
+                ) from None
+            if not scale or not all(math.isfinite(v) and v > 0 for v in scale):
+                raise InputError(
+                    f"SimulationEffects.site_scale: expected one finite factor > 0 per site, "
+                    f"found {self.site_scale!r}"
+                )
+            object.__setattr__(self, "site_scale", scale)  # frozen: normalise to a tuple
         for name, value in {**self.fc_networks, **self.fc_within_group}.items():
             if not -1 < value < 1:
                 raise InputError(
