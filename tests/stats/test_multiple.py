@@ -163,7 +163,7 @@ def test_nbs_errors():
 
 
 def test_freedman_lane_t_equals_explicit_refit_skipping_invariant_confounds():
-    from danemap.stats.multiple import _permutations, _prepare, _t_batches
+    from danemap.stats.multiple import _batches, _permutations, _prepare
 
     rng = np.random.default_rng(4)
     n, m, b = 60, 5, 25
@@ -175,7 +175,7 @@ def test_freedman_lane_t_equals_explicit_refit_skipping_invariant_confounds():
     conf = np.column_stack([age, dummies])
     prep = _prepare(Y, x, conf, site, np.dtype(np.float64))
     assert prep.W0.shape[1] == 2  # x and age: the intercept and site dummies are skipped
-    t = next(_t_batches(prep, b, seed=1, batch_size=b))
+    t = next(_batches(prep, b, seed=1, batch_size=b)).t
     sigma = _permutations(np.random.default_rng(1), b, n, prep.codes)
     Z = np.column_stack([np.ones(n), conf])
     fitted = Z @ np.linalg.lstsq(Z, Y, rcond=None)[0]
@@ -189,3 +189,93 @@ def test_freedman_lane_t_equals_explicit_refit_skipping_invariant_confounds():
         beta, rss, *_ = np.linalg.lstsq(X, y_star, rcond=None)
         t_ref = beta[0] / np.sqrt(rss / (n - X.shape[1]) * xtx_inv)
         np.testing.assert_allclose(t[k], t_ref, rtol=1e-9)
+
+
+def _near_tie_data():
+    # 6 + 6 binary groups, intercept only: a permutation that maps the groups onto
+    # themselves (or swaps them) gives |t*| = |t| up to round-off, about 2 in 924; and
+    # duplicated features tie the maxima of the null
+    rng = np.random.default_rng(11)
+    x = np.repeat([0.0, 1.0], 6)
+    Y = rng.normal(size=(12, 40)) * rng.uniform(0.01, 100, 40)
+    Y[:, 1] += 2.5 * x * np.abs(Y[:, 1]).mean()
+    Y[:, 20:30] = Y[:, 10:20] * 3.0 + 7.0
+    return Y, x
+
+
+@pytest.mark.parametrize("case", ["ties", "blocks", "one-sided"])
+def test_default_precision_gives_the_float64_p_values_exactly(case):
+    if case == "ties":
+        Y, x = _near_tie_data()
+        kw = {"n_permutations": 3000}
+    else:
+        Y, x, conf = _data(3, n=60, m=200)
+        kw = {"confounds": conf, "n_permutations": 1500, "blocks": conf[:, 1]}
+        if case == "one-sided":
+            kw = {**kw, "two_sided": False, "blocks": None}
+    ref = permutation_test(Y, x, dtype=np.float64, seed=2, **kw)
+    got = permutation_test(Y, x, seed=2, **kw)  # float32 products, float64 decisions
+    f32 = permutation_test(Y, x, dtype=np.float32, seed=2, **kw)
+    np.testing.assert_array_equal(got.t, ref.t)  # observed t: float64 in every mode
+    # counts are integers: the same, not approximately the same
+    np.testing.assert_array_equal(got.p_uncorrected, ref.p_uncorrected)
+    np.testing.assert_array_equal(got.p_fwe, ref.p_fwe)
+    np.testing.assert_allclose(got.max_t_null, ref.max_t_null, rtol=1e-12)
+    if case == "ties":  # the ties are real: float32 alone would get counts wrong
+        stat = np.abs(ref.t)
+        assert np.isclose(ref.max_t_null[:, None], stat[None, :], rtol=1e-9).sum() >= 3
+        assert (f32.p_uncorrected != ref.p_uncorrected).any()
+    with pytest.raises(InputError, match=r"dtype: expected None .* got 'float16'"):
+        permutation_test(Y, x, dtype="float16", n_permutations=10)
+
+
+def test_nbs_default_precision_gives_the_float64_null():
+    rng = np.random.default_rng(2)
+    names = _edges()
+    x = np.repeat([0.0, 1.0], 30)
+    Y = rng.normal(size=(60, len(names)))
+    Y[:, :4] += 0.6 * x[:, None]
+    ref = nbs(Y, names, x, threshold_t=1.5, n_permutations=800, dtype=np.float64)
+    got = nbs(Y, names, x, threshold_t=1.5, n_permutations=800)
+    np.testing.assert_array_equal(got.max_size_null, ref.max_size_null)
+    assert got.components == ref.components
+
+
+def test_constant_features_get_nan_and_stay_out_of_max_t():
+    Y, x, conf = _data(5, n=100, m=20)
+    const = Y.copy()
+    const[:, 4] = 0.0  # all zero
+    const[:, 9] = 0.05  # constant: residual of round-off only
+    r = permutation_test(const, x, conf, n_permutations=400, seed=3)
+    assert np.isnan(r.t[[4, 9]]).all()
+    assert np.isnan(r.p_uncorrected[[4, 9]]).all() and np.isnan(r.p_fwe[[4, 9]]).all()
+    assert r.constant.tolist() == [j in (4, 9) for j in range(20)]
+    others = [j for j in range(20) if j not in (4, 9)]
+    ref = permutation_test(Y[:, others], x, conf, n_permutations=400, seed=3)
+    np.testing.assert_allclose(r.t[others], ref.t, rtol=1e-12)
+    np.testing.assert_array_equal(r.p_uncorrected[others], ref.p_uncorrected)
+    np.testing.assert_array_equal(r.p_fwe[others], ref.p_fwe)
+    np.testing.assert_allclose(r.max_t_null, ref.max_t_null, rtol=1e-12)
+    assert not r.constant[others].any()
+    # a feature the confounds explain to round-off is constant too; all constant: all n/a
+    explained = permutation_test(np.column_stack([Y[:, :3], 2 * conf[:, 0] - 1]), x, conf,
+                                 n_permutations=50)
+    assert explained.constant.tolist() == [False, False, False, True]
+    nothing = permutation_test(np.zeros((100, 2)), x, conf, n_permutations=50)
+    assert np.isnan(nothing.p_fwe).all() and np.isnan(nothing.max_t_null).all()
+
+
+def test_nbs_constant_edge_is_never_supra_threshold():
+    rng = np.random.default_rng(2)
+    names = _edges()
+    x = np.repeat([0.0, 1.0], 40)
+    Y = rng.normal(size=(80, len(names)))
+    Y[:, :4] += 0.9 * x[:, None]
+    with_const = Y.copy()
+    with_const[:, 1] = 0.05
+    res = nbs(with_const, names, x, n_permutations=300, seed=0)
+    assert np.isnan(res.t[1])
+    assert all("DLPFC_L__Putamen_L" not in c["edges"] for c in res.components)
+    keep = [0, 2, 3, 4, 5]
+    ref = nbs(Y[:, keep], [names[j] for j in keep], x, n_permutations=300, seed=0)
+    np.testing.assert_array_equal(res.max_size_null, ref.max_size_null)

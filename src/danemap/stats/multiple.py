@@ -37,6 +37,7 @@ __all__ = [
 log = get_logger("stats.multiple")
 
 _BATCH_BYTES = 64 * 2**20  # default memory budget of one permutation batch
+_CHUNK_BYTES = 2**20  # one float64 array of the elementwise steps: within an L2 cache
 
 
 def fdr_bh(p: Any, nan: str = "raise") -> np.ndarray:
@@ -108,6 +109,9 @@ class PermutationResult:
         Residual degrees of freedom of the full model.
     two_sided : bool
         Whether |t| was used.
+    constant : numpy.ndarray
+        (n_features,) bool: features constant, or constant after the confounds to
+        round-off; their t and p are NaN and they are not in the max-T family.
     """
 
     t: np.ndarray
@@ -117,19 +121,47 @@ class PermutationResult:
     n_permutations: int
     df: int
     two_sided: bool
+    constant: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
 @dataclass
 class _Prepared:
-    E: np.ndarray  # (n, m) residuals of Y on the confounds, in the working dtype
+    E: np.ndarray  # (n, m') residuals of the non-constant features, in the working dtype
+    E64: np.ndarray  # the same in float64 (the same array when the working dtype is float64)
     W0: np.ndarray  # (n, 1 + q') [x_r / ||x_r||, Q without permutation-invariant columns]
-    ss: np.ndarray  # (m,) sum of squares of E (float64)
+    ss: np.ndarray  # (m',) sum of squares of E (float64)
     df: int
     codes: np.ndarray | None  # exchangeability block of each row
-    t_obs: np.ndarray = field(default_factory=lambda: np.empty(0))
+    keep: np.ndarray  # (m,) bool: features that are not (numerically) constant
+    refine: bool  # float32 products, decisions made exact by float64 recomputation
+    t_obs: np.ndarray = field(default_factory=lambda: np.empty(0))  # (m,), NaN if constant
+
+
+#: A feature is numerically constant when the norm of its residual after the confounds is
+#: below this fraction of its own norm: round-off is about 1e-16 of it (float64), real data
+#: written with 7 significant digits vary by 1e-7 or more.
+_CONSTANT_RTOL = 1e-10
+
+#: Width, in units of sqrt(n) u, of the error bound on a float32 dot product x'y relative to
+#: ||x|| ||y||: Higham & Mary (2019, SIAM J Sci Comput 41:A2815) show |error| <= lambda
+#: sqrt(n) u |x|'|y| with probability at least 1 - 2n exp(-lambda^2 / 2) (1e-18 for
+#: lambda = 10, n = 1000). The largest error seen is about 2 u sqrt(df) in t.
+_LAMBDA = 10.0
+
+
+def _working_dtype(dtype: Any) -> tuple[np.dtype, bool]:
+    """Working dtype of the permutation products and whether decisions are refined."""
+    if dtype is None:
+        return np.dtype(np.float32), True
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise InputError(f"dtype: expected None (float32 products, exact float64 decisions), "
+                         f"numpy.float64 or numpy.float32, got {dtype!r}")
+    return dt, False
 
 
 def _prepare(Y: Any, tested: Any, confounds: Any, blocks: Any, dtype: Any) -> _Prepared:
+    work, refine = _working_dtype(dtype)
     Ya = as_2d_float(Y, "Y")
     n, m = Ya.shape
     x = np.asarray(tested, dtype=np.float64).reshape(-1)
@@ -171,13 +203,25 @@ def _prepare(Y: Any, tested: Any, confounds: Any, blocks: Any, dtype: Any) -> _P
     if df < 1:
         raise InputError(f"Y: {n} samples leave no residual degrees of freedom for "
                          f"{Q.shape[1] + 1} regressors")
+    norm2 = np.einsum("ij,ij->j", Ya, Ya)
     E = Q @ (Q.T @ Ya)
     np.subtract(Ya, E, out=E)  # residuals, in place: no second array of the size of Y
     ss = np.einsum("ij,ij->j", E, E)
+    # constant, or constant after the confounds to round-off: no t, no p, not in max-T
+    keep = ss > norm2 * _CONSTANT_RTOL**2
+    if not keep.all():
+        const = np.flatnonzero(~keep)
+        log.warning("%d feature(s) constant or explained by the confounds to round-off "
+                    "(columns %s%s): t and p are n/a, and they are left out of the max-T "
+                    "family", const.size, const[:10].tolist(), " ..." if const.size > 10 else "")
+        E = np.ascontiguousarray(E[:, keep])
+        ss = ss[keep]
     W0 = np.column_stack([xr / np.sqrt(xtx), Q[:, n_invariant:]])
-    prep = _Prepared(E=E.astype(dtype, copy=False), W0=W0, ss=ss, df=df, codes=codes)
+    prep = _Prepared(E=E.astype(work, copy=False), E64=E, W0=W0, ss=ss, df=df, codes=codes,
+                     keep=keep, refine=refine)
     a = W0[:, 0] @ E
-    prep.t_obs = _t_from(a[None, :], np.zeros((1, m)), ss, df)[0]
+    prep.t_obs = np.full(m, np.nan)
+    prep.t_obs[keep] = _t_from(a, np.zeros_like(a), ss, df)
     return prep
 
 
@@ -192,7 +236,7 @@ def _constant_within(z: np.ndarray, codes: np.ndarray | None) -> bool:
 
 def _t_from(a: np.ndarray, bq2: np.ndarray, ss: np.ndarray, df: int) -> np.ndarray:
     """T of the tested regressor from ``x_n' P E`` (``x_n`` unit norm) and ``||Q' P E||^2``."""
-    rss = ss[None, :] - bq2 - a * a
+    rss = ss - bq2 - a * a
     with np.errstate(divide="ignore", invalid="ignore"):
         return a / np.sqrt(np.maximum(rss, 0.0) / df)
 
@@ -215,13 +259,44 @@ def _batch_size(n: int, m: int, q1: int, itemsize: int, batch_size: int | None) 
         if int(batch_size) < 1:
             raise InputError(f"batch_size: expected a positive integer, got {batch_size}")
         return int(batch_size)
-    per_perm = itemsize * q1 * (n + m) + 8 * (3 * m + 2 * n)
+    per_perm = itemsize * q1 * (n + m) + 8 * 2 * n
     return int(max(1, min(4096, _BATCH_BYTES // per_perm)))
 
 
-def _t_batches(prep: _Prepared, n_permutations: int, seed: Any,
-               batch_size: int | None) -> Iterator[np.ndarray]:
-    """Yield (B, m) t statistics of successive batches of Freedman-Lane permutations.
+@dataclass
+class _Batch:
+    """T statistics of one batch of permutations.
+
+    ``t`` is (B, m'); with ``w`` (refined precision) the float64 t lies in ``t +- w``, and
+    :meth:`exact` recomputes chosen entries in float64.
+    """
+
+    t: np.ndarray
+    w: np.ndarray | None
+    sigma: np.ndarray
+    prep: _Prepared
+
+    def exact(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Float64 t of the entries ``(rows[i], cols[i])``: one small product per entry."""
+        prep = self.prep
+        n = prep.E64.shape[0]
+        out = np.empty(rows.size)
+        chunk = max(1, 2**22 // n)  # 32 MiB of gathered residuals at a time
+        ET = prep.E64.T
+        for s in range(0, rows.size, chunk):
+            r, c = rows[s:s + chunk], cols[s:s + chunk]
+            inv = np.empty((r.size, n), dtype=np.intp)  # inverse permutations
+            np.put_along_axis(inv, self.sigma[r], np.arange(n)[None, :], axis=1)
+            Ep = np.take_along_axis(ET[c], inv, axis=1)  # Ep[i, sigma(l)] = E[l]
+            G = Ep @ prep.W0  # (P, q1) = rows of (W0[sigma]' E[:, c])'
+            out[s:s + chunk] = _t_from(G[:, 0], np.einsum("pq,pq->p", G[:, 1:], G[:, 1:]),
+                                       prep.ss[c], prep.df)
+        return out
+
+
+def _batches(prep: _Prepared, n_permutations: int, seed: Any,
+             batch_size: int | None) -> Iterator[_Batch]:
+    """Yield successive batches of Freedman-Lane permutations.
 
     The random stream does not depend on the batch size, so results are reproducible for a
     seed whatever the memory budget.
@@ -231,17 +306,49 @@ def _t_batches(prep: _Prepared, n_permutations: int, seed: Any,
     dtype = prep.E.dtype
     bsz = _batch_size(n, m, q1, dtype.itemsize, batch_size)
     rng = np.random.default_rng(seed)
-    W0 = prep.W0.astype(dtype)
+    W0T = np.ascontiguousarray(prep.W0.T, dtype=dtype)  # (q1, n)
+    if prep.refine:
+        u = float(np.finfo(np.float32).eps) / 2
+        c = (_LAMBDA * np.sqrt(n) + 4) * u  # |error of x' P E_j| <= c ||E_j|| (see _LAMBDA)
+        e2 = 2 * c * (1 + np.sqrt(q1 - 1)) + q1 * c * c + 1e-14  # |error of rss| / ss
+        da = c * np.sqrt(prep.ss)
+        drss = e2 * prep.ss
+    chunk = max(1, _CHUNK_BYTES // (8 * m))
     done = 0
     while done < n_permutations:
         b = min(bsz, n_permutations - done)
         sigma = _permutations(rng, b, n, prep.codes)
-        W = W0[sigma]  # (b, n, q1): rows of [x_n, Q] permuted
-        G = np.matmul(W.transpose(0, 2, 1).reshape(b * q1, n), prep.E)  # ONE GEMM per batch
-        G = G.reshape(b, q1, m).astype(np.float64, copy=False)
-        a = G[:, 0, :]
-        bq2 = np.einsum("bqm,bqm->bm", G[:, 1:, :], G[:, 1:, :])
-        yield _t_from(a, bq2, prep.ss, prep.df)
+        # W0T[:, sigma] rows are (q, permutation): ONE GEMM per batch, no transpose copy
+        G = np.matmul(W0T[:, sigma].reshape(q1 * b, n), prep.E).reshape(q1, b, m)
+        # the elementwise steps run on row chunks that stay in the L2 cache
+        for s in range(0, b, chunk):
+            e = min(b, s + chunk)
+            a = G[0, s:e].astype(np.float64)
+            bq2 = np.zeros_like(a)
+            for k in range(1, q1):
+                gk = G[k, s:e].astype(np.float64)
+                bq2 += np.square(gk, out=gk)
+            rss = np.subtract(prep.ss, bq2, out=bq2)
+            rss -= a * a
+            with np.errstate(divide="ignore", invalid="ignore"):
+                if not prep.refine:
+                    np.maximum(rss, 0.0, out=rss)
+                    rss *= 1 / prep.df
+                    yield _Batch(np.divide(a, np.sqrt(rss, out=rss), out=a), None,
+                                 sigma[s:e], prep)
+                    continue
+                k_mid = np.sqrt(prep.df / np.maximum(rss, 1e-300))
+                rss -= drss
+                np.maximum(rss, 1e-300, out=rss)
+                k_hi = np.sqrt(np.divide(prep.df, rss, out=rss), out=rss)
+            t = a * k_mid
+            # |t64 - t| <= da k_hi + |a| (k_hi - k_mid), plus float64 rounding
+            w = np.subtract(k_hi, k_mid, out=k_mid)
+            w *= np.abs(a, out=a)
+            k_hi *= da
+            w += k_hi
+            w += 1e-12 * np.abs(t)
+            yield _Batch(t, w, sigma[s:e], prep)
         done += b
 
 
@@ -253,8 +360,7 @@ def _check_n_permutations(n_permutations: Any) -> int:
 
 def permutation_test(Y: Any, tested: Any, confounds: Any = None, n_permutations: int = 5000,
                      blocks: Any = None, seed: Any = 0, two_sided: bool = True,
-                     batch_size: int | None = None,
-                     dtype: Any = np.float64) -> PermutationResult:
+                     batch_size: int | None = None, dtype: Any = None) -> PermutationResult:
     """Freedman-Lane permutation test with max-T family-wise error control.
 
     Parameters
@@ -277,20 +383,27 @@ def permutation_test(Y: Any, tested: Any, confounds: Any = None, n_permutations:
         Use |t| (default) or t (tests ``tested`` > 0).
     batch_size : int or None
         Permutations per matrix product; by default chosen to use about 64 MiB.
-    dtype : numpy dtype
-        Working precision of the matrix products (``np.float32`` halves memory and time;
-        t statistics then agree to about 1e-5 relative).
+    dtype : None, numpy.float64 or numpy.float32
+        Precision of the permutation products. None (default): float32 products with a
+        bound on their error; every comparison the bound cannot decide (a permuted
+        statistic near an observed one, the largest statistics of a permutation) is
+        recomputed in float64, so the p-values and the max-T null are those of
+        ``numpy.float64`` (to a few ulps), at about the cost of float32.
+        ``numpy.float64``: float64 throughout. ``numpy.float32``: float32 without
+        recomputation (t agree to about 1e-5 relative; a p-value may differ by one count).
 
     Returns
     -------
     PermutationResult
         Observed t, uncorrected and max-T FWE p-values, the max-T null distribution.
+        Features that are constant, or constant after the confounds to round-off, have
+        t and p NaN and do not enter the max-T null (``constant`` marks them).
 
     Raises
     ------
     InputError
-        On missing values, mismatched lengths, collinear confounds, or a tested regressor
-        explained by the confounds.
+        On missing values, mismatched lengths, collinear confounds, a tested regressor
+        explained by the confounds, or an unknown ``dtype``.
 
     Notes
     -----
@@ -298,24 +411,48 @@ def permutation_test(Y: Any, tested: Any, confounds: Any = None, n_permutations:
     ``(1 + #{null >= observed}) / (1 + n_permutations)``, as in nilearn ``permuted_ols``.
     """
     n_perm = _check_n_permutations(n_permutations)
-    prep = _prepare(Y, tested, confounds, blocks, np.dtype(dtype))
-    m = prep.E.shape[1]
-    stat_obs = np.abs(prep.t_obs) if two_sided else prep.t_obs
+    prep = _prepare(Y, tested, confounds, blocks, dtype)
+    m_all = prep.t_obs.shape[0]
+    t_obs = prep.t_obs[prep.keep]
+    m = t_obs.shape[0]
+    stat_obs = np.abs(t_obs) if two_sided else t_obs
+    thr = stat_obs - 1e-12 * np.abs(stat_obs)  # a tie to round-off counts as >=
     count = np.zeros(m, dtype=np.int64)
-    max_null = np.empty(n_perm)
+    max_null = np.full(n_perm, np.nan)
     done = 0
-    for tb in _t_batches(prep, n_perm, seed, batch_size):
-        stat = np.abs(tb) if two_sided else tb
-        count += (stat >= stat_obs[None, :] - 1e-12 * np.abs(stat_obs)).sum(axis=0)
-        max_null[done:done + len(tb)] = stat.max(axis=1)
-        done += len(tb)
-    p_unc = (1.0 + count) / (1.0 + n_perm)
+    for batch in (_batches(prep, n_perm, seed, batch_size) if m else ()):
+        stat = np.abs(batch.t) if two_sided else batch.t
+        b = stat.shape[0]
+        if batch.w is None:
+            count += (stat >= thr).sum(axis=0)
+            max_null[done:done + b] = stat.max(axis=1)
+        else:
+            lo = stat - batch.w
+            hi = np.add(stat, batch.w, out=stat)
+            count += (lo >= thr).sum(axis=0)
+            # to recompute: entries the bound cannot place against their threshold, and
+            # the candidates for each permutation's maximum
+            near = (hi >= thr) & (lo < thr)
+            near |= hi >= lo.max(axis=1, keepdims=True)
+            rows, cols = np.nonzero(near)
+            t64 = batch.exact(rows, cols)
+            s64 = np.abs(t64) if two_sided else t64
+            ambiguous = lo[rows, cols] < thr[cols]
+            count += np.bincount(cols[ambiguous & (s64 >= thr[cols])], minlength=m)
+            best = np.full(b, -np.inf)
+            np.maximum.at(best, rows, s64)
+            max_null[done:done + b] = best
+        done += b
+    full = np.full(m_all, np.nan)
+    p_unc = full.copy()
+    p_unc[prep.keep] = (1.0 + count) / (1.0 + n_perm)
     sorted_null = np.sort(max_null)
-    n_ge = n_perm - np.searchsorted(sorted_null, stat_obs * (1 - 1e-12), side="left")
-    p_fwe = (1.0 + n_ge) / (1.0 + n_perm)
+    n_ge = n_perm - np.searchsorted(sorted_null, thr, side="left")
+    p_fwe = full.copy()
+    p_fwe[prep.keep] = (1.0 + n_ge) / (1.0 + n_perm)
     return PermutationResult(t=prep.t_obs, p_uncorrected=p_unc, p_fwe=p_fwe,
                              max_t_null=max_null, n_permutations=n_perm, df=prep.df,
-                             two_sided=bool(two_sided))
+                             two_sided=bool(two_sided), constant=~prep.keep)
 
 
 DEFAULT_SUBNETWORKS = ("frontostriatal", "lc_pfc")
@@ -330,7 +467,8 @@ class NBSResult:
     edges : list of str
         Edges analysed (the subnetwork edges present in the table), in table order.
     t : numpy.ndarray
-        Observed t per analysed edge.
+        Observed t per analysed edge (NaN for an edge constant to round-off, which is
+        never supra-threshold).
     components : list of dict
         One dict per observed supra-threshold component, largest first: ``edges`` (list of
         edge names), ``nodes`` (sorted node names), ``size`` (number of supra-threshold
@@ -422,7 +560,7 @@ def _component_sizes(supra: np.ndarray, ea: np.ndarray, eb: np.ndarray,
 def nbs(Y_edges: Any, edge_names: Sequence[str], tested: Any, confounds: Any = None,
         subnetworks: Any = None, threshold_t: float = 3.0, n_permutations: int = 5000,
         blocks: Any = None, seed: Any = 0, two_sided: bool = True,
-        batch_size: int | None = None, dtype: Any = np.float64) -> NBSResult:
+        batch_size: int | None = None, dtype: Any = None) -> NBSResult:
     """Network-based statistic (Zalesky et al. 2010) on connectivity-edge features.
 
     Parameters
@@ -479,7 +617,7 @@ def nbs(Y_edges: Any, edge_names: Sequence[str], tested: Any, confounds: Any = N
     ea = np.array([node_idx[ends[i][0]] for i in keep])
     eb = np.array([node_idx[ends[i][1]] for i in keep])
     n_perm = _check_n_permutations(n_permutations)
-    prep = _prepare(Ya[:, keep], tested, confounds, blocks, np.dtype(dtype))
+    prep = _prepare(Ya[:, keep], tested, confounds, blocks, dtype)
     signs = (1, -1) if two_sided else (1,)
 
     components: list[dict[str, Any]] = []
@@ -493,12 +631,17 @@ def nbs(Y_edges: Any, edge_names: Sequence[str], tested: Any, confounds: Any = N
                            {node_names[eb[j]] for j in members})
             components.append({"edges": [sel[j] for j in members], "nodes": nodes,
                                "size": int(members.size), "sign": sgn})
-    max_null = np.empty(n_perm)
+    max_null = np.zeros(n_perm)
     done = 0
-    for tb in _t_batches(prep, n_perm, seed, batch_size):
+    ea_k, eb_k = ea[prep.keep], eb[prep.keep]  # constant edges are never supra-threshold
+    for batch in (_batches(prep, n_perm, seed, batch_size) if prep.keep.any() else ()):
+        tb = batch.t
+        if batch.w is not None:  # recompute in float64 the t the bound cannot place
+            rows, cols = np.nonzero(np.abs(np.abs(tb) - threshold_t) <= batch.w)
+            tb[rows, cols] = batch.exact(rows, cols)
         best = np.zeros(len(tb), dtype=np.int64)
         for sgn in signs:
-            _, size = _component_sizes(sgn * tb > threshold_t, ea, eb, len(node_names))
+            _, size = _component_sizes(sgn * tb > threshold_t, ea_k, eb_k, len(node_names))
             best = np.maximum(best, size)
         max_null[done:done + len(tb)] = best
         done += len(tb)
