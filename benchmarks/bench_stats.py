@@ -1,10 +1,16 @@
 """Benchmark danemap.stats against the reference tools, in one run.
 
 1. Max-T permutation: danemap ``permutation_test`` vs nilearn ``permuted_ols`` on
-   n = 1000 participants x 4,950 edges, 5,000 permutations, two-sided max-T. By default
-   nilearn runs the full 5,000 permutations too (about 26 s on 2 cores);
-   ``--nilearn-perms N`` times it on N permutations and scales linearly (quicker; the
-   output says so).
+   n = 1000 participants x 4,950 edges, 5,000 permutations, two-sided max-T, in the
+   default precision (float32 products, every undecided comparison redone in float64:
+   the p-values of float64), in float64 and in float32 alone. By default nilearn runs the
+   full 5,000 permutations too (about 26 s on 2 cores); ``--nilearn-perms N`` times it on
+   N permutations and scales linearly (quicker; the output says so). The BLAS kernel
+   threadpoolctl reports is printed: where OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE are set
+   in the environment, run ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ...`` to
+   time numpy's own kernel choice.
+   Meta-analysis (4,950 features x 20 sites, target < 1 s): a marked placeholder, see
+   ``bench_meta``.
 2. ComBat: danemap ``ComBat.fit_transform`` vs ``neuroHarmonize.harmonizationLearn`` on the
    same data (3 sites, covariates age, sex, group).
 3. Peak memory of the group stage on 10,000 participants x 4,950 connectivity edges: the
@@ -67,29 +73,63 @@ def bench_permutation(n: int, m: int, repeats: int, n_perm: int, nilearn_perms: 
 
     X, _site, group, age, sex = _data(n, m)
     conf = np.column_stack([age, sex])
-    ours, times = _median_time(
-        lambda: permutation_test(X, group, conf, n_permutations=n_perm, seed=0), repeats)
-    ours32, _ = _median_time(
-        lambda: permutation_test(X, group, conf, n_permutations=n_perm, seed=0,
-                                 dtype=np.float32), repeats)
+
+    def ours(dtype):
+        return _median_time(lambda: permutation_test(X, group, conf, n_permutations=n_perm,
+                                                     seed=0, dtype=dtype), repeats)
+
+    default, times = ours(None)
+    d64, times64 = ours(np.float64)
+    d32, times32 = ours(np.float32)
     nl, nl_times = _median_time(
         lambda: permuted_ols(group[:, None], X, conf, n_perm=nilearn_perms, random_state=0,
                              two_sided_test=True, output_type="dict", verbose=0, n_jobs=1),
         nilearn_repeats)
     nl_full = nl * n_perm / nilearn_perms
     print(f"[permutation] n={n}, features={m}, permutations={n_perm}, max-T, two-sided")
-    print(f"  danemap float64: median {ours:.2f} s over {repeats} runs {np.round(times, 2)}")
-    print(f"  danemap float32: median {ours32:.2f} s")
+    print(f"  BLAS: {_blas_info()}")
+    print(f"  danemap default (float32 products, float64 decisions): median {default:.2f} s "
+          f"over {repeats} runs {np.round(times, 2)}")
+    print(f"  danemap float64: median {d64:.2f} s over {repeats} runs {np.round(times64, 2)}")
+    print(f"  danemap float32 (no float64 recomputation): median {d32:.2f} s "
+          f"{np.round(times32, 2)}")
     if nilearn_perms == n_perm:
-        print(f"  nilearn permuted_ols (n_jobs=1): {nl:.2f} s for all {n_perm} permutations "
-              f"(median of {nilearn_repeats} {np.round(nl_times, 2)}; "
+        print(f"  nilearn permuted_ols (n_jobs=1): median {nl:.2f} s for all {n_perm} "
+              f"permutations (of {nilearn_repeats} {np.round(nl_times, 2)}; "
               f"{nl / n_perm * 1000:.2f} s per 1000)")
     else:
-        print(f"  nilearn permuted_ols (n_jobs=1): {nl:.2f} s for {nilearn_perms} permutations "
-              f"(median of {nilearn_repeats}), SCALED linearly to {n_perm}: {nl_full:.1f} s "
-              f"({nl / nilearn_perms * 1000:.2f} s per 1000)")
-    print(f"  ratio nilearn / danemap: float64 {nl_full / ours:.1f}x, "
-          f"float32 {nl_full / ours32:.1f}x (target >= 10x)")
+        print(f"  nilearn permuted_ols (n_jobs=1): median {nl:.2f} s for {nilearn_perms} "
+              f"permutations (of {nilearn_repeats}), SCALED linearly to {n_perm}: "
+              f"{nl_full:.1f} s ({nl / nilearn_perms * 1000:.2f} s per 1000)")
+    print(f"  speed-up danemap vs nilearn permuted_ols: {nl_full / default:.2f}x "
+          f"(default precision; target >= 10x)")
+    print(f"  speed-up danemap vs nilearn permuted_ols: {nl_full / d64:.2f}x (float64)")
+    print(f"  (float32 without recomputation: {nl_full / d32:.2f}x)")
+
+
+def _blas_info() -> str:
+    """Which BLAS kernel ran, as threadpoolctl reports it, and the OpenBLAS overrides."""
+    import os
+
+    from threadpoolctl import threadpool_info
+
+    libs = [f"{i.get('prefix')} ({i.get('internal_api')} {i.get('version')}) kernel "
+            f"{i.get('architecture')}, {i.get('num_threads')} threads" for i in threadpool_info()
+            if i.get("user_api") == "blas"]
+    env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+           if k in os.environ}
+    return "; ".join(libs) + (f"; environment {env}" if env else "; no OPENBLAS_* override")
+
+
+def bench_meta(n_features: int, n_sites: int) -> None:
+    """Placeholder: the meta-analysis timing (4,950 features x 20 sites, target < 1 s).
+
+    To be written with the meta-analysis (issue 7, section 1); it prints its median and
+    the target on one line, like the other benchmarks.
+    """
+    # ---- META-ANALYSIS TIMING GOES HERE (not implemented yet) ----
+    print(f"[meta-analysis] {n_features} features x {n_sites} sites: not measured yet "
+          "(no meta-analysis in danemap.stats yet; target < 1 s)")
 
 
 def bench_combat(n: int, m: int, repeats: int) -> None:
@@ -237,7 +277,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="participants of the memory benchmark")
     ap.add_argument("--memory-analyses", default=",".join(MEMORY_ANALYSES),
                     help="run_stats analyses of the memory benchmark (comma-separated)")
-    ap.add_argument("--only", choices=["permutation", "combat", "memory"], default=None)
+    ap.add_argument("--only", choices=["permutation", "meta", "combat", "memory"],
+                    default=None)
     ap.add_argument("--quick", action="store_true",
                     help="small sizes for a smoke test (n 200, 500 features, 100 permutations,"
                          " memory on 1000 participants)")
@@ -250,6 +291,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.only in (None, "permutation"):
         bench_permutation(args.n, args.features, args.repeats, args.n_perm, nilearn_perms,
                           args.nilearn_repeats)
+    if args.only in (None, "meta"):
+        bench_meta(args.features, 20)
     if args.only in (None, "combat"):
         bench_combat(args.n, args.features, args.repeats)
     if args.only in (None, "memory"):
