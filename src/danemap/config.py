@@ -151,7 +151,11 @@ class StatsConfig:
     ``harmonize`` is ``"combat"`` or ``"none"``; ``combat_method`` is the ComBat
     estimation used by every ComBat fit (group analyses, normative model, classification):
     ``"parametric"`` or ``"nonparametric"`` empirical Bayes, or ``"no-eb"`` (per-feature
-    least-squares site estimates). Both are checked by
+    least-squares site estimates). ``transform`` (``"auto"``, ``"log"`` or ``"none"``) and
+    ``scale_threshold`` choose which features are log-transformed before harmonisation
+    (see :mod:`danemap.stats.sitecheck`); ``meta_method`` (``"reml"`` or ``"dl"``) is the
+    between-site variance estimator of the per-site meta-analysis
+    (:mod:`danemap.stats.meta`). All are checked by
     :func:`danemap.stats.pipeline.run_stats` before any analysis runs.
     """
 
@@ -162,6 +166,9 @@ class StatsConfig:
     covariates: list[str] = field(default_factory=lambda: ["age", "sex"])
     harmonize: str = "combat"
     combat_method: str = "parametric"
+    transform: str = "auto"
+    scale_threshold: float = 1.5
+    meta_method: str = "reml"
     n_permutations: int = 5000
     classify_permutations: int = 100
     alpha: float = 0.05

@@ -75,12 +75,14 @@ def test_subset_and_dependencies(tmp_path):
     fp, pp, ref = write_cohort(tmp_path)
     res = run_stats(fp, pp, tmp_path / "o", analyses=("reference",),
                     options=StatsOptions(reference=ref))
-    # the reference needs the GLM, which uses harmonised features
-    assert set(res["files"]) == {"harmonized", "effects", "reference"}
+    # the reference needs the GLM, which uses harmonised features after the site checks, and
+    # the GLM comes with the per-site meta-analysis and the headline choice
+    assert set(res["files"]) == {"site_checks", "harmonized", "effects", "meta", "meta_sites",
+                                 "headline", "reference"}
     assert res["summary"]["harmonization"]["group_analyses"].startswith("ComBat")
     res = run_stats(fp, pp, tmp_path / "o2", analyses=("glm",),
                     config=StatsConfig(harmonize="none"))
-    assert set(res["files"]) == {"effects"}
+    assert set(res["files"]) == {"site_checks", "effects", "meta", "meta_sites", "headline"}
     assert res["summary"]["analyses"]["harmonize"]["status"] == "skipped"
     assert res["summary"]["harmonization"]["group_analyses"] == "none"
     assert "site as covariate" in res["summary"]["analyses"]["glm"]["model"]
@@ -405,7 +407,9 @@ def test_combat_method_equals_combat_called_directly(tmp_path):
         np.testing.assert_allclose(H.to_numpy(), direct.to_numpy(), rtol=1e-9, atol=1e-12)
         got[method] = H.to_numpy()
         s = res["summary"]
-        assert s["harmonization_settings"] == {"harmonize": "combat", "combat_method": method}
+        assert s["harmonization_settings"] == {"harmonize": "combat", "combat_method": method,
+                                               "transform": "auto", "scale_threshold": 1.5,
+                                               "meta_method": "reml"}
         assert s["analyses"]["harmonize"]["combat_method"] == method
         side = json.loads((out / "harmonized_features.json").read_text())
         assert side["Harmonization"] == s["harmonization"]["group_analyses"]

@@ -28,7 +28,14 @@ from danemap.stats._design import (
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["RESULT_COLUMNS", "GLMResult", "case_control", "effect_sizes_from_t", "fit_glm"]
+__all__ = [
+    "RESULT_COLUMNS",
+    "GLMResult",
+    "case_control",
+    "d_ci_exact",
+    "effect_sizes_from_t",
+    "fit_glm",
+]
 
 log = get_logger("stats.glm")
 
@@ -37,8 +44,11 @@ _CHUNK = 2048  # features per block when computing residuals (bounds memory)
 RESULT_COLUMNS = [
     "feature", "term", "stratum", "n_case", "n_control", "mean_case", "sd_case",
     "mean_control", "sd_control", "beta", "se", "t", "df", "p", "d", "d_ci_low",
-    "d_ci_high", "g", "p_fdr",
+    "d_ci_high", "g", "p_fdr", "note",
 ]
+
+#: ``note`` of a feature that could not be tested because it has no residual variance.
+CONSTANT_NOTE = "not tested: constant, or explained exactly by the covariates"
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,10 @@ class GLMResult:
         Two-sided p-value of ``t`` on ``df`` degrees of freedom.
     sigma2 : numpy.ndarray
         (n_features,) residual variance ``RSS / df``.
+    constant : numpy.ndarray
+        (n_features,) boolean: the residuals are zero to round-off (a constant feature, or
+        one the design explains exactly); ``t``, ``se`` and ``p`` are NaN there, since the
+        ratio of two round-off errors is no test.
     """
 
     beta: np.ndarray
@@ -71,6 +85,7 @@ class GLMResult:
     df: int
     p: np.ndarray
     sigma2: np.ndarray
+    constant: np.ndarray
 
 
 def fit_glm(Y: Any, design: Any, contrast: Any) -> GLMResult:
@@ -88,7 +103,8 @@ def fit_glm(Y: Any, design: Any, contrast: Any) -> GLMResult:
     Returns
     -------
     GLMResult
-        Coefficients, contrast estimate, SE, t, df, two-sided p, residual variance.
+        Coefficients, contrast estimate, SE, t, df, two-sided p, residual variance, and
+        the mask of features with no residual variance (``t``/``p`` NaN there).
 
     Raises
     ------
@@ -125,11 +141,15 @@ def fit_glm(Y: Any, design: Any, contrast: Any) -> GLMResult:
                          "degrees of freedom")
     beta = np.linalg.solve(r, q.T @ Ya)
     rss = np.empty(m)
+    scale = np.empty(m)
     for start in range(0, m, _CHUNK):
         sl = slice(start, min(start + _CHUNK, m))
         res = Ya[:, sl] - X @ beta[:, sl]
         rss[sl] = np.einsum("ij,ij->j", res, res)
-    sigma2 = rss / df
+        scale[sl] = np.abs(Ya[:, sl]).max(axis=0)
+    # residuals at round-off level (64 ulps of the feature's magnitude, per sample)
+    constant = rss <= n * (64.0 * np.finfo(float).eps * scale) ** 2
+    sigma2 = np.where(constant, np.nan, rss / df)
     r_inv = np.linalg.solve(r, np.eye(p_reg))
     cv = c @ r_inv  # c (X'X)^-1 c' = ||c R^-1||^2
     var_c = np.einsum("ij,ij->i", cv, cv)
@@ -140,11 +160,61 @@ def fit_glm(Y: Any, design: Any, contrast: Any) -> GLMResult:
     pval = 2.0 * stats.t.sf(np.abs(t), df)
     if single:
         effect, se, t, pval = effect[0], se[0], t[0], pval[0]
-    return GLMResult(beta=beta, effect=effect, se=se, t=t, df=int(df), p=pval, sigma2=sigma2)
+    return GLMResult(beta=beta, effect=effect, se=se, t=t, df=int(df), p=pval, sigma2=sigma2,
+                     constant=constant)
+
+
+def d_ci_exact(t: Any, df: Any, n_case: Any, n_control: Any,
+               level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Exact confidence interval of the ENIGMA d, by inverting the noncentral t.
+
+    Parameters
+    ----------
+    t : array-like
+        Observed t statistic of the group regressor.
+    df : array-like
+        Residual degrees of freedom.
+    n_case, n_control : array-like
+        Group sizes.
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    low, high : numpy.ndarray
+        Bounds of the interval, NaN where ``t`` or ``df`` is not finite.
+
+    Notes
+    -----
+    The bounds of the noncentrality parameter ``lambda`` solve
+    ``F(t; df, lambda_low) = (1 + level) / 2`` and ``F(t; df, lambda_high) = (1 - level) / 2``
+    with ``F`` the noncentral-t CDF (Steiger & Fouladi 1997; ``scipy.special.nctdtrinc``),
+    and are mapped to the d scale by the factor that maps t to d
+    (``(n1 + n2) / (sqrt(n1 n2) sqrt(df))``). So the interval excludes 0 exactly when the
+    two-sided p of ``t`` is below ``1 - level``, and it covers the population value of that
+    d (the standardised group coefficient times ``sqrt((n1 + n2) / df)`` for a two-group
+    design) with the stated probability at any sample size.
+    """
+    from scipy import special
+
+    t = np.asarray(t, dtype=np.float64)
+    dfa = np.asarray(df, dtype=np.float64)
+    n1 = np.asarray(n_case, dtype=np.float64)
+    n2 = np.asarray(n_control, dtype=np.float64)
+    t, dfa, n1, n2 = np.broadcast_arrays(t, dfa, n1, n2)
+    low = np.full(t.shape, np.nan)
+    high = np.full(t.shape, np.nan)
+    ok = np.isfinite(t) & np.isfinite(dfa) & (dfa > 0) & (n1 > 0) & (n2 > 0)
+    if ok.any():
+        scale = (n1[ok] + n2[ok]) / (np.sqrt(n1[ok] * n2[ok]) * np.sqrt(dfa[ok]))
+        tail = (1.0 - level) / 2.0
+        low[ok] = special.nctdtrinc(dfa[ok], 1.0 - tail, t[ok]) * scale
+        high[ok] = special.nctdtrinc(dfa[ok], tail, t[ok]) * scale
+    return low, high
 
 
 def effect_sizes_from_t(t: Any, n_case: Any, n_control: Any, df: Any) -> dict[str, np.ndarray]:
-    """Cohen's d from a group t statistic (ENIGMA), its 95% CI and Hedges' g.
+    """Cohen's d from a group t statistic (ENIGMA), its exact 95% CI and Hedges' g.
 
     Parameters
     ----------
@@ -167,8 +237,12 @@ def effect_sizes_from_t(t: Any, n_case: Any, n_control: Any, df: Any) -> dict[st
       ``mass_uv_regr`` protocol), from Nakagawa & Cuthill (2007, Biol Rev 82:591, eq. 10).
       Without covariates (``df = n1 + n2 - 2``) it is the pooled-SD d times
       ``sqrt((n1 + n2) / (n1 + n2 - 2))``, i.e. the same to within 1% for n > 100.
-    * 95% CI ``d +/- 1.959964 SE``, with the Hedges & Olkin (1985) large-sample
-      ``SE = sqrt((n1 + n2) / (n1 n2) + d^2 / (2 (n1 + n2)))``.
+    * The 95% CI is exact (:func:`d_ci_exact`, noncentral t), so it agrees with ``p``:
+      it excludes 0 exactly when ``p < 0.05``.
+    * ``se_d`` is the Hedges & Olkin (1985) large-sample
+      ``sqrt((n1 + n2) / (n1 n2) + d^2 / (2 (n1 + n2)))``: the sampling variance that
+      weights d in the per-site meta-analysis (:mod:`danemap.stats.meta`), as in metafor's
+      ``escalc(measure="SMD")``.
     * Hedges' g ``= J d`` with ``J = 1 - 3 / (4 (n1 + n2 - 2) - 1)``.
     """
     t = np.asarray(t, dtype=np.float64)
@@ -179,8 +253,8 @@ def effect_sizes_from_t(t: Any, n_case: Any, n_control: Any, df: Any) -> dict[st
         d = t * (n1 + n2) / (np.sqrt(n1 * n2) * np.sqrt(dfa))
         se = np.sqrt((n1 + n2) / (n1 * n2) + d**2 / (2.0 * (n1 + n2)))
         j = 1.0 - 3.0 / (4.0 * (n1 + n2 - 2.0) - 1.0)
-    z = 1.959963984540054
-    return {"d": d, "d_ci_low": d - z * se, "d_ci_high": d + z * se, "g": j * d, "se_d": se}
+    low, high = d_ci_exact(t, dfa, n1, n2)
+    return {"d": d, "d_ci_low": low, "d_ci_high": high, "g": j * d, "se_d": se}
 
 
 def _encode(df: pd.DataFrame, columns: Sequence[str], categorical: Sequence[str],
@@ -196,6 +270,7 @@ def _fit_terms(Y: np.ndarray, X: np.ndarray, cols: list[int]) -> dict[str, np.nd
     """Fit every feature, grouping features by their pattern of missing values."""
     n, m = Y.shape
     out = {k: np.full((len(cols), m), np.nan) for k in ("beta", "se", "t", "p", "df")}
+    out["constant"] = np.zeros((1, m), bool)
     contrast = np.zeros((len(cols), X.shape[1]))
     contrast[np.arange(len(cols)), cols] = 1.0
     miss = np.isnan(Y)
@@ -219,6 +294,7 @@ def _fit_terms(Y: np.ndarray, X: np.ndarray, cols: list[int]) -> dict[str, np.nd
         out["t"][:, feats] = res.t
         out["p"][:, feats] = res.p
         out["df"][:, feats] = res.df
+        out["constant"][0, feats] = res.constant
     return out
 
 
@@ -287,7 +363,9 @@ def case_control(features: pd.DataFrame, participants: pd.DataFrame, group: str 
         (``stratum`` is ``"all"`` without stratification). ``beta`` is the case-minus-control
         difference adjusted for covariates; ``d``, its CI and ``g`` follow
         :func:`effect_sizes_from_t`; ``p_fdr`` is Benjamini-Hochberg across features within
-        each term and stratum. ``DataFrame.attrs`` records ``n_dropped_missing``,
+        each term and stratum. A feature with no residual variance (constant, or explained
+        exactly by the design) has n/a ``t``, ``p``, ``d`` and ``p_fdr``, is left out of the
+        FDR family, and says why in ``note``. ``DataFrame.attrs`` records ``n_dropped_missing``,
         ``n_excluded_group``, ``covariates`` and ``design_columns``.
 
     Raises
@@ -379,6 +457,7 @@ def case_control(features: pd.DataFrame, participants: pd.DataFrame, group: str 
                     "g": eff["g"] if is_group else nan,
                 })
                 frame["p_fdr"] = fdr_bh(frame["p"].to_numpy(float), nan="keep")
+                frame["note"] = np.where(fit["constant"][0], CONSTANT_NOTE, "")
                 rows.append(frame)
     if not rows:
         raise InputError("case_control: no analysis could be fitted (see log)")

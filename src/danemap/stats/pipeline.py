@@ -3,14 +3,31 @@
 :func:`run_stats` is what ``danemap stats all`` and the BIDS-App group level call, on
 every marker table (``group/networks.tsv``, ``group/alff.tsv``, connectivity...).
 
-Harmonisation policy, when ``stats.harmonize = "combat"`` and there are at least two
-sites (otherwise nothing is harmonised). Every sidecar and ``summary.json`` state what
-was actually done, built from the run (``none`` / ``not run`` where nothing was):
+Site checks and harmonisation policy, with at least two sites (otherwise nothing is
+checked, transformed or harmonised). Every sidecar and ``summary.json`` state what was
+actually done, built from the run (``none`` / ``not run`` where nothing was):
 
-* ``harmonize`` / ``glm`` / ``permutation`` / ``symptoms``: ComBat fitted on every
-  analysed participant with the covariates **and the group** preserved (Fortin 2018);
-  the GLM then leaves site out of the model (ComBat removed it), while the permutation
-  test keeps site dummies as confounds and permutes within site.
+* **Site checks first** (:mod:`danemap.stats.sitecheck`, ``site_checks.tsv``): per
+  feature the site SD, mean and CV ratios; with ``stats.transform = "auto"`` strictly
+  positive features whose site SD ratio exceeds ``stats.scale_threshold`` are
+  log-transformed (a multiplicative site effect becomes additive), and features that are
+  constant, nearly empty or mostly missing at a site are not harmonised.
+* ``harmonize`` / ``glm`` / ``permutation`` / ``symptoms``: ComBat (when
+  ``stats.harmonize = "combat"``) fitted on every analysed participant with the covariates
+  **and the group** preserved (Fortin 2018), on the features that can be harmonised. The
+  GLM and the permutation test both keep site dummies in the model (so they report the
+  same t and df, and the features left out of harmonisation get the site-covariate GLM),
+  and the permutation test permutes within site.
+* ``meta``: the GLM within each site on the transformed but unharmonised features, and a
+  random-effects meta-analysis of the site d's (:mod:`danemap.stats.meta`,
+  ``meta_effects.tsv`` and ``meta_sites.tsv``), as ENIGMA does.
+* **Headline** (``headline.tsv``, what ``summary.json`` and the report lead with): per
+  feature, the mega-analysis (harmonised pooled GLM) where its assumptions hold, that is
+  the site SD ratio of what was analysed is at most ``stats.scale_threshold`` and the
+  feature was harmonised, **and** it agrees with the meta-analysis (same sign, or both CIs
+  covering 0); otherwise the meta-analysis, whose site d's are scale-free. Disagreements
+  are flagged (``agree`` column), named in a warning and counted in ``summary.json``. With
+  one site the headline is the GLM.
 * ``normative``: ComBat fitted on the (training) controls only, inside each fit.
 * ``classify``: ComBat fitted inside every training fold only (never on test data).
 * ``nbs``: the same harmonised features and confounds as ``permutation``.
@@ -77,13 +94,13 @@ __all__ = ["ANALYSES", "StatsOptions", "run_stats"]
 
 log = get_logger("stats.pipeline")
 
-ANALYSES = ("harmonize", "glm", "permutation", "nbs", "symptoms", "normative", "classify",
-            "reference")
+ANALYSES = ("harmonize", "glm", "meta", "permutation", "nbs", "symptoms", "normative",
+            "classify", "reference")
 #: Analyses each one needs first.
-_NEEDS = {"reference": ("glm",)}
+_NEEDS = {"reference": ("glm",), "meta": ("glm",), "glm": ("meta",)}
 #: Analyses that use the features as read even when harmonised ones exist (they harmonise
 #: inside their own fits); once none is left to run, the run lets the raw features go.
-_USE_RAW = frozenset({"normative", "classify"})
+_USE_RAW = frozenset({"meta", "normative", "classify"})
 
 
 @dataclass
@@ -180,13 +197,24 @@ def _stats_config(config: Any) -> StatsConfig:
 
 
 def _check_stats_config(cfg: StatsConfig) -> None:
-    """Refuse an unknown harmonisation or ComBat method before any analysis runs."""
+    """Refuse an unknown harmonisation, transform or method before any analysis runs."""
     from danemap.stats.combat import combat_params
+    from danemap.stats.meta import META_METHODS
+    from danemap.stats.sitecheck import TRANSFORMS
 
     if cfg.harmonize not in ("combat", "none", "off", ""):
         raise InputError(f"stats.harmonize: expected 'combat' or 'none', found "
                          f"{cfg.harmonize!r}")
     combat_params(cfg.combat_method, "stats.combat_method")
+    if cfg.transform not in TRANSFORMS:
+        raise InputError(f"stats.transform: expected one of {list(TRANSFORMS)}, found "
+                         f"{cfg.transform!r}")
+    if not float(cfg.scale_threshold) > 1:
+        raise InputError(f"stats.scale_threshold: expected a site SD ratio > 1, found "
+                         f"{cfg.scale_threshold!r}")
+    if cfg.meta_method not in META_METHODS:
+        raise InputError(f"stats.meta_method: expected one of {list(META_METHODS)}, found "
+                         f"{cfg.meta_method!r}")
 
 
 class _Run:
@@ -206,6 +234,10 @@ class _Run:
         self.normative_harmonization = "not run"
         self.classify_harmonization = "not run"
         self.effects: pd.DataFrame | None = None
+        #: Site checks (one row per feature) and the features as analysed (transformed).
+        self.checks: pd.DataFrame | None = None
+        self._analysed: pd.DataFrame | None = None
+        self.meta: pd.DataFrame | None = None
         self.covariates = list(cfg.covariates)
         #: Covariates of the analyses that take the ICV (harmonisation, GLM, permutation,
         #: NBS, reference); symptoms, normative model and classification do not.
@@ -230,19 +262,66 @@ class _Run:
         if self.harmonized is not None:
             _ = self.analysis_rows  # needs the raw features: computed (and kept) first
             self._raw = None
+            self._analysed = None
+
+    @functools.cached_property
+    def base_rows(self) -> np.ndarray:
+        """Mask of the participants in either group with every covariate and the site."""
+        cfg = self.cfg
+        is_case, is_ctrl = group_mask(self.P, cfg.group, cfg.case, cfg.control, "participants")
+        cols = [*self.icv_covariates, *([self.site] if self.site else [])]
+        check_columns(self.P, cols, "participants")
+        return (is_case | is_ctrl) & self.P[cols].notna().all(axis=1).to_numpy()
+
+    @property
+    def multi_site(self) -> bool:
+        """Whether the analysed participants come from at least two sites."""
+        return self.site is not None and self.P.loc[self.base_rows, self.site].nunique() > 1
+
+    def site_checks(self) -> pd.DataFrame | None:
+        """Return the per-feature site checks (:func:`~danemap.stats.sitecheck.check_sites`).
+
+        None with fewer than two sites. Computed once, on the base rows.
+        """
+        if self.checks is None and self.multi_site:
+            from danemap.stats.sitecheck import check_sites
+
+            assert self.site is not None
+            rows = self.base_rows
+            X = self.raw if rows.all() else self.raw[rows]
+            self.checks = check_sites(X, self.P.loc[rows, self.site].to_numpy(),
+                                      transform=self.cfg.transform,
+                                      scale_threshold=float(self.cfg.scale_threshold))
+        return self.checks
+
+    def harmonizable(self) -> np.ndarray:
+        """Mask of the features that can be harmonised (all of them with one site)."""
+        checks = self.site_checks()
+        if checks is None:
+            return np.ones(self.n_features, bool)
+        return checks["harmonize"].to_numpy(bool)
 
     @functools.cached_property
     def analysis_rows(self) -> np.ndarray:
         """Mask of the participants of the group analyses.
 
-        They are in either group and have every covariate, the site and every feature.
+        They are in either group and have every covariate, the site and a value of every
+        feature except those left out of harmonisation (which may have n/a; each of them
+        uses its own complete rows).
         """
-        cfg = self.cfg
-        is_case, is_ctrl = group_mask(self.P, cfg.group, cfg.case, cfg.control, "participants")
-        cols = [*self.icv_covariates, *([self.site] if self.site else [])]
-        check_columns(self.P, cols, "participants")
-        ok = (is_case | is_ctrl) & self.P[cols].notna().all(axis=1).to_numpy()
-        return ok & np.isfinite(self.raw.to_numpy(float)).all(axis=1)
+        keep = self.harmonizable()
+        X = self.analysed.to_numpy(float)
+        return self.base_rows & np.isfinite(X[:, keep]).all(axis=1)
+
+    @property
+    def analysed(self) -> pd.DataFrame:
+        """The features as the group analyses see them: transformed per the site checks."""
+        if self._analysed is None:
+            from danemap.stats.sitecheck import apply_transform
+
+            checks = self.site_checks()
+            self._analysed = self.raw if checks is None else apply_transform(self.raw, checks)
+        return self._analysed
 
     def base_sidecar(self, description: str, columns: Mapping[str, str],
                      harmonization: str, covariates: Sequence[str] | None = None,
@@ -261,10 +340,21 @@ class _Run:
             sources=self.sources, repeated_rows=self.rows_policy, **extra)
 
     def features_for_stats(self) -> tuple[pd.DataFrame, str]:
-        """Harmonised features when available (else raw) and how they were made."""
+        """Harmonised features when available (else as analysed) and how they were made.
+
+        The features left out of harmonisation are in the harmonised table unchanged
+        (transformed only), with their n/a.
+        """
         if self.harmonized is not None:
             return self.harmonized, self.harmonization
-        return self.raw, "none"
+        return self.analysed, self.transform_text()
+
+    def transform_text(self) -> str:
+        """Describe what was done to the features before harmonisation, for sidecars."""
+        checks = self.site_checks()
+        n_log = 0 if checks is None else int((checks["transform"] == "log").sum())
+        return "none" if not n_log else (f"log-transformed {n_log} of {self.n_features} "
+                                         "feature(s) (site_checks.tsv)")
 
     def write(self, key: str, name: str, df: pd.DataFrame, sidecar: Mapping[str, Any]) -> None:
         self.files[key] = write_result(df, self.out / name, sidecar)
@@ -276,41 +366,97 @@ def _rows(df: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
     return df if df.index.equals(index) else df.loc[index]
 
 
+def _write_site_checks(run: _Run) -> None:
+    """Write ``site_checks.tsv`` and warn about transformed and unharmonised features."""
+    from danemap.stats.sitecheck import describe_checks
+
+    checks = run.site_checks()
+    if checks is None:
+        return
+    info = describe_checks(checks, float(run.cfg.scale_threshold))
+    if info["n_log_transformed"]:
+        warnings.warn(
+            f"site checks: {info['n_log_transformed']} of {run.n_features} feature(s) have "
+            f"site SDs that scale with the site means (SD ratio up to "
+            f"{info['sd_ratio_max']:.1f}, above {info['scale_threshold']:g}) and are "
+            f"log-transformed before harmonisation (stats.transform = "
+            f"{run.cfg.transform!r}); their d is on the log scale", DanemapWarning,
+            stacklevel=2)
+    if info["n_not_harmonized"]:
+        shown = "; ".join(f"{f}: {r}" for f, r in list(info["not_harmonized"].items())[:5])
+        warnings.warn(
+            f"site checks: {info['n_not_harmonized']} feature(s) cannot be harmonised safely "
+            f"and are analysed by the GLM with site as a covariate instead ({shown})",
+            DanemapWarning, stacklevel=2)
+    cols = {"feature": "feature name", "positive": "every analysed value > 0",
+            "sd_ratio": "largest / smallest within-site SD of the values as given",
+            "mean_ratio": "largest / smallest site mean (positive features)",
+            "cv_ratio": "largest / smallest site coefficient of variation (positive features)"
+                        "; near 1 with a large sd_ratio: a multiplicative site effect",
+            "log_sd_ratio": "sd_ratio of log(values) (positive features)",
+            "transform": "transform applied before every group analysis (log or none)",
+            "analysed_sd_ratio": "sd_ratio of the values analysed (after the transform)",
+            "harmonize": "whether ComBat may harmonise the feature",
+            "reason": "why not (the site named), when harmonize is false"}
+    run.write("site_checks", "site_checks.tsv", checks, run.base_sidecar(
+        "Site scale and degeneracy checks done before harmonisation", cols, "none",
+        covariates=run.icv_covariates, Transform=run.cfg.transform,
+        ScaleThreshold=float(run.cfg.scale_threshold)))
+    run.summary["site_checks"] = info
+
+
 def _do_harmonize(run: _Run) -> None:
     from danemap.stats.combat import ComBat, combat_params
 
     cfg = run.cfg
+    if run.site is None and cfg.harmonize == "combat":
+        raise InputError(f"participants: site column {cfg.site!r} not found; it is needed for "
+                         "ComBat (set [stats] harmonize = \"none\", or --harmonize none, for "
+                         "single-site data)")
+    _write_site_checks(run)
     if cfg.harmonize != "combat":
         run.summary["harmonize"] = {"status": "skipped", "reason": "harmonize = none"}
         return
-    if run.site is None:
-        raise InputError(f"participants: site column {cfg.site!r} not found; it is needed for "
-                         "ComBat (set stats.harmonize = 'none' for single-site data)")
-    rows = run.analysis_rows
-    n_sites = run.P[run.site][rows].nunique()
-    if n_sites < 2:
+    if not run.multi_site:
         run.summary["harmonize"] = {"status": "skipped", "reason": "a single site"}
         return
+    rows = run.analysis_rows
     dropped = int((~rows).sum())
     if dropped:
         warnings.warn(f"harmonisation: {dropped} participant(s) outside the two groups or with "
                       "missing features/covariates/site are left out of every group analysis",
                       DanemapWarning, stacklevel=2)
+    keep = run.harmonizable()
     preserved = [*run.icv_covariates, cfg.group]
     covars = run.P.loc[rows, preserved].reset_index(drop=True)
-    X = run.raw if rows.all() else run.raw[rows]
+    A = run.analysed if rows.all() else run.analysed[rows]
     combat = ComBat(**combat_params(cfg.combat_method, "stats.combat_method"))
-    run.harmonized = combat.fit_transform(X, run.P.loc[rows, run.site].to_numpy(), covars)
-    run.harmonization = (f"ComBat ({combat.describe()}) fitted on all {int(rows.sum())} "
-                         f"analysed participants, batch {run.site!r}, preserving {preserved}")
+    harmonized = A.copy()
+    if keep.any():
+        cols = A.columns[keep]
+        harmonized[cols] = combat.fit_transform(A[cols], run.P.loc[rows, run.site].to_numpy(),
+                                                covars)
+    run.harmonized = harmonized
+    n_left = int((~keep).sum())
+    transform = run.transform_text()
+    run.harmonization = (
+        f"ComBat ({combat.describe()}) fitted on all {int(rows.sum())} analysed participants, "
+        f"batch {run.site!r}, preserving {preserved}"
+        + ("" if transform == "none" else f", after a {transform}")
+        + (f"; {n_left} feature(s) not harmonised (site_checks.tsv)" if n_left else ""))
     out = run.harmonized.reset_index()
-    cols = {"participant_id": "participant identifier",
-            **{c: "ComBat-harmonised feature" for c in X.columns}}
+    cols_doc = {"participant_id": "participant identifier",
+                **{c: ("ComBat-harmonised feature" if k else
+                       "not harmonised (see site_checks.tsv)")
+                   for c, k in zip(A.columns, keep, strict=True)}}
+    sites = {} if not keep.any() else {
+        str(s): int(n) for s, n in zip(combat.sites_, combat.n_per_site_, strict=True)}
     run.write("harmonized", "harmonized_features.tsv", out,
-              run.base_sidecar("Features after ComBat harmonisation", cols, run.harmonization,
-                               covariates=run.icv_covariates, Sites={str(s): int(n) for s, n in
-                                      zip(combat.sites_, combat.n_per_site_, strict=True)}))
-    run.summary["harmonize"] = {"status": "done", "n": int(rows.sum()), "n_sites": int(n_sites),
+              run.base_sidecar("Features after the site checks' transform and ComBat", cols_doc,
+                               run.harmonization, covariates=run.icv_covariates, Sites=sites))
+    run.summary["harmonize"] = {"status": "done", "n": int(rows.sum()),
+                                "n_sites": int(run.P.loc[rows, run.site].nunique()),
+                                "n_harmonized": int(keep.sum()), "n_not_harmonized": n_left,
                                 "preserved": preserved, "combat_method": cfg.combat_method,
                                 "method": run.harmonization}
 
@@ -331,7 +477,11 @@ def _effects_columns(group: str = "group") -> dict[str, str]:
         "p": "two-sided p-value", "d": "Cohen's d from t (ENIGMA method; n/a for interactions)",
         "d_ci_low": "lower 95% CI of d", "d_ci_high": "upper 95% CI of d",
         "g": "Hedges' g",
-        "p_fdr": "Benjamini-Hochberg adjusted p across features within term and stratum",
+        "p_fdr": "Benjamini-Hochberg adjusted p across features within term and stratum "
+                 "(features not tested are left out of the family)",
+        "note": "why a feature was not tested, or was not harmonised (empty: neither)",
+        "transform": "transform applied before the analysis (log: d and beta are on the log "
+                     "scale; see site_checks.tsv)",
     }
 
 
@@ -343,7 +493,9 @@ def _do_glm(run: _Run) -> None:
     cfg = run.cfg
     o = run.opts
     feats, harm = run.features_for_stats()
-    site = None if run.harmonized is not None else run.site
+    # site stays in the model after ComBat: the permutation test has the same design (same t
+    # and df), and the features left out of harmonisation get the site-covariate GLM
+    site = run.site if run.multi_site else None
     check_columns(run.P, [o.interaction, o.stratify, o.moderator], "participants")
     F, P = feats.reset_index(), run.P.reset_index()
     kw: dict[str, Any] = {"group": cfg.group, "case": cfg.case, "control": cfg.control,
@@ -368,6 +520,18 @@ def _do_glm(run: _Run) -> None:
         terms[f"group|{o.stratify}=<level>"] = (f"group effect fitted within each {o.stratify}"
                                                 f" level, without {o.stratify} as covariate")
     res = pd.concat(parts, ignore_index=True) if len(parts) > 1 else main
+    checks = run.site_checks()
+    if checks is not None:
+        info = checks.set_index("feature")
+        res["transform"] = res["feature"].map(info["transform"]).to_numpy()
+        unharmonized = (~info["harmonize"].astype(bool)) & (run.harmonized is not None)
+        why = info["reason"].where(unharmonized, "")
+        extra = res["feature"].map(why).fillna("")
+        res["note"] = [n if not e else (f"{n}; " if n else "") + f"not harmonised ({e}): GLM "
+                       "with site as covariate" for n, e in zip(res["note"], extra, strict=True)]
+    else:
+        res["transform"] = "none"
+    main = res[res["term"] == "group"].reset_index(drop=True) if len(parts) > 1 else res
     run.effects = main
     model = (f"feature ~ {cfg.group} + " + " + ".join(main.attrs.get("covariates", []))
              + ("" if site is None else " (site as covariate)"))
@@ -389,6 +553,148 @@ def _do_glm(run: _Run) -> None:
         "extra_terms": {t: {"n_fdr_significant": int((sub["p_fdr"] < cfg.alpha).sum()),
                             "min_p": float(sub["p"].min())}
                         for t, sub in res[res["term"] != "group"].groupby("term", sort=False)},
+    }
+
+
+_HEADLINE_COLUMNS = {
+    "feature": "feature name",
+    "source": "mega (harmonised pooled GLM, effects.tsv), meta (random-effects meta-analysis"
+              " of the within-site GLMs, meta_effects.tsv) or glm (one site)",
+    "d": "headline Cohen's d", "d_ci_low": "lower 95% CI of d", "d_ci_high": "upper 95% CI",
+    "p": "two-sided p of the headline estimate",
+    "p_fdr": "Benjamini-Hochberg p across the features' headline p",
+    "mega_d": "d of the mega-analysis", "meta_d": "d of the meta-analysis",
+    "agree": "mega and meta agree: same sign, or both CIs cover 0 (n/a: one is missing)",
+    "transform": "transform applied before the analysis (log: d on the log scale)",
+    "reason": "why this source leads",
+}
+
+
+def _headline(run: _Run, meta: pd.DataFrame | None) -> pd.DataFrame:
+    """Choose, per feature, the estimate whose assumptions hold (see the module docstring)."""
+    import pandas as pd
+
+    from danemap.stats.meta import agreement
+    from danemap.stats.multiple import fdr_bh
+
+    assert run.effects is not None
+    mega = run.effects.set_index("feature")
+    names = list(mega.index)
+    thr = float(run.cfg.scale_threshold)
+    out = pd.DataFrame({"feature": names, "source": "mega" if meta is not None else "glm",
+                        "d": mega["d"].to_numpy(), "d_ci_low": mega["d_ci_low"].to_numpy(),
+                        "d_ci_high": mega["d_ci_high"].to_numpy(), "p": mega["p"].to_numpy(),
+                        "mega_d": mega["d"].to_numpy(), "meta_d": np.nan, "agree": None,
+                        "transform": mega["transform"].to_numpy(), "reason": ""})
+    if meta is None:
+        out["reason"] = "one site: no meta-analysis"
+    else:
+        me = meta.set_index("feature").reindex(names)
+        out["meta_d"] = me["d"].to_numpy()
+        agree = agreement(mega["d"], mega["d_ci_low"], mega["d_ci_high"], me["d"],
+                          me["d_ci_low"], me["d_ci_high"])
+        out["agree"] = agree
+        checks = run.site_checks()
+        assert checks is not None
+        info = checks.set_index("feature").reindex(names)
+        scale_bad = (info["analysed_sd_ratio"] > thr).to_numpy()
+        not_harm = ~info["harmonize"].astype(bool).to_numpy() & (run.harmonized is not None)
+        disagree = np.array([a is False for a in agree])
+        has_meta = np.isfinite(me["d"].to_numpy(float)) & (me["k_sites"].to_numpy() >= 2)
+        use_meta = has_meta & (scale_bad | disagree | not_harm)
+        reasons = np.where(
+            disagree, "mega and meta disagree: the meta-analysis, whose site d's are "
+            "scale-free, leads",
+            np.where(scale_bad, f"site SD ratio above {thr:g} after the transform: ComBat's "
+                     "shared additive group effect is doubtful",
+                     np.where(not_harm, "not harmonised (degenerate at a site)", "")))
+        out["reason"] = np.where(use_meta, reasons, np.where(
+            has_meta, "mega-analysis: site checks passed and meta agrees",
+            "mega-analysis: fewer than two sites estimate this feature"))
+        for col, src in (("d", "d"), ("d_ci_low", "d_ci_low"), ("d_ci_high", "d_ci_high"),
+                         ("p", "p")):
+            out[col] = np.where(use_meta, me[src].to_numpy(float), out[col].to_numpy(float))
+        out["source"] = np.where(use_meta, "meta", "mega")
+    out["p_fdr"] = fdr_bh(out["p"].to_numpy(float), nan="keep")
+    return out[list(_HEADLINE_COLUMNS)]
+
+
+def _do_meta(run: _Run) -> None:
+    from danemap.stats.meta import site_meta_analysis
+
+    cfg = run.cfg
+    meta = None
+    if not run.multi_site:
+        run.summary["meta"] = {"status": "skipped", "reason": "a single site: no per-site "
+                               "meta-analysis (the headline is the GLM)"}
+    else:
+        assert run.site is not None
+        rows = run.analysis_rows
+        A = run.analysed if rows.all() else run.analysed[rows]
+        meta, per_site = site_meta_analysis(
+            A, run.P.loc[A.index], run.site, group=cfg.group, case=cfg.case,
+            control=cfg.control, covariates=run.covariates, icv=run.opts.icv,
+            method=cfg.meta_method)
+        transform = run.transform_text()
+        pooled_cols = {
+            "feature": "feature name", "k_sites": "sites with a within-site estimate",
+            "n_case": "cases over those sites", "n_control": "controls over those sites",
+            "d": "random-effects pooled Cohen's d", "se": "Hartung-Knapp SE of d (truncated)",
+            "d_ci_low": "lower 95% CI (t on k_sites - 1 df)", "d_ci_high": "upper 95% CI",
+            "t": "d / se", "df": "k_sites - 1", "p": "two-sided p",
+            "p_fdr": "Benjamini-Hochberg p across features", "tau2": "between-site variance",
+            "I2": "share of variation due to between-site heterogeneity",
+            "Q": "Cochran's Q", "Q_p": "p of Q on k_sites - 1 df", "method": "pooling"}
+        site_cols = {
+            "feature": "feature name", "site": "site", "n_case": "cases", "n_control":
+            "controls", "beta": "case - control difference, adjusted", "t": "t of the group "
+            "term", "df": "residual df", "p": "two-sided p", "d": "Cohen's d (ENIGMA, from t)",
+            "d_ci_low": "lower exact 95% CI (noncentral t)", "d_ci_high": "upper exact 95% CI",
+            "var_d": "large-sample variance of d (meta-analytic weight 1 / (var_d + tau2))",
+            "weight": "relative random-effects weight", "note": "why not fitted"}
+        desc = (f"GLM feature ~ {cfg.group} + {' + '.join(run.icv_covariates)} within each "
+                f"site, on unharmonised features ({transform})")
+        run.write("meta", "meta_effects.tsv", meta, run.base_sidecar(
+            "Random-effects meta-analysis of the within-site case-control d", pooled_cols,
+            "none (within-site analyses need none)", covariates=run.icv_covariates,
+            Model=desc, Method=f"{cfg.meta_method.upper()} tau2, Hartung-Knapp CI truncated "
+            "at the unadjusted variance (Roever 2015)"))
+        run.write("meta_sites", "meta_sites.tsv", per_site, run.base_sidecar(
+            "Within-site case-control effects entering the meta-analysis", site_cols,
+            "none", covariates=run.icv_covariates, Model=desc))
+        run.meta = meta
+    head = _headline(run, meta)
+    disagree = head.loc[head["agree"].map(lambda a: a is False), "feature"].tolist()
+    if disagree:
+        warnings.warn(
+            f"mega- and meta-analysis disagree for {len(disagree)} feature(s) "
+            f"({', '.join(disagree[:10])}{', ...' if len(disagree) > 10 else ''}): the "
+            "pooled harmonised GLM and the per-site meta-analysis give opposite signs with a "
+            "CI excluding 0; the headline for them is the meta-analysis (headline.tsv)",
+            DanemapWarning, stacklevel=2)
+    run.write("headline", "headline.tsv", head, run.base_sidecar(
+        "Headline case-control effect per feature: the estimate whose assumptions hold",
+        _HEADLINE_COLUMNS, run.harmonization, covariates=run.icv_covariates,
+        Rule=("mega-analysis where the feature was harmonised, its analysed site SD ratio "
+              f"is at most {float(cfg.scale_threshold):g} and it agrees with the "
+              "meta-analysis; otherwise the meta-analysis (with at least two sites)")))
+    top = head.sort_values("p").head(5)
+    if meta is not None:
+        run.summary["meta"] = {
+            "status": "done", "method": cfg.meta_method, "n_features": len(meta),
+            "k_sites_max": int(meta["k_sites"].max()),
+            "n_fdr_significant": int((meta["p_fdr"] < cfg.alpha).sum()),
+            "median_I2": float(np.nanmedian(meta["I2"])) if meta["I2"].notna().any() else None}
+    run.summary["headline"] = {
+        "rule": "mega where its assumptions hold and it agrees with meta, else meta",
+        "n_mega": int((head["source"] == "mega").sum()),
+        "n_meta": int((head["source"] == "meta").sum()),
+        "n_glm": int((head["source"] == "glm").sum()),
+        "n_disagree": len(disagree), "disagree": disagree[:50],
+        "n_fdr_significant": int((head["p_fdr"] < cfg.alpha).sum()),
+        "top": [{"feature": r.feature, "source": r.source, "d": r.d, "d_ci_low": r.d_ci_low,
+                 "d_ci_high": r.d_ci_high, "p": r.p, "p_fdr": r.p_fdr}
+                for r in top.itertuples()],
     }
 
 
@@ -420,24 +726,41 @@ def _do_permutation(run: _Run) -> None:
     cfg = run.cfg
     feats, harm = run.features_for_stats()
     idx, tested, C, blocks, names = _confounds(run)
-    res = permutation_test(_rows(feats, idx).to_numpy(float), tested, C,
+    Y = _rows(feats, idx).to_numpy(float)
+    complete = np.isfinite(Y).all(axis=0)
+    if not complete.any():
+        raise InputError("permutation: no feature has a value for every analysed participant")
+    res = permutation_test(Y if complete.all() else Y[:, complete], tested, C,
                            n_permutations=int(cfg.n_permutations), blocks=blocks,
                            seed=int(cfg.seed))
-    df = pd.DataFrame({"feature": list(feats.columns), "t": res.t, "df": res.df,
-                       "p_uncorrected": res.p_uncorrected, "p_fwe": res.p_fwe,
-                       "n_permutations": res.n_permutations, "n": len(idx)})
-    cols = {"feature": "feature name", "t": "observed t of the group regressor (case = 1)",
+
+    def full(values: np.ndarray) -> np.ndarray:
+        out = np.full(len(complete), np.nan)
+        out[complete] = values
+        return out
+
+    df = pd.DataFrame({"feature": list(feats.columns), "t": full(res.t), "df": res.df,
+                       "p_uncorrected": full(res.p_uncorrected), "p_fwe": full(res.p_fwe),
+                       "n_permutations": res.n_permutations, "n": len(idx),
+                       "note": np.where(complete, np.where(np.isnan(full(res.t)),
+                                        "not tested: constant after the confounds", ""),
+                                        "not tested: n/a for some participants (not "
+                                        "harmonised; see site_checks.tsv)")})
+    cols = {"feature": "feature name", "t": "observed t of the group regressor (case = 1); "
+            "the same model as effects.tsv, so the same t and df",
             "df": "residual degrees of freedom", "p_uncorrected": "per-feature permutation p",
-            "p_fwe": "family-wise error p (max-T over features)",
-            "n_permutations": "random permutations", "n": "participants"}
+            "p_fwe": "family-wise error p (max-T over the features tested)",
+            "n_permutations": "random permutations", "n": "participants",
+            "note": "why a feature is not in the max-T family"}
     run.write("permutation", "permutation.tsv", df, run.base_sidecar(
         "Freedman-Lane permutation test of the group effect, max-T FWE", cols, harm,
         covariates=run.icv_covariates,
         Confounds=names, ExchangeabilityBlocks=run.site, Seed=int(cfg.seed)))
     run.summary["permutation"] = {
         "status": "done", "n_permutations": res.n_permutations,
-        "n_fwe_significant": int((res.p_fwe < cfg.alpha).sum()),
-        "min_p_fwe": float(res.p_fwe.min()), "blocks": run.site, "seed": int(cfg.seed),
+        "n_fwe_significant": int(np.sum(res.p_fwe < cfg.alpha)),
+        "min_p_fwe": float(np.nanmin(res.p_fwe)) if np.isfinite(res.p_fwe).any() else None,
+        "n_not_tested": int(df["t"].isna().sum()), "blocks": run.site, "seed": int(cfg.seed),
     }
 
 
@@ -558,11 +881,12 @@ def _do_symptoms(run: _Run) -> None:
 
 
 def _do_normative(run: _Run) -> None:
-    from danemap.stats.normative import normative_scores
+    from danemap.stats.normative import control_calibration, normative_scores
 
     cfg = run.cfg
-    harmonize = cfg.harmonize == "combat" and run.site is not None \
-        and run.P[run.site].nunique() > 1
+    # with several sites, site always enters the model: through ComBat and site
+    # indicators, or (harmonize = none) indicators and a residual SD per site
+    harmonize = cfg.harmonize == "combat" and run.site is not None
     sex = "sex" if "sex" in run.covariates else None
     z, model = normative_scores(run.raw, run.P, group=cfg.group, case=cfg.case,
                                 control=cfg.control, age="age", sex=sex, site=run.site,
@@ -573,24 +897,39 @@ def _do_normative(run: _Run) -> None:
     path = Path(run.opts.normative_model or run.out / "normative_model.json")
     model.save(path)
     run.files["normative_model"] = path
+    ref = z.attrs["reference"]
+    # what the model does with site beyond ComBat is in Model.site_term
     harm = (f"ComBat ({model.combat_.describe()}) fitted on the training controls inside "
             "every fit (cases never enter it)" if model.combat_ is not None else "none")
     run.normative_harmonization = harm
     cols = {"participant_id": "participant identifier", "group": "group label",
-            "scored": "out-of-sample CV (controls) or model fitted on all controls (cases)",
+            "scored": "out-of-sample CV (controls), model fitted on all controls (cases), or "
+                      "not scored (missing values or a sex/site level with too few controls)",
             "n_extreme": f"number of features with |z| > {model.extreme_z:g}",
-            **{c: "deviation z-score" for c in run.raw.columns}}
+            **{c: "predictive deviation z-score" for c in run.raw.columns}}
+    calibration = control_calibration(z, run.P, run.site, float(model.extreme_z))
     run.write("normative", "normative_z.tsv", z, run.base_sidecar(
-        "Normative-model deviation z-scores (feature ~ B-spline(age) + sex, controls)", cols,
-        harm, Model={"n_knots": model.n_knots, "degree": model.degree,
-                     "heteroscedastic": model.heteroscedastic, "n_folds": run.opts.n_folds,
-                     "n_train_controls": model.n_train_}, ModelFile=path.name))
+        "Normative-model deviation z-scores (feature ~ age + sex + site, fitted on controls; "
+        "predictive t with the design's leverage, mapped to a normal z)", cols,
+        harm, covariates=["age", *([sex] if sex else []), *([run.site] if run.site else [])],
+        Model={"n_knots": model.n_knots, "degree": model.degree,
+               "age_term": model.age_term_, "site_term": ref["site_term"],
+               "heteroscedastic": model.heteroscedastic, "n_folds": run.opts.n_folds,
+               "n_train_controls": model.n_train_},
+        Reference={k: ref[k] for k in ("small_reference", "min_reference",
+                                       "min_site_reference", "fits")},
+        SmallReference=bool(ref["small_reference"]),
+        ControlCalibration=calibration, ModelFile=path.name))
     zc = z[z["scored"] == "out-of-sample CV"][list(map(str, run.raw.columns))].to_numpy(float)
     zk = z[z["scored"] == "model fitted on all controls"]
     run.summary["normative"] = {
         "status": "done", "n_controls_cv": len(zc), "n_cases": len(zk),
+        "n_not_scored": int((z["scored"] == "not scored").sum()),
         "control_z_mean": float(np.nanmean(zc)) if zc.size else None,
         "control_z_sd": float(np.nanstd(zc)) if zc.size else None,
+        "control_calibration": calibration,
+        "small_reference": bool(ref["small_reference"]),
+        "age_term": model.age_term_, "site_term": ref["site_term"],
         "mean_extreme_controls": float(z.loc[z["scored"] == "out-of-sample CV",
                                              "n_extreme"].mean()),
         "mean_extreme_cases": float(zk["n_extreme"].mean()) if len(zk) else None,
@@ -605,7 +944,8 @@ def _do_classify(run: _Run) -> None:
     o = run.opts
     if run.site is None:
         raise InputError(f"participants: site column {cfg.site!r} not found (classification "
-                         "needs it for harmonisation and leave-one-site-out)")
+                         "needs it for harmonisation and leave-one-site-out; name it with "
+                         "--site or [stats] site)")
     multi_site = run.P[run.site].nunique() > 1
     harmonize = cfg.harmonize == "combat" and multi_site  # one site: nothing to remove
     schemes = ("kfold", "loso") if multi_site else ("kfold",)
@@ -626,8 +966,10 @@ def _do_classify(run: _Run) -> None:
         classification_columns(), run.classify_harmonization,
         Notes=info["notes"], Threshold=0.5, Seed=int(cfg.seed)))
     if o.save_classifier:
-        run.files["classifier_model"] = save_classifier(o.save_classifier, run.raw, run.P,
-                                                        model="both", **kw)
+        with warnings.catch_warnings():  # the same participants left out: warned above
+            warnings.simplefilter("ignore", DanemapWarning)
+            run.files["classifier_model"] = save_classifier(
+                o.save_classifier, run.raw, run.P, model="both", n_folds=o.n_folds, **kw)
     summ: dict[str, Any] = {"status": "done", "n": info["n"], "n_case": info["n_case"],
                             "n_control": info["n_control"], "notes": info["notes"]}
     for scheme in schemes:
@@ -675,7 +1017,8 @@ def _do_reference(run: _Run) -> None:
 
 
 _STEPS: dict[str, Callable[[_Run], None]] = {
-    "harmonize": _do_harmonize, "glm": _do_glm, "permutation": _do_permutation,
+    "harmonize": _do_harmonize, "glm": _do_glm, "meta": _do_meta,
+    "permutation": _do_permutation,
     "nbs": _do_nbs, "symptoms": _do_symptoms, "normative": _do_normative, "classify": _do_classify,
     "reference": _do_reference,
 }
@@ -729,9 +1072,12 @@ def run_stats(
     if opts.on_error not in ("raise", "record"):
         raise InputError(f"on_error: expected 'raise' or 'record', found {opts.on_error!r}")
     wanted = set(analyses)
-    for a in list(wanted):
-        wanted.update(_NEEDS.get(a, ()))
-    if wanted & {"glm", "permutation", "nbs", "symptoms"}:
+    while True:
+        needed = {n for a in wanted for n in _NEEDS.get(a, ())} - wanted
+        if not needed:
+            break
+        wanted |= needed
+    if wanted & {"glm", "meta", "permutation", "nbs", "symptoms"}:
         wanted.add("harmonize")
     order = [a for a in ANALYSES if a in wanted]
     paths = [features] if isinstance(features, str | os.PathLike) else list(features)
@@ -793,7 +1139,10 @@ def run_stats(
         "site": run.site,
         "repeated_rows": run.rows_policy,
         "harmonization_settings": {"harmonize": cfg.harmonize,
-                                   "combat_method": cfg.combat_method},
+                                   "combat_method": cfg.combat_method,
+                                   "transform": cfg.transform,
+                                   "scale_threshold": float(cfg.scale_threshold),
+                                   "meta_method": cfg.meta_method},
         "harmonization": {
             "group_analyses": run.harmonization,
             "normative": run.normative_harmonization,
@@ -801,6 +1150,9 @@ def run_stats(
         },
         "alpha": cfg.alpha,
         "seed": cfg.seed,
+        "site_checks": run.summary.get("site_checks", {"status": "not run" if run.multi_site
+                                                       else "a single site"}),
+        "headline": run.summary.get("headline", {"status": "not run"}),
         "analyses": {a: run.summary.get(a, {"status": "not run"}) for a in order},
         "files": {k: v.name for k, v in run.files.items()},
         "timings_s": timings,
