@@ -15,7 +15,7 @@ from danemap.config import FunctionalConfig
 from danemap.errors import DanemapWarning
 from danemap.markers import bipartite_edges, process_run, process_timeseries
 from danemap.markers._func_confounds import select_confounds
-from danemap.simulate import simulate_cohort, simulate_roi_timeseries
+from danemap.simulate import SimulationEffects, simulate_cohort, simulate_roi_timeseries
 
 
 def test_planted_network_scores_recovered(tmp_path):
@@ -57,6 +57,10 @@ N_SEEDS = 40
 N_PER_GROUP = 10
 PLANTED = ("frontostriatal", "lc_pfc")  # ADHD lowers their coupling (SimulationEffects)
 UNPLANTED = ("mesolimbic", "nigrostriatal")  # same coupling in both groups
+# Raised above the realistic default (-0.045 z, latent d -0.3, which 10 + 10 runs detect
+# about as often as alpha): -0.15 z is a latent d of -1.0, so the power sanity check below
+# has power. The unplanted networks, whose false-positive rate is the point, are unchanged.
+POWER_EFFECTS = SimulationEffects(fc_frontostriatal_z=-0.15, fc_lc_pfc_z=-0.15)
 
 
 def test_false_positive_rate_without_planted_effect():
@@ -83,7 +87,8 @@ def test_false_positive_rate_without_planted_effect():
         for i in range(2 * N_PER_GROUP):
             group = "ADHD" if i % 2 == 0 else "TD"
             ts, conf, truth = simulate_roi_timeseries(atlas, n_volumes=200, tr=2.0,
-                                                      seed=[seed, i], group=group)
+                                                      seed=[seed, i], group=group,
+                                                      effects=POWER_EFFECTS)
             sel = select_confounds(conf, cfg, None, "simulated confounds")
             res = process_timeseries(ts, 2.0, confounds=sel.confounds, config=cfg,
                                      networks=nets,

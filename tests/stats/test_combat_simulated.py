@@ -16,10 +16,13 @@ from danemap.atlas import load_atlas
 from danemap.config import FunctionalConfig
 from danemap.markers import process_timeseries
 from danemap.markers._func_confounds import select_confounds
-from danemap.simulate import simulate_roi_timeseries
+from danemap.simulate import SimulationEffects, simulate_roi_timeseries
 from danemap.stats import ComBat
 
 SITE_SHIFT_Z = -0.15  # lowers every edge at site 2 (raising it can break positive definiteness)
+# Raised above the realistic default (-0.045 z, latent d -0.3): the group effect must be
+# significant in 60 + 60 runs before and after ComBat, so this uses -0.15 z (latent d -1.0).
+POWER_EFFECTS = SimulationEffects(fc_frontostriatal_z=-0.15, fc_lc_pfc_z=-0.15)
 
 
 def _scores() -> pd.DataFrame:
@@ -31,7 +34,8 @@ def _scores() -> pd.DataFrame:
         group = "ADHD" if (i // 2) % 2 == 0 else "TD"
         ts, conf, truth = simulate_roi_timeseries(
             atlas, n_volumes=150, tr=2.0, seed=[77, i], group=group,
-            site_shift_z=SITE_SHIFT_Z * site, intensity_scale=1.0 + 0.2 * site)
+            site_shift_z=SITE_SHIFT_Z * site, intensity_scale=1.0 + 0.2 * site,
+            effects=POWER_EFFECTS)
         sel = select_confounds(conf, cfg, None, "simulated confounds")
         res = process_timeseries(ts, 2.0, confounds=sel.confounds, config=cfg,
                                  networks=atlas.networks,
