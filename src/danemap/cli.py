@@ -142,8 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success, 1 when some participants (or group tables) failed while the others
-        completed, 2 on a usage, input or file-system error.
+        0 on success; 1 when some participants, group tables or group analyses
+        (permutation, normative, classify...) failed while the others completed (the
+        failed ones are listed in the log, and for ``danemap stats`` on stderr); 2 on a
+        usage, input or file-system error.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:

@@ -7,7 +7,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import Pipeline
 
-from danemap.errors import InputError, NotFittedError
+from danemap.errors import DanemapWarning, InputError, NotFittedError
 from danemap.stats.classify import (
     FeatureBuilder,
     NestedLogistic,
@@ -134,7 +134,7 @@ def test_errors(tmp_path):
         classify(F, P, schemes=("loocv",))
     with pytest.raises(InputError, match="loso_harmonize"):
         classify(F, P, loso_harmonize="magic")
-    with pytest.raises(InputError, match="n_folds/inner_folds"):
+    with pytest.raises(InputError, match=r"n_folds \(--folds\) / inner_folds"):
         classify(F, P, n_folds=1)
     with pytest.raises(InputError, match="n_permutations"):
         classify(F, P, n_permutations=-1)
@@ -142,7 +142,8 @@ def test_errors(tmp_path):
         classify(F, P, c_grid=())
     with pytest.raises(InputError, match="not aligned"):
         classify(F.iloc[::-1], P)
-    with pytest.raises(InputError, match="too few"):
+    with pytest.raises(InputError, match=r"too few .*lower --folds"), \
+            pytest.warns(DanemapWarning, match="fewer than 15 participants"):
         classify(F.iloc[:6], P.iloc[:6], n_folds=5)
     with pytest.raises(InputError, match="clash"):
         classify(F.assign(age=1.0), P)
@@ -165,7 +166,7 @@ def test_errors(tmp_path):
         predict(path, F.drop(columns="f0"), P)
     with pytest.raises(InputError, match="missing values"):
         predict(path, F.assign(f1=np.nan), P)
-    with pytest.raises(InputError, match=r"not seen at fit"):
+    with pytest.raises(InputError, match=r"have site \['C'\], which the saved classifier"):
         predict(path, F, P.assign(site="C"))
     with pytest.raises(InputError, match="file not found"):
         load_classifier(tmp_path / "none.json")
@@ -187,8 +188,6 @@ def test_errors(tmp_path):
     with pytest.raises(InputError, match="coefficients for"):
         load_classifier(bad)
     one_site = P.assign(site="A")
-    from danemap.errors import DanemapWarning
-
     with pytest.warns(DanemapWarning, match="at least two sites"):
         classify(F, one_site, harmonize=False, n_permutations=0, n_bootstrap=10,
                  c_grid=(1.0,))

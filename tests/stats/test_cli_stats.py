@@ -52,7 +52,8 @@ def test_cli_all_then_predict_and_normative_scoring(tmp_path):
     side = json.loads((tmp_path / "norm" / "normative_z.json").read_text())
     assert reference_keys - {"Model", "Terms", "Alpha"} <= set(side)
     assert side["N"] == {"scored": 90, "training_controls": 45, "case": 45, "control": 45}
-    assert side["Covariates"] == ["age", "sex"] and side["Site"] == "site"
+    assert side["Covariates"] == ["age", "sex", "site"] and side["Site"] == "site"
+    assert side["SiteTerm"] == "ComBat + site indicators" and side["SmallReference"]
     assert side["Harmonization"].startswith(
         "saved ComBat (non-parametric empirical Bayes, location and scale) fitted on the 45 "
         "reference controls (batch 'site', preserving ['age', 'sex'])")
@@ -72,9 +73,11 @@ def test_cli_scored_sidecars_without_harmonisation_or_group_column(tmp_path):
                str(fp), "--participants", str(new), "--out", str(tmp_path / "z")])
     assert rc == 0
     side = json.loads((tmp_path / "z" / "normative_z.json").read_text())
-    assert side["Harmonization"] == "none" and side["Site"] is None
+    # no ComBat, but site in the model (indicators, a residual SD per site)
+    assert side["Harmonization"] == "none" and side["Site"] == "site"
+    assert side["Covariates"] == ["age", "sex", "site"]
+    assert side["SiteTerm"] == "site indicators, residual SD per site"
     assert side["N"] == {"scored": 90, "training_controls": 45}
-    assert side["Covariates"] == ["age", "sex"]
 
 
 def test_cli_combat_method_flag(tmp_path, capsys):

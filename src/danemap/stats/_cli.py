@@ -10,6 +10,7 @@ Defaults come from the ``[stats]`` section of the configuration; flags override 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +116,9 @@ def _config(args: argparse.Namespace, config: Any) -> Any:
     from danemap.config import Config
 
     cfg = config if config is not None else Config()
+    covariates = None if args.covariates is None else list(dict.fromkeys(args.covariates))
     overrides = {"stats": {"group": args.group, "case": args.case, "control": args.control,
-                           "covariates": args.covariates, "site": args.site,
+                           "covariates": covariates, "site": args.site,
                            "harmonize": args.harmonize, "combat_method": args.combat_method,
                            "n_permutations": args.n_permutations,
                            "seed": args.seed}}
@@ -161,18 +163,27 @@ def _score_normative(args: argparse.Namespace, cfg: Any) -> int:
             "n_extreme": f"features with |z| > {model.extreme_z:g}",
             **{c: "deviation z-score from the saved normative model" for c in z.columns}}
     covariates = [model.age, *([model.sex] if model.sex else [])]
+    site_in_model = bool(model.site) and len(model.site_levels_) > 1
     harm = "none"
     if model.combat_ is not None:
         harm = (f"saved ComBat ({model.combat_.describe()}) fitted on the {model.n_train_} "
                 f"reference controls (batch {model.site!r}, preserving {covariates}), "
                 "applied to these participants")
+    site_term = ("none" if not site_in_model else "ComBat + site indicators"
+                 if model.combat_ is not None else "site indicators, residual SD per site")
     st = cfg.stats
     side = _scored_sidecar(
         args, F, P, {"column": st.group, "case": st.case, "control": st.control},
         {"training_controls": int(model.n_train_)},
         "Deviation z-scores of new participants from a saved normative model", cols,
-        covariates=covariates, site=model.site, harmonization=harm, Model=str(args.model),
-        NTrainControls=int(model.n_train_))
+        covariates=[*covariates, *([model.site] if site_in_model else [])],
+        site=model.site if site_in_model else None, harmonization=harm,
+        Model=str(args.model), NTrainControls=int(model.n_train_), SiteTerm=site_term,
+        AgeTerm=model.age_term_, SmallReference=bool(model.small_reference_))
+    if model.small_reference_:
+        log.warning("normative model %s: fitted on a small reference (%d controls); the "
+                    "z-scores are flagged (SmallReference in the sidecar)", args.model,
+                    model.n_train_)
     args.out.mkdir(parents=True, exist_ok=True)
     path = write_result(out, args.out / "normative_z.tsv", side)
     log.info("wrote %s", path)
@@ -249,4 +260,10 @@ def run(args: argparse.Namespace, config: Any) -> int:
     result = run_stats(args.features, args.participants, args.out, cfg, analyses, opts)
     for key, path in result["files"].items():
         log.info("%s: %s", key, path)
-    return 1 if result["summary"]["errors"] else 0
+    errors = result["summary"]["errors"]
+    if errors:
+        for name, message in errors.items():
+            print(f"danemap stats: {name} failed: {message}", file=sys.stderr)
+        print(f"danemap stats: {len(errors)} analysis(es) failed: {', '.join(errors)} "
+              f"(recorded in {result['summary_path']})", file=sys.stderr)
+    return 1 if errors else 0

@@ -496,6 +496,10 @@ class CovariateEncoder:
         return self.fit(df, name=name).transform(df, name=name)
 
     def _check(self, df: pd.DataFrame, columns: list[str], name: str) -> None:
+        dup = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+        if dup:  # df[col] would be a table, not a column
+            raise InputError(f"{name}: column(s) {dup} appear more than once; list each "
+                             "covariate once")
         if self.missing == "keep":
             check_columns(df, columns, name)
         else:

@@ -5,6 +5,14 @@ one numeric column per feature (``n/a`` marks a missing value). It can come from
 danemap's own markers or from any other pipeline. ``participants.tsv`` follows
 BIDS: ``participant_id`` plus phenotype columns, ``n/a`` for missing.
 
+Participants left out: one rule for every analysis. An analysis uses the participants
+in either group with every column its model needs (covariates, site) and every feature
+finite (``inf`` counts as missing); the normative model and the classifiers (which fit
+inside cross-validation folds) further leave out a participant whose level of a
+categorical column (site, sex) is held by too few participants to be in every training
+fold (:func:`rare_levels`). Every participant left out is named in one
+:class:`~danemap.errors.DanemapWarning` (:func:`left_out_warning`); none is an error.
+
 Result tables are written as TSV (``n/a`` for missing) with a JSON sidecar, both
 atomically (temporary file + rename) through :func:`danemap.io.atomic_open`.
 """
@@ -14,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from danemap._utils.logging import get_logger
-from danemap.errors import InputError
+from danemap.errors import DanemapWarning, InputError
 from danemap.io import atomic_open, validate_label, write_json
-from danemap.stats._design import CovariateEncoder, check_columns
+from danemap.stats._design import CovariateEncoder, _listing, check_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -389,7 +398,8 @@ def join_tables(
     """Align a feature table with the participants table.
 
     Every participant of the feature table must be in ``participants.tsv``; participants
-    without features are dropped (logged).
+    without features are left out with a :class:`~danemap.errors.DanemapWarning` giving
+    their count and ids.
 
     Parameters
     ----------
@@ -409,10 +419,11 @@ def join_tables(
             f"feature table {features_path}: {len(unknown)} participant(s) are not in "
             f"{participants_path}: {unknown[:5]}"
         )
-    dropped = len(participants) - len(features)
-    if dropped:
-        log.info("%d participant(s) of %s have no features; they are left out",
-                 dropped, participants_path)
+    missing = participants.index.difference(features.index, sort=False)
+    if len(missing):
+        warnings.warn(f"{len(missing)} participant(s) of {participants_path} have no row in "
+                      f"feature table {features_path} and are left out of every analysis: "
+                      f"{_listing([str(m) for m in missing])}", DanemapWarning, stacklevel=3)
     return features, participants.loc[features.index]
 
 
@@ -614,3 +625,90 @@ def write_result(
                   chunksize=max(1, _WRITE_CELLS // max(1, df.shape[1])))
     write_json(p.with_suffix(".json"), dict(sidecar))
     return p
+
+
+def rare_levels(participants: pd.DataFrame, keep: np.ndarray, columns: Sequence[str],
+                min_count: int, counted: np.ndarray | None = None,
+                need: str = "participants") -> tuple[np.ndarray, list[str]]:
+    """Leave out the participants whose level of a categorical column is held by too few.
+
+    Parameters
+    ----------
+    participants : pandas.DataFrame
+        The participants table.
+    keep : numpy.ndarray of bool
+        Participants used so far (complete rows).
+    columns : sequence of str
+        Categorical columns (site, sex...); each level must be held by ``min_count``
+        participants of ``keep & counted``.
+    min_count : int
+        Participants a level needs.
+    counted : numpy.ndarray of bool or None
+        Participants that count towards a level (the normative model: the controls);
+        default every participant of ``keep``.
+    need : str
+        Who is counted, for the message (``"controls"``).
+
+    Returns
+    -------
+    keep : numpy.ndarray of bool
+        ``keep`` without the participants of a rare level.
+    notes : list of str
+        One note per column with rare levels, naming them and their participants.
+    """
+    import pandas as pd
+
+    keep = keep.copy()
+    ids = np.asarray(participants.index.astype(str))
+    base = keep if counted is None else counted
+    notes = []
+    for col in dict.fromkeys(c for c in columns if c):
+        labels = participants[col].astype("string").str.strip().fillna("n/a").to_numpy(str)
+        counts = pd.Series(labels[keep & base]).value_counts()
+        rare = sorted({str(lv) for lv in labels[keep] if counts.get(lv, 0) < int(min_count)})
+        if rare:
+            drop = keep & np.isin(labels, rare)
+            notes.append(f"{int(drop.sum())} whose {col} level(s) {rare} have fewer than "
+                         f"{min_count} {need} ({_listing(ids[drop].tolist())})")
+            keep &= ~drop
+    return keep, notes
+
+
+def incomplete_note(participants: pd.DataFrame, rows: np.ndarray, complete: np.ndarray,
+                    columns: Sequence[str]) -> list[str]:
+    """Note naming the participants of ``rows`` left out for missing values (or none).
+
+    Parameters
+    ----------
+    participants : pandas.DataFrame
+        The participants table.
+    rows, complete : numpy.ndarray of bool
+        Participants of the analysis (both groups) and those of them that are complete.
+    columns : sequence of str
+        The columns that must be present.
+
+    Returns
+    -------
+    list of str
+        Zero or one note.
+    """
+    miss = np.asarray(participants.index.astype(str))[rows & ~complete].tolist()
+    if not miss:
+        return []
+    return [f"{len(miss)} with missing {list(columns)} or non-finite features "
+            f"({_listing(miss)})"]
+
+
+def left_out_warning(analysis: str, notes: Sequence[str]) -> None:
+    """Warn once, naming every participant an analysis leaves out (nothing if none).
+
+    Parameters
+    ----------
+    analysis : str
+        The analysis (``"normative model"``, ``"classification"``).
+    notes : sequence of str
+        From :func:`incomplete_note` and :func:`rare_levels`.
+    """
+    if notes:
+        warnings.warn(f"{analysis}: participants left out: " + "; ".join(notes),
+                      DanemapWarning, stacklevel=3)

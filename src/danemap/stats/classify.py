@@ -54,7 +54,13 @@ from danemap.stats._modelio import (
     model_fields,
     read_model_file,
 )
-from danemap.stats._tables import check_columns, group_mask
+from danemap.stats._tables import (
+    check_columns,
+    group_mask,
+    incomplete_note,
+    left_out_warning,
+    rare_levels,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -407,35 +413,47 @@ def _cv_predict(model: NestedLogistic, X: pd.DataFrame, y: np.ndarray,
 
 def _training_table(features: pd.DataFrame, participants: pd.DataFrame, group: str,
                     case: str, control: str, covariates: Sequence[str],
-                    extra_covariates: Sequence[str], site: str,
+                    extra_covariates: Sequence[str], site: str, min_level: int,
                     ) -> tuple[pd.DataFrame, np.ndarray, list[str], list[str], list[str], int]:
-    """Join features and covariates of the complete case and control rows.
+    """Join features and covariates of the case and control rows the classifiers use.
 
+    The rule of :mod:`danemap.stats._tables` (*participants left out*): complete site and
+    ``covariates``, finite features, and a site and categorical-covariate level held by
+    at least ``min_level`` participants; everyone left out is named in one warning.
     Returns the joined table, the labels (case = 1), the imaging, numeric and categorical
-    column names and the number of case/control rows dropped for missing values.
+    column names and the number of case/control rows left out.
     """
     import pandas as pd
 
     where = "classification (participants)"
     if not features.index.equals(participants.index):
         raise InputError(f"{where}: features and participants are not aligned on participant_id")
+    covariates = list(dict.fromkeys(covariates))
     check_columns(participants, [group, site, *covariates], where)
     is_case, is_ctrl = group_mask(participants, group, case, control, where)
-    extras = [c for c in extra_covariates if c in participants.columns]
+    # IQ is added when present, unless it is a covariate already (listed once)
+    extras = [c for c in dict.fromkeys(extra_covariates)
+              if c in participants.columns and c not in covariates and c != site]
     imaging = [str(c) for c in features.columns]
     clash = [c for c in imaging if c in {group, site, *covariates, *extras}]
     if clash:
         raise InputError(f"features: column(s) {clash} clash with participants columns")
     data = pd.concat([features.set_axis(imaging, axis=1),
                       participants[[site, *covariates, *extras]]], axis=1)
-    keep = (is_case | is_ctrl) & data[[site, *covariates, *imaging]].notna().all(axis=1).to_numpy()
-    dropped = int(((is_case | is_ctrl) & ~keep).sum())
-    if dropped:
-        warnings.warn(f"classification: {dropped} participant(s) with missing features, site "
-                      f"or {list(covariates)} are left out", DanemapWarning, stacklevel=2)
-    data = data[keep]
     numeric = [c for c in [*covariates, *extras] if pd.api.types.is_numeric_dtype(data[c])]
     categorical = [c for c in [*covariates, *extras] if c not in numeric]
+    for c in numeric:  # inf is a missing value (imputed for the extras, else left out)
+        data[c] = data[c].where(np.isfinite(data[c].to_numpy(float)))
+    rows = is_case | is_ctrl
+    complete = rows & data[[site, *covariates]].notna().all(axis=1).to_numpy() \
+        & np.isfinite(data[imaging].to_numpy(float)).all(axis=1)
+    notes = incomplete_note(participants, rows, complete, [site, *covariates])
+    keep, rare = rare_levels(participants, complete,
+                             [site, *[c for c in covariates if c in categorical]], min_level,
+                             need="participants to be in every training fold")
+    left_out_warning("classification", [*notes, *rare])
+    dropped = int((rows & ~keep).sum())
+    data = data[keep]
     return data, is_case[keep].astype(int), imaging, numeric, categorical, dropped
 
 
@@ -472,11 +490,13 @@ def classify(
     group, case, control : str
         Group column and labels (the case is the positive class).
     covariates : sequence of str
-        Covariates of the covariate model (text columns one-hot encoded); they must be
-        complete and are also preserved by ComBat.
+        Covariates of the covariate model (text columns one-hot encoded; each listed
+        once), also preserved by ComBat. Participants are left out by the rule of
+        :mod:`danemap.stats._tables` (missing or non-finite values, a site or level held
+        by fewer than ``n_folds * inner_folds`` participants), named in one warning.
     extra_covariates : sequence of str
-        Covariates added when present (e.g. IQ); missing values are median-imputed
-        within each training fold.
+        Covariates added when present and not already in ``covariates`` (e.g. IQ);
+        missing values are median-imputed within each training fold.
     site : str
         Site column (a covariate for k-fold, the grouping of LOSO, ComBat's batch).
     harmonize : bool
@@ -518,21 +538,24 @@ def classify(
     if bad or not schemes:
         raise InputError(f"schemes: expected 'kfold' and/or 'loso', found {list(schemes)}")
     if loso_harmonize not in ("none", "refit"):
-        raise InputError(f"loso_harmonize: expected 'none' or 'refit', found {loso_harmonize!r}")
+        raise InputError(f"loso_harmonize (--loso-harmonize): expected 'none' or 'refit', "
+                         f"found {loso_harmonize!r}")
     if int(n_folds) < 2 or int(inner_folds) < 2:
-        raise InputError(f"n_folds/inner_folds: expected integers >= 2, found {n_folds}, "
-                         f"{inner_folds}")
+        raise InputError(f"n_folds (--folds) / inner_folds: expected integers >= 2, found "
+                         f"{n_folds}, {inner_folds}")
     if int(n_permutations) < 0:
-        raise InputError(f"n_permutations: expected >= 0, found {n_permutations}")
+        raise InputError(f"n_permutations (--classify-permutations): expected >= 0, found "
+                         f"{n_permutations}")
     if not c_grid:
         raise InputError("c_grid: expected at least one value of C")
     data, y, imaging, numeric, categorical, dropped = _training_table(
-        features, participants, group, case, control, covariates, extra_covariates, site)
+        features, participants, group, case, control, covariates, extra_covariates, site,
+        int(n_folds) * int(inner_folds))
     n_case, n_ctrl = int(y.sum()), int(len(y) - y.sum())
     if min(n_case, n_ctrl) < n_folds:
         raise InputError(f"classification: {n_case} cases and {n_ctrl} controls are too few "
-                         f"for {n_folds}-fold cross-validation")
-    combat_cov = list(covariates)
+                         f"for {n_folds}-fold cross-validation (lower --folds)")
+    combat_cov = list(dict.fromkeys(covariates))
     sites = data[site].astype(str).to_numpy()
     info: dict[str, Any] = {"n": len(y), "n_case": n_case, "n_control": n_ctrl,
                             "n_dropped": dropped, "covariate_model_inputs": {}, "folds": {},
@@ -552,7 +575,9 @@ def classify(
             for train, test in splits:
                 if len(np.unique(y[test])) < 2 or min(np.bincount(y[train])) < inner_folds:
                     raise InputError(f"classification: site {sites[test][0]!r} has a single "
-                                     "group or too few participants for leave-one-site-out")
+                                     "group or too few participants for leave-one-site-out; "
+                                     "merge it with a similar site or remove its participants "
+                                     "from participants.tsv")
         builders = _builders(imaging, numeric, categorical, site, harmonize, combat_cov,
                              scheme, loso_harmonize, combat_method)
         for name, builder in builders.items():
@@ -655,6 +680,7 @@ def save_classifier(
     inner_folds: int = 3,
     c_grid: Sequence[float] = DEFAULT_C_GRID,
     seed: int = 0,
+    n_folds: int = 5,
 ) -> Path:
     """Fit one of the three models on everyone and save it as JSON (no code on load).
 
@@ -669,6 +695,10 @@ def save_classifier(
     group, case, control, covariates, extra_covariates, site, harmonize, combat_method, \
 inner_folds, c_grid, seed
         As in :func:`classify`.
+    n_folds : int
+        The outer folds of the :func:`classify` run the model goes with: the same
+        participants are left out (a site or categorical level held by fewer than
+        ``n_folds * inner_folds`` participants).
 
     Returns
     -------
@@ -678,8 +708,10 @@ inner_folds, c_grid, seed
     if model not in MODELS:
         raise InputError(f"model: expected one of {list(MODELS)}, found {model!r}")
     data, y, imaging, numeric, categorical, _ = _training_table(
-        features, participants, group, case, control, covariates, extra_covariates, site)
-    builder = _builders(imaging, numeric, categorical, site, harmonize, list(covariates),
+        features, participants, group, case, control, covariates, extra_covariates, site,
+        int(n_folds) * int(inner_folds))
+    builder = _builders(imaging, numeric, categorical, site, harmonize,
+                        list(dict.fromkeys(covariates)),
                         "kfold", "none", combat_method)[model]
     nested = NestedLogistic(builder, c_grid, int(inner_folds), seed).fit(data, y)
     fb, clf = nested.builder_, nested.clf_
@@ -732,6 +764,29 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FeatureBuilder, dict[
     return fb, data
 
 
+def _check_seen_levels(fb: FeatureBuilder, X: pd.DataFrame,
+                       model_path: str | os.PathLike[str]) -> None:
+    """Refuse participants whose site (or other categorical level) the model never saw.
+
+    The one-hot encoding would give them the reference level's indicators, i.e. the
+    reference site's probabilities, silently.
+    """
+    known: dict[str, list[str]] = {c: [str(v) for v in lv] for c, lv in fb.levels_.items()}
+    if fb.combat_ is not None and fb.site:
+        known[fb.site] = [str(v) for v in fb.combat_.sites_]
+    for col, levels in known.items():
+        values = X[col].astype("string").str.strip()
+        new = values.notna() & ~values.isin(levels)
+        if new.any():
+            unseen = sorted({str(v) for v in values[new]})
+            raise InputError(
+                f"predict: {int(new.sum())} participant(s) (e.g. "
+                f"{list(map(str, X.index[new.to_numpy()][:3]))}) have {col} {unseen}, which "
+                f"the saved classifier {model_path} was not trained on (it knows {levels}); "
+                f"it cannot score them: save a classifier trained on a table that includes "
+                f"their {col} ('danemap stats classify --save-model M.json')")
+
+
 def predict(
     model_path: str | os.PathLike[str],
     features: pd.DataFrame,
@@ -776,6 +831,7 @@ def predict(
     if incomplete.any():
         raise InputError(f"features/participants (predict): missing values for "
                          f"{list(X.index[incomplete.to_numpy()][:5])} in {need[:6]}")
+    _check_seen_levels(fb, X, model_path)
     Z = fb.transform(X)
     logit = Z @ np.asarray(data["coef"], float) + float(data["intercept"])
     prob = 1.0 / (1.0 + np.exp(-logit))

@@ -99,7 +99,6 @@ from sklearn.base import BaseEstimator
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError, NotFittedError
 from danemap.io import write_json
-from danemap.stats._design import _listing
 from danemap.stats._modelio import (
     decode_value,
     encode_value,
@@ -108,7 +107,13 @@ from danemap.stats._modelio import (
     model_fields,
     read_model_file,
 )
-from danemap.stats._tables import check_columns, group_mask
+from danemap.stats._tables import (
+    check_columns,
+    group_mask,
+    incomplete_note,
+    left_out_warning,
+    rare_levels,
+)
 from danemap.stats.combat import ComBat, combat_params
 
 if TYPE_CHECKING:
@@ -403,8 +408,8 @@ class NormativeModel(BaseEstimator):
         D = np.column_stack([B, cat])
         k = D.shape[1]
         if n <= k + 1:
-            raise InputError(f"features: {n} training participants cannot fit a model with "
-                             f"{k} coefficients; use fewer knots or more controls")
+            raise InputError(f"features: {n} training controls cannot fit a model with "
+                             f"{k} coefficients (age, sex, site); more controls are needed")
         # each site its own residual SD when ComBat did not equalise the scales
         per_site = len(self.site_levels_) > 1 and self.combat_ is None
         self.scale_groups_ = list(self.site_levels_) if per_site else ["all"]
@@ -692,27 +697,13 @@ def normative_scores(
         raise InputError(f"n_folds: expected an integer >= 2 (--folds), found {n_folds!r}")
     is_case, is_ctrl = group_mask(participants, group, case, control, where)
     cols = [age, *([sex] if sex else []), *([site] if site else [])]
-    ids = np.asarray(features.index.astype(str))
     in_groups = is_case | is_ctrl
     complete = _complete_rows(features, participants, in_groups, cols)
-    left_out: list[str] = []
-    if (in_groups & ~complete).any():
-        miss = ids[in_groups & ~complete].tolist()
-        left_out.append(f"{len(miss)} with missing {cols} or non-finite features "
-                        f"({_listing(miss)})")
-    for col in [c for c in (site, sex) if c]:
-        labels = participants[col].astype("string").str.strip().to_numpy(str)
-        counts = pd.Series(labels[complete & is_ctrl]).value_counts()
-        rare = sorted({str(lv) for lv in labels[complete] if counts.get(lv, 0) < int(n_folds)})
-        if rare:
-            drop = complete & np.isin(labels, rare)
-            left_out.append(f"{int(drop.sum())} whose {col} level(s) {rare} have fewer than "
-                            f"{n_folds} controls to fit the model in every fold "
-                            f"({_listing(ids[drop].tolist())})")
-            complete &= ~drop
-    if left_out:
-        warnings.warn("normative model: participants left out (not scored): "
-                      + "; ".join(left_out), DanemapWarning, stacklevel=2)
+    notes = incomplete_note(participants, in_groups, complete, cols)
+    complete, rare = rare_levels(participants, complete, [c for c in (site, sex) if c],
+                                 int(n_folds), counted=is_ctrl,
+                                 need="controls to fit the model in every fold")
+    left_out_warning("normative model (not scored)", [*notes, *rare])
     ctrl = np.flatnonzero(is_ctrl & complete)
     cases = np.flatnonzero(is_case & complete)
     if len(ctrl) < 2 * int(n_folds):
