@@ -33,7 +33,7 @@ def result(shared_data, tmp_path_factory):
 def test_every_analysis_ran(result):
     out, s = result
     assert {a: v["status"] for a, v in s["analyses"].items()} == {
-        **dict.fromkeys(["harmonize", "glm", "permutation", "symptoms", "normative",
+        **dict.fromkeys(["harmonize", "glm", "meta", "permutation", "symptoms", "normative",
                          "classify", "reference"], "done"),
         "nbs": "skipped"}  # regional ALFF, not connectivity edges
     assert s["n"]["per_site"] == {"NYU": {"case": 80, "control": 67},
