@@ -35,7 +35,7 @@ def test_expected_sbr_exact_noise_free_and_close_with_noise(atlas):
 
 def test_group_effect_and_calibration(atlas):
     eff = SimulationEffects(dat_adhd_pct=-20.0)
-    _, td = simulate_dat_spect(atlas, seed=1, effects=eff, noise=False)
+    img_td, td = simulate_dat_spect(atlas, seed=1, effects=eff, noise=False)
     img_a, adhd = simulate_dat_spect(atlas, seed=1, group="ADHD", effects=eff, noise=False,
                                      calibration_scale=2.0)
     assert adhd["striatal_factor"] == td["striatal_factor"]  # same seed, same subject draw
@@ -44,6 +44,14 @@ def test_group_effect_and_calibration(atlas):
     assert adhd["true_bp"]["Thalamus_L"] == td["true_bp"]["Thalamus_L"]
     img_t, _ = simulate_dat_spect(atlas, seed=1, group="ADHD", effects=eff, noise=False)
     assert np.allclose(np.asarray(img_a.dataobj), 2.0 * np.asarray(img_t.dataobj), rtol=1e-6)
+    # the images carry the planted -20 %: SBR measured on them, calibration scale 2 or not
+    labels, _, names, idx = atlas_arrays(atlas)
+    sbr = {k: measure_sbr(np.asarray(im.dataobj, dtype=float), labels, names, idx)
+           for k, im in (("TD", img_td), ("ADHD", img_a))}
+    for n in ("Caudate_L", "Putamen_R"):
+        # partial volume mixes in a little unchanged tissue: a ratio just above 0.8
+        assert sbr["ADHD"][n] / sbr["TD"][n] == pytest.approx(0.8, abs=0.03), n
+    assert sbr["ADHD"]["Thalamus_L"] / sbr["TD"]["Thalamus_L"] > 0.85  # barely spilled into
 
 
 def test_srtm_reference_equals_reference_and_bp_recoverable():
