@@ -32,9 +32,11 @@ __all__ = ["GROUP_TABLES", "process_participant", "run_group", "run_participant"
 log = get_logger("pipeline")
 
 #: Group tables (written by the participant outputs' collection) that the statistics run on:
-#: every marker table; counts and QC tables are descriptions, not features.
-GROUP_TABLES = ("networks", "alff", "falff", "connectivity_corr", "connectivity_partialcorr",
-                "connectivity_tangent")
+#: every marker table; counts and QC tables are descriptions, not features. ALFF enters as
+#: mALFF (scale-free, comparable across scanners); raw ``alff.tsv`` and ``zalff.tsv`` are
+#: written and gathered but not analysed by default.
+GROUP_TABLES = ("networks", "malff", "falff", "connectivity_corr",
+                "connectivity_partialcorr", "connectivity_tangent")
 
 #: Modalities found in a dataset that have no marker module yet (reported, never silent).
 _NOT_BUILT = {"t1w": "structural volumes", "pet": "PET/SPECT SBR"}
@@ -230,7 +232,8 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
     Returns
     -------
     int
-        0 on success, 1 when the statistics of some table failed (the others are written).
+        0 on success, 1 when the statistics of some table, or an analysis of one, failed
+        (the others are written; the failed ones are logged as errors).
     """
     from danemap.atlas import atlas_name
     from danemap.io import DerivativesWriter, atomic_write_text, read_participants
@@ -266,8 +269,15 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
         except DanemapError as exc:  # one unusable table must not stop the others
             log.error("group statistics on %s failed: %s", tables[name].name, exc)
             failed.append(name)
+            continue
+        # analyses that failed inside a table are recorded there (on_error="record"),
+        # and fail the run just as a failed table does
+        failed += [f"{name}/{a}" for a in summaries[name].get("errors", {})]
     report = write_group_report(group_dir, summaries)
     log.info("group report: %s", report)
+    if failed:
+        log.error("group level: failed: %s (see each table's summary.json for the errors)",
+                  ", ".join(failed))
     return 1 if failed else 0
 
 

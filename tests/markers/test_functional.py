@@ -22,8 +22,8 @@ from danemap.markers import (
     resolve_tr,
     write_run,
 )
+from danemap.markers._func_alff import voxel_alff
 from danemap.markers._func_confounds import scrub_mask, select_confounds
-from danemap.markers._func_extract import voxel_alff
 
 SHAPE = (12, 12, 10)
 AFFINE = np.diag([3.0, 3.0, 3.0, 1.0])

@@ -1,4 +1,4 @@
-"""Streaming extraction of atlas voxels and region means, and the ALFF kernel.
+"""Streaming extraction of atlas voxels and region means (the ALFF kernel is ``_func_alff``).
 
 The BOLD file is decompressed (``isal``) a few volumes at a time straight into a reused
 buffer; from each block only the atlas voxels are gathered (sorted by region), so the
@@ -237,80 +237,3 @@ def _readinto_full(stream: Any, view: memoryview) -> int:
             break
         got += n
     return got
-
-
-# --------------------------------------------------------------------------- ALFF
-def alff_band_indices(n_fft: int, tr: float, band: tuple[float, float]) -> tuple[int, int]:
-    """0-based inclusive rfft bin range of ``band`` (DPARSF/REST index convention)."""
-    fs = 1.0 / tr
-    lo, hi = band
-    i_lo = n_fft // 2 if lo >= fs / 2 else int(np.ceil(lo * n_fft * tr))
-    i_hi = n_fft // 2 if (hi >= fs / 2 or hi == 0) else int(np.floor(hi * n_fft * tr))
-    return i_lo, i_hi
-
-
-def voxel_alff(x: np.ndarray, tr: float, basis: np.ndarray | None,
-               band: tuple[float, float] = (0.01, 0.08),
-               block: int = 8192) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Voxelwise ALFF and fALFF, DPARSF/REST convention.
-
-    Each time series is residualised (``x - U U.T x``: detrend and confound regression,
-    no band-pass, no censoring), zero-padded to the next power of two ``P``, and its
-    one-sided amplitude spectrum ``2 |FFT| / T`` is taken. ALFF is the mean amplitude
-    over the ``band`` bins; fALFF is the sum over the band divided by the sum over all
-    bins but DC (``1 .. P/2``).
-
-    Parameters
-    ----------
-    x : ndarray (T, N)
-        Voxel time series.
-    tr : float
-        Repetition time (s).
-    basis : ndarray (T, r) or None
-        Orthonormal nuisance basis ``U`` (None: only remove the mean).
-    band : (float, float)
-        Frequency band in Hz.
-    block : int
-        Voxels per FFT block.
-
-    Returns
-    -------
-    alff, falff : ndarray (N,)
-        fALFF is NaN for constant voxels.
-    constant : ndarray (N,) of bool
-        Voxels without any variation (excluded from region averages).
-    """
-    from scipy import fft as scipy_fft
-
-    n_t, n = x.shape
-    n_fft = 1 << max(0, int(np.ceil(np.log2(n_t))))
-    i_lo, i_hi = alff_band_indices(n_fft, tr, band)
-    if i_hi < i_lo:
-        raise InputError(
-            f"ALFF band {band} Hz holds no frequency bin for T={n_t}, TR={tr} s"
-        )
-    alff = np.empty(n)
-    falff = np.empty(n)
-    constant = np.empty(n, dtype=bool)
-    u = None if basis is None else basis.astype(x.dtype, copy=False)
-    # voxels along rows: the FFT runs over contiguous memory
-    pad = np.zeros((min(block, n), n_fft), dtype=x.dtype)
-    for b0 in range(0, n, block):
-        b1 = min(n, b0 + block)
-        w = b1 - b0
-        xb = np.ascontiguousarray(x[:, b0:b1].T)
-        constant[b0:b1] = np.ptp(xb, axis=1) == 0
-        if u is None:
-            r = xb - xb.mean(axis=1, keepdims=True)
-        else:
-            r = xb - (xb @ u) @ u.T
-        pad[:w, :n_t] = r
-        amp = np.abs(scipy_fft.rfft(pad[:w], axis=1))
-        band_sum = amp[:, i_lo:i_hi + 1].sum(axis=1, dtype=np.float64) * (2.0 / n_t)
-        total = amp[:, 1:n_fft // 2 + 1].sum(axis=1, dtype=np.float64) * (2.0 / n_t)
-        alff[b0:b1] = band_sum / (i_hi - i_lo + 1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            falff[b0:b1] = np.where(total > 0, band_sum / total, np.nan)
-    alff[constant] = 0.0
-    falff[constant] = np.nan
-    return alff, falff, constant

@@ -31,13 +31,20 @@ Pipeline of :func:`process_run` (one BOLD run):
    count, and regions below 5 voxels as ``small_regions``. Edges touching an empty region
    are dropped, listed in ``dropped_edges`` and logged; a network without usable edge has
    a NaN score.
-7. **ALFF / fALFF** (DPARSF/REST convention): for every atlas voxel, residualise
-   (detrend + the same confounds, no band-pass, no censoring), zero-pad to the next power
-   of two, amplitude ``2|FFT|/T``; ALFF = mean amplitude over 0.01-0.08 Hz, fALFF = band
-   sum / sum over all non-DC bins; the region value is the mean over its non-constant
-   voxels. ALFF is in the units of the BOLD data (like the ADHD-200 table
-   ``alff_aal116.tsv``, whose site scales differ 10-fold, so it is raw ALFF, not mALFF);
-   ``malff`` divides by the mean ALFF over all atlas voxels.
+7. **ALFF / fALFF / mALFF / zALFF** (DPARSF/REST convention, see ``_func_alff``): for
+   every atlas voxel, residualise (detrend + the same confounds, no band-pass; with
+   censoring, the nuisance model is fitted on the kept volumes), zero-pad to the next
+   power of two, amplitude ``2|FFT|/T`` (a censored run: ``2 sqrt(P/T)`` from the
+   Lomb-Scargle periodogram ``P`` of the kept volumes at the same bins, as XCP-D); ALFF
+   = mean amplitude over 0.01-0.08 Hz, fALFF = band sum / sum over all non-DC bins; the
+   region value is the mean over its non-constant voxels. Raw ALFF is in the units of
+   the BOLD data, so its scale follows the scanner (the ADHD-200 table
+   ``alff_aal116.tsv`` has site scales 8-10-fold apart). mALFF (Zang 2007; DPABI, Yan
+   2013) divides by the mean voxelwise ALFF over every non-constant atlas voxel of the
+   run (inside the brain mask when given), zALFF subtracts that mean and divides by the
+   SD (``ddof=1``) over the same voxels: an atlas-mask reference, since ALFF is computed
+   only at atlas voxels, not DPABI's whole-brain mask. mALFF is the ALFF table the group
+   statistics use by default.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ import pandas as pd
 from danemap._utils.logging import get_logger
 from danemap.config import FunctionalConfig
 from danemap.errors import InputError
+from danemap.markers._func_alff import normalise_alff, voxel_alff
 from danemap.markers._func_clean import cleaning_operator, residual_basis
 from danemap.markers._func_confounds import (
     ConfoundSelection,
@@ -73,7 +81,6 @@ from danemap.markers._func_extract import (
     AtlasVoxels,
     gather_from_array,
     gather_from_file,
-    voxel_alff,
     voxel_order,
 )
 
@@ -117,8 +124,8 @@ class FunctionalResult:
     networks : pandas.DataFrame
         One row per network: ``mean_z``, ``mean_r``, edge and voxel counts.
     alff : pandas.DataFrame or None
-        Per region ``alff``, ``falff``, ``malff``, ``n_voxels``; None without a voxel
-        input (precomputed time series) or without TR.
+        Per region ``alff``, ``falff``, ``malff``, ``zalff``, ``n_voxels``; None without a
+        voxel input (precomputed time series) or without TR.
     qc : dict
         Motion QC (mean FD, % flagged/scrubbed, exclusion flag and reasons).
     regions : pandas.DataFrame
@@ -369,35 +376,7 @@ def _finish(raw: np.ndarray, names: list[str], n_voxels: np.ndarray | None,
 
     alff_df = None
     if voxels is not None and tr is not None:
-        op_a = cleaning_operator(n_t, conf, None, tr, cfg.detrend, None, None)
-        basis = residual_basis(op_a)
-        if basis is None:  # pragma: no cover - detrend+regression is always a projection
-            raise InputError("ALFF: nuisance operator is not a projection")
-        a, f, const = voxel_alff(voxels.data, tr, basis, ALFF_BAND)
-        a *= abs(voxels.slope)
-        keep = ~const
-        counts = voxels.counts
-        alff_r = np.full(counts.size, np.nan)
-        falff_r = np.full(counts.size, np.nan)
-        nvox_alff = np.zeros(counts.size, dtype=np.int64)
-        for i, (s, c) in enumerate(zip(voxels.starts, counts, strict=True)):
-            k = keep[s:s + c]
-            nvox_alff[i] = int(k.sum())
-            if nvox_alff[i]:
-                alff_r[i] = float(a[s:s + c][k].mean())
-                falff_r[i] = float(np.nanmean(f[s:s + c][k]))
-        global_mean = float(a[keep].mean()) if keep.any() else float("nan")
-        alff_df = pd.DataFrame({
-            "region": names, "alff": alff_r, "falff": falff_r,
-            "malff": alff_r / global_mean if global_mean > 0 else np.nan,
-            "n_voxels": nvox_alff,
-        })
-        meta["alff"] = {
-            "band_hz": list(ALFF_BAND), "convention": "DPARSF/REST: mean of 2|FFT|/T over "
-            "band after detrend + confound regression, zero-padded to a power of 2",
-            "malff_reference": "mean ALFF over all non-constant atlas voxels",
-            "region_value": "mean of voxelwise values over the region's non-constant voxels",
-        }
+        alff_df, meta["alff"] = _alff_table(voxels, names, conf, sample_mask, tr, cfg)
     qc = {} if selection is None else dict(selection.qc)
     qc["n_volumes_analysed"] = int(op.shape[0])
     known = (np.full(len(names), np.nan) if n_voxels is None
@@ -430,6 +409,68 @@ def _finish(raw: np.ndarray, names: list[str], n_voxels: np.ndarray | None,
         "EmptyRegions": [n for n, g in zip(names, good, strict=True) if not g],
     })
     return FunctionalResult(ts, conn, nets, alff_df, qc, regions, tr, meta)
+
+
+def _alff_table(voxels: AtlasVoxels, names: list[str], conf: np.ndarray | None,
+                sample_mask: np.ndarray | None, tr: float, cfg: FunctionalConfig
+                ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Regional ALFF, fALFF, mALFF and zALFF of one run, and their sidecar description.
+
+    Voxelwise ALFF/fALFF (:func:`~danemap.markers._func_alff.voxel_alff`; censored
+    runs by Lomb-Scargle) are averaged over each region's non-constant voxels. mALFF and
+    zALFF normalise by the mean (and SD, ``ddof=1``) of the voxelwise ALFF over every
+    non-constant atlas voxel of the run; both are linear in ALFF, so the region value
+    (mean of the voxels' mALFF / zALFF) is the region ALFF normalised.
+    """
+    op_a = cleaning_operator(voxels.data.shape[0], conf, None, tr, cfg.detrend, None, None)
+    basis = residual_basis(op_a)
+    if basis is None:  # pragma: no cover - detrend+regression is always a projection
+        raise InputError("ALFF: nuisance operator is not a projection")
+    a, f, const = voxel_alff(voxels.data, tr, basis, ALFF_BAND, sample_mask=sample_mask)
+    a *= abs(voxels.slope)
+    keep = ~const
+    counts = voxels.counts
+    alff_r = np.full(counts.size, np.nan)
+    falff_r = np.full(counts.size, np.nan)
+    nvox_alff = np.zeros(counts.size, dtype=np.int64)
+    for i, (s, c) in enumerate(zip(voxels.starts, counts, strict=True)):
+        k = keep[s:s + c]
+        nvox_alff[i] = int(k.sum())
+        if nvox_alff[i]:
+            alff_r[i] = float(a[s:s + c][k].mean())
+            falff_r[i] = float(np.nanmean(f[s:s + c][k]))
+    malff_r, zalff_r, ref_mean, ref_sd = normalise_alff(alff_r, a[keep])
+    n_t = voxels.data.shape[0]
+    n_kept = n_t if sample_mask is None else int(np.unique(sample_mask).size)
+    table = pd.DataFrame({"region": names, "alff": alff_r, "falff": falff_r,
+                          "malff": malff_r, "zalff": zalff_r, "n_voxels": nvox_alff})
+    meta = {
+        "band_hz": list(ALFF_BAND), "convention": "DPARSF/REST: mean of 2|FFT|/T over "
+        "band after detrend + confound regression, zero-padded to a power of 2",
+        "censoring": _ALFF_CENSORING,
+        "spectrum": "FFT" if n_kept == n_t else "Lomb-Scargle periodogram (censored run)",
+        "n_volumes_spectrum": n_kept,
+        "malff_reference": _ALFF_REFERENCE,
+        "reference_n_voxels": int(keep.sum()),
+        "reference_mean_alff": ref_mean,
+        "reference_sd_alff": ref_sd,
+        "region_value": "mean of voxelwise values over the region's non-constant voxels",
+    }
+    return table, meta
+
+
+#: How ALFF handles censored volumes (written to the sidecars).
+_ALFF_CENSORING = (
+    "censored volumes (scrubbing, non-steady-state) never enter the spectrum: the nuisance "
+    "model is fitted on the kept volumes only, and a censored run's amplitude at each FFT "
+    "bin is 2 sqrt(P/T) with P the Lomb-Scargle periodogram of the kept residuals (as "
+    "XCP-D), T the run's volumes; runs without censoring use the FFT")
+#: What mALFF and zALFF are normalised by (written to the sidecars).
+_ALFF_REFERENCE = (
+    "mean (mALFF) and mean and SD with ddof=1 (zALFF) of the voxelwise ALFF over every "
+    "non-constant atlas voxel of the run (atlas voxels inside the brain mask when one is "
+    "given): an atlas-mask mean, since danemap computes voxelwise ALFF only at atlas "
+    "voxels, not DPABI's whole-brain-mask mean")
 
 
 def process_run(bold: Any, confounds: Any, atlas: Any,
@@ -656,9 +697,13 @@ _NETWORK_COLUMNS: dict[str, str] = {
 }
 _ALFF_COLUMNS: dict[str, str] = {
     "region": "region name",
-    "alff": "mean voxelwise ALFF (0.01-0.08 Hz amplitude, BOLD units)",
+    "alff": "mean voxelwise ALFF (0.01-0.08 Hz amplitude, BOLD units; censored volumes "
+            "left out, Lomb-Scargle)",
     "falff": "mean voxelwise fALFF (band amplitude / total amplitude)",
-    "malff": "alff divided by the mean ALFF over all atlas voxels",
+    "malff": "alff divided by the mean voxelwise ALFF over every non-constant atlas voxel "
+             "of the run (dimensionless)",
+    "zalff": "(alff - that mean) / the SD (ddof=1) of the voxelwise ALFF over the same "
+             "voxels (dimensionless)",
     "n_voxels": "non-constant voxels averaged",
 }
 
@@ -747,7 +792,8 @@ def write_run(result: FunctionalResult, writer: Any, subject: str,
     if result.alff is not None:
         p = _p("stats", ".tsv", atlas=atlas, desc="alff")
         writer.write_tsv(result.alff, p, sidecar={**_ALFF_COLUMNS, "_metadata": {
-            "Description": "Regional ALFF / fALFF / mALFF", **meta.get("alff", {})}})
+            "Description": "Regional ALFF / fALFF / mALFF / zALFF",
+            **meta.get("alff", {})}})
         paths.append(p)
     p = _p("motion", ".json", desc="qc")
     write_json(p, {**result.qc, "RepetitionTime": result.tr})
@@ -789,8 +835,9 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
     table suits group comparisons, not out-of-sample classification), ``networks.tsv``
     (one mean-z column per network: only scores, so every column is a feature for the
     statistics), ``networks_counts.tsv`` (``<network>_n_edges``,
-    ``<network>_n_voxels_min``), ``alff.tsv`` and ``falff.tsv`` (one column per region,
-    like ``alff_aal116.tsv``) and ``motion_qc.tsv``. Every table has a JSON sidecar
+    ``<network>_n_voxels_min``), ``alff.tsv`` (raw ALFF), ``malff.tsv`` (mALFF, the ALFF
+    table the group statistics use), ``zalff.tsv`` and ``falff.tsv`` (one column per
+    region, like ``alff_aal116.tsv``) and ``motion_qc.tsv``. Every table has a JSON sidecar
     describing its columns (identifier columns by name, edge/region/network columns as a
     pattern, with units). Runs whose motion QC flags them for exclusion are listed in
     ``motion_qc.tsv`` but left out of every feature table when ``exclude_flagged`` is true
@@ -871,7 +918,7 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
 
     tables: dict[str, list[dict[str, Any]]] = {k: [] for k in (
         "connectivity_corr", "connectivity_partialcorr", "networks", "networks_counts",
-        "alff", "falff", "motion_qc")}
+        "alff", "malff", "zalff", "falff", "motion_qc")}
     series: list[tuple[dict[str, Any], pd.DataFrame]] = []
     for f, ents in zip(files, ents_all, strict=True):
         ids = _id_cols(ents, with_ses, with_run)
@@ -905,8 +952,10 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
         af = f.with_name(f"{stem}_desc-alff_stats.tsv")
         if af.is_file():
             a = _read_table(af, ("region", "alff", "falff"))
-            tables["alff"].append({**ids, **dict(zip(a["region"], a["alff"], strict=True))})
-            tables["falff"].append({**ids, **dict(zip(a["region"], a["falff"], strict=True))})
+            for col in ("alff", "malff", "zalff", "falff"):
+                if col in a.columns:  # malff/zalff: absent from files of older versions
+                    tables[col].append({**ids, **dict(zip(a["region"], a[col],
+                                                          strict=True))})
         if "tangent" in kinds:
             series.append((ids, _read_table(f, ()).drop(columns=["volume"], errors="ignore")))
     for name, rows in tables.items():
@@ -1018,12 +1067,32 @@ _GROUP_TABLES: dict[str, dict[str, Any]] = {
                                "region's count is unknown (precomputed time series)",
                 "Units": "voxels"}}},
     "alff": {
-        "Description": "Regional ALFF (mean 2|FFT|/T amplitude over 0.01-0.08 Hz, "
-                       "DPARSF/REST convention, mean over the region's non-constant voxels); "
-                       "one row per run",
+        "Description": "Regional raw ALFF (mean 2|FFT|/n amplitude over 0.01-0.08 Hz, "
+                       "DPARSF/REST convention, mean over the region's non-constant voxels; "
+                       "censored volumes left out, Lomb-Scargle periodogram); one row per run. Its "
+                       "scale follows the scanner: the group statistics use malff.tsv",
+        "Censoring": _ALFF_CENSORING,
         "ColumnPatterns": {"<Region>": {
             "Description": "ALFF of the region; n/a when it has no non-constant voxel",
             "Units": "BOLD signal units (raw ALFF, not mALFF)"}}},
+    "malff": {
+        "Description": "Regional mALFF (Zang 2007; DPABI): the region's ALFF divided by the "
+                       "run's mean voxelwise ALFF over every non-constant atlas voxel; one "
+                       "row per run. The ALFF table the group statistics use by default",
+        "Censoring": _ALFF_CENSORING,
+        "Reference": _ALFF_REFERENCE,
+        "ColumnPatterns": {"<Region>": {
+            "Description": "mALFF of the region; n/a when it has no non-constant voxel",
+            "Units": "ratio to the run's atlas-voxel mean ALFF (dimensionless)"}}},
+    "zalff": {
+        "Description": "Regional zALFF (DPABI): (region ALFF - the run's mean voxelwise "
+                       "ALFF) / the SD (ddof=1) of the voxelwise ALFF, both over every "
+                       "non-constant atlas voxel; one row per run",
+        "Censoring": _ALFF_CENSORING,
+        "Reference": _ALFF_REFERENCE,
+        "ColumnPatterns": {"<Region>": {
+            "Description": "zALFF of the region; n/a when it has no non-constant voxel",
+            "Units": "SD of the run's voxelwise ALFF (dimensionless)"}}},
     "falff": {
         "Description": "Regional fALFF (0.01-0.08 Hz amplitude / amplitude over all non-DC "
                        "bins, mean over the region's non-constant voxels); one row per run",
@@ -1040,6 +1109,7 @@ def _group_sidecar(name: str, columns: list[str]) -> dict[str, Any]:
     """JSON sidecar of a group table: identifier columns by name, the others by pattern."""
     spec = _GROUP_TABLES[name]
     side: dict[str, Any] = {"Description": spec["Description"]}
+    side.update({k: spec[k] for k in ("Censoring", "Reference") if k in spec})
     side.update({c: _ID_COLUMNS[c] for c in columns if c in _ID_COLUMNS})
     side.update({c: d for c, d in spec.get("Columns", {}).items() if c in columns})
     if "ColumnPatterns" in spec:

@@ -17,7 +17,9 @@ __all__ = ["write_group_report"]
 
 _TITLES = {
     "networks": "Network scores (mean within-network Fisher z)",
-    "alff": "Regional ALFF",
+    "alff": "Regional ALFF (raw, BOLD units)",
+    "malff": "Regional mALFF (ALFF / the run's atlas-voxel mean)",
+    "zalff": "Regional zALFF",
     "falff": "Regional fALFF",
     "connectivity_corr": "Connectivity edges (correlation, Fisher z)",
     "connectivity_partialcorr": "Connectivity edges (partial correlation, Fisher z)",
