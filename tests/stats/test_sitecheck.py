@@ -131,3 +131,23 @@ def test_single_site_has_no_meta_and_says_so(tmp_path):
     head = pd.read_csv(tmp_path / "o" / "headline.tsv", sep="\t")
     assert (head["source"] == "glm").all() and s["headline"]["n_glm"] == 2
     assert not (tmp_path / "o" / "meta_effects.tsv").exists()
+
+
+def test_disagreement_is_flagged_warned_and_meta_leads(tmp_path):
+    # untransformed multiplicative sites (1x with 70% cases, 8x with 30%): for feat03 the
+    # pooled GLM is slightly negative while the meta-analysis is clearly positive
+    F, P, _ = simulate_feature_table(n_per_site=(400, 400, 400), site_scale=(1.0, 8.0, 8.0),
+                                     case_fraction=(0.7, 0.3, 0.3), d=0.4, n_features=3,
+                                     seed=2)
+    fp, pp = _write(tmp_path, F, P)
+    res = run_stats(fp, pp, tmp_path / "o", config=StatsConfig(transform="none"),
+                    analyses=("glm",))
+    head = pd.read_csv(tmp_path / "o" / "headline.tsv", sep="\t").set_index("feature")
+    meta = pd.read_csv(tmp_path / "o" / "meta_effects.tsv", sep="\t").set_index("feature")
+    assert head.loc["feat03", "mega_d"] < 0 < meta.loc["feat03", "d_ci_low"]
+    assert not head.loc["feat03", "agree"] and head.loc["feat03", "source"] == "meta"
+    assert "disagree" in head.loc["feat03", "reason"]
+    s = res["summary"]
+    assert s["headline"]["n_disagree"] == 1 and s["headline"]["disagree"] == ["feat03"]
+    assert any("disagree for 1 feature(s) (feat03)" in w for w in s["warnings"])
+    assert (head["d"] > 0).all()  # every headline keeps the planted sign
