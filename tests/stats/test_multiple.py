@@ -279,3 +279,16 @@ def test_nbs_constant_edge_is_never_supra_threshold():
     keep = [0, 2, 3, 4, 5]
     ref = nbs(Y[:, keep], [names[j] for j in keep], x, n_permutations=300, seed=0)
     np.testing.assert_array_equal(res.max_size_null, ref.max_size_null)
+
+
+@pytest.mark.parametrize("dtype", [None, np.float64, np.float32])
+def test_features_in_extreme_units_give_the_same_t_and_p(dtype):
+    # float32 products see unit-norm columns, and sums of squares stay in range
+    Y, x, conf = _data(6, n=80, m=6)
+    scaled = Y * np.array([1e-300, 1e-30, 1.0, 1e30, 1e200, 1e300])
+    ref = permutation_test(Y, x, conf, n_permutations=300, seed=1, dtype=dtype)
+    got = permutation_test(scaled, x, conf, n_permutations=300, seed=1, dtype=dtype)
+    assert not got.constant.any()
+    np.testing.assert_allclose(got.t, ref.t, rtol=1e-10)
+    np.testing.assert_array_equal(got.p_fwe, ref.p_fwe)
+    np.testing.assert_array_equal(got.p_uncorrected, ref.p_uncorrected)

@@ -129,7 +129,8 @@ class _Prepared:
     E: np.ndarray  # (n, m') residuals of the non-constant features, in the working dtype
     E64: np.ndarray  # the same in float64 (the same array when the working dtype is float64)
     W0: np.ndarray  # (n, 1 + q') [x_r / ||x_r||, Q without permutation-invariant columns]
-    ss: np.ndarray  # (m',) sum of squares of E (float64)
+    ss: np.ndarray  # (m',) sum of squares of E64 (float64)
+    ss_work: np.ndarray  # (m',) that of E: ones when E is float32 (unit-norm columns)
     df: int
     codes: np.ndarray | None  # exchangeability block of each row
     keep: np.ndarray  # (m,) bool: features that are not (numerically) constant
@@ -203,6 +204,10 @@ def _prepare(Y: Any, tested: Any, confounds: Any, blocks: Any, dtype: Any) -> _P
     if df < 1:
         raise InputError(f"Y: {n} samples leave no residual degrees of freedom for "
                          f"{Q.shape[1] + 1} regressors")
+    peak = np.abs(Ya).max(axis=0)
+    extreme = (peak > 0) & ((peak < 1e-100) | (peak > 1e100))
+    if extreme.any():  # t does not depend on units: keep sums of squares in range
+        Ya = Ya * np.where(extreme, 1 / np.where(extreme, peak, 1.0), 1.0)
     norm2 = np.einsum("ij,ij->j", Ya, Ya)
     E = Q @ (Q.T @ Ya)
     np.subtract(Ya, E, out=E)  # residuals, in place: no second array of the size of Y
@@ -217,7 +222,12 @@ def _prepare(Y: Any, tested: Any, confounds: Any, blocks: Any, dtype: Any) -> _P
         E = np.ascontiguousarray(E[:, keep])
         ss = ss[keep]
     W0 = np.column_stack([xr / np.sqrt(xtx), Q[:, n_invariant:]])
-    prep = _Prepared(E=E.astype(work, copy=False), E64=E, W0=W0, ss=ss, df=df, codes=codes,
+    if work == np.float64:
+        E_work, ss_work = E, ss
+    else:  # unit-norm columns: no float32 overflow or underflow, whatever the units
+        E_work = (E * (1 / np.sqrt(ss))).astype(work)
+        ss_work = np.ones_like(ss)
+    prep = _Prepared(E=E_work, E64=E, W0=W0, ss=ss, ss_work=ss_work, df=df, codes=codes,
                      keep=keep, refine=refine)
     a = W0[:, 0] @ E
     prep.t_obs = np.full(m, np.nan)
@@ -311,8 +321,8 @@ def _batches(prep: _Prepared, n_permutations: int, seed: Any,
         u = float(np.finfo(np.float32).eps) / 2
         c = (_LAMBDA * np.sqrt(n) + 4) * u  # |error of x' P E_j| <= c ||E_j|| (see _LAMBDA)
         e2 = 2 * c * (1 + np.sqrt(q1 - 1)) + q1 * c * c + 1e-14  # |error of rss| / ss
-        da = c * np.sqrt(prep.ss)
-        drss = e2 * prep.ss
+        da = c * np.sqrt(prep.ss_work)
+        drss = e2 * prep.ss_work
     chunk = max(1, _CHUNK_BYTES // (8 * m))
     done = 0
     while done < n_permutations:
@@ -328,7 +338,7 @@ def _batches(prep: _Prepared, n_permutations: int, seed: Any,
             for k in range(1, q1):
                 gk = G[k, s:e].astype(np.float64)
                 bq2 += np.square(gk, out=gk)
-            rss = np.subtract(prep.ss, bq2, out=bq2)
+            rss = np.subtract(prep.ss_work, bq2, out=bq2)
             rss -= a * a
             with np.errstate(divide="ignore", invalid="ignore"):
                 if not prep.refine:
