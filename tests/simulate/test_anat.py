@@ -90,13 +90,16 @@ def test_deterministic_per_seed(atlas, shrunk):
 
 def test_group_effect_in_planted_log_volumes(atlas):
     eff = SimulationEffects(effect_scale=2.0)
-    _, _, td = simulate_t1w(atlas, seed=5, effects=eff)
-    _, _, ad = simulate_t1w(atlas, seed=5, group="ADHD", effects=eff)
+    _, lab_td, td = simulate_t1w(atlas, seed=5, effects=eff)
+    _, lab_ad, ad = simulate_t1w(atlas, seed=5, group="ADHD", effects=eff)
+    index = dict(zip(atlas.regions["name"], atlas.regions["index"], strict=True))
     for name, d in (("Caudate_L", -0.11), ("Putamen_R", -0.14), ("NAcc_L", -0.15),
                     ("Pallidum_L", 0.0), ("Occipital_L", 0.0)):
         diff = ad["log_volume_factor"][name] - td["log_volume_factor"][name]
         assert diff == pytest.approx(d * 2.0 * 0.08, abs=1e-12), name
-        realised = np.log(ad["volume_mm3"][name] / td["volume_mm3"][name])
+        # realised in the label images: voxel counts of the region, ADHD over TD
+        counts = [(np.asarray(lab.dataobj) == index[name]).sum() for lab in (lab_ad, lab_td)]
+        realised = np.log(counts[0] / counts[1])
         assert realised == pytest.approx(d * 2.0 * 0.08, abs=0.02), name
 
 
