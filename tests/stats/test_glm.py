@@ -246,3 +246,24 @@ def test_icv_enters_the_model_as_a_covariate():
     res = case_control(feats, parts, site=None, icv="icv")
     assert res.attrs["n_dropped_missing"] == 10
     assert (res["n_case"] + res["n_control"] == len(parts) - 10).all()
+
+
+def test_noncentrality_bound_interpolated_as_accurate_as_direct():
+    from scipy import special
+
+    from danemap.stats.glm import noncentrality_bound
+
+    rng = np.random.default_rng(1)
+    for df in (3, 10, 46, 263, 10_000):
+        t = np.r_[rng.uniform(-12, 12, 3000), -12.0, 12.0]  # > 1024 values: interpolated
+        d = np.full(t.size, float(df))
+        for prob in (0.975, 0.025):
+            got = noncentrality_bound(t, d, prob)
+            direct = special.nctdtrinc(d, prob, t)
+            res_got = np.abs(special.nctdtr(d, got, t) - prob)
+            res_direct = np.abs(special.nctdtr(d, direct, t) - prob)
+            assert res_got.max() <= max(4e-7, 1.05 * res_direct.max())
+            if df >= 46:  # with few df the CDF is flat in lambda: compare the residuals only
+                assert np.max(np.abs(got - direct)[np.abs(t) < 6]) < 2e-6
+    few = noncentrality_bound(np.array([1.0, 2.0]), np.array([18.0, 18.0]), 0.975)
+    np.testing.assert_array_equal(few, special.nctdtrinc(18.0, 0.975, np.array([1.0, 2.0])))

@@ -341,7 +341,9 @@ def join_features(features: pd.DataFrame, participants: pd.DataFrame,
     if clash:
         raise InputError(f"features: feature column(s) {_listing(clash)} also exist in "
                          "participants; rename them")
-    non_numeric = [c for c in feature_names if not pd.api.types.is_numeric_dtype(features[c])]
+    # one pass over the dtypes, not one column access per feature (tables of 10^4 edges)
+    non_numeric = [c for c, dt in zip(features.columns, features.dtypes, strict=True)
+                   if c != on and not pd.api.types.is_numeric_dtype(dt)]
     if non_numeric:
         raise InputError(f"features: expected numeric feature columns, found non-numeric "
                          f"{_listing(non_numeric)}")

@@ -33,8 +33,10 @@ __all__ = [
     "GLMResult",
     "case_control",
     "d_ci_exact",
+    "d_variance",
     "effect_sizes_from_t",
     "fit_glm",
+    "noncentrality_bound",
 ]
 
 log = get_logger("stats.glm")
@@ -195,8 +197,6 @@ def d_ci_exact(t: Any, df: Any, n_case: Any, n_control: Any,
     d (the standardised group coefficient times ``sqrt((n1 + n2) / df)`` for a two-group
     design) with the stated probability at any sample size.
     """
-    from scipy import special
-
     t = np.asarray(t, dtype=np.float64)
     dfa = np.asarray(df, dtype=np.float64)
     n1 = np.asarray(n_case, dtype=np.float64)
@@ -208,9 +208,59 @@ def d_ci_exact(t: Any, df: Any, n_case: Any, n_control: Any,
     if ok.any():
         scale = (n1[ok] + n2[ok]) / (np.sqrt(n1[ok] * n2[ok]) * np.sqrt(dfa[ok]))
         tail = (1.0 - level) / 2.0
-        low[ok] = special.nctdtrinc(dfa[ok], 1.0 - tail, t[ok]) * scale
-        high[ok] = special.nctdtrinc(dfa[ok], tail, t[ok]) * scale
+        low[ok] = noncentrality_bound(t[ok], dfa[ok], 1.0 - tail) * scale
+        high[ok] = noncentrality_bound(t[ok], dfa[ok], tail) * scale
     return low, high
+
+
+_NCT_DIRECT = 1024  # values of one df up to which every bound is solved directly
+_NCT_NODES = 257  # interpolation nodes per df above that
+
+
+def noncentrality_bound(t: Any, df: Any, prob: float) -> np.ndarray:
+    """Noncentrality ``lambda`` with noncentral-t CDF ``F(t; df, lambda) = prob``.
+
+    Parameters
+    ----------
+    t : array-like
+        Observed t values (finite).
+    df : array-like
+        Degrees of freedom (> 0), same shape.
+    prob : float
+        Target CDF value, in (0, 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``lambda`` per value, as ``scipy.special.nctdtrinc(df, prob, t)``.
+
+    Notes
+    -----
+    ``nctdtrinc`` solves each value by root finding (about 14 us each), which is most of the
+    time of a many-site meta-analysis of connectome edges (20 sites x 4,950 edges x 2
+    bounds). The values of one df lie on one smooth, monotone curve ``lambda(t)``, so for
+    more than :data:`_NCT_DIRECT` values of one df the curve is solved directly at
+    :data:`_NCT_NODES` equispaced nodes over their range and interpolated by a cubic spline:
+    the noncentral-t CDF at the interpolated bound is as close to ``prob`` as at
+    nctdtrinc's own solution (both within 4e-7, tested across df 3-10,000 and |t| up to 12);
+    from 46 df on the two differ by at most 2e-6 in ``lambda``.
+    """
+    from scipy import interpolate, special
+
+    t = np.asarray(t, dtype=np.float64)
+    df = np.asarray(df, dtype=np.float64)
+    out = np.empty(t.shape)
+    for dfv in np.unique(df):
+        sel = df == dfv
+        tv = t[sel]
+        lo, hi = float(tv.min()), float(tv.max())
+        if tv.size <= _NCT_DIRECT or hi - lo <= 0:
+            out[sel] = special.nctdtrinc(dfv, prob, tv)
+            continue
+        nodes = np.linspace(lo, hi, _NCT_NODES)
+        curve = interpolate.CubicSpline(nodes, special.nctdtrinc(dfv, prob, nodes))
+        out[sel] = curve(tv)
+    return out
 
 
 def effect_sizes_from_t(t: Any, n_case: Any, n_control: Any, df: Any) -> dict[str, np.ndarray]:
@@ -251,10 +301,33 @@ def effect_sizes_from_t(t: Any, n_case: Any, n_control: Any, df: Any) -> dict[st
     dfa = np.asarray(df, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         d = t * (n1 + n2) / (np.sqrt(n1 * n2) * np.sqrt(dfa))
-        se = np.sqrt((n1 + n2) / (n1 * n2) + d**2 / (2.0 * (n1 + n2)))
         j = 1.0 - 3.0 / (4.0 * (n1 + n2 - 2.0) - 1.0)
     low, high = d_ci_exact(t, dfa, n1, n2)
-    return {"d": d, "d_ci_low": low, "d_ci_high": high, "g": j * d, "se_d": se}
+    return {"d": d, "d_ci_low": low, "d_ci_high": high, "g": j * d,
+            "se_d": np.sqrt(d_variance(d, n1, n2))}
+
+
+def d_variance(d: Any, n_case: Any, n_control: Any) -> np.ndarray:
+    """Large-sample sampling variance of Cohen's d (Hedges & Olkin 1985).
+
+    Parameters
+    ----------
+    d : array-like
+        Cohen's d.
+    n_case, n_control : array-like
+        Group sizes.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n1 + n2) / (n1 n2) + d^2 / (2 (n1 + n2))``, the weight of d in a meta-analysis
+        (metafor's ``escalc(measure="SMD")`` without the small-sample correction).
+    """
+    d = np.asarray(d, dtype=np.float64)
+    n1 = np.asarray(n_case, dtype=np.float64)
+    n2 = np.asarray(n_control, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (n1 + n2) / (n1 * n2) + d**2 / (2.0 * (n1 + n2))
 
 
 def _encode(df: pd.DataFrame, columns: Sequence[str], categorical: Sequence[str],

@@ -216,44 +216,72 @@ def site_meta_analysis(features: pd.DataFrame, participants: pd.DataFrame, site:
     Raises
     ------
     InputError
-        If the site column is absent, or no site has both cases and controls with enough
-        participants for its GLM.
+        If a column is absent, a feature row has no participant, or no site has both cases
+        and controls.
+
+    Notes
+    -----
+    Each site's model is exactly :func:`danemap.stats.glm.case_control` with ``site=None``
+    on that site's participants (tested to 1e-12), fitted as one matrix product per site
+    rather than through the table-level function, so 20 sites x 4,950 edges take well under
+    a second.
     """
     import pandas as pd
 
-    from danemap.stats.glm import case_control, effect_sizes_from_t
+    from danemap.stats.glm import _encode, _fit_terms, d_variance, effect_sizes_from_t
     from danemap.stats.multiple import fdr_bh
 
-    if site not in participants.columns:
-        raise InputError(f"participants: expected site column {site!r}, found "
+    cov_cols = [*covariates, *([icv] if icv and icv not in covariates else [])]
+    missing = [c for c in (site, group, *cov_cols) if c not in participants.columns]
+    if missing:
+        raise InputError(f"participants: expected column(s) {missing}, found "
                          f"{list(participants.columns)}")
+    unknown = features.index.difference(participants.index)
+    if len(unknown):
+        raise InputError(f"features: {len(unknown)} row(s) not in participants (e.g. "
+                         f"{list(unknown[:3])})")
     names = [str(c) for c in features.columns]
+    P = participants.loc[features.index]
+    Y = features.to_numpy(dtype=np.float64, na_value=np.nan)
+    Y = np.where(np.isfinite(Y), Y, np.nan)
+    is_case = (P[group] == case).to_numpy()
+    in_groups = is_case | (P[group] == control).to_numpy()
+    complete = in_groups & P[[site, *cov_cols]].notna().all(axis=1).to_numpy()
+    labels = P[site].astype(str).to_numpy()
     blocks: list[pd.DataFrame] = []
-    sites = sorted(participants[site].dropna().astype(str).unique())
-    labels = participants[site].astype(str)
-    for s in sites:
-        idx = participants.index[(labels == s).to_numpy()]
-        F = features.loc[features.index.intersection(idx)].reset_index()
-        P = participants.loc[idx].reset_index()
-        try:
-            res = case_control(F, P, group=group, case=case, control=control,
-                               covariates=covariates, site=None, icv=icv)
-        except InputError as exc:
-            log.warning("meta-analysis: site %r left out: %s", s, exc)
+    errors: dict[str, str] = {}
+    for s in sorted(set(labels[complete])):
+        rows = complete & (labels == s)
+        g = is_case[rows]
+        if g.all() or not g.any():
+            errors[s] = "no case or no control"
+            log.warning("meta-analysis: site %r left out: it has no case or no control", s)
             continue
-        res = res[res["term"] == "group"].set_index("feature").reindex(names)
-        eff = effect_sizes_from_t(res["t"], res["n_case"], res["n_control"], res["df"])
-        note = res["note"].fillna("not fitted in this site").to_numpy(object)
+        cov, _ = _encode(P.loc[rows], cov_cols, [], f"meta-analysis[{s}]")
+        X = np.column_stack([np.ones(rows.sum()), g.astype(float), cov])
+        Ys = Y[rows]
+        fit = _fit_terms(Ys, X, [1])
+        seen = ~np.isnan(Ys)
+        n_case = seen[g].sum(axis=0)
+        n_ctrl = seen[~g].sum(axis=0)
+        note = np.where(fit["constant"][0], "not tested: constant, or explained exactly by "
+                        "the covariates", np.where(np.isnan(fit["t"][0]),
+                                                   "not fitted in this site", ""))
         blocks.append(pd.DataFrame({
-            "feature": names, "site": s, "n_case": res["n_case"].to_numpy(),
-            "n_control": res["n_control"].to_numpy(), "beta": res["beta"].to_numpy(),
-            "t": res["t"].to_numpy(), "df": res["df"].to_numpy(), "p": res["p"].to_numpy(),
-            "d": eff["d"], "d_ci_low": eff["d_ci_low"], "d_ci_high": eff["d_ci_high"],
-            "var_d": eff["se_d"] ** 2, "note": note}))
+            "feature": names, "site": s, "n_case": n_case, "n_control": n_ctrl,
+            "beta": fit["beta"][0], "t": fit["t"][0], "df": fit["df"][0], "p": fit["p"][0],
+            "note": note}))
     if not blocks:
-        raise InputError(f"meta-analysis: no site of {site!r} has cases and controls enough "
-                         "for the within-site GLM")
+        first = next(iter(errors.items()), ("", "no participant in either group"))
+        raise InputError(f"meta-analysis: no site of {site!r} could be analysed on its own "
+                         f"(site {first[0]!r}: {first[1]})")
     per_site = pd.concat(blocks, ignore_index=True)
+    # one call for every site: sites of equal size share one noncentral-t curve
+    eff = effect_sizes_from_t(per_site["t"], per_site["n_case"], per_site["n_control"],
+                              per_site["df"])
+    for col in ("d", "d_ci_low", "d_ci_high"):
+        per_site[col] = eff[col]
+    per_site["var_d"] = d_variance(eff["d"], per_site["n_case"], per_site["n_control"])
     k_sites = len(blocks)
     y = per_site["d"].to_numpy(float).reshape(k_sites, len(names))
     v = per_site["var_d"].to_numpy(float).reshape(k_sites, len(names))
