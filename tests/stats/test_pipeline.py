@@ -184,7 +184,8 @@ def test_table_errors(tmp_path):
 def test_unused_participants_are_dropped_not_fatal(tmp_path, caplog):
     a = _write(tmp_path / "i.tsv", "participant_id\tx\n01\t1\n")
     p = _write(tmp_path / "p.tsv", "participant_id\tgroup\n01\tTD\n02\tADHD\n")
-    _F, P = load_inputs(a, p)
+    with pytest.warns(DanemapWarning, match="no row in feature table"):
+        _F, P = load_inputs(a, p)
     assert list(P.index) == ["sub-01"]
 
 

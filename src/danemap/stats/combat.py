@@ -37,11 +37,12 @@ from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError, NotFittedError
 from danemap.stats._design import CovariateEncoder, as_2d_float, as_labels
 
-__all__ = ["COMBAT_METHODS", "ComBat", "combat_params"]
+__all__ = ["COMBAT_METHODS", "MIN_SITE_SIZE", "ComBat", "combat_params"]
 
 log = get_logger("stats.combat")
 
-_MIN_SITE_SIZE = 3
+#: Fewest participants a site needs for its scale to be estimated.
+MIN_SITE_SIZE = 3
 _CONV = 1e-4  # convergence criterion of the parametric EB iteration (as neuroCombat/sva)
 _MAX_ITER = 10_000
 _NP_CHUNK = 512  # features per block in the non-parametric EB (bounds an m x m matrix)
@@ -356,10 +357,10 @@ class ComBat(BaseEstimator):
         C = self._covariate_matrix(covars, n, fitting=True)
         sites, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
         small = {str(s): int(c) for s, c in zip(sites, counts, strict=True)
-                 if c < _MIN_SITE_SIZE}
+                 if c < MIN_SITE_SIZE}
         if small:
             raise InputError(
-                f"site: ComBat needs at least {_MIN_SITE_SIZE} participants per site to "
+                f"site: ComBat needs at least {MIN_SITE_SIZE} participants per site to "
                 f"estimate its scale; found {small}. Merge these participants into a similar "
                 "site or drop them (neuroHarmonize returns NaN here)")
         k = len(sites)
@@ -434,9 +435,9 @@ class ComBat(BaseEstimator):
         out: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
         for s in new_sites:
             idx = np.flatnonzero(labels == s)
-            if idx.size < _MIN_SITE_SIZE:
+            if idx.size < MIN_SITE_SIZE:
                 raise InputError(f"site: unseen site {s!r} has {idx.size} participant(s); "
-                                 f"refitting needs at least {_MIN_SITE_SIZE}")
+                                 f"refitting needs at least {MIN_SITE_SIZE}")
             z = (Xa[idx] - self.grand_mean_ - C[idx] @ self.coef_[k:]) / sd
             g_hat = np.zeros(Xa.shape[1])
             d_hat = np.ones(Xa.shape[1])
@@ -501,7 +502,8 @@ class ComBat(BaseEstimator):
             if self.unseen_site == "error":
                 raise InputError(f"site: {[str(s) for s in new_sites]} not seen at fit; fitted "
                                  f"sites are {[str(s) for s in self.sites_]} (use "
-                                 "unseen_site='refit' to estimate new sites)")
+                                 "ComBat(unseen_site='refit') to estimate new sites; on the command line "
+                                 "this is --loso-harmonize refit)")
             warnings.warn(f"ComBat: site(s) {[str(s) for s in new_sites]} not seen at fit; "
                           "estimating their location/scale from the new data against the "
                           "fitted model (unseen_site='refit')", DanemapWarning, stacklevel=2)

@@ -79,7 +79,9 @@ from danemap.stats._tables import (
     check_columns,
     encode_covariates,
     group_mask,
+    left_out_warning,
     load_inputs,
+    rare_levels,
     rows_policy,
     stats_sidecar,
     write_result,
@@ -266,12 +268,24 @@ class _Run:
 
     @functools.cached_property
     def base_rows(self) -> np.ndarray:
-        """Mask of the participants in either group with every covariate and the site."""
+        """Mask of the participants in either group with every covariate and the site.
+
+        With ComBat, the participants of a site with fewer than ComBat's minimum of three
+        are left out too, with a warning naming them (the same drop-and-name rule as the
+        normative model and classification).
+        """
+        from danemap.stats.combat import MIN_SITE_SIZE
+
         cfg = self.cfg
         is_case, is_ctrl = group_mask(self.P, cfg.group, cfg.case, cfg.control, "participants")
         cols = [*self.icv_covariates, *([self.site] if self.site else [])]
         check_columns(self.P, cols, "participants")
-        return (is_case | is_ctrl) & self.P[cols].notna().all(axis=1).to_numpy()
+        rows = (is_case | is_ctrl) & self.P[cols].notna().all(axis=1).to_numpy()
+        if cfg.harmonize == "combat" and self.site is not None \
+                and self.P.loc[rows, self.site].nunique() > 1:
+            rows, notes = rare_levels(self.P, rows, [self.site], MIN_SITE_SIZE)
+            left_out_warning("group analyses (ComBat needs 3 per site)", notes)
+        return rows
 
     @property
     def multi_site(self) -> bool:
@@ -1081,7 +1095,14 @@ def run_stats(
         wanted.add("harmonize")
     order = [a for a in ANALYSES if a in wanted]
     paths = [features] if isinstance(features, str | os.PathLike) else list(features)
-    F, P = load_inputs(paths, participants, session=opts.session)
+    with warnings.catch_warnings(record=True) as read_warnings:
+        warnings.simplefilter("always", DanemapWarning)
+        F, P = load_inputs(paths, participants, session=opts.session)
+    all_warnings: list[str] = []
+    for w in read_warnings:
+        if issubclass(w.category, DanemapWarning):
+            all_warnings.append(f"inputs: {w.message}")
+            log.warning("inputs: %s", w.message)
     check_columns(P, [cfg.group, *cfg.covariates], f"participants {participants}")
     group_mask(P, cfg.group, cfg.case, cfg.control, f"participants {participants}")
     out = Path(out_dir)
@@ -1091,7 +1112,6 @@ def run_stats(
     sources = {"features": [str(p) for p in paths], "participants": str(participants)}
     run = _Run(F, P, out, cfg, opts, sources)
     del F  # the run holds the features, and lets them go once harmonised ones replace them
-    all_warnings: list[str] = []
     errors: dict[str, str] = {}
     timings: dict[str, float] = {}
     for i, name in enumerate(order):
