@@ -502,8 +502,8 @@ class ComBat(BaseEstimator):
             if self.unseen_site == "error":
                 raise InputError(f"site: {[str(s) for s in new_sites]} not seen at fit; fitted "
                                  f"sites are {[str(s) for s in self.sites_]} (use "
-                                 "ComBat(unseen_site='refit') to estimate new sites; on the command line "
-                                 "this is --loso-harmonize refit)")
+                                 "ComBat(unseen_site='refit') to estimate new sites; on "
+                                 "the command line this is --loso-harmonize refit)")
             warnings.warn(f"ComBat: site(s) {[str(s) for s in new_sites]} not seen at fit; "
                           "estimating their location/scale from the new data against the "
                           "fitted model (unseen_site='refit')", DanemapWarning, stacklevel=2)
