@@ -143,7 +143,7 @@ def test_errors(tmp_path):
     with pytest.raises(InputError, match="not aligned"):
         classify(F.iloc[::-1], P)
     with pytest.raises(InputError, match=r"too few .*lower --folds"), \
-            pytest.warns(DanemapWarning, match="fewer than 15 participants"):
+            pytest.warns(DanemapWarning, match="fewer than 10 participants"):
         classify(F.iloc[:6], P.iloc[:6], n_folds=5)
     with pytest.raises(InputError, match="clash"):
         classify(F.assign(age=1.0), P)

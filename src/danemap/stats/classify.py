@@ -411,6 +411,17 @@ def _cv_predict(model: NestedLogistic, X: pd.DataFrame, y: np.ndarray,
     return prob, folds, best
 
 
+def _min_level(n_folds: int) -> int:
+    """Fewest participants a site or categorical level needs to be classified.
+
+    The outer folds are stratified on the diagnosis, not the site, so a level needs enough
+    members to be in every outer and inner training fold, with the three per site that
+    ComBat needs there: twice the number of outer folds (10 with 5 folds; 12 per site, the
+    demo's smallest, pass).
+    """
+    return 2 * int(n_folds)
+
+
 def _training_table(features: pd.DataFrame, participants: pd.DataFrame, group: str,
                     case: str, control: str, covariates: Sequence[str],
                     extra_covariates: Sequence[str], site: str, min_level: int,
@@ -418,8 +429,9 @@ def _training_table(features: pd.DataFrame, participants: pd.DataFrame, group: s
     """Join features and covariates of the case and control rows the classifiers use.
 
     The rule of :mod:`danemap.stats._tables` (*participants left out*): complete site and
-    ``covariates``, finite features, and a site and categorical-covariate level held by
-    at least ``min_level`` participants; everyone left out is named in one warning.
+    ``covariates``, finite features, a site held by at least ``min_level`` participants
+    and a categorical-covariate level by at least half as many; everyone left out is
+    named in one warning.
     Returns the joined table, the labels (case = 1), the imaging, numeric and categorical
     column names and the number of case/control rows left out.
     """
@@ -448,10 +460,14 @@ def _training_table(features: pd.DataFrame, participants: pd.DataFrame, group: s
     complete = rows & data[[site, *covariates]].notna().all(axis=1).to_numpy() \
         & np.isfinite(data[imaging].to_numpy(float)).all(axis=1)
     notes = incomplete_note(participants, rows, complete, [site, *covariates])
-    keep, rare = rare_levels(participants, complete,
-                             [site, *[c for c in covariates if c in categorical]], min_level,
-                             need="participants to be in every training fold")
-    left_out_warning("classification", [*notes, *rare])
+    keep, rare = rare_levels(participants, complete, [site], min_level,
+                             need="participants to be in every training fold with ComBat's "
+                                  "three")
+    # a covariate level only has to be in every training fold: half the site minimum
+    keep, rare_cov = rare_levels(participants, keep,
+                                 [c for c in covariates if c in categorical], min_level // 2,
+                                 need="participants to be in every training fold")
+    left_out_warning("classification", [*notes, *rare, *rare_cov])
     dropped = int((rows & ~keep).sum())
     data = data[keep]
     return data, is_case[keep].astype(int), imaging, numeric, categorical, dropped
@@ -493,7 +509,7 @@ def classify(
         Covariates of the covariate model (text columns one-hot encoded; each listed
         once), also preserved by ComBat. Participants are left out by the rule of
         :mod:`danemap.stats._tables` (missing or non-finite values, a site or level held
-        by fewer than ``n_folds * inner_folds`` participants), named in one warning.
+        by fewer than ``2 * n_folds`` participants), named in one warning.
     extra_covariates : sequence of str
         Covariates added when present and not already in ``covariates`` (e.g. IQ);
         missing values are median-imputed within each training fold.
@@ -550,7 +566,7 @@ def classify(
         raise InputError("c_grid: expected at least one value of C")
     data, y, imaging, numeric, categorical, dropped = _training_table(
         features, participants, group, case, control, covariates, extra_covariates, site,
-        int(n_folds) * int(inner_folds))
+        _min_level(n_folds))
     n_case, n_ctrl = int(y.sum()), int(len(y) - y.sum())
     if min(n_case, n_ctrl) < n_folds:
         raise InputError(f"classification: {n_case} cases and {n_ctrl} controls are too few "
@@ -698,7 +714,7 @@ inner_folds, c_grid, seed
     n_folds : int
         The outer folds of the :func:`classify` run the model goes with: the same
         participants are left out (a site or categorical level held by fewer than
-        ``n_folds * inner_folds`` participants).
+        ``2 * n_folds`` participants).
 
     Returns
     -------
@@ -709,7 +725,7 @@ inner_folds, c_grid, seed
         raise InputError(f"model: expected one of {list(MODELS)}, found {model!r}")
     data, y, imaging, numeric, categorical, _ = _training_table(
         features, participants, group, case, control, covariates, extra_covariates, site,
-        int(n_folds) * int(inner_folds))
+        _min_level(n_folds))
     builder = _builders(imaging, numeric, categorical, site, harmonize,
                         list(dict.fromkeys(covariates)),
                         "kfold", "none", combat_method)[model]

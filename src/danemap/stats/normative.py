@@ -617,6 +617,15 @@ def _folds(strata: np.ndarray, levels: list[np.ndarray], n_folds: int,
     """
     from sklearn.model_selection import StratifiedKFold
 
+    counts = np.unique(strata, return_counts=True)[1]
+    if len(levels) > 1 and np.all(counts < int(n_folds)):
+        # every site x sex stratum is smaller than the folds: stratify on the site alone
+        # (every level is still checked to be in every training fold below)
+        strata = levels[0]
+        counts = np.unique(strata, return_counts=True)[1]
+    if np.all(counts < int(n_folds)):
+        raise InputError(f"normative model: every stratum has fewer than {n_folds} controls "
+                         f"(largest {int(counts.max())}); use fewer folds (--folds)")
     for attempt in range(50):
         splitter = StratifiedKFold(int(n_folds), shuffle=True, random_state=seed + attempt)
         with warnings.catch_warnings():
