@@ -151,3 +151,19 @@ def test_disagreement_is_flagged_warned_and_meta_leads(tmp_path):
     assert s["headline"]["n_disagree"] == 1 and s["headline"]["disagree"] == ["feat03"]
     assert any("disagree for 1 feature(s) (feat03)" in w for w in s["warnings"])
     assert (head["d"] > 0).all()  # every headline keeps the planted sign
+
+
+def test_small_sites_do_not_trigger_the_transform_by_chance():
+    # 12 per site, equal true scales: the observed SD ratio exceeds 1.5 often by chance;
+    # its 95% lower bound does not, so nothing is transformed
+    F, P, _ = simulate_feature_table(n_per_site=(12, 12), site_scale=(1.0, 1.0),
+                                     n_features=40, seed=8)
+    checks = check_sites(F.set_index("participant_id"), P["site"])
+    print("observed ratio > 1.5:", int((checks["sd_ratio"] > 1.5).sum()), "of 40")
+    assert (checks["sd_ratio"] > 1.5).sum() >= 8
+    assert (checks["transform"] == "none").all()
+    assert (checks["sd_ratio_low"] < checks["sd_ratio"]).all()
+    big, _, _ = simulate_feature_table(n_per_site=(12, 12), site_scale=(1.0, 8.0),
+                                       n_features=10, seed=8)
+    assert (check_sites(big.set_index("participant_id"), P["site"])["transform"]
+            == "log").all()  # a real 8x scale is still seen at 12 per site

@@ -23,11 +23,12 @@ actually done, built from the run (``none`` / ``not run`` where nothing was):
   ``meta_effects.tsv`` and ``meta_sites.tsv``), as ENIGMA does.
 * **Headline** (``headline.tsv``, what ``summary.json`` and the report lead with): per
   feature, the mega-analysis (harmonised pooled GLM) where its assumptions hold, that is
-  the site SD ratio of what was analysed is at most ``stats.scale_threshold`` and the
-  feature was harmonised, **and** it agrees with the meta-analysis (same sign, or both CIs
-  covering 0); otherwise the meta-analysis, whose site d's are scale-free. Disagreements
-  are flagged (``agree`` column), named in a warning and counted in ``summary.json``. With
-  one site the headline is the GLM.
+  the site SD ratio of what was analysed is not credibly above ``stats.scale_threshold``
+  (its 95% lower confidence bound is at most the threshold) and the feature was harmonised,
+  **and** it agrees with the meta-analysis (same sign, or both CIs covering 0); otherwise
+  the meta-analysis, whose site d's are scale-free. Disagreements are flagged (``agree``
+  column), named in a warning and counted in ``summary.json``. With one site the headline
+  is the GLM.
 * ``normative``: ComBat fitted on the (training) controls only, inside each fit.
 * ``classify``: ComBat fitted inside every training fold only (never on test data).
 * ``nbs``: the same harmonised features and confounds as ``permutation``.
@@ -392,7 +393,8 @@ def _write_site_checks(run: _Run) -> None:
         warnings.warn(
             f"site checks: {info['n_log_transformed']} of {run.n_features} feature(s) have "
             f"site SDs that scale with the site means (SD ratio up to "
-            f"{info['sd_ratio_max']:.1f}, above {info['scale_threshold']:g}) and are "
+            f"{info['sd_ratio_max']:.1f}, its 95% lower bound above "
+            f"{info['scale_threshold']:g}) and are "
             f"log-transformed before harmonisation (stats.transform = "
             f"{run.cfg.transform!r}); their d is on the log scale", DanemapWarning,
             stacklevel=2)
@@ -404,12 +406,15 @@ def _write_site_checks(run: _Run) -> None:
             DanemapWarning, stacklevel=2)
     cols = {"feature": "feature name", "positive": "every analysed value > 0",
             "sd_ratio": "largest / smallest within-site SD of the values as given",
+            "sd_ratio_low": "lower 95% confidence bound of sd_ratio (F distribution); the "
+                            "transform and the headline use it",
             "mean_ratio": "largest / smallest site mean (positive features)",
             "cv_ratio": "largest / smallest site coefficient of variation (positive features)"
                         "; near 1 with a large sd_ratio: a multiplicative site effect",
             "log_sd_ratio": "sd_ratio of log(values) (positive features)",
             "transform": "transform applied before every group analysis (log or none)",
             "analysed_sd_ratio": "sd_ratio of the values analysed (after the transform)",
+            "analysed_sd_ratio_low": "lower 95% confidence bound of analysed_sd_ratio",
             "harmonize": "whether ComBat may harmonise the feature",
             "reason": "why not (the site named), when harmonize is false"}
     run.write("site_checks", "site_checks.tsv", checks, run.base_sidecar(
@@ -611,7 +616,7 @@ def _headline(run: _Run, meta: pd.DataFrame | None) -> pd.DataFrame:
         checks = run.site_checks()
         assert checks is not None
         info = checks.set_index("feature").reindex(names)
-        scale_bad = (info["analysed_sd_ratio"] > thr).to_numpy()
+        scale_bad = (info["analysed_sd_ratio_low"] > thr).to_numpy()
         not_harm = ~info["harmonize"].astype(bool).to_numpy() & (run.harmonized is not None)
         disagree = np.array([a is False for a in agree])
         has_meta = np.isfinite(me["d"].to_numpy(float)) & (me["k_sites"].to_numpy() >= 2)
@@ -619,8 +624,8 @@ def _headline(run: _Run, meta: pd.DataFrame | None) -> pd.DataFrame:
         reasons = np.where(
             disagree, "mega and meta disagree: the meta-analysis, whose site d's are "
             "scale-free, leads",
-            np.where(scale_bad, f"site SD ratio above {thr:g} after the transform: ComBat's "
-                     "shared additive group effect is doubtful",
+            np.where(scale_bad, f"site SD ratio credibly above {thr:g} after the "
+                     "transform: ComBat's shared additive group effect is doubtful",
                      np.where(not_harm, "not harmonised (degenerate at a site)", "")))
         out["reason"] = np.where(use_meta, reasons, np.where(
             has_meta, "mega-analysis: site checks passed and meta agrees",
@@ -689,8 +694,9 @@ def _do_meta(run: _Run) -> None:
     run.write("headline", "headline.tsv", head, run.base_sidecar(
         "Headline case-control effect per feature: the estimate whose assumptions hold",
         _HEADLINE_COLUMNS, run.harmonization, covariates=run.icv_covariates,
-        Rule=("mega-analysis where the feature was harmonised, its analysed site SD ratio "
-              f"is at most {float(cfg.scale_threshold):g} and it agrees with the "
+        Rule=("mega-analysis where the feature was harmonised, the 95% lower bound of its "
+              f"analysed site SD ratio is at most {float(cfg.scale_threshold):g} and it "
+              "agrees with the "
               "meta-analysis; otherwise the meta-analysis (with at least two sites)")))
     top = head.sort_values("p").head(5)
     if meta is not None:
