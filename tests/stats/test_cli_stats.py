@@ -128,3 +128,21 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["stats", "all", *base, *FAST, "--harmonize", "none"]) == 1
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert "classify" in s["errors"]
+
+
+def test_cli_transform_threshold_and_meta_command(tmp_path):
+    fp, pp, _ = write_cohort(tmp_path)
+    out = tmp_path / "m"
+    rc = main(["stats", "meta", "--features", str(fp), "--participants", str(pp), "--out",
+               str(out), "--transform", "none", "--scale-threshold", "2.5",
+               "--meta-method", "dl"])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["harmonization_settings"]["transform"] == "none"
+    assert s["harmonization_settings"]["scale_threshold"] == 2.5
+    assert s["analyses"]["meta"]["method"] == "dl"
+    assert {"effects", "meta", "meta_sites", "headline", "site_checks"} <= set(s["files"])
+    pooled = pd.read_csv(out / "meta_effects.tsv", sep="\t")
+    assert pooled["method"].str.startswith("DL").all()
+    assert main(["stats", "glm", "--features", str(fp), "--participants", str(pp), "--out",
+                 str(tmp_path / "bad"), "--scale-threshold", "0.9"]) == 2

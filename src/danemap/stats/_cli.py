@@ -1,4 +1,4 @@
-"""``danemap stats {all,harmonize,glm,...,predict}``: the command line of the statistics.
+"""``danemap stats {all,harmonize,glm,meta,...,predict}``: the command line of the statistics.
 
 ``danemap stats all --features T.tsv --participants P.tsv --out DIR`` runs every
 analysis; each sub-command runs one (``reference`` also runs the GLM). With
@@ -21,12 +21,14 @@ __all__ = ["add_arguments", "run"]
 
 log = get_logger("stats.cli")
 
-COMMANDS = ("all", "harmonize", "glm", "permutation", "nbs", "symptoms", "normative",
+COMMANDS = ("all", "harmonize", "glm", "meta", "permutation", "nbs", "symptoms", "normative",
             "classify", "reference", "predict")
 
 
 def _common() -> argparse.ArgumentParser:
     from danemap.stats.combat import COMBAT_METHODS
+    from danemap.stats.meta import META_METHODS
+    from danemap.stats.sitecheck import TRANSFORMS
 
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("inputs and outputs")
@@ -46,7 +48,18 @@ def _common() -> argparse.ArgumentParser:
                    help="covariate columns (e.g. age sex)")
     g.add_argument("--site", default=None, help="site column (ComBat batch, LOSO)")
     g.add_argument("--icv", default=None, help="intracranial-volume column (volumes)")
-    g.add_argument("--harmonize", choices=["combat", "none"], default=None)
+    g.add_argument("--harmonize", choices=["combat", "none"], default=None,
+                   help="site harmonisation of the group analyses (default combat)")
+    g.add_argument("--transform", choices=list(TRANSFORMS), default=None,
+                   help="log-transform features with multiplicative site effects before "
+                        "harmonisation: auto (strictly positive features whose site SD ratio "
+                        "is credibly above --scale-threshold), log or none (default auto)")
+    g.add_argument("--scale-threshold", type=float, default=None, metavar="RATIO",
+                   help="site SD ratio above which auto takes the log and the headline "
+                        "prefers the per-site meta-analysis (default 1.5)")
+    g.add_argument("--meta-method", choices=list(META_METHODS), default=None,
+                   help="between-site variance of the per-site meta-analysis: reml or dl "
+                        "(default reml)")
     g.add_argument("--combat-method", choices=list(COMBAT_METHODS), default=None,
                    help="ComBat estimation: parametric or nonparametric empirical Bayes, or "
                         "no-eb (default parametric)")
@@ -100,7 +113,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common = _common()
     helps = {
         "all": "run every analysis", "harmonize": "ComBat harmonisation",
-        "glm": "case-control GLM with effect sizes", "permutation": "max-T permutation test",
+        "glm": "case-control GLM with effect sizes, the per-site meta-analysis and the "
+               "headline (headline.tsv)",
+        "meta": "per-site GLMs and their random-effects meta-analysis (with the GLM and the "
+                "headline)",
+        "permutation": "max-T permutation test",
         "nbs": "network-based statistic on connectivity edges (frontostriatal, LC-PFC)",
         "symptoms": "partial correlations with symptom scores",
         "normative": "normative z-scores (or score new participants with --model)",
@@ -120,6 +137,9 @@ def _config(args: argparse.Namespace, config: Any) -> Any:
     overrides = {"stats": {"group": args.group, "case": args.case, "control": args.control,
                            "covariates": covariates, "site": args.site,
                            "harmonize": args.harmonize, "combat_method": args.combat_method,
+                           "transform": args.transform,
+                           "scale_threshold": args.scale_threshold,
+                           "meta_method": args.meta_method,
                            "n_permutations": args.n_permutations,
                            "seed": args.seed}}
     return cfg.updated(overrides, source="command line")
