@@ -45,3 +45,28 @@ def test_group_report_order_cohort_and_rows(tmp_path):
 def test_group_report_without_statistics(tmp_path):
     html = write_group_report(tmp_path).read_text()
     assert "No group statistics were found" in html
+
+
+def test_report_leads_with_headline_and_shows_failures(tmp_path):
+    from danemap.config import StatsConfig
+    from danemap.simulate._table import simulate_feature_table
+    from danemap.stats.pipeline import StatsOptions, run_stats
+
+    # untransformed multiplicative sites: feat03's mega and meta disagree (see
+    # tests/stats/test_sitecheck.py); symptoms fail (no such column), recorded not raised
+    F, P, _ = simulate_feature_table(n_per_site=(400, 400, 400), site_scale=(1.0, 8.0, 8.0),
+                                     case_fraction=(0.7, 0.3, 0.3), d=0.4, n_features=3,
+                                     seed=2)
+    F.to_csv(tmp_path / "f.tsv", sep="\t", index=False)
+    P.to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    out = tmp_path / "stats" / "networks"
+    run_stats(tmp_path / "f.tsv", tmp_path / "p.tsv", out,
+              StatsConfig(transform="none", n_permutations=50),
+              analyses=("glm", "symptoms"),
+              options=StatsOptions(symptoms=["adhd_index"], on_error="record"))
+    html = write_group_report(tmp_path).read_text()
+    assert "FAILED: symptoms" in html and "adhd_index" in html
+    assert "mega- and meta-analysis disagree for 1 feature(s): feat03" in html
+    assert html.index("ADHD vs controls") < html.index("mega-analysis and per-site meta")
+    head_table = html.split("ADHD vs controls")[1].split("</table>")[0]
+    assert "meta" in head_table and "<svg" in html.split("ADHD vs controls")[1]

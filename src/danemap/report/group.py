@@ -1,7 +1,11 @@
 """The group report: renders the statistics tables written by :mod:`danemap.stats`.
 
-Reads ``group/stats/<table>/{effects,permutation,classification,symptoms}.tsv`` and the
-``summary.json`` of each table; computes nothing but display rounding and ordering.
+Reads ``group/stats/<table>/{headline,effects,meta_effects,site_checks,permutation,
+classification,symptoms}.tsv`` and the ``summary.json`` of each table; computes nothing but
+display rounding and ordering. Each table's section leads with the headline effect (the
+mega-analysis where its assumptions hold, else the per-site meta-analysis), shows the two
+side by side with their agreement, and says which analyses failed or were skipped and why
+(a failed analysis is never drawn as an empty plot).
 """
 
 from __future__ import annotations
@@ -41,11 +45,109 @@ def _group_rows(effects: Any) -> Any:
     return effects
 
 
+def _status_section(title: str, summary: Mapping[str, Any]) -> Section | None:
+    """Name every analysis of the table that failed or was skipped, with the reason."""
+    import pandas as pd
+
+    analyses = summary.get("analyses") if isinstance(summary, Mapping) else None
+    if not isinstance(analyses, Mapping):
+        return None
+    rows = [{"analysis": a, "status": v.get("status"),
+             "reason": v.get("error") or v.get("reason") or ""}
+            for a, v in analyses.items() if isinstance(v, Mapping)
+            and v.get("status") in ("failed", "skipped", "not run")]
+    if not rows:
+        return None
+    failed = [r["analysis"] for r in rows if r["status"] == "failed"]
+    text = (f"FAILED: {', '.join(failed)}. Their results are absent, not empty: see the "
+            "reasons below and summary.json." if failed else
+            "Every analysis that applies ran; these did not apply.")
+    return Section(f"{title}: analyses that failed or did not run", text=text,
+                   table=pd.DataFrame(rows))
+
+
+def _headline_section(title: str, head: Any, summary: Mapping[str, Any]) -> Section:
+    """Show the headline effect per feature, with its source and the mega/meta agreement."""
+    info = summary.get("headline") if isinstance(summary, Mapping) else None
+    info = info if isinstance(info, Mapping) else {}
+    show = head.reindex(head["d"].abs().sort_values(ascending=False).index).head(30)
+    svg = forest_plot_svg(show["feature"].astype(str).tolist(), show["d"].tolist(),
+                          show["d_ci_low"].tolist(), show["d_ci_high"].tolist())
+    cols = [c for c in ("feature", "source", "d", "d_ci_low", "d_ci_high", "p", "p_fdr",
+                        "mega_d", "meta_d", "agree", "transform") if c in show.columns]
+    text = ("Headline: per feature, the pooled GLM after harmonisation (mega) where its site "
+            "checks pass and it agrees with the per-site random-effects meta-analysis (meta),"
+            " otherwise the meta-analysis, whose within-site d's do not depend on the "
+            "sites' scales.")
+    if info:
+        text += (f"\n\n{info.get('n_mega', 0)} feature(s) from the mega-analysis, "
+                 f"{info.get('n_meta', 0)} from the meta-analysis, {info.get('n_glm', 0)} "
+                 f"from a single-site GLM; {info.get('n_fdr_significant', 0)} with p_FDR "
+                 "below alpha.")
+    notes = ["Largest |d| first (at most 30 shown); every feature is in headline.tsv.",
+             "d from the GLM t with covariates (ENIGMA); exact 95% CI (noncentral t) for the"
+             " mega-analysis, Hartung-Knapp 95% CI for the meta-analysis."]
+    disagree = list(info.get("disagree") or [])
+    if disagree:
+        notes.insert(0, f"WARNING: mega- and meta-analysis disagree for {len(disagree)} "
+                        f"feature(s): {', '.join(map(str, disagree[:20]))}"
+                        f"{' ...' if len(disagree) > 20 else ''}. The meta-analysis leads "
+                        "for them.")
+    return Section(f"{title}: ADHD vs controls", text=text, svg=svg, table=show[cols],
+                   notes=notes)
+
+
+def _mega_meta_section(title: str, effects: Any, meta: Any, checks: Any) -> Section:
+    """Mega- and meta-analysis side by side, with the site checks behind the choice."""
+    import pandas as pd
+
+    eff = _group_rows(effects).set_index("feature")
+    me = meta.set_index("feature")
+    both = pd.DataFrame({
+        "mega d": eff["d"], "mega CI": [f"[{lo:+.2f}, {hi:+.2f}]" for lo, hi in
+                                        zip(eff["d_ci_low"], eff["d_ci_high"], strict=True)],
+        "meta d": me["d"].reindex(eff.index),
+        "meta CI": [f"[{lo:+.2f}, {hi:+.2f}]" for lo, hi in
+                    zip(me["d_ci_low"].reindex(eff.index), me["d_ci_high"].reindex(eff.index),
+                        strict=True)],
+        "sites": me["k_sites"].reindex(eff.index), "I2": me["I2"].reindex(eff.index)})
+    notes = []
+    if checks is not None and len(checks):
+        ck = checks.set_index("feature")
+        both["site SD ratio"] = ck["sd_ratio"].reindex(eff.index)
+        both["transform"] = ck["transform"].reindex(eff.index)
+        n_log = int((ck["transform"] == "log").sum())
+        excluded = ck[~ck["harmonize"].astype(bool)]
+        notes.append(f"Site checks: {n_log} of {len(ck)} feature(s) log-transformed (site SDs "
+                     "that scale with the site means: a multiplicative site effect, which "
+                     "ComBat's additive model would turn into a biased, even reversed, "
+                     "group effect).")
+        if len(excluded):
+            notes.append(f"Not harmonised ({len(excluded)}): " + "; ".join(
+                f"{f}: {r}" for f, r in excluded["reason"].head(10).items()))
+    both = both.reset_index()
+    order = both["mega d"].abs().sort_values(ascending=False).index
+    return Section(f"{title}: mega-analysis and per-site meta-analysis", table=both.loc[
+        order].head(30), text=("The pooled GLM (mega) and the random-effects pooling of the "
+                               "within-site GLMs (meta) estimate the same effect under "
+                               "different assumptions; they should agree."), notes=notes)
+
+
 def _sections_for(name: str, folder: Path, summary: Mapping[str, Any]) -> list[Section]:
     sections: list[Section] = []
     title = _TITLES.get(name, name)
+    status = _status_section(title, summary)
+    if status is not None:
+        sections.append(status)
     effects = _read(folder / "effects.tsv")
-    if effects is not None and len(effects):
+    head = _read(folder / "headline.tsv")
+    meta = _read(folder / "meta_effects.tsv")
+    if head is not None and len(head):
+        sections.append(_headline_section(title, head, summary))
+        if effects is not None and meta is not None and len(meta):
+            sections.append(_mega_meta_section(title, effects, meta,
+                                               _read(folder / "site_checks.tsv")))
+    elif effects is not None and len(effects):
         eff = _group_rows(effects)
         show = eff.reindex(eff["d"].abs().sort_values(ascending=False).index).head(30)
         svg = forest_plot_svg(show["feature"].astype(str).tolist(), show["d"].tolist(),
