@@ -478,3 +478,25 @@ def test_participants_problems_reported_together(tmp_path):
     ok = _write(tmp_path / "ok.tsv", "participant_id\tage\tsite\n01\t9\tA\nsub-02\tn/a\tB\n")
     df = load_participants(ok)
     assert list(df.index) == ["sub-01", "sub-02"] and df["age"].dtype == float
+
+
+def test_three_participants_fail_clearly_and_the_report_says_so(tmp_path):
+    from danemap.report.group import write_group_report
+
+    p = _write(tmp_path / "p.tsv", "participant_id\tsite\tgroup\tage\tsex\n"
+               "sub-01\tA\tADHD\t10\tM\nsub-02\tA\tTD\t11\tF\nsub-03\tB\tTD\t12\tM\n")
+    f = _write(tmp_path / "f.tsv", "participant_id\tfrontostriatal\tlc_pfc\n"
+               "sub-01\t0.3\t0.1\nsub-02\t0.35\t0.12\nsub-03\t0.31\t0.2\n")
+    out = tmp_path / "stats" / "networks"
+    res = run_stats(f, p, out, options=StatsOptions(on_error="record"))
+    s = res["summary"]
+    failed = {a for a, v in s["analyses"].items() if v["status"] == "failed"}
+    assert {"glm", "meta", "permutation", "normative", "classify"} <= failed
+    assert "no participant is left" in s["errors"]["glm"]
+    assert "needs the case-control GLM" in s["errors"]["meta"]
+    assert "ComBat needs" in s["analyses"]["harmonize"]["reason"] or \
+        "3 analysed participants" in s["analyses"]["harmonize"]["reason"]
+    assert any("sub-01, sub-02" in w for w in s["warnings"])  # who was left out, named
+    html = write_group_report(tmp_path).read_text()
+    assert "FAILED: glm, meta, permutation" in html
+    assert "<svg" not in html  # no empty forest plot

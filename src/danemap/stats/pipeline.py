@@ -437,7 +437,10 @@ def _do_harmonize(run: _Run) -> None:
         run.summary["harmonize"] = {"status": "skipped", "reason": "harmonize = none"}
         return
     if not run.multi_site:
-        run.summary["harmonize"] = {"status": "skipped", "reason": "a single site"}
+        n_sites = run.P[run.site].nunique()
+        run.summary["harmonize"] = {"status": "skipped", "reason": "a single site" if n_sites < 2
+                                    else f"fewer than two of the {n_sites} sites have the "
+                                    "3 analysed participants ComBat needs"}
         return
     rows = run.analysis_rows
     dropped = int((~rows).sum())
@@ -516,7 +519,14 @@ def _do_glm(run: _Run) -> None:
     # and df), and the features left out of harmonisation get the site-covariate GLM
     site = run.site if run.multi_site else None
     check_columns(run.P, [o.interaction, o.stratify, o.moderator], "participants")
-    F, P = feats.reset_index(), run.P.reset_index()
+    # the participants of the group analyses (a site below ComBat's minimum is left out of
+    # all of them); each feature then uses its complete rows
+    if not run.base_rows.any():
+        raise InputError("glm: no participant is left: none is in either group with every "
+                         "covariate and a site of at least 3 analysed participants (ComBat's "
+                         "minimum; with --harmonize none sites of any size are kept); the "
+                         "warnings name who was left out and why")
+    F, P = feats.reset_index(), run.P[run.base_rows].reset_index()
     kw: dict[str, Any] = {"group": cfg.group, "case": cfg.case, "control": cfg.control,
                           "covariates": run.covariates, "site": site, "icv": o.icv}
     main = case_control(F, P, **kw)
@@ -638,9 +648,17 @@ def _headline(run: _Run, meta: pd.DataFrame | None) -> pd.DataFrame:
     return out[list(_HEADLINE_COLUMNS)]
 
 
+def _needs_glm(run: _Run, analysis: str) -> None:
+    """Refuse an analysis that builds on the GLM when the GLM did not produce effects."""
+    if run.effects is None:
+        raise InputError(f"{analysis}: needs the case-control GLM, which failed (see the glm "
+                         "entry of summary.json)")
+
+
 def _do_meta(run: _Run) -> None:
     from danemap.stats.meta import site_meta_analysis
 
+    _needs_glm(run, "meta")
     cfg = run.cfg
     meta = None
     if not run.multi_site:
@@ -746,6 +764,9 @@ def _do_permutation(run: _Run) -> None:
     cfg = run.cfg
     feats, harm = run.features_for_stats()
     idx, tested, C, blocks, names = _confounds(run)
+    if len(idx) < 3:
+        raise InputError(f"permutation: {len(idx)} participant(s) have every covariate, the "
+                         "site and every feature; the test needs more")
     Y = _rows(feats, idx).to_numpy(float)
     complete = np.isfinite(Y).all(axis=0)
     if not complete.any():
@@ -1013,6 +1034,7 @@ def _do_reference(run: _Run) -> None:
     if run.opts.reference is None:
         run.summary["reference"] = {"status": "skipped", "reason": "no reference table given"}
         return
+    _needs_glm(run, "reference")
     ref = load_reference(run.opts.reference)
     assert run.effects is not None
     measure = run.opts.feature_measure or "feature"
