@@ -173,7 +173,8 @@ def test_sklearn_contract():
     cb = ComBat(parametric=False, unseen_site="refit")
     # __init__ stores exactly its arguments (what clone and grid searches rely on)
     assert cb.get_params() == {"parametric": False, "empirical_bayes": True,
-                               "mean_only": False, "unseen_site": "refit"}
+                               "mean_only": False, "unseen_site": "refit",
+                               "confounded": "error"}
     assert cb.fit(X, sites, covars) is cb
     fitted = {k for k in vars(cb) if k.endswith("_")}
     assert {"gamma_star_", "delta_star_", "sites_", "use_eb_"} <= fitted
@@ -207,3 +208,18 @@ def test_combat_methods_by_name(method, kw):
                                          r"\['parametric', 'nonparametric', 'no-eb'\], "
                                          "found 'np'"):
         combat_params("np", "stats.combat_method")
+
+
+def test_covariate_without_variation_within_sites_is_refused_or_dropped():
+    # sex constant at each site (all M at A, all F at B): collinear with the site dummies
+    rng = np.random.default_rng(4)
+    sites = np.repeat(["A", "B"], 20)
+    covars = pd.DataFrame({"age": rng.uniform(8, 16, 40), "sex": np.repeat(["M", "F"], 20)})
+    X = rng.normal(size=(40, 5)) + (sites == "B")[:, None]
+    with pytest.raises(InputError, match="rank deficient"):
+        ComBat().fit(X, sites, covars)
+    cb = ComBat(confounded="drop").fit(X, sites, covars)
+    assert cb.covariate_names_ == ["age"]
+    ref = ComBat().fit(X, sites, covars[["age"]])
+    np.testing.assert_allclose(cb.transform(X, sites, covars), ref.transform(X, sites,
+                               covars[["age"]]), rtol=1e-12)

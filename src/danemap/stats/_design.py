@@ -458,6 +458,8 @@ class CovariateEncoder:
         blocks: list[np.ndarray] = []
         for col in self.columns_:
             s = df[col]
+            if col in self.levels_ and len(self.levels_[col]) < 2:
+                continue  # left out at fit (one level): no column, any level is accepted
             if col in self.levels_:
                 levels = self.levels_[col]
                 vals = s.to_numpy(dtype=object)

@@ -219,7 +219,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             cov = X[list(self.combat_covariates)].reset_index(drop=True) \
                 if self.combat_covariates else None
             combat = ComBat(**combat_params(self.combat_method, "combat_method"),
-                            unseen_site=self.unseen_site)
+                            unseen_site=self.unseen_site, confounded="drop")
             self.combat_ = combat.fit(
                 X[list(self.imaging)].to_numpy(float), X[self.site].to_numpy(), cov)
         self.medians_ = {}
@@ -331,14 +331,19 @@ class NestedLogistic:
         Inner folds.
     seed : int
         Seed of the inner folds.
+    stratify_on : str or None
+        Column of ``X`` (the site) whose levels the inner folds are stratified on together
+        with the diagnosis, so every inner training fold holds its share of every site
+        (ComBat inside it needs three per site).
     """
 
     def __init__(self, builder: FeatureBuilder, c_grid: Sequence[float], inner_folds: int,
-                 seed: int) -> None:
+                 seed: int, stratify_on: str | None = None) -> None:
         self.builder = builder
         self.c_grid = c_grid
         self.inner_folds = inner_folds
         self.seed = seed
+        self.stratify_on = stratify_on
 
     @staticmethod
     def _lr(C: float, n_inputs: int) -> Any:
@@ -357,7 +362,11 @@ class NestedLogistic:
         scores = np.zeros(len(grid))
         if len(grid) > 1:
             inner = StratifiedKFold(self.inner_folds, shuffle=True, random_state=self.seed)
-            for tr, va in inner.split(X, y):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # a stratum below the folds
+                splits = list(inner.split(X, _strata(X, y, self.stratify_on,
+                                                     self.inner_folds)))
+            for tr, va in splits:
                 b = clone(self.builder).fit(X.iloc[tr])
                 ztr, zva = b.transform(X.iloc[tr]), b.transform(X.iloc[va])
                 for i, C in enumerate(grid):
@@ -403,12 +412,26 @@ def _cv_predict(model: NestedLogistic, X: pd.DataFrame, y: np.ndarray,
     prob = np.full(len(y), np.nan)
     folds, best = [], []
     for train, test in splits:
-        m = NestedLogistic(model.builder, model.c_grid, model.inner_folds,
-                           model.seed).fit(X.iloc[train], y[train])
+        m = NestedLogistic(model.builder, model.c_grid, model.inner_folds, model.seed,
+                           stratify_on=model.stratify_on).fit(X.iloc[train], y[train])
         prob[test] = m.predict_proba(X.iloc[test])[:, 1]
         folds.append(_metrics(y[test], prob[test]))
         best.append(m.best_C_)
     return prob, folds, best
+
+
+def _strata(X: pd.DataFrame, y: np.ndarray, column: str | None, n_splits: int) -> np.ndarray:
+    """Labels to stratify folds on: the diagnosis, crossed with ``column`` (the site).
+
+    A stratum smaller than the folds is spread as evenly as sklearn can; the diagnosis
+    alone is used when every crossed stratum is that small (sklearn refuses that case).
+    """
+    if column is None or column not in X.columns:
+        return y
+    crossed = X[column].astype(str).to_numpy() + "|" + np.asarray(y).astype(str)
+    if np.unique(crossed, return_counts=True)[1].max() < n_splits:
+        return y
+    return crossed
 
 
 def _min_level(n_folds: int) -> int:
@@ -580,7 +603,9 @@ def classify(
     for scheme in schemes:
         if scheme == "kfold":
             outer = StratifiedKFold(int(n_folds), shuffle=True, random_state=seed)
-            splits = list(outer.split(data, y))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # a stratum below n_folds
+                splits = list(outer.split(data, _strata(data, y, site, int(n_folds))))
         else:
             uniq = np.unique(sites)
             if uniq.size < 2:
@@ -597,7 +622,7 @@ def classify(
         builders = _builders(imaging, numeric, categorical, site, harmonize, combat_cov,
                              scheme, loso_harmonize, combat_method)
         for name, builder in builders.items():
-            model = NestedLogistic(builder, c_grid, int(inner_folds), seed)
+            model = NestedLogistic(builder, c_grid, int(inner_folds), seed, stratify_on=site)
             prob, folds, best = _cv_predict(model, data, y, splits)
             observed = _metrics(y, prob)
             ci = _bootstrap(y, prob, int(n_bootstrap), seed)
@@ -729,7 +754,8 @@ inner_folds, c_grid, seed
     builder = _builders(imaging, numeric, categorical, site, harmonize,
                         list(dict.fromkeys(covariates)),
                         "kfold", "none", combat_method)[model]
-    nested = NestedLogistic(builder, c_grid, int(inner_folds), seed).fit(data, y)
+    nested = NestedLogistic(builder, c_grid, int(inner_folds), seed,
+                            stratify_on=site).fit(data, y)
     fb, clf = nested.builder_, nested.clf_
     payload = {
         "format": FORMAT, "version": VERSION, "model": model,

@@ -180,6 +180,11 @@ class ComBat(BaseEstimator):
         from the new site's own features (the neuroHarmonize approach for new sites); the
         harmonisation of fitted sites is unchanged and the estimator is not modified. The
         new site also needs at least three participants.
+    confounded : {"error", "drop"}, default="error"
+        What ``fit`` does with a covariate that has no variation within any site (it is
+        then collinear with the site indicators and cannot be preserved). ``"error"``
+        raises an :class:`InputError`; ``"drop"`` leaves it out of this fit, logged (the
+        classifier's training folds use it: sex can be constant per site in a small fold).
 
     Attributes
     ----------
@@ -219,17 +224,22 @@ class ComBat(BaseEstimator):
     """
 
     def __init__(self, parametric: bool = True, empirical_bayes: bool = True,
-                 mean_only: bool = False, unseen_site: str = "error") -> None:
+                 mean_only: bool = False, unseen_site: str = "error",
+                 confounded: str = "error") -> None:
         self.parametric = parametric
         self.empirical_bayes = empirical_bayes
         self.mean_only = mean_only
         self.unseen_site = unseen_site
+        self.confounded = confounded
 
     # ------------------------------------------------------------------ helpers
     def _check_params(self) -> None:
         if self.unseen_site not in ("error", "refit"):
             raise InputError(f"ComBat: unseen_site must be 'error' or 'refit', got "
                              f"{self.unseen_site!r}")
+        if self.confounded not in ("error", "drop"):
+            raise InputError(f"ComBat: confounded must be 'error' or 'drop', got "
+                             f"{self.confounded!r}")
 
     def _covariate_matrix(self, covars: Any, n: int, fitting: bool) -> np.ndarray:
         import pandas as pd
@@ -248,12 +258,16 @@ class ComBat(BaseEstimator):
             raise InputError(f"covars: expected {n} rows (one per row of X), got {len(covars)}")
         covars = covars.reset_index(drop=True)
         if fitting:
-            self.encoder_ = CovariateEncoder()
+            # a categorical covariate with one level here (sex in a small training fold)
+            # has no effect to preserve: it is left out, not an error
+            self.encoder_ = CovariateEncoder(single_level="drop")
             return self.encoder_.fit_transform(covars, name="covars")
         if self.encoder_ is None:
             raise InputError("covars: the model was fitted without covariates; pass "
                              "covars=None")
-        return self.encoder_.transform(covars, name="covars")
+        C = self.encoder_.transform(covars, name="covars")
+        keep = getattr(self, "covariate_keep_", None)  # absent in models saved before it
+        return C if keep is None else C[:, np.asarray(keep, bool)]
 
     @staticmethod
     def _site_labels(site: Any, n: int) -> np.ndarray:
@@ -371,6 +385,21 @@ class ComBat(BaseEstimator):
         self.n_per_site_ = counts
         self.covariate_names_ = [] if self.encoder_ is None else list(self.encoder_.names_)
 
+        keep = np.ones(C.shape[1], bool)
+        if self.confounded == "drop" and C.shape[1]:
+            within = np.zeros(C.shape[1], bool)
+            for i in range(k):
+                rows = C[inverse == i]
+                within |= rows.max(axis=0) > rows.min(axis=0)
+            keep = within
+            if not keep.all():
+                log.info("ComBat: covariate(s) %s have no variation within any site and are "
+                         "left out of this fit", [c for c, w in zip(
+                             self.covariate_names_, keep, strict=True) if not w])
+        self.covariate_keep_ = keep
+        C = C[:, keep]
+        self.covariate_names_ = [c for c, w in zip(self.covariate_names_, keep, strict=True)
+                                 if w]
         onehot = np.zeros((n, k))
         onehot[np.arange(n), inverse] = 1.0
         D = np.hstack([onehot, C])

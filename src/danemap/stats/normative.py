@@ -606,6 +606,10 @@ def _complete_rows(features: pd.DataFrame, participants: pd.DataFrame, rows: np.
     return rows & ok
 
 
+#: Fewest controls a sex level needs (stratified folds then keep it in every training fold).
+_MIN_SEX_LEVEL = 3
+
+
 def _folds(strata: np.ndarray, levels: list[np.ndarray], n_folds: int,
            seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Folds stratified on ``strata``, every training fold seeing every level of its test fold.
@@ -709,15 +713,26 @@ def normative_scores(
     in_groups = is_case | is_ctrl
     complete = _complete_rows(features, participants, in_groups, cols)
     notes = incomplete_note(participants, in_groups, complete, cols)
-    complete, rare = rare_levels(participants, complete, [c for c in (site, sex) if c],
+    # folds are stratified on site x sex: a site needs n_folds controls (ComBat's three in
+    # every training fold), a sex level three (it is then in every training fold)
+    complete, rare = rare_levels(participants, complete, [site] if site else [],
                                  int(n_folds), counted=is_ctrl,
                                  need="controls to fit the model in every fold")
-    left_out_warning("normative model (not scored)", [*notes, *rare])
+    complete, rare_sex = rare_levels(participants, complete, [sex] if sex else [],
+                                     _MIN_SEX_LEVEL, counted=is_ctrl,
+                                     need="controls to fit the model in every fold")
+    left_out_warning("normative model (not scored)", [*notes, *rare, *rare_sex])
     ctrl = np.flatnonzero(is_ctrl & complete)
     cases = np.flatnonzero(is_case & complete)
     if len(ctrl) < 2 * int(n_folds):
-        raise InputError(f"normative model: {len(ctrl)} complete controls are too few for "
-                         f"{n_folds}-fold cross-validation (--folds)")
+        fewer = len(ctrl) // 2
+        if fewer < 2:
+            raise InputError(f"normative model: {len(ctrl)} complete controls are too few for "
+                             "cross-validation (at least 4 are needed)")
+        warnings.warn(f"normative model: {len(ctrl)} complete controls are too few for "
+                      f"{n_folds}-fold cross-validation; using {fewer} folds (the z of so "
+                      "small a reference are flagged)", DanemapWarning, stacklevel=2)
+        n_folds = fewer
     params = dict(model_params or {})
     multi_site = bool(site) and participants[site].iloc[ctrl].astype(str).nunique() > 1
     params.update(age=age, sex=sex, site=site if multi_site else None,

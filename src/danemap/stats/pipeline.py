@@ -1198,8 +1198,7 @@ def run_stats(
         },
         "alpha": cfg.alpha,
         "seed": cfg.seed,
-        "site_checks": run.summary.get("site_checks", {"status": "not run" if run.multi_site
-                                                       else "a single site"}),
+        "site_checks": run.summary.get("site_checks", {"status": "not run"}),
         "headline": run.summary.get("headline", {"status": "not run"}),
         "analyses": {a: run.summary.get(a, {"status": "not run"}) for a in order},
         "files": {k: v.name for k, v in run.files.items()},
