@@ -1,4 +1,4 @@
-"""danemap.io: safe NIfTI loading, BIDS discovery, participants.tsv, derivatives writer.
+"""danemap.io: NIfTI loading, BIDS discovery, participants.tsv, the TSV and derivatives writers.
 
 Heavy libraries (nibabel, pandas, isal) are imported inside the functions that
 need them, so importing this subpackage is cheap.
@@ -22,7 +22,9 @@ from danemap.io._derivatives import (
     check_output_not_in_input,
     read_json,
     read_tsv,
+    table_sidecar,
     write_json,
+    write_table,
 )
 from danemap.io._nifti import DEFAULT_MAX_BYTES, load_nifti, load_nifti_header
 from danemap.io._participants import read_participants, validate_label
@@ -47,6 +49,8 @@ __all__ = [
     "read_participants",
     "read_synthseg_volumes",
     "read_tsv",
+    "table_sidecar",
     "validate_label",
     "write_json",
+    "write_table",
 ]

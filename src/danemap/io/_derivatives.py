@@ -34,13 +34,19 @@ __all__ = [
     "atomic_write_text",
     "check_output_not_in_input",
     "read_tsv",
+    "table_sidecar",
     "write_json",
+    "write_table",
 ]
 
 #: Canonical order of the entities in derivative file names.
 ENTITY_ORDER = ("sub", "ses", "task", "acq", "trc", "rec", "run", "space", "res", "atlas",
                 "desc")
 BIDS_VERSION = "1.9.0"
+
+#: Cells per block of rows when a table is written (each cell is formatted as a Python
+#: string first, about 100 bytes: a few MiB per block, whatever the size of the table).
+WRITE_CELLS = 1 << 15
 
 
 @functools.lru_cache(maxsize=1)
@@ -320,6 +326,127 @@ def read_tsv(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise InputError(f"{p}: cannot be read as a tab-separated table ({exc})") from exc
 
 
+def write_table(
+    df: pd.DataFrame,
+    path: str | os.PathLike[str],
+    sidecar: Mapping[str, Any] | None = None,
+    *,
+    float_format: str | None = None,
+    index: bool = False,
+    block_cells: int = WRITE_CELLS,
+) -> Path:
+    """Write a table as a BIDS TSV (``n/a`` for missing) with its JSON sidecar.
+
+    This is danemap's one TSV writer: participant derivatives, group tables and
+    statistics tables all go through it. The sidecar is serialised first (as
+    :func:`write_json`: numpy values converted, NaN and infinities as ``null``), so a
+    value JSON cannot hold fails before any file is touched; it is then written, and the
+    TSV last, each atomically (:func:`atomic_open`), so a TSV on disk always has its
+    sidecar. The TSV is streamed in blocks of rows, so a large table is never held as
+    one string. Lines end in a line feed on every platform; the index is not written
+    unless ``index=True``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table.
+    path : str or os.PathLike
+        Destination ``.tsv`` file; the sidecar is the same path with ``.json``.
+    sidecar : mapping or None
+        The sidecar's content, written as given (build a BIDS column sidecar with
+        :func:`table_sidecar`). ``None`` writes no sidecar.
+    float_format : str or None
+        ``None`` (the default) writes every float as the shortest text that reads back
+        as the same number (Python's ``repr``); a printf format such as ``"%.10g"``
+        rounds instead.
+    index : bool
+        Also write the index (as the first column).
+    block_cells : int
+        Cells per block of rows written at once (bounds the memory used).
+
+    Returns
+    -------
+    Path
+        The TSV path.
+
+    Raises
+    ------
+    InputError
+        If ``path`` does not end in ``.tsv`` or the sidecar holds a value JSON cannot
+        represent.
+
+    Examples
+    --------
+    >>> write_table(df, out / "effects.tsv", {"Description": "Group effects"},
+    ...             float_format="%.10g")  # doctest: +SKIP
+    """
+    dest = Path(path)
+    if dest.suffix != ".tsv":
+        raise InputError(f"write_table: path must end in .tsv, found {dest.name}")
+    table = df.reset_index() if index else df
+    if sidecar is not None:
+        text = json.dumps(_jsonable(sidecar), indent=2, ensure_ascii=False,
+                          allow_nan=False) + "\n"
+        atomic_write_text(dest.with_suffix(".json"), text)
+    with atomic_open(dest) as fh:
+        table.to_csv(fh, sep="\t", index=False, na_rep="n/a", float_format=float_format,
+                     lineterminator="\n", chunksize=max(1, block_cells // max(1, table.shape[1])))
+    return dest
+
+
+def table_sidecar(
+    columns: Iterable[object],
+    descriptions: Mapping[str, str | Mapping[str, Any]] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    where: str = "table",
+) -> dict[str, Any]:
+    """Build a BIDS tabular sidecar: one entry per column, then the table's metadata.
+
+    Parameters
+    ----------
+    columns : iterable
+        The table's columns, in order.
+    descriptions : mapping or None
+        Column name -> description: a string (becomes ``{"Description": ...}``) or a
+        mapping with ``Description``, ``Units``, ``Levels``... Columns not described get
+        a placeholder description.
+    metadata : mapping or None
+        Entries that describe the whole table, placed after the columns.
+    where : str
+        The table, for messages (e.g. its file name).
+
+    Returns
+    -------
+    dict
+        The sidecar content for :func:`write_table`.
+
+    Raises
+    ------
+    InputError
+        If ``descriptions`` names a column that is not in the table (the closest column
+        is suggested).
+    """
+    names = [str(c) for c in columns]
+    given = dict(descriptions or {})
+    unknown = [k for k in given if k not in names]
+    if unknown:
+        hints = [f"'{k}'" + (f" (did you mean '{h[0]}'?)" if (h := closest(k, names, 1))
+                             else "") for k in unknown]
+        raise InputError(f"{where}: sidecar describes columns not in the table: "
+                         f"{', '.join(hints)}")
+    side: dict[str, Any] = {}
+    for col in names:
+        entry = given.get(col)
+        if entry is None:
+            entry = {"Description": f"{col} (no description provided)"}
+        elif isinstance(entry, str):
+            entry = {"Description": entry}
+        side[col] = dict(entry)
+    side.update(metadata or {})
+    return side
+
+
 def _source_entry(src: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(src, Mapping):
         return dict(src)
@@ -490,7 +617,8 @@ class DerivativesWriter:
                   sidecar: Mapping[str, Any] | None = None, index: bool = False) -> Path:
         """Write a table as BIDS TSV (``n/a`` for missing) with a JSON sidecar.
 
-        Floats are written with the shortest text that round-trips exactly.
+        A use of :func:`write_table` with a :func:`table_sidecar`: floats are written
+        with the shortest text that round-trips exactly.
 
         Parameters
         ----------
@@ -521,25 +649,7 @@ class DerivativesWriter:
         if dest.suffix != ".tsv":
             raise InputError(f"write_tsv: path must end in .tsv, found {dest.name}")
         table = df.reset_index() if index else df
-        columns = [str(c) for c in table.columns]
-        meta: dict[str, Any] = {}
         given = dict(sidecar or {})
         extra = given.pop("_metadata", {})
-        unknown = [k for k in given if k not in columns]
-        if unknown:
-            hints = [f"'{k}'" + (f" (did you mean '{h[0]}'?)" if (h := closest(k, columns, 1))
-                                 else "") for k in unknown]
-            raise InputError(f"write_tsv {dest.name}: sidecar describes columns not in the "
-                             f"table: {', '.join(hints)}")
-        for col in columns:
-            entry = given.get(col)
-            if entry is None:
-                entry = {"Description": f"{col} (no description provided)"}
-            elif isinstance(entry, str):
-                entry = {"Description": entry}
-            meta[col] = dict(entry)
-        meta.update(extra)
-        write_json(dest.with_suffix(".json"), meta)
-        with atomic_open(dest) as fh:  # streamed: a large table is never one string
-            table.to_csv(fh, sep="\t", na_rep="n/a", index=False, lineterminator="\n")
-        return dest
+        side = table_sidecar(table.columns, given, extra, where=f"write_tsv {dest.name}")
+        return write_table(table, dest, side)

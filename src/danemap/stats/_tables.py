@@ -14,7 +14,7 @@ fold (:func:`rare_levels`). Every participant left out is named in one
 :class:`~danemap.errors.DanemapWarning` (:func:`left_out_warning`); none is an error.
 
 Result tables are written as TSV (``n/a`` for missing) with a JSON sidecar, both
-atomically (temporary file + rename) through :func:`danemap.io.atomic_open`.
+atomically (temporary file + rename) through :func:`danemap.io.write_table`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError
-from danemap.io import atomic_open, validate_label, write_json
+from danemap.io import validate_label, write_table
 from danemap.stats._design import CovariateEncoder, _listing, check_columns
 
 if TYPE_CHECKING:
@@ -597,8 +597,8 @@ def write_result(
 ) -> Path:
     """Write a result table as TSV (``n/a`` for missing) plus a ``.json`` sidecar.
 
-    The TSV is streamed to disk in blocks of rows (through
-    :func:`danemap.io.atomic_open`), so a large table is never held as one string.
+    A use of :func:`danemap.io.write_table` (atomic, streamed in blocks of rows) that
+    first checks the sidecar's ``Columns`` describe every column.
 
     Parameters
     ----------
@@ -620,11 +620,7 @@ def write_result(
     missing = [c for c in df.columns if c not in sidecar.get("Columns", {})]
     if missing:  # a programming error, not a user error
         raise RuntimeError(f"sidecar of {p.name} does not describe columns {missing}")
-    with atomic_open(p) as fh:
-        df.to_csv(fh, sep="\t", index=False, na_rep="n/a", float_format=float_format,
-                  chunksize=max(1, _WRITE_CELLS // max(1, df.shape[1])))
-    write_json(p.with_suffix(".json"), dict(sidecar))
-    return p
+    return write_table(df, p, sidecar, float_format=float_format, block_cells=_WRITE_CELLS)
 
 
 def rare_levels(participants: pd.DataFrame, keep: np.ndarray, columns: Sequence[str],
