@@ -79,3 +79,74 @@ def test_stats_combat_method_layers_and_typo(tmp_path):
         load_config(path, environ={})
     changed = load_config(overrides={"stats": {"combat_method": "no-eb"}}, environ={})
     assert changed.results_sha256() != load_config(environ={}).results_sha256()
+
+
+def test_stats_sub_sections_from_file_env_and_flags(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[stats]\nicv = "etiv"\n[stats.nbs]\nthreshold = 2.5\n'
+                    '[stats.classify]\nc_grid = [0.1, 1]\n[stats.symptoms]\n'
+                    'columns = ["adhd_index"]\n')
+    env = {"DANEMAP_STATS__NBS__SUBNETWORKS": "lc_pfc", "DANEMAP_STATS__GLM__INTERACTION": "age"}
+    cfg = load_config(path, overrides={"stats": {"nbs": {"threshold": 2.0}}}, environ=env)
+    assert cfg.stats.icv == "etiv" and cfg.stats.nbs.threshold == 2.0  # flag beats file
+    assert cfg.stats.nbs.subnetworks == ["lc_pfc"] and cfg.stats.glm.interaction == "age"
+    assert cfg.stats.classify.c_grid == [0.1, 1.0]  # ints in a float list become floats
+    assert cfg.stats.symptoms.columns == ["adhd_index"]
+    assert cfg.stats.classify.n_folds == 5  # the rest of the sub-section keeps its defaults
+    again = tmp_path / "again.toml"
+    again.write_text(cfg.to_toml())
+    assert "[stats.nbs]" in again.read_text()
+    assert load_config(again, environ={}) == cfg
+    grid = load_config(environ={"DANEMAP_STATS__CLASSIFY__C_GRID": "0.01, 1"})
+    assert grid.stats.classify.c_grid == [0.01, 1.0]
+
+
+def test_stats_sub_section_errors(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[stats.nbs]\ntreshold = 2.5\n")
+    with pytest.raises(ConfigError, match=r"\[stats.nbs\]: unknown setting 'treshold'; did "
+                                          "you mean 'threshold'"):
+        load_config(path, environ={})
+    with pytest.raises(ConfigError, match="unknown setting 'nbz'; did you mean 'nbs'"):
+        load_config(overrides={"stats": {"nbz": {"threshold": 2}}}, environ={})
+    with pytest.raises(ConfigError, match=r"\[stats\.nbs\] must be a table of settings"):
+        load_config(overrides={"stats": {"nbs": 3}}, environ={})
+    with pytest.raises(ConfigError, match=r"stats\.classify\.c_grid: expected a list of float"):
+        load_config(environ={"DANEMAP_STATS__CLASSIFY__C_GRID": "small large"})
+    with pytest.raises(ConfigError, match=r"stats\.nbs\.threshold: expected float"):
+        load_config(environ={"DANEMAP_STATS__NBS__THRESHOLD": "high"})
+    with pytest.raises(ConfigError, match="sets a setting inside 'nbs'"):
+        load_config(environ={"DANEMAP_STATS__NBS": "3", "DANEMAP_STATS__NBS__THRESHOLD": "2"})
+    with pytest.raises(ConfigError, match="expected a table of sections"):
+        Config().updated(["stats"])  # type: ignore[arg-type]
+
+
+def test_participant_hash_covers_atlas_and_family_sections_only():
+    base = load_config(environ={})
+    for other in ({"stats": {"alpha": 0.01}}, {"stats": {"nbs": {"threshold": 2.0}}},
+                  {"pet": {"fwhm_mm": 6.0}}, {"run": {"max_nifti_gib": 8.0, "n_jobs": 4}}):
+        cfg = load_config(overrides=other, environ={})
+        assert cfg.participant_sha256() == base.participant_sha256(), other
+    for other in ({"functional": {"fd_threshold": 0.3}}, {"run": {"resolution": 2}},
+                  {"run": {"atlas": "/x/atlas-mine_dseg.nii.gz"}}):
+        cfg = load_config(overrides=other, environ={})
+        assert cfg.participant_sha256() != base.participant_sha256(), other
+    pet = load_config(overrides={"pet": {"fwhm_mm": 6.0}}, environ={})
+    # a family's section joins the hash once the family is enabled, whatever the order
+    assert pet.participant_sha256(["functional", "pet"]) != pet.participant_sha256()
+    assert pet.participant_sha256(("pet", "functional")) == pet.participant_sha256(
+        ["functional", "pet", "pet"])
+    with pytest.raises(ConfigError, match="did you mean 'functional'"):
+        base.participant_sha256(["functionnal"])
+    with pytest.raises(ConfigError, match="'stats' is not a marker family's section"):
+        base.participant_sha256(["functional", "stats"])
+
+
+def test_group_hash_covers_stats_and_atlas():
+    base = load_config(environ={})
+    for other in ({"functional": {"fd_threshold": 0.3}}, {"run": {"resolution": 2}},
+                  {"pet": {"fwhm_mm": 6.0}}):
+        assert load_config(overrides=other, environ={}).group_sha256() == base.group_sha256()
+    for other in ({"stats": {"alpha": 0.01}}, {"stats": {"nbs": {"threshold": 2.0}}},
+                  {"run": {"atlas": "/x/atlas-mine_dseg.nii.gz"}}):
+        assert load_config(overrides=other, environ={}).group_sha256() != base.group_sha256()

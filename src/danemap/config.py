@@ -14,7 +14,8 @@ import difflib
 import hashlib
 import os
 import tomllib
-from collections.abc import Mapping
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,24 @@ from typing import Any
 from danemap.errors import ConfigError
 
 __all__ = [
+    "PARTICIPANT_SECTIONS",
+    "ClassifyConfig",
     "Config",
     "FunctionalConfig",
+    "GlmConfig",
+    "NbsConfig",
+    "NormativeConfig",
     "PetConfig",
     "RunConfig",
     "StatsConfig",
+    "SymptomsConfig",
     "load_config",
 ]
 
 ENV_PREFIX = "DANEMAP_"
+
+#: Sections of the marker families enabled by default (see :meth:`Config.participant_sha256`).
+PARTICIPANT_SECTIONS: tuple[str, ...] = ("functional",)
 
 
 @dataclass
@@ -145,8 +155,111 @@ class PetConfig:
 
 
 @dataclass
+class GlmConfig:
+    """Extra terms of the case-control GLM (``[stats.glm]``); ``""`` adds none.
+
+    Parameters
+    ----------
+    interaction : str
+        Numeric column (``"age"``) whose interaction with group the GLM adds
+        (``group:<col>`` rows of ``effects.tsv``).
+    stratify : str
+        Categorical column (``"sex"``): the GLM is also fitted within each level
+        (``group|<col>=<level>`` rows).
+    moderator : str
+        Column describing cases (``"med_status"``): each level of cases against all
+        controls (``group[<col>=<level>]`` rows).
+    """
+
+    interaction: str = ""
+    stratify: str = ""
+    moderator: str = ""
+
+
+@dataclass
+class SymptomsConfig:
+    """Symptom association settings (``[stats.symptoms]``).
+
+    Parameters
+    ----------
+    columns : list of str
+        Symptom columns; empty: those of ``adhd_index``, ``inattentive`` and
+        ``hyperimpulsive`` that are present.
+    standardize : bool
+        Z-score each symptom within site before the analysis.
+    """
+
+    columns: list[str] = field(default_factory=list)
+    standardize: bool = True
+
+
+@dataclass
+class NormativeConfig:
+    """Normative-model settings (``[stats.normative]``).
+
+    Parameters
+    ----------
+    n_folds : int
+        Folds of the control cross-validation.
+    heteroscedastic : bool
+        Residual SD as a smooth function of age (see
+        :class:`danemap.stats.normative.NormativeModel`).
+    """
+
+    n_folds: int = 5
+    heteroscedastic: bool = False
+
+
+@dataclass
+class ClassifyConfig:
+    """Classification settings (``[stats.classify]``).
+
+    The number of label permutations is ``[stats] classify_permutations``.
+
+    Parameters
+    ----------
+    n_folds, inner_folds : int
+        Outer cross-validation folds and inner (hyper-parameter) folds.
+    c_grid : list of float
+        Inverse regularisation strengths of the logistic regression searched by the inner
+        loop.
+    n_bootstrap : int
+        Bootstrap resamples of the pooled CIs.
+    loso_harmonize : {"none", "refit"}
+        Harmonisation under leave-one-site-out.
+    extra_covariates : list of str
+        Added to the covariate-only classifier when present (IQ).
+    """
+
+    n_folds: int = 5
+    inner_folds: int = 3
+    c_grid: list[float] = field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0, 10.0])
+    n_bootstrap: int = 1000
+    loso_harmonize: str = "none"
+    extra_covariates: list[str] = field(default_factory=lambda: ["full4_iq"])
+
+
+@dataclass
+class NbsConfig:
+    """Network-based statistic settings (``[stats.nbs]``).
+
+    Parameters
+    ----------
+    threshold : float
+        Primary |t| threshold.
+    subnetworks : list of str
+        Atlas networks whose edges are analysed (as one graph). Empty: the built-in
+        default (``frontostriatal`` and ``lc_pfc``) when the atlas has those networks,
+        else every network of the atlas (a user atlas with its own networks).
+    """
+
+    threshold: float = 3.0
+    subnetworks: list[str] = field(default_factory=list)
+
+
+@dataclass
 class StatsConfig:
-    """Group-statistics settings.
+    """Group-statistics settings (``[stats]`` and its sub-sections).
 
     ``harmonize`` is ``"combat"`` or ``"none"``; ``combat_method`` is the ComBat
     estimation used by every ComBat fit (group analyses, normative model, classification):
@@ -157,6 +270,14 @@ class StatsConfig:
     between-site variance estimator of the per-site meta-analysis
     (:mod:`danemap.stats.meta`). All are checked by
     :func:`danemap.stats.pipeline.run_stats` before any analysis runs.
+
+    ``group``, ``case``, ``control``, ``covariates``, ``site`` and ``icv`` are the study
+    design (:class:`danemap.stats.GroupDesign`); ``icv`` (``""``: none) is the
+    intracranial-volume column added to the covariates of the analyses that take it
+    (harmonisation, GLM, meta-analysis, permutation, NBS). ``session`` (``""``: none)
+    selects the session of feature tables with several per participant. The analyses'
+    own settings are the sub-sections ``[stats.glm]``, ``[stats.symptoms]``,
+    ``[stats.normative]``, ``[stats.classify]`` and ``[stats.nbs]``.
     """
 
     group: str = "group"
@@ -164,6 +285,8 @@ class StatsConfig:
     control: str = "TD"
     site: str = "site"
     covariates: list[str] = field(default_factory=lambda: ["age", "sex"])
+    icv: str = ""
+    session: str = ""
     harmonize: str = "combat"
     combat_method: str = "parametric"
     transform: str = "auto"
@@ -173,6 +296,11 @@ class StatsConfig:
     classify_permutations: int = 100
     alpha: float = 0.05
     seed: int = 0
+    glm: GlmConfig = field(default_factory=GlmConfig)
+    symptoms: SymptomsConfig = field(default_factory=SymptomsConfig)
+    normative: NormativeConfig = field(default_factory=NormativeConfig)
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    nbs: NbsConfig = field(default_factory=NbsConfig)
 
 
 @dataclass
@@ -187,6 +315,8 @@ class Config:
     def updated(self, values: Mapping[str, Any], source: str = "arguments") -> Config:
         """Return a copy with ``values`` (``{section: {key: value}}``) applied.
 
+        Sub-sections nest: ``{"stats": {"alpha": 0.01, "nbs": {"threshold": 2.5}}}``.
+
         Parameters
         ----------
         values : mapping
@@ -194,22 +324,10 @@ class Config:
         source : str
             Where the values come from, used in error messages.
         """
-        new = dataclasses.replace(self)
-        for section_name, settings in values.items():
-            section = _get_field(new, section_name, source)
-            if not isinstance(settings, Mapping):
-                raise ConfigError(
-                    f"{source}: [{section_name}] must be a table of settings, "
-                    f"found {type(settings).__name__}"
-                )
-            changes = {}
-            for key, value in settings.items():
-                current = _get_field(section, key, f"{source} [{section_name}]")
-                if value is None:
-                    continue
-                changes[key] = _coerce(value, current, f"{source}: {section_name}.{key}")
-            setattr(new, section_name, dataclasses.replace(section, **changes))
-        return new
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: expected a table of sections, found "
+                              f"{type(values).__name__}")
+        return _updated(self, values, "", source)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Return the configuration as plain nested dictionaries."""
@@ -226,15 +344,94 @@ class Config:
         return hashlib.sha256(self.to_toml().encode()).hexdigest()
 
     def results_sha256(self) -> str:
-        """Hash of the settings that can change results.
+        """Hash of the settings that can change results, of every level.
 
         Participant/session selection and the execution back-end are left out, so every
         task of a SLURM array, and a rerun with more workers, share one hash. It is the
-        ``ConfigHash`` of ``dataset_description.json`` and keys the resume markers.
+        ``ConfigHash`` of ``dataset_description.json``. Resume uses the narrower
+        :meth:`participant_sha256`.
         """
         neutral = dataclasses.replace(self.run, participant_label=[], session_label=[],
                                       n_jobs=1, backend="local", dask_address="")
         return dataclasses.replace(self, run=neutral).sha256()
+
+    def participant_sha256(self, sections: Sequence[str] = PARTICIPANT_SECTIONS) -> str:
+        """Hash of the settings that change the participant level's outputs.
+
+        It keys the participant level's resume markers: a participant done with the same
+        hash is skipped. It covers ``run.atlas``, ``run.resolution`` and the sections of
+        the enabled marker families, so changing ``[stats]`` (or the section of a family
+        that is not enabled) resumes every participant instead of recomputing it.
+        ``run.max_nifti_gib`` is left out: it decides whether an image is read at all (a
+        participant over the limit fails and is never marked done), never what is
+        computed from it; so are the selection and execution settings. The atlas is hashed
+        as its setting (``"danemap"`` or a path), not the file's content.
+
+        Parameters
+        ----------
+        sections : sequence of str
+            Configuration sections of the enabled marker families (each family's
+            ``config_section``); default ``("functional",)``. Order and repeats do not
+            matter.
+
+        Returns
+        -------
+        str
+            Hex SHA-256.
+
+        Raises
+        ------
+        ConfigError
+            If a section is unknown (the closest name suggested) or is ``run``/``stats``.
+        """
+        payload: dict[str, Any] = {"run": {"atlas": self.run.atlas,
+                                           "resolution": self.run.resolution}}
+        for name in sorted(set(sections)):
+            if name in ("run", "stats"):
+                raise ConfigError(f"participant_sha256: '{name}' is not a marker family's "
+                                  "section")
+            payload[name] = dataclasses.asdict(_get_field(self, name, "participant_sha256"))
+        return _sha256(payload)
+
+    def group_sha256(self) -> str:
+        """Hash of the settings that change the group level's statistics.
+
+        It covers ``[stats]`` with its sub-sections and ``run.atlas`` (its networks enter
+        the network-based statistic).
+
+        Returns
+        -------
+        str
+            Hex SHA-256.
+        """
+        return _sha256({"run": {"atlas": self.run.atlas},
+                        "stats": dataclasses.asdict(self.stats)})
+
+
+def _sha256(payload: Mapping[str, Any]) -> str:
+    import tomli_w
+
+    return hashlib.sha256(tomli_w.dumps(dict(payload)).encode()).hexdigest()
+
+
+def _updated(obj: Any, values: Mapping[str, Any], path: str, source: str) -> Any:
+    """Return a copy of the dataclass ``obj`` with ``values`` applied, nested sections too."""
+    hints = typing.get_type_hints(type(obj))
+    changes: dict[str, Any] = {}
+    where = f"{source} [{path}]" if path else source
+    for key, value in values.items():
+        current = _get_field(obj, key, where)
+        name = f"{path}.{key}" if path else key
+        if value is None:
+            continue
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: [{name}] must be a table of settings, "
+                                  f"found {type(value).__name__}")
+            changes[key] = _updated(current, value, name, source)
+        else:
+            changes[key] = _coerce(value, current, f"{source}: {name}", hints.get(key))
+    return dataclasses.replace(obj, **changes)
 
 
 def _get_field(obj: Any, name: str, where: str) -> Any:
@@ -246,17 +443,29 @@ def _get_field(obj: Any, name: str, where: str) -> Any:
     return getattr(obj, name)
 
 
-def _coerce(value: Any, current: Any, where: str) -> Any:
+def _coerce(value: Any, current: Any, where: str, hint: Any = None) -> Any:
     if isinstance(current, bool):
         if isinstance(value, str) and value.lower() in {"1", "true", "yes", "0", "false", "no"}:
             return value.lower() in {"1", "true", "yes"}
         if isinstance(value, bool):
             return value
     elif isinstance(current, list):
+        items: list[Any] | None = None
         if isinstance(value, str):
-            return [v for v in value.replace(",", " ").split() if v]
-        if isinstance(value, list | tuple):
-            return list(value)
+            items = [v for v in value.replace(",", " ").split() if v]
+        elif isinstance(value, list | tuple):
+            items = list(value)
+        if items is not None:
+            kind = (typing.get_args(hint) or (None,))[0]
+            if kind in (int, float):
+                try:
+                    if not any(isinstance(v, bool) for v in items):
+                        return [kind(v) for v in items]
+                except (TypeError, ValueError):
+                    pass
+                raise ConfigError(f"{where}: expected a list of {kind.__name__}, found "
+                                  f"{value!r}")
+            return [str(v) for v in items] if kind is str else items
     elif isinstance(current, int | float) and not isinstance(value, bool):
         try:
             return type(current)(value)
@@ -269,14 +478,26 @@ def _coerce(value: Any, current: Any, where: str) -> Any:
     )
 
 
-def _from_environment(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """Read ``DANEMAP_<SECTION>__<KEY>`` variables (e.g. ``DANEMAP_RUN__N_JOBS=4``)."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, value in environ.items():
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Read ``DANEMAP_<SECTION>__<KEY>`` variables (e.g. ``DANEMAP_RUN__N_JOBS=4``).
+
+    Sub-sections add one ``__`` per level: ``DANEMAP_STATS__NBS__THRESHOLD=2.5``.
+    """
+    out: dict[str, Any] = {}
+    for name, value in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
-        section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
-        out.setdefault(section, {})[key] = value
+        *sections, key = name[len(ENV_PREFIX):].lower().split("__")
+        node = out
+        for part in sections:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment: {name} sets a setting inside "
+                                  f"'{part}', which another variable sets as a value")
+        if isinstance(node.get(key), dict):
+            raise ConfigError(f"environment: {name} sets '{key}', a section that other "
+                              "variables set settings of")
+        node[key] = value
     return out
 
 
@@ -290,11 +511,13 @@ def load_config(
     Parameters
     ----------
     path : path-like or None
-        A TOML file with ``[run]``, ``[functional]``, ``[pet]`` and ``[stats]`` tables.
+        A TOML file with ``[run]``, ``[functional]``, ``[pet]`` and ``[stats]`` tables
+        (and ``[stats]``'s sub-tables, e.g. ``[stats.nbs]``).
     overrides : mapping or None
         ``{section: {key: value}}`` from the command line; ``None`` values are ignored.
     environ : mapping or None
-        Environment to read ``DANEMAP_<SECTION>__<KEY>`` from (default ``os.environ``).
+        Environment to read ``DANEMAP_<SECTION>__<KEY>`` (``DANEMAP_STATS__NBS__THRESHOLD``
+        for a sub-section) from (default ``os.environ``).
 
     Returns
     -------
