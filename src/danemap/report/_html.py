@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from danemap._utils.text import DISCLAIMER
 from danemap._version import __version__
 
 if TYPE_CHECKING:
@@ -16,11 +17,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DISCLAIMER", "Section", "forest_plot_svg", "render_html", "write_report"]
 
-DISCLAIMER = (
-    "danemap is a research tool, not a diagnostic device. Group differences in ADHD imaging "
-    "are small (ENIGMA-ADHD: Cohen's d between -0.19 and 0.00 for subcortical volumes) and "
-    "overlap heavily between groups; no number here classifies an individual."
-)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;

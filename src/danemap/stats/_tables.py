@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from danemap._utils.logging import get_logger
+from danemap._utils.text import DISCLAIMER
 from danemap.errors import DanemapWarning, InputError
 from danemap.io import validate_label, write_table
 from danemap.stats._design import CovariateEncoder, _listing, check_columns
@@ -43,12 +44,6 @@ __all__: list[str] = []
 log = get_logger("stats")
 
 PathLike = str | os.PathLike[str]
-
-#: The disclaimer carried by every summary and sidecar.
-DISCLAIMER = (
-    "danemap is a research tool, not a diagnostic device. Group differences and "
-    "classification accuracies describe this sample; they do not diagnose ADHD in an individual."
-)
 
 
 #: How every table here is read: tab-separated, ``n/a`` and empty cells missing.
