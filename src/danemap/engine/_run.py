@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from danemap._utils.logging import get_logger
-from danemap.errors import ConfigError, DanemapError, DependencyError
+from danemap.errors import ConfigError, DanemapError
 
 __all__ = ["Outcome", "run_many"]
 
@@ -163,14 +163,12 @@ def _completed(futures: Iterable[Future[Outcome]], description: str,
 
 def _run_dask(func: Callable[[str], Any], items: list[str], address: str | None,
               n_jobs: int, description: str, verbose: bool) -> Iterable[Outcome]:
-    try:
-        from dask.distributed import Client
-        from dask.distributed import as_completed as dask_completed
-    except ImportError as exc:
-        raise DependencyError(
-            "backend='dask' needs dask.distributed: pip install 'danemap[dask]'"
-        ) from exc
     from danemap._utils.logging import progress
+    from danemap._utils.optional import import_optional
+
+    distributed = import_optional("dask.distributed", extra="dask", package="dask[distributed]",
+                                  purpose="backend='dask'")
+    Client, dask_completed = distributed.Client, distributed.as_completed
 
     # a local cluster uses one single-threaded worker process per job: the markers are not
     # written for concurrent threads in one process (warnings filters, BLAS threads)

@@ -75,18 +75,14 @@ def resample_to_grid(data: np.ndarray, src_affine: np.ndarray, shape: tuple[int,
 def _template(resolution: int, shape: tuple[int, ...],
               affine_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
     """MNI152 T1 template and brain mask from nilearn's packaged files, on the grid."""
-    import importlib.util
-
     import nibabel as nib
+
+    from danemap._utils.optional import find_optional
 
     # The file behind nilearn.datasets.load_mni152_template (packaged, no download); read
     # directly because importing nilearn.datasets costs more than a second.
-    spec = importlib.util.find_spec("nilearn")
-    if spec is None or not spec.submodule_search_locations:  # pragma: no cover
-        from danemap.errors import DependencyError
-
-        raise DependencyError("nilearn is required for the MNI152 template: pip install nilearn")
-    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / (
+    folder = find_optional("nilearn", purpose="the MNI152 template")[0]
+    path = folder / "datasets" / "data" / (
         "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
     tpl: Any = nib.load(path)
     affine = np.frombuffer(affine_bytes).reshape(4, 4)
