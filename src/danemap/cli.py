@@ -107,9 +107,12 @@ def _run_subcommand(command: str, argv: list[str]) -> int:
 
 
 def _run_bids_app(argv: list[str]) -> int:
-    from danemap._utils.logging import setup_cli_logging
+    from danemap._utils.logging import get_logger, run_log, setup_cli_logging
     from danemap.config import load_config
+    from danemap.io import check_output_not_in_input
     from danemap.pipeline import run_group, run_participant
+
+    log = get_logger()
 
     args = build_bids_app_parser().parse_args(argv)
     setup_cli_logging(args.verbose)
@@ -125,10 +128,14 @@ def _run_bids_app(argv: list[str]) -> int:
         },
         "functional": {"strategy": args.denoise_strategy, "fd_threshold": args.fd_threshold},
     }
-    config = load_config(args.config, overrides=overrides)
-    if args.analysis_level == "participant":
-        return run_participant(args.bids_dir, args.output_dir, config, verbose=True)
-    return run_group(args.bids_dir, args.output_dir, config, verbose=True)
+    # refused before the run log is opened: nothing is ever written into the input
+    check_output_not_in_input(args.bids_dir, args.output_dir)
+    with run_log(args.output_dir, args.analysis_level, ["danemap", *argv]) as logfile:
+        log.info("run log: %s", logfile)
+        config = load_config(args.config, overrides=overrides)
+        if args.analysis_level == "participant":
+            return run_participant(args.bids_dir, args.output_dir, config, verbose=True)
+        return run_group(args.bids_dir, args.output_dir, config, verbose=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,7 +38,8 @@ class Outcome:
     error : str
         One-line error message when failed.
     detail : str
-        Full traceback for unexpected (non-danemap) errors, for the run log.
+        The failure's full traceback, formatted in the worker (it travels back from a
+        process pool or a Dask worker as text); logged at debug level for the run log.
     """
 
     item: str
@@ -55,7 +56,8 @@ def _call(func: Callable[[str], Any], item: str) -> Outcome:
     try:
         result = func(item)
     except DanemapError as exc:  # expected, already a clear message
-        return Outcome(item, "failed", time.perf_counter() - t0, error=str(exc))
+        return Outcome(item, "failed", time.perf_counter() - t0, error=str(exc),
+                       detail=traceback.format_exc())
     except Exception as exc:  # isolate genuine bugs too, but keep the traceback
         return Outcome(item, "failed", time.perf_counter() - t0,
                        error=f"{type(exc).__name__}: {exc}", detail=traceback.format_exc())
@@ -133,7 +135,7 @@ def run_many(
         else:
             log.error("%s: failed: %s", outcome.item, outcome.error)
             if outcome.detail:
-                log.debug("%s", outcome.detail)
+                log.debug("%s: worker traceback:\n%s", outcome.item, outcome.detail.rstrip())
 
     if backend == "dask":
         for outcome in _run_dask(func, todo, dask_address, n_jobs, description, verbose):
