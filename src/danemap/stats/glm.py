@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from danemap._utils.docs import fill_doc
 from danemap._utils.logging import get_logger
 from danemap.errors import InputError
 from danemap.stats._design import (
@@ -390,6 +391,7 @@ def _describe_groups(Y: np.ndarray, is_case: np.ndarray) -> dict[str, np.ndarray
     return out
 
 
+@fill_doc
 def case_control(features: pd.DataFrame, participants: pd.DataFrame, group: str = "group",
                  case: Any = "ADHD", control: Any = "TD",
                  covariates: Sequence[str] = ("age", "sex"), site: str | None = "site",
@@ -409,13 +411,11 @@ def case_control(features: pd.DataFrame, participants: pd.DataFrame, group: str 
     case, control : object
         Values of ``group`` for cases (coded 1) and controls (coded 0); other rows are
         left out (logged).
-    covariates : sequence of str
-        Covariates; categorical ones are dummy-coded (first sorted level dropped).
+    %(covariates)s
     site : str or None
         Site column, added as a categorical covariate; None when the features were
         harmonised already (or there is one site).
-    icv : str or None
-        Intracranial-volume column, added as a numeric covariate (for volumes).
+    %(icv)s
     interaction : str or None
         Numeric column (e.g. ``"age"``) whose interaction with group is tested. The column
         is mean-centred (within the analysed rows), so the ``group`` row is the effect at the

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from danemap._utils.docs import fill_doc
 from danemap._utils.logging import get_logger
 from danemap.errors import InputError
 
@@ -180,6 +181,7 @@ def random_effects(y: Any, v: Any, method: str = "reml", level: float = 0.95
     return out
 
 
+@fill_doc
 def site_meta_analysis(features: pd.DataFrame, participants: pd.DataFrame, site: str,
                        group: str = "group", case: Any = "ADHD", control: Any = "TD",
                        covariates: Sequence[str] = ("age", "sex"), icv: str | None = None,
@@ -195,13 +197,11 @@ def site_meta_analysis(features: pd.DataFrame, participants: pd.DataFrame, site:
         ``features``).
     site : str
         Site column.
-    group, case, control : str, object, object
-        Group column and its case and control labels.
+    %(group_case_control)s
     covariates : sequence of str
         Covariates of the within-site GLM (site is not one; a categorical covariate with a
         single level within a site is dropped there).
-    icv : str or None
-        Intracranial-volume column, added as a covariate (volumes).
+    %(icv)s
     method : {"reml", "dl"}
         Between-site variance estimator of :func:`random_effects`.
 

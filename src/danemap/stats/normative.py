@@ -96,6 +96,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from danemap._utils.docs import fill_doc
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError, NotFittedError
 from danemap.io import write_json
@@ -641,6 +642,7 @@ def _folds(strata: np.ndarray, levels: list[np.ndarray], n_folds: int,
                      "level in every training fold; use fewer folds (--folds)")
 
 
+@fill_doc
 def normative_scores(
     features: pd.DataFrame,
     participants: pd.DataFrame,
@@ -670,8 +672,7 @@ def normative_scores(
         Features indexed by participant, aligned with ``participants``.
     participants : pandas.DataFrame
         Group, age, sex and site.
-    group, case, control : str
-        Group column and labels.
+    %(group_case_control)s
     age, sex, site : str or None
         Covariate columns. With several sites among the scored controls, site always
         enters the model (ComBat with ``harmonize``, else site indicators and a residual

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from danemap._utils.docs import fill_doc
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError
 from danemap.stats._design import column_blocks
@@ -130,6 +131,7 @@ def standardize_within_site(
     return out
 
 
+@fill_doc
 def symptom_association(
     features: pd.DataFrame,
     participants: pd.DataFrame,
@@ -154,13 +156,12 @@ def symptom_association(
     symptoms : sequence of str or None
         Symptom columns; ``None`` uses those of ``adhd_index``, ``inattentive`` and
         ``hyperimpulsive`` that are present (at least one must be).
-    covariates : sequence of str
-        Covariates (text columns become indicators).
+    %(covariates)s
     site : str or None
         Site column: its indicators are added to the covariates and, with
         ``standardize``, scores are z-scored within site.
-    group, case, control : str
-        Group column and labels; ``samples`` ``"case"`` uses the case group only.
+    %(group_case_control)s
+        ``samples`` ``"case"`` uses the case group only.
     standardize : bool
         Z-score each symptom within site before the analysis (default true).
     samples : sequence of {"case", "all"}
