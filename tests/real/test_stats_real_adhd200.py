@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from danemap.config import StatsConfig
-from danemap.stats.pipeline import StatsOptions, run_stats
+from danemap.config import ClassifyConfig, StatsConfig
+from danemap.stats.pipeline import run_stats
 
 pytestmark = pytest.mark.real
 
@@ -23,10 +23,10 @@ def result(shared_data, tmp_path_factory):
     root = shared_data / "adhd200-alff"
     out = tmp_path_factory.mktemp("stats_real")
     ref = shared_data / "enigma-adhd" / "adhdallages_case-controls_SubVol.csv"
-    opts = StatsOptions(reference=ref, feature_measure="ALFF", classify_permutations=5,
-                        n_bootstrap=200, c_grid=(0.01, 0.1, 1.0))
-    res = run_stats(root / "alff_aal116.tsv", root / "participants.tsv", out,
-                    StatsConfig(n_permutations=1000), options=opts)
+    cfg = StatsConfig(n_permutations=1000, classify_permutations=5,
+                      classify=ClassifyConfig(n_bootstrap=200, c_grid=[0.01, 0.1, 1.0]))
+    res = run_stats(root / "alff_aal116.tsv", root / "participants.tsv", out, cfg,
+                    reference=ref, feature_measure="ALFF")
     return out, res["summary"]
 
 

@@ -16,10 +16,11 @@ import pandas as pd
 import pytest
 
 from danemap.cli import main
+from danemap.config import ClassifyConfig, NormativeConfig, StatsConfig
 from danemap.errors import DanemapWarning
 from danemap.stats._tables import load_inputs
 from danemap.stats.classify import save_classifier
-from danemap.stats.pipeline import StatsOptions, run_stats
+from danemap.stats.pipeline import run_stats
 
 _spec = importlib.util.spec_from_file_location(
     "_stats_pipeline_tests_bad", Path(__file__).with_name("test_pipeline.py"))
@@ -28,7 +29,8 @@ _spec.loader.exec_module(_mod)
 write_cohort = _mod.write_cohort
 
 FAST_CLI = ["--classify-permutations", "0", "--folds", "3", "--n-permutations", "19"]
-FAST = {"classify_permutations": 0, "n_bootstrap": 20, "c_grid": (1.0,), "n_folds": 3}
+FAST = StatsConfig(classify_permutations=0, normative=NormativeConfig(n_folds=3),
+                   classify=ClassifyConfig(n_bootstrap=20, c_grid=[1.0], n_folds=3))
 
 
 def _edit(path, changes):
@@ -57,8 +59,7 @@ def test_rare_levels_and_inf_are_left_out_by_name_in_normative_and_classify(tmp_
     fp, pp, _ = write_cohort(tmp_path)
     _edit(pp, {(0, "sex"): "O", (1, "site"): "Z"})  # a sex level and a site of one
     _edit(fp, {(2, "Caudate_R"): np.inf})
-    res = run_stats(fp, pp, tmp_path / "o", analyses=("normative", "classify"),
-                    options=StatsOptions(**FAST))
+    res = run_stats(fp, pp, tmp_path / "o", FAST, analyses=("normative", "classify"))
     s = res["summary"]
     assert all(s["analyses"][a]["status"] == "done" for a in ("normative", "classify"))
     for analysis in ("normative", "classification"):
@@ -111,11 +112,12 @@ def test_stats_all_exits_1_and_lists_failed_analyses(tmp_path, capsys):
 
 
 def test_group_level_exits_1_when_analyses_fail(tmp_path, monkeypatch, caplog):
-    import danemap.markers.functional as mf
     import danemap.report.group as rg
     import danemap.stats.pipeline as sp
     from danemap.config import Config
-    from danemap.pipeline import GROUP_TABLES, run_group
+    from danemap.markers.base import GroupTable
+    from danemap.markers.functional import FunctionalFamily
+    from danemap.pipeline import run_group
 
     bids = tmp_path / "bids"
     bids.mkdir()
@@ -125,16 +127,16 @@ def test_group_level_exits_1_when_analyses_fail(tmp_path, monkeypatch, caplog):
         json.dumps({"Name": "t", "BIDSVersion": "1.8.0"}))
     table = tmp_path / "t.tsv"
     table.write_text("participant_id\tx\nsub-01\t1\nsub-02\t2\n")
-    monkeypatch.setattr(mf, "collect_functional_group",
-                        lambda *a, **k: {GROUP_TABLES[0]: table})
-    monkeypatch.setattr(rg, "write_group_report", lambda d, s: d / "group_report.html")
+    monkeypatch.setattr(FunctionalFamily, "collect", lambda *a, **k: [
+        GroupTable("networks", table, "Networks", "network", ("glm", "permutation",
+                                                              "normative", "classify"))])
+    monkeypatch.setattr(rg, "write_group_report", lambda d, s, **k: d / "group_report.html")
     failed = {"permutation": "boom", "normative": "boom", "classify": "boom"}
     monkeypatch.setattr(sp, "run_stats", lambda *a, **k: {"summary": {"errors": failed}})
     with caplog.at_level(logging.ERROR, logger="danemap"):
         rc = run_group(bids, tmp_path / "out", Config())
     assert rc == 1
-    listed = f"{GROUP_TABLES[0]}/permutation, {GROUP_TABLES[0]}/normative, " \
-             f"{GROUP_TABLES[0]}/classify"
+    listed = "networks/permutation, networks/normative, networks/classify"
     assert listed in caplog.text
     monkeypatch.setattr(sp, "run_stats", lambda *a, **k: {"summary": {"errors": {}}})
     assert run_group(bids, tmp_path / "out", Config()) == 0

@@ -146,3 +146,30 @@ def test_cli_transform_threshold_and_meta_command(tmp_path):
     assert pooled["method"].str.startswith("DL").all()
     assert main(["stats", "glm", "--features", str(fp), "--participants", str(pp), "--out",
                  str(tmp_path / "bad"), "--scale-threshold", "0.9"]) == 2
+
+
+def test_cli_honours_the_config_file_flags_win_and_config_toml_is_written(tmp_path):
+    from danemap.config import load_config
+
+    fp, pp, _ = write_cohort(tmp_path)
+    conf = tmp_path / "c.toml"
+    conf.write_text("[stats]\nclassify_permutations = 3\nseed = 4\n"
+                    "[stats.classify]\nn_folds = 3\nn_bootstrap = 20\nc_grid = [1.0]\n")
+    out = tmp_path / "o"
+    args = ["--features", str(fp), "--participants", str(pp), "--out", str(out)]
+    assert main(["stats", "--config", str(conf), "classify", *args]) == 0
+    tab = pd.read_csv(out / "classification.tsv", sep="\t")
+    kfold = tab[tab.scheme == "kfold"]
+    assert (tab["n_permutations"] == 3).all() and (kfold["n_folds"] == 3).all()  # the file's
+    written = load_config(out / "config.toml", environ={})
+    assert written.stats.classify_permutations == 3 and written.stats.seed == 4
+    assert written.stats.classify.c_grid == [1.0] and written.stats.classify.n_bootstrap == 20
+    # a flag beats the file; the file beats the defaults
+    assert main(["stats", "--config", str(conf), "classify", *args,
+                 "--classify-permutations", "1", "--folds", "4"]) == 0
+    tab = pd.read_csv(out / "classification.tsv", sep="\t")
+    kfold = tab[tab.scheme == "kfold"]
+    assert (tab["n_permutations"] == 1).all() and (kfold["n_folds"] == 4).all()
+    written = load_config(out / "config.toml", environ={})
+    assert written.stats.classify_permutations == 1 and written.stats.classify.n_folds == 4
+    assert written.stats.normative.n_folds == 4 and written.stats.seed == 4

@@ -4,14 +4,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from danemap.config import StatsConfig
+from danemap.config import (
+    ClassifyConfig,
+    GlmConfig,
+    NormativeConfig,
+    StatsConfig,
+    SymptomsConfig,
+)
 from danemap.errors import DanemapWarning, InputError
 from danemap.stats._tables import join_tables, load_features, load_inputs, load_participants
 from danemap.stats.classify import load_classifier
 from danemap.stats.normative import NormativeModel
 from danemap.stats.pipeline import StatsOptions, run_stats
 
-FAST = {"classify_permutations": 2, "n_bootstrap": 50, "c_grid": (1.0,), "n_folds": 3}
+FAST = {"classify_permutations": 2, "normative": NormativeConfig(n_folds=3),
+        "classify": ClassifyConfig(n_bootstrap=50, c_grid=[1.0], n_folds=3)}
 
 
 def write_cohort(folder, n=90, seed=0):
@@ -43,8 +50,8 @@ def write_cohort(folder, n=90, seed=0):
 def test_run_stats_writes_every_table_with_sidecars(tmp_path):
     fp, pp, ref = write_cohort(tmp_path)
     out = tmp_path / "out"
-    res = run_stats(fp, pp, out, StatsConfig(n_permutations=99),
-                    options=StatsOptions(reference=ref, feature_measure="ALFF", **FAST))
+    res = run_stats(fp, pp, out, StatsConfig(n_permutations=99, **FAST), reference=ref,
+                    feature_measure="ALFF")
     for name in ("effects", "permutation", "symptoms", "normative_z", "classification",
                  "reference_comparison", "harmonized_features"):
         tsv = out / f"{name}.tsv"
@@ -73,8 +80,7 @@ def test_run_stats_writes_every_table_with_sidecars(tmp_path):
 
 def test_subset_and_dependencies(tmp_path):
     fp, pp, ref = write_cohort(tmp_path)
-    res = run_stats(fp, pp, tmp_path / "o", analyses=("reference",),
-                    options=StatsOptions(reference=ref))
+    res = run_stats(fp, pp, tmp_path / "o", analyses=("reference",), reference=ref)
     # the reference needs the GLM, which uses harmonised features after the site checks, and
     # the GLM comes with the per-site meta-analysis and the headline choice
     assert set(res["files"]) == {"site_checks", "harmonized", "effects", "meta", "meta_sites",
@@ -92,13 +98,12 @@ def test_on_error_record_and_raise(tmp_path):
     fp, pp, _ = write_cohort(tmp_path)
     P = pd.read_csv(pp, sep="\t").drop(columns=["adhd_index"])
     P.to_csv(pp, sep="\t", index=False, na_rep="n/a")
-    opts = StatsOptions(symptoms=["adhd_index"], on_error="record")
-    res = run_stats(fp, pp, tmp_path / "o", analyses=("symptoms",), options=opts)
+    listed = StatsConfig(symptoms=SymptomsConfig(columns=["adhd_index"]))
+    res = run_stats(fp, pp, tmp_path / "o", listed, analyses=("symptoms",), on_error="record")
     assert res["summary"]["analyses"]["symptoms"]["status"] == "failed"
     assert "adhd_index" in res["summary"]["errors"]["symptoms"]
     with pytest.raises(InputError, match="column 'adhd_index' not found"):
-        run_stats(fp, pp, tmp_path / "o", analyses=("symptoms",),
-                  options=StatsOptions(symptoms=["adhd_index"]))
+        run_stats(fp, pp, tmp_path / "o", listed, analyses=("symptoms",))
     res = run_stats(fp, pp, tmp_path / "o3", analyses=("symptoms",))
     assert res["summary"]["analyses"]["symptoms"]["status"] == "skipped"
 
@@ -117,7 +122,7 @@ def test_run_stats_argument_errors(tmp_path):
     with pytest.raises(InputError, match="analyses: expected a subset"):
         run_stats(fp, pp, tmp_path / "o", analyses=("glm", "magic"))
     with pytest.raises(InputError, match="on_error"):
-        run_stats(fp, pp, tmp_path / "o", options=StatsOptions(on_error="ignore"))
+        run_stats(fp, pp, tmp_path / "o", on_error="ignore")
     with pytest.raises(InputError, match="config: expected"):
         run_stats(fp, pp, tmp_path / "o", config={"group": "x"})
     with pytest.raises(InputError, match="control label 'HC' not found"):
@@ -196,8 +201,8 @@ def test_no_warning_leaks_out(tmp_path):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", DanemapWarning)
-        run_stats(fp, pp, tmp_path / "o", analyses=("symptoms",),
-                  options=StatsOptions(symptoms=["adhd_index"]))
+        run_stats(fp, pp, tmp_path / "o", StatsConfig(symptoms=SymptomsConfig(
+            columns=["adhd_index"])), analyses=("symptoms",))
 
 
 # --------------------------------------------------------------------------- honesty
@@ -209,8 +214,8 @@ def _summary_and_sidecar(out):
 def test_harmonization_text_says_none_when_nothing_was_harmonised(tmp_path):
     fp, pp, _ = write_cohort(tmp_path, n=60)
     out = tmp_path / "o"
-    run_stats(fp, pp, out, StatsConfig(harmonize="none", n_permutations=9),
-              analyses=("normative", "classify"), options=StatsOptions(**FAST))
+    run_stats(fp, pp, out, StatsConfig(harmonize="none", n_permutations=9, **FAST),
+              analyses=("normative", "classify"))
     s, side = _summary_and_sidecar(out)
     assert s["harmonization"]["group_analyses"] == "none"
     assert s["harmonization"]["normative"] == "none"
@@ -228,17 +233,15 @@ def test_harmonization_text_says_none_when_nothing_was_harmonised(tmp_path):
 def test_harmonization_text_single_site_and_combat_states_per_scheme(tmp_path):
     fp, pp, _ = write_cohort(tmp_path, n=60)
     out = tmp_path / "combat"
-    run_stats(fp, pp, out, StatsConfig(n_permutations=9), analyses=("classify",),
-              options=StatsOptions(**FAST))
+    run_stats(fp, pp, out, StatsConfig(n_permutations=9, **FAST), analyses=("classify",))
     s, side = _summary_and_sidecar(out)
     assert side["Harmonization"].startswith("kfold: ComBat fitted in each training fold")
     assert "loso: none" in side["Harmonization"]  # loso_harmonize="none" by default
     P = pd.read_csv(pp, sep="\t").assign(site="A")
     P.to_csv(pp, sep="\t", index=False, na_rep="n/a")
     out = tmp_path / "one"
-    res = run_stats(fp, pp, out, StatsConfig(n_permutations=9),
-                    analyses=("harmonize", "normative", "classify"),
-                    options=StatsOptions(**FAST))
+    res = run_stats(fp, pp, out, StatsConfig(n_permutations=9, **FAST),
+                    analyses=("harmonize", "normative", "classify"))
     s, side = _summary_and_sidecar(out)
     assert res["summary"]["analyses"]["harmonize"]["reason"] == "a single site"
     assert not any("ComBat" in v for v in s["harmonization"].values()), s["harmonization"]
@@ -257,13 +260,18 @@ def test_combat_label_says_when_empirical_bayes_was_not_used(tmp_path):
     assert "without empirical Bayes" in text and "parametric empirical" not in text
 
 
-def test_run_stats_does_not_mutate_options(tmp_path):
+def test_deprecated_stats_options_still_work_and_match_the_config(tmp_path):
     fp, pp, _ = write_cohort(tmp_path, n=60)
-    opts = StatsOptions()
-    res = run_stats(fp, pp, tmp_path / "o", StatsConfig(harmonize="none"), analyses=("glm",),
-                    options=opts)
-    assert opts.feature_measure is None
-    assert res["summary"]["feature_measure"] == "alff"
+    opts = StatsOptions(icv="full4_iq", interaction="age")
+    with pytest.warns(DeprecationWarning, match="StatsOptions"):
+        res = run_stats(fp, pp, tmp_path / "o", StatsConfig(harmonize="none"),
+                        analyses=("glm",), options=opts)
+    assert opts.feature_measure is None  # not mutated
+    assert res["summary"]["feature_measure"] == "alff" and res["summary"]["icv"] == "full4_iq"
+    cfg = StatsConfig(harmonize="none", icv="full4_iq", glm=GlmConfig(interaction="age"))
+    run_stats(fp, pp, tmp_path / "c", cfg, analyses=("glm",))
+    assert (tmp_path / "o" / "effects.tsv").read_bytes() == \
+        (tmp_path / "c" / "effects.tsv").read_bytes()
 
 
 def test_sidecars_are_strict_json_nan_as_null_numpy_converted(tmp_path):
@@ -361,8 +369,8 @@ def test_raw_features_let_go_once_harmonised_ones_replace_them(tmp_path, monkeyp
     monkeypatch.setitem(pl._STEPS, "symptoms", spy)
     res = run_stats(fp, pp, tmp_path / "a", analyses=("glm", "symptoms"))
     assert seen["raw"] is None and res["summary"]["n_features"] == 4
-    run_stats(fp, pp, tmp_path / "b", analyses=("symptoms", "normative"),
-              options=StatsOptions(n_folds=3))
+    run_stats(fp, pp, tmp_path / "b", StatsConfig(normative=NormativeConfig(n_folds=3)),
+              analyses=("symptoms", "normative"))
     assert isinstance(seen["raw"], pd.DataFrame)
     run_stats(fp, pp, tmp_path / "c", StatsConfig(harmonize="none"), analyses=("symptoms",))
     assert isinstance(seen["raw"], pd.DataFrame)  # nothing replaces them
@@ -426,9 +434,8 @@ def test_combat_method_equals_combat_called_directly(tmp_path):
 def test_combat_method_reaches_normative_and_classification(tmp_path):
     fp, pp, _ = write_cohort(tmp_path, n=60)
     out = tmp_path / "o"
-    run_stats(fp, pp, out, StatsConfig(combat_method="nonparametric"),
-              analyses=("normative", "classify"),
-              options=StatsOptions(save_classifier=tmp_path / "clf.json", **FAST))
+    run_stats(fp, pp, out, StatsConfig(combat_method="nonparametric", **FAST),
+              analyses=("normative", "classify"), save_classifier=tmp_path / "clf.json")
     s, side = _summary_and_sidecar(out)
     assert "ComBat (non-parametric empirical Bayes" in s["harmonization"]["normative"]
     assert "(non-parametric empirical Bayes" in side["Harmonization"]
@@ -488,7 +495,7 @@ def test_three_participants_fail_clearly_and_the_report_says_so(tmp_path):
     f = _write(tmp_path / "f.tsv", "participant_id\tfrontostriatal\tlc_pfc\n"
                "sub-01\t0.3\t0.1\nsub-02\t0.35\t0.12\nsub-03\t0.31\t0.2\n")
     out = tmp_path / "stats" / "networks"
-    res = run_stats(f, p, out, options=StatsOptions(on_error="record"))
+    res = run_stats(f, p, out, on_error="record")
     s = res["summary"]
     failed = {a for a, v in s["analyses"].items() if v["status"] == "failed"}
     assert {"glm", "meta", "permutation", "normative", "classify"} <= failed

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from danemap.cli import main
-from danemap.config import StatsConfig
+from danemap.config import GlmConfig, NbsConfig, StatsConfig
 from danemap.errors import InputError
 from danemap.stats._tables import load_features
-from danemap.stats.pipeline import StatsOptions, run_stats
+from danemap.stats.pipeline import run_stats
 
 
 def _cohort(folder, n=80, seed=1):
@@ -45,8 +45,9 @@ def test_glm_options_add_rows_and_keep_the_main_effect(tmp_path):
     fp = _write(tmp_path, "alff.tsv", P.participant_id, X, ["Caudate_L", "Putamen_L", "x"])
     cfg = StatsConfig(harmonize="none")
     run_stats(fp, pp, tmp_path / "plain", cfg, analyses=("glm",))
-    opts = StatsOptions(interaction="age", stratify="sex", moderator="med_status")
-    res = run_stats(fp, pp, tmp_path / "opts", cfg, analyses=("glm",), options=opts)
+    opts = StatsConfig(harmonize="none", glm=GlmConfig(interaction="age", stratify="sex",
+                                                       moderator="med_status"))
+    res = run_stats(fp, pp, tmp_path / "opts", opts, analyses=("glm",))
     plain = pd.read_csv(tmp_path / "plain" / "effects.tsv", sep="\t")
     eff = pd.read_csv(tmp_path / "opts" / "effects.tsv", sep="\t", na_values="n/a")
     assert set(eff.term) == {"group", "group:age", "group[med_status=off]",
@@ -65,8 +66,8 @@ def test_glm_options_add_rows_and_keep_the_main_effect(tmp_path):
     assert res["summary"]["analyses"]["glm"]["n_features"] == 3
     assert "group:age" in res["summary"]["analyses"]["glm"]["extra_terms"]
     with pytest.raises(InputError, match="column 'med' not found"):
-        run_stats(fp, pp, tmp_path / "bad", cfg, analyses=("glm",),
-                  options=StatsOptions(moderator="med"))
+        run_stats(fp, pp, tmp_path / "bad", StatsConfig(harmonize="none", glm=GlmConfig(
+            moderator="med")), analyses=("glm",))
 
 
 def test_cli_glm_flags(tmp_path):
@@ -120,9 +121,10 @@ def test_nbs_on_connectivity_edges(tmp_path):
     r = run_stats(fu, pp, tmp_path / "u", StatsConfig(harmonize="none"), analyses=("nbs",))
     assert "no edge of the subnetworks" in r["summary"]["analyses"]["nbs"]["reason"]
     assert not (tmp_path / "u" / "nbs.tsv").exists()
-    with pytest.raises(InputError, match="nbs_subnetworks: unknown network"):
-        run_stats(fp, pp, tmp_path / "x", StatsConfig(harmonize="none"), analyses=("nbs",),
-                  options=StatsOptions(nbs_subnetworks=("limbic",)))
+    with pytest.raises(InputError, match=r"stats\.nbs\.subnetworks: unknown network\(s\) "
+                                         r"\['lc_pcf'\] \(did you mean 'lc_pfc'\?\)"):
+        run_stats(fp, pp, tmp_path / "x", StatsConfig(harmonize="none", nbs=NbsConfig(
+            subnetworks=["lc_pcf"])), analyses=("nbs",))
 
 
 def test_runs_averaged_and_sessions_need_a_choice(tmp_path):
@@ -141,8 +143,8 @@ def test_runs_averaged_and_sessions_need_a_choice(tmp_path):
                                         "averaged": 40, "session": "1"}
     with pytest.raises(InputError, match=r"session '3' not found .*\['1', '2'\]"):
         load_features(fp, session="3")
-    res = run_stats(fp, pp, tmp_path / "o", StatsConfig(harmonize="none"), analyses=("glm",),
-                    options=StatsOptions(session="2"))
+    res = run_stats(fp, pp, tmp_path / "o", StatsConfig(harmonize="none", session="2"),
+                    analyses=("glm",))
     rr = res["summary"]["repeated_rows"]
     assert rr["session"] == "2" and rr["participants_with_runs_averaged"] == 0
     assert "averaged" in rr["runs"]
@@ -196,8 +198,59 @@ def test_cli_icv_is_a_covariate_of_glm_permutation_and_combat(tmp_path):
     assert json.loads((tmp_path / "icv" / "permutation.json").read_text())["Confounds"][-2:] \
         == ["icv", "site[B]"]
     # ComBat preserves the ICV effect (it is a biological covariate, like group)
-    res = run_stats(fp, pp, tmp_path / "combat", analyses=("harmonize",),
-                    options=StatsOptions(icv="icv"))
+    res = run_stats(fp, pp, tmp_path / "combat", StatsConfig(icv="icv"),
+                    analyses=("harmonize",))
     assert res["summary"]["analyses"]["harmonize"]["preserved"] == ["age", "sex", "icv",
                                                                     "group"]
     assert res["summary"]["icv"] == "icv"
+
+
+def _user_atlas(folder):
+    """A 4-region user atlas whose networks JSON names its own networks."""
+    import nibabel as nib
+
+    from danemap.atlas import atlas_from_setting
+
+    data = np.zeros((4, 4, 4), dtype=np.int16)
+    for k in range(4):
+        data[k, 0, :] = k + 1
+    nii = folder / "atlas-mine_dseg.nii.gz"
+    nib.Nifti1Image(data, np.diag([2.0, 2.0, 2.0, 1.0])).to_filename(nii)
+    (folder / "atlas-mine_dseg.tsv").write_text("index\tname\n1\tA\n2\tB\n3\tC\n4\tD\n")
+    (folder / "atlas-mine_networks.json").write_text(json.dumps(
+        {"reward": [["A", "B"], ["B", "C"]], "arousal": [["C", "D"]]}))
+    return atlas_from_setting(str(nii))
+
+
+def test_nbs_uses_the_networks_of_a_user_atlas(tmp_path):
+    atlas = _user_atlas(tmp_path)
+    assert atlas.networks == {"reward": [("A", "B"), ("B", "C")], "arousal": [("C", "D")]}
+    P, pp, rng = _cohort(tmp_path, n=80)
+    names = ["A__B", "B__C", "C__D", "A__D"]  # A__D is in no network
+    X = rng.normal(size=(len(P), len(names)))
+    X[(P.group == "ADHD").to_numpy(), :2] += 1.5  # reward edges differ
+    fp = _write(tmp_path, "connectivity_corr.tsv", P.participant_id, X, names)
+    cfg = StatsConfig(harmonize="none", n_permutations=99)
+    # the built-in atlas's networks know none of these regions
+    r = run_stats(fp, pp, tmp_path / "builtin", cfg, analyses=("nbs",))
+    assert "no edge of the subnetworks" in r["summary"]["analyses"]["nbs"]["reason"]
+    # the user atlas: every network of it by default (it has no frontostriatal / lc_pfc)
+    r = run_stats(fp, pp, tmp_path / "user", cfg, analyses=("nbs",), networks=atlas.networks)
+    s = r["summary"]["analyses"]["nbs"]
+    assert s["status"] == "done" and s["subnetworks"] == ["reward", "arousal"]
+    tab = pd.read_csv(tmp_path / "user" / "nbs.tsv", sep="\t", na_values="n/a")
+    assert tab.feature.tolist() == ["A__B", "B__C", "C__D"]
+    assert tab.subnetwork.tolist() == ["reward", "reward", "arousal"]
+    assert set(s["components"][0]["edges"]) == {"A__B", "B__C"}
+    side = json.loads((tmp_path / "user" / "nbs.json").read_text())
+    assert side["Subnetworks"] == ["reward", "arousal"]
+    # [stats.nbs] subnetworks chooses among them; a typo names the closest
+    one = StatsConfig(harmonize="none", n_permutations=99, nbs=NbsConfig(subnetworks=["reward"]))
+    r = run_stats(fp, pp, tmp_path / "one", one, analyses=("nbs",), networks=atlas.networks)
+    assert r["summary"]["analyses"]["nbs"]["n_edges"] == 2
+    bad = StatsConfig(harmonize="none", nbs=NbsConfig(subnetworks=["rewards"]))
+    with pytest.raises(InputError, match=r"did you mean 'reward'\?\); the atlas has "
+                                         r"\['arousal', 'reward'\]"):
+        run_stats(fp, pp, tmp_path / "bad", bad, analyses=("nbs",), networks=atlas.networks)
+    r = run_stats(fp, pp, tmp_path / "none", cfg, analyses=("nbs",), networks={})
+    assert r["summary"]["analyses"]["nbs"]["reason"] == "the atlas has no networks"

@@ -4,7 +4,9 @@
 analysis; each sub-command runs one (``reference`` also runs the GLM). With
 ``--model M``, ``normative`` scores new participants with a saved normative model and
 ``predict`` scores them with a saved classifier (``classify --save-model M``).
-Defaults come from the ``[stats]`` section of the configuration; flags override it.
+Defaults come from the ``[stats]`` section of the configuration (``--config``, then the
+``DANEMAP_STATS__*`` environment); flags override it. The effective configuration is
+written to ``--out`` as ``config.toml``.
 """
 
 from __future__ import annotations
@@ -65,8 +67,8 @@ def _common() -> argparse.ArgumentParser:
                         "no-eb (default parametric)")
     g.add_argument("--symptoms", nargs="+", default=None, metavar="COL",
                    help="symptom columns (default adhd_index inattentive hyperimpulsive)")
-    g.add_argument("--raw-symptoms", action="store_true",
-                   help="do not z-score symptoms within site")
+    g.add_argument("--raw-symptoms", action="store_true", default=None,
+                   help="do not z-score symptoms within site ([stats.symptoms] standardize)")
     g.add_argument("--interaction", default=None, metavar="COL",
                    help="GLM: also test the group x COL interaction (e.g. age)")
     g.add_argument("--stratify", default=None, metavar="COL",
@@ -77,13 +79,14 @@ def _common() -> argparse.ArgumentParser:
     g = p.add_argument_group("inference")
     g.add_argument("--n-permutations", type=int, default=None,
                    help="permutations of the max-T test")
-    g.add_argument("--classify-permutations", type=int, default=100,
+    g.add_argument("--classify-permutations", type=int, default=None,
                    help="label permutations of the classification p-values (default 100)")
-    g.add_argument("--nbs-threshold", type=float, default=3.0,
+    g.add_argument("--nbs-threshold", type=float, default=None,
                    help="primary |t| threshold of the network-based statistic (default 3)")
-    g.add_argument("--folds", type=int, default=5, help="outer CV folds (default 5)")
+    g.add_argument("--folds", type=int, default=None,
+                   help="outer CV folds of classification and the normative model (default 5)")
     g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--loso-harmonize", choices=["none", "refit"], default="none",
+    g.add_argument("--loso-harmonize", choices=["none", "refit"], default=None,
                    help="harmonisation under leave-one-site-out (default none)")
     g = p.add_argument_group("models and references")
     g.add_argument("--model", type=Path, default=None, metavar="M.json",
@@ -94,7 +97,7 @@ def _common() -> argparse.ArgumentParser:
                    help="reference effect sizes (ENIGMA format, see danemap.stats.reference)")
     g.add_argument("--feature-measure", default=None,
                    help="what the features measure, e.g. ALFF (default: table file name)")
-    g.add_argument("--normative-heteroscedastic", action="store_true",
+    g.add_argument("--normative-heteroscedastic", action="store_true", default=None,
                    help="normative model: residual SD as a smooth function of age")
     return p
 
@@ -130,22 +133,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace, config: Any) -> Any:
+    """Return the effective configuration: ``config`` (file, environment) < flags.
+
+    A flag left out (``None``) keeps the configured value.
+    """
     from danemap.config import Config
 
     cfg = config if config is not None else Config()
     covariates = None if args.covariates is None else list(dict.fromkeys(args.covariates))
-    overrides = {"stats": {"group": args.group, "case": args.case, "control": args.control,
-                           "covariates": covariates, "site": args.site,
-                           "harmonize": args.harmonize, "combat_method": args.combat_method,
-                           "transform": args.transform,
-                           "scale_threshold": args.scale_threshold,
-                           "meta_method": args.meta_method,
-                           "n_permutations": args.n_permutations,
-                           "seed": args.seed}}
+    overrides = {"stats": {
+        "group": args.group, "case": args.case, "control": args.control,
+        "covariates": covariates, "site": args.site, "icv": args.icv,
+        "session": args.session, "harmonize": args.harmonize,
+        "combat_method": args.combat_method, "transform": args.transform,
+        "scale_threshold": args.scale_threshold, "meta_method": args.meta_method,
+        "n_permutations": args.n_permutations,
+        "classify_permutations": args.classify_permutations, "seed": args.seed,
+        "glm": {"interaction": args.interaction, "stratify": args.stratify,
+                "moderator": args.moderator},
+        "symptoms": {"columns": args.symptoms,
+                     "standardize": None if args.raw_symptoms is None else False},
+        "normative": {"n_folds": args.folds,
+                      "heteroscedastic": args.normative_heteroscedastic},
+        "classify": {"n_folds": args.folds, "loso_harmonize": args.loso_harmonize},
+        "nbs": {"threshold": args.nbs_threshold},
+    }}
     return cfg.updated(overrides, source="command line")
 
 
-def _scored_sidecar(args: argparse.Namespace, F: Any, P: Any, group: dict[str, str],
+def _scored_sidecar(args: argparse.Namespace, cfg: Any, F: Any, P: Any, group: dict[str, str],
                     training: dict[str, int], description: str, columns: dict[str, str],
                     **fields: Any) -> dict[str, Any]:
     """Sidecar of a table scored with a saved model: n, covariates, harmonisation, inputs.
@@ -163,7 +179,8 @@ def _scored_sidecar(args: argparse.Namespace, F: Any, P: Any, group: dict[str, s
     sources = {"features": [str(p) for p in args.features],
                "participants": str(args.participants), "model": str(args.model)}
     return stats_sidecar(description, columns, n=n, group=group, sources=sources,
-                         repeated_rows=rows_policy(F.attrs.get("rows", {}), args.session),
+                         repeated_rows=rows_policy(F.attrs.get("rows", {}),
+                                                   cfg.stats.session or None),
                          **fields)
 
 
@@ -174,7 +191,7 @@ def _score_normative(args: argparse.Namespace, cfg: Any) -> int:
     from danemap.stats.normative import NormativeModel
 
     model = NormativeModel.load(args.model)
-    F, P = load_inputs(args.features, args.participants, session=args.session)
+    F, P = load_inputs(args.features, args.participants, session=cfg.stats.session or None)
     z = model.transform(F, P)
     out = pd.concat([pd.DataFrame({"participant_id": list(F.index),
                                    "n_extreme": model.count_extreme(z)}),
@@ -193,7 +210,7 @@ def _score_normative(args: argparse.Namespace, cfg: Any) -> int:
                  if model.combat_ is not None else "site indicators, residual SD per site")
     st = cfg.stats
     side = _scored_sidecar(
-        args, F, P, {"column": st.group, "case": st.case, "control": st.control},
+        args, cfg, F, P, {"column": st.group, "case": st.case, "control": st.control},
         {"training_controls": int(model.n_train_)},
         "Deviation z-scores of new participants from a saved normative model", cols,
         covariates=[*covariates, *([model.site] if site_in_model else [])],
@@ -210,19 +227,19 @@ def _score_normative(args: argparse.Namespace, cfg: Any) -> int:
     return 0
 
 
-def _predict(args: argparse.Namespace) -> int:
+def _predict(args: argparse.Namespace, cfg: Any) -> int:
     from danemap.stats._tables import load_inputs, write_result
     from danemap.stats.classify import predict
 
     if args.model is None:
         raise InputError("predict: --model M.json (a classifier saved by 'classify "
                          "--save-model') is required")
-    F, P = load_inputs(args.features, args.participants, session=args.session)
+    F, P = load_inputs(args.features, args.participants, session=cfg.stats.session or None)
     res = predict(args.model, F, P)
     info = res.attrs
     labels = info["labels"]
     side = _scored_sidecar(
-        args, F, P, {"column": labels["group"], "case": labels["case"],
+        args, cfg, F, P, {"column": labels["group"], "case": labels["case"],
                      "control": labels["control"]},
         {"training": info["n_train"], "training_case": info["n_train_case"],
          "training_control": info["n_train_control"]},
@@ -253,31 +270,28 @@ def run(args: argparse.Namespace, config: Any) -> int:
     int
         0 on success, 1 when an analysis failed under ``all`` (recorded in summary.json).
     """
-    from danemap.stats.pipeline import ANALYSES, StatsOptions, run_stats
+    from danemap.io import atomic_write_text
+    from danemap.stats.pipeline import ANALYSES, run_stats
 
     cfg = _config(args, config)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "config.toml", cfg.to_toml())
     command = args.stats_command
     if command == "predict":
-        return _predict(args)
+        return _predict(args, cfg)
     if command == "normative" and args.model is not None:
         return _score_normative(args, cfg)
     if command == "reference" and args.reference is None:
         raise InputError("reference: --reference ENIGMA.csv is required")
     if args.model is not None:
         raise InputError(f"{command}: --model applies only to 'normative' and 'predict'")
-    opts = StatsOptions(
-        icv=args.icv, symptoms=args.symptoms, standardize_symptoms=not args.raw_symptoms,
-        reference=args.reference, feature_measure=args.feature_measure, n_folds=args.folds,
-        classify_permutations=args.classify_permutations, loso_harmonize=args.loso_harmonize,
+    analyses = ANALYSES if command == "all" else (command,)
+    result = run_stats(
+        args.features, args.participants, args.out, cfg, analyses,
+        reference=args.reference, feature_measure=args.feature_measure,
         save_classifier=args.save_model if command in ("classify", "all") else None,
         normative_model=args.save_model if command == "normative" else None,
-        on_error="record" if command == "all" else "raise",
-        interaction=args.interaction, stratify=args.stratify, moderator=args.moderator,
-        session=args.session, nbs_threshold=args.nbs_threshold,
-        normative_heteroscedastic=args.normative_heteroscedastic,
-    )
-    analyses = ANALYSES if command == "all" else (command,)
-    result = run_stats(args.features, args.participants, args.out, cfg, analyses, opts)
+        on_error="record" if command == "all" else "raise")
     for key, path in result["files"].items():
         log.info("%s: %s", key, path)
     errors = result["summary"]["errors"]

@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_SUBNETWORKS",
     "NBSResult",
     "PermutationResult",
+    "default_subnetworks",
     "fdr_bh",
     "nbs",
     "permutation_test",
@@ -468,6 +469,28 @@ def permutation_test(Y: Any, tested: Any, confounds: Any = None, n_permutations:
 DEFAULT_SUBNETWORKS = ("frontostriatal", "lc_pfc")
 
 
+def default_subnetworks(networks: Mapping[str, Any] | None = None) -> list[str]:
+    """Return the networks the network-based statistic analyses by default.
+
+    Parameters
+    ----------
+    networks : mapping or None
+        The atlas's networks (name -> region pairs); None: the built-in atlas's
+        (:data:`danemap.atlas.NETWORKS`).
+
+    Returns
+    -------
+    list of str
+        :data:`DEFAULT_SUBNETWORKS` when the atlas has all of them (the built-in atlas),
+        else every network of the atlas, in its order (a user atlas with its own networks).
+    """
+    if networks is None:
+        return list(DEFAULT_SUBNETWORKS)
+    if all(n in networks for n in DEFAULT_SUBNETWORKS):
+        return list(DEFAULT_SUBNETWORKS)
+    return [str(n) for n in networks]
+
+
 @dataclass(frozen=True)
 class NBSResult:
     """Result of :func:`nbs`.
@@ -507,10 +530,15 @@ def _split_edge(name: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-def _resolve_subnetworks(subnetworks: Any) -> list[tuple[set[frozenset[str]], set[str]]]:
-    """Return (pairs, node set) per subnetwork specification."""
+def _resolve_subnetworks(subnetworks: Any, networks: Mapping[str, Any] | None = None,
+                         ) -> list[tuple[set[frozenset[str]], set[str]]]:
+    """Return (pairs, node set) per subnetwork specification (names looked up in networks)."""
+    if networks is None:
+        from danemap.atlas import NETWORKS
+
+        networks = NETWORKS
     if subnetworks is None:
-        subnetworks = DEFAULT_SUBNETWORKS
+        subnetworks = default_subnetworks(networks)
     if isinstance(subnetworks, str):
         subnetworks = [subnetworks]
     specs: Iterable[Any] = (subnetworks.values() if isinstance(subnetworks, Mapping)
@@ -519,12 +547,10 @@ def _resolve_subnetworks(subnetworks: Any) -> list[tuple[set[frozenset[str]], se
     pairs_loose: set[frozenset[str]] = set()
     for spec in specs:
         if isinstance(spec, str):
-            from danemap.atlas import NETWORKS
-
-            if spec not in NETWORKS:
+            if spec not in networks:
                 raise InputError(f"subnetworks: unknown network {spec!r}; the atlas has "
-                                 f"{sorted(NETWORKS)}")
-            out.append(({frozenset(p) for p in NETWORKS[spec]}, set()))
+                                 f"{sorted(networks)}")
+            out.append(({frozenset(p) for p in networks[spec]}, set()))
         elif isinstance(spec, (set, frozenset)):
             out.append((set(), {str(s) for s in spec}))
         elif isinstance(spec, tuple) and len(spec) == 2 and all(isinstance(s, str) for s in spec):
@@ -570,7 +596,8 @@ def _component_sizes(supra: np.ndarray, ea: np.ndarray, eb: np.ndarray,
 def nbs(Y_edges: Any, edge_names: Sequence[str], tested: Any, confounds: Any = None,
         subnetworks: Any = None, threshold_t: float = 3.0, n_permutations: int = 5000,
         blocks: Any = None, seed: Any = 0, two_sided: bool = True,
-        batch_size: int | None = None, dtype: Any = None) -> NBSResult:
+        batch_size: int | None = None, dtype: Any = None,
+        networks: Mapping[str, Sequence[tuple[str, str]]] | None = None) -> NBSResult:
     """Network-based statistic (Zalesky et al. 2010) on connectivity-edge features.
 
     Parameters
@@ -582,16 +609,20 @@ def nbs(Y_edges: Any, edge_names: Sequence[str], tested: Any, confounds: Any = N
     tested, confounds, n_permutations, blocks, seed, batch_size, dtype
         As in :func:`permutation_test` (same Freedman-Lane engine).
     subnetworks : None, str, sequence or mapping
-        Edges to analyse: atlas network names (default ``("frontostriatal", "lc_pfc")``,
-        from :data:`danemap.atlas.NETWORKS`), sequences of ``(region_a, region_b)``
-        pairs, or sets of node names (every edge with both ends in the set). The union of
-        the edges is analysed as one graph.
+        Edges to analyse: names of ``networks`` (default :func:`default_subnetworks`:
+        ``("frontostriatal", "lc_pfc")`` for the built-in atlas), sequences of
+        ``(region_a, region_b)`` pairs, or sets of node names (every edge with both ends in
+        the set). The union of the edges is analysed as one graph.
     threshold_t : float
         Primary threshold: an edge is supra-threshold when ``t > threshold_t`` (positive
         components) or, if ``two_sided``, ``t < -threshold_t`` (negative components, formed
         separately).
     two_sided : bool
         Also look for negative components.
+    networks : mapping or None
+        The atlas's networks (name -> region pairs, :attr:`danemap.atlas.Atlas.networks`)
+        that network names refer to; None: the built-in atlas's
+        (:data:`danemap.atlas.NETWORKS`).
 
     Returns
     -------
@@ -613,14 +644,14 @@ def nbs(Y_edges: Any, edge_names: Sequence[str], tested: Any, confounds: Any = N
     if not threshold_t > 0:
         raise InputError(f"threshold_t: expected a positive number, got {threshold_t}")
     ends = [_split_edge(e) for e in names]
-    specs = _resolve_subnetworks(subnetworks)
+    specs = _resolve_subnetworks(subnetworks, networks)
     keep = [i for i, (a, b) in enumerate(ends)
             if any(frozenset((a, b)) in pairs or (a in nodes and b in nodes)
                    for pairs, nodes in specs)]
     if not keep:
+        asked = subnetworks if subnetworks is not None else default_subnetworks(networks)
         raise InputError(f"edge_names: no edge belongs to the subnetworks requested "
-                         f"({subnetworks if subnetworks is not None else DEFAULT_SUBNETWORKS});"
-                         f" e.g. columns {names[:3]}")
+                         f"({asked}); e.g. columns {names[:3]}")
     sel = [names[i] for i in keep]
     node_names = sorted({n for i in keep for n in ends[i]})
     node_idx = {n: k for k, n in enumerate(node_names)}

@@ -54,7 +54,7 @@ Outputs in ``out_dir``: ``harmonized_features.tsv``, ``effects.tsv``,
 
 Several rows per participant (``session``/``run`` columns of a feature table): runs
 are averaged within participant; several sessions are an error unless one is selected
-(``StatsOptions.session``); see :func:`danemap.stats._tables.load_features`.
+(``[stats] session``); see :func:`danemap.stats._tables.load_features`.
 """
 
 from __future__ import annotations
@@ -108,7 +108,14 @@ _USE_RAW = frozenset({"meta", "normative", "classify"})
 
 @dataclass
 class StatsOptions:
-    """Options of :func:`run_stats` beyond :class:`danemap.config.StatsConfig`.
+    """Deprecated: the settings now in ``[stats]`` and the arguments of :func:`run_stats`.
+
+    Passed as ``run_stats(..., options=StatsOptions(...))`` it still works (with a
+    :class:`DeprecationWarning`): every attribute overrides the configuration, as it did.
+    The study settings are in :class:`danemap.config.StatsConfig` (``icv``, ``session``,
+    ``classify_permutations`` and the sub-sections ``glm``, ``symptoms``, ``normative``,
+    ``classify``, ``nbs``); ``reference``, ``feature_measure``, ``save_classifier``,
+    ``normative_model`` and ``on_error`` are arguments of :func:`run_stats`.
 
     Attributes
     ----------
@@ -185,6 +192,54 @@ class StatsOptions:
     nbs_subnetworks: tuple[str, ...] = ("frontostriatal", "lc_pfc")
     normative_heteroscedastic: bool = False
 
+    def applied(self, cfg: StatsConfig) -> StatsConfig:
+        """Return ``cfg`` with every study setting of these options applied."""
+        return replace(
+            cfg, icv=self.icv or "", session=self.session or "",
+            classify_permutations=int(self.classify_permutations),
+            glm=replace(cfg.glm, interaction=self.interaction or "",
+                        stratify=self.stratify or "", moderator=self.moderator or ""),
+            symptoms=replace(cfg.symptoms, columns=list(self.symptoms or []),
+                             standardize=bool(self.standardize_symptoms)),
+            normative=replace(cfg.normative, n_folds=int(self.n_folds),
+                              heteroscedastic=bool(self.normative_heteroscedastic)),
+            classify=replace(cfg.classify, n_folds=int(self.n_folds),
+                             inner_folds=int(self.inner_folds), c_grid=list(self.c_grid),
+                             n_bootstrap=int(self.n_bootstrap),
+                             loso_harmonize=self.loso_harmonize,
+                             extra_covariates=list(self.extra_covariates)),
+            nbs=replace(cfg.nbs, threshold=float(self.nbs_threshold),
+                        subnetworks=list(self.nbs_subnetworks)))
+
+
+@dataclass(frozen=True)
+class _Arguments:
+    """The per-call arguments of :func:`run_stats` (not study settings)."""
+
+    networks: Mapping[str, Sequence[tuple[str, str]]]
+    reference: PathLike | None = None
+    feature_measure: str | None = None
+    save_classifier: PathLike | None = None
+    normative_model: PathLike | None = None
+    on_error: str = "raise"
+
+
+def _nbs_subnetworks(names: Sequence[str],
+                     networks: Mapping[str, Sequence[tuple[str, str]]]) -> list[str]:
+    """Return the networks NBS analyses: ``names``, or the default of the atlas when empty."""
+    import difflib
+
+    from danemap.stats.multiple import default_subnetworks
+
+    chosen = list(names) or default_subnetworks(networks)
+    unknown = [n for n in chosen if n not in networks]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(networks), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InputError(f"stats.nbs.subnetworks: unknown network(s) {unknown}{hint}; the "
+                         f"atlas has {sorted(networks)}")
+    return chosen
+
 
 def _stats_config(config: Any) -> StatsConfig:
     from danemap.config import Config, StatsConfig
@@ -224,9 +279,10 @@ class _Run:
     """State shared by the analyses of one :func:`run_stats` call."""
 
     def __init__(self, features: pd.DataFrame, participants: pd.DataFrame, out: Path,
-                 cfg: StatsConfig, opts: StatsOptions, sources: dict[str, Any]) -> None:
+                 cfg: StatsConfig, args: _Arguments, sources: dict[str, Any]) -> None:
         self._raw: pd.DataFrame | None = features
-        self.P, self.out, self.cfg, self.opts = participants, out, cfg, opts
+        self.P, self.out, self.cfg, self.args = participants, out, cfg, args
+        self.icv: str | None = cfg.icv or None
         self.n_features = features.shape[1]
         self.sources = sources
         self.summary: dict[str, Any] = {}
@@ -244,9 +300,9 @@ class _Run:
         self.covariates = list(cfg.covariates)
         #: Covariates of the analyses that take the ICV (harmonisation, GLM, permutation,
         #: NBS, reference); symptoms, normative model and classification do not.
-        self.icv_covariates = [*self.covariates, *([opts.icv] if opts.icv else [])]
+        self.icv_covariates = [*self.covariates, *([self.icv] if self.icv else [])]
         self.site: str | None = cfg.site if cfg.site in participants.columns else None
-        self.rows_policy = rows_policy(features.attrs.get("rows", {}), opts.session)
+        self.rows_policy = rows_policy(features.attrs.get("rows", {}), cfg.session or None)
 
     # ---------------------------------------------------------------- helpers
     @property
@@ -513,12 +569,14 @@ def _do_glm(run: _Run) -> None:
     from danemap.stats.glm import case_control
 
     cfg = run.cfg
-    o = run.opts
+    interaction = cfg.glm.interaction or None
+    stratify = cfg.glm.stratify or None
+    moderator = cfg.glm.moderator or None
     feats, harm = run.features_for_stats()
     # site stays in the model after ComBat: the permutation test has the same design (same t
     # and df), and the features left out of harmonisation get the site-covariate GLM
     site = run.site if run.multi_site else None
-    check_columns(run.P, [o.interaction, o.stratify, o.moderator], "participants")
+    check_columns(run.P, [interaction, stratify, moderator], "participants")
     # the participants of the group analyses (a site below ComBat's minimum is left out of
     # all of them); each feature then uses its complete rows
     if not run.base_rows.any():
@@ -528,26 +586,26 @@ def _do_glm(run: _Run) -> None:
                          "warnings name who was left out and why")
     F, P = feats.reset_index(), run.P[run.base_rows].reset_index()
     kw: dict[str, Any] = {"group": cfg.group, "case": cfg.case, "control": cfg.control,
-                          "covariates": run.covariates, "site": site, "icv": o.icv}
+                          "covariates": run.covariates, "site": site, "icv": run.icv}
     main = case_control(F, P, **kw)
     parts = [main]
     terms = {"group": "main case-control effect, all participants"}
-    if o.interaction:
-        inter = case_control(F, P, interaction=o.interaction, **kw)
+    if interaction:
+        inter = case_control(F, P, interaction=interaction, **kw)
         parts.append(inter[inter["term"] != "group"])
-        terms[f"group:{o.interaction}"] = (f"group x {o.interaction} (mean-centred) interaction"
+        terms[f"group:{interaction}"] = (f"group x {interaction} (mean-centred) interaction"
                                            " in a model that adds it to the main model")
-    if o.moderator:
-        mod = case_control(F, P, moderator=o.moderator, **kw)
+    if moderator:
+        mod = case_control(F, P, moderator=moderator, **kw)
         parts.append(mod[mod["term"] != "group"])
-        terms[f"group[{o.moderator}=<level>]"] = (f"cases with that {o.moderator} level vs all "
+        terms[f"group[{moderator}=<level>]"] = (f"cases with that {moderator} level vs all "
                                                   "controls")
-    if o.stratify:
-        strat = case_control(F, P, stratify=o.stratify, **kw).copy()
-        strat["term"] = [f"group|{o.stratify}={lv}" for lv in strat["stratum"]]
+    if stratify:
+        strat = case_control(F, P, stratify=stratify, **kw).copy()
+        strat["term"] = [f"group|{stratify}={lv}" for lv in strat["stratum"]]
         parts.append(strat)
-        terms[f"group|{o.stratify}=<level>"] = (f"group effect fitted within each {o.stratify}"
-                                                f" level, without {o.stratify} as covariate")
+        terms[f"group|{stratify}=<level>"] = (f"group effect fitted within each {stratify}"
+                                                f" level, without {stratify} as covariate")
     res = pd.concat(parts, ignore_index=True) if len(parts) > 1 else main
     checks = run.site_checks()
     if checks is not None:
@@ -670,7 +728,7 @@ def _do_meta(run: _Run) -> None:
         A = run.analysed if rows.all() else run.analysed[rows]
         meta, per_site = site_meta_analysis(
             A, run.P.loc[A.index], run.site, group=cfg.group, case=cfg.case,
-            control=cfg.control, covariates=run.covariates, icv=run.opts.icv,
+            control=cfg.control, covariates=run.covariates, icv=run.icv,
             method=cfg.meta_method)
         transform = run.transform_text()
         pooled_cols = {
@@ -808,33 +866,33 @@ def _do_permutation(run: _Run) -> None:
 def _do_nbs(run: _Run) -> None:
     import pandas as pd
 
-    from danemap.atlas import NETWORKS
     from danemap.stats.multiple import nbs
 
     cfg = run.cfg
-    o = run.opts
     feats, harm = run.features_for_stats()
     if not _edge_features(feats.columns):
         run.summary["nbs"] = {"status": "skipped",
                               "reason": "features are not connectivity edges 'A__B'"}
         return
-    unknown = [n for n in o.nbs_subnetworks if n not in NETWORKS]
-    if unknown:
-        raise InputError(f"nbs_subnetworks: unknown network(s) {unknown}; the atlas has "
-                         f"{sorted(NETWORKS)}")
-    member = {frozenset(p): [n for n in o.nbs_subnetworks
-                             if frozenset(p) in {frozenset(q) for q in NETWORKS[n]}]
-              for n in o.nbs_subnetworks for p in NETWORKS[n]}
+    networks = run.args.networks
+    if not networks:
+        run.summary["nbs"] = {"status": "skipped", "reason": "the atlas has no networks"}
+        return
+    subnetworks = _nbs_subnetworks(cfg.nbs.subnetworks, networks)
+    member = {frozenset(p): [n for n in subnetworks
+                             if frozenset(p) in {frozenset(q) for q in networks[n]}]
+              for n in subnetworks for p in networks[n]}
     edges = [str(c) for c in feats.columns]
     in_sub = [e for e in edges if frozenset(e.split("__")) in member]
     if not in_sub:
         run.summary["nbs"] = {"status": "skipped", "reason": (
-            f"no edge of the subnetworks {list(o.nbs_subnetworks)} in the table (the region "
-            "names are not those of the danemap atlas)")}
+            f"no edge of the subnetworks {subnetworks} in the table (the region names are "
+            "not those of the atlas)")}
         return
     idx, tested, C, blocks, names = _confounds(run)
     res = nbs(_rows(feats, idx).to_numpy(float), edges, tested, C,
-              subnetworks=list(o.nbs_subnetworks), threshold_t=float(o.nbs_threshold),
+              subnetworks=subnetworks, networks=networks,
+              threshold_t=float(cfg.nbs.threshold),
               n_permutations=int(cfg.n_permutations), blocks=blocks, seed=int(cfg.seed))
     comp_of = {e: k for k, c in enumerate(res.components, 1) for e in c["edges"]}
     comps = [{"component": k, **c, "subnetworks": sorted({n for e in c["edges"]
@@ -864,7 +922,7 @@ def _do_nbs(run: _Run) -> None:
         "Network-based statistic (Zalesky 2010) on the connectivity subnetworks", cols, harm,
         covariates=run.icv_covariates,
         Threshold=res.threshold_t, NPermutations=res.n_permutations,
-        Subnetworks=list(o.nbs_subnetworks), NEdges=len(res.edges), Confounds=names,
+        Subnetworks=subnetworks, NEdges=len(res.edges), Confounds=names,
         ExchangeabilityBlocks=run.site, Seed=int(cfg.seed),
         Method=("Freedman-Lane permutations; components of |t| > threshold formed separately "
                 "for positive and negative t over the union of the subnetworks; FWE p from the"
@@ -872,7 +930,7 @@ def _do_nbs(run: _Run) -> None:
         Components=comps))
     run.summary["nbs"] = {
         "status": "done", "threshold_t": res.threshold_t, "n_permutations": res.n_permutations,
-        "subnetworks": list(o.nbs_subnetworks), "n_edges": len(res.edges),
+        "subnetworks": subnetworks, "n_edges": len(res.edges),
         "n_components": len(comps),
         "n_fwe_significant": sum(c["p_fwe"] < cfg.alpha for c in comps),
         "components": [{k: c[k] for k in ("component", "size", "sign", "p_fwe", "subnetworks",
@@ -884,7 +942,7 @@ def _do_symptoms(run: _Run) -> None:
     from danemap.stats.symptoms import DEFAULT_SYMPTOMS, symptom_association
 
     cfg = run.cfg
-    symptoms = run.opts.symptoms
+    symptoms: list[str] | None = list(cfg.symptoms.columns) or None
     if symptoms is None:
         symptoms = [s for s in DEFAULT_SYMPTOMS if s in run.P.columns]
         if not symptoms:
@@ -896,7 +954,7 @@ def _do_symptoms(run: _Run) -> None:
     res = symptom_association(_rows(feats, idx), run.P.loc[idx], symptoms,
                               covariates=run.covariates, site=run.site, group=cfg.group,
                               case=cfg.case, control=cfg.control,
-                              standardize=run.opts.standardize_symptoms)
+                              standardize=cfg.symptoms.standardize)
     cols = {"feature": "feature name", "symptom": "symptom score",
             "sample": f"participants analysed ({cfg.case} only, or all)",
             "n": "participants with feature, score and covariates",
@@ -932,10 +990,10 @@ def _do_normative(run: _Run) -> None:
     z, model = normative_scores(run.raw, run.P, group=cfg.group, case=cfg.case,
                                 control=cfg.control, age="age", sex=sex, site=run.site,
                                 harmonize=harmonize, combat_method=cfg.combat_method,
-                                n_folds=run.opts.n_folds,
+                                n_folds=cfg.normative.n_folds,
                                 seed=int(cfg.seed), model_params={
-                                    "heteroscedastic": run.opts.normative_heteroscedastic})
-    path = Path(run.opts.normative_model or run.out / "normative_model.json")
+                                    "heteroscedastic": cfg.normative.heteroscedastic})
+    path = Path(run.args.normative_model or run.out / "normative_model.json")
     model.save(path)
     run.files["normative_model"] = path
     ref = z.attrs["reference"]
@@ -955,7 +1013,7 @@ def _do_normative(run: _Run) -> None:
         harm, covariates=["age", *([sex] if sex else []), *([run.site] if run.site else [])],
         Model={"n_knots": model.n_knots, "degree": model.degree,
                "age_term": model.age_term_, "site_term": ref["site_term"],
-               "heteroscedastic": model.heteroscedastic, "n_folds": run.opts.n_folds,
+               "heteroscedastic": model.heteroscedastic, "n_folds": cfg.normative.n_folds,
                "n_train_controls": model.n_train_},
         Reference={k: ref[k] for k in ("small_reference", "min_reference",
                                        "min_site_reference", "fits")},
@@ -982,7 +1040,7 @@ def _do_classify(run: _Run) -> None:
     from danemap.stats.classify import classification_columns, classify, save_classifier
 
     cfg = run.cfg
-    o = run.opts
+    o = cfg.classify
     if run.site is None:
         raise InputError(f"participants: site column {cfg.site!r} not found (classification "
                          "needs it for harmonisation and leave-one-site-out; name it with "
@@ -994,9 +1052,9 @@ def _do_classify(run: _Run) -> None:
           "covariates": run.covariates, "extra_covariates": o.extra_covariates,
           "site": run.site, "harmonize": harmonize, "combat_method": cfg.combat_method,
           "inner_folds": o.inner_folds,
-          "c_grid": o.c_grid, "seed": int(cfg.seed)}
+          "c_grid": tuple(o.c_grid), "seed": int(cfg.seed)}
     table, info = classify(run.raw, run.P, schemes=schemes, n_folds=o.n_folds,
-                           n_permutations=o.classify_permutations, n_bootstrap=o.n_bootstrap,
+                           n_permutations=cfg.classify_permutations, n_bootstrap=o.n_bootstrap,
                            loso_harmonize=o.loso_harmonize, **kw)
     imaging = table[table["model"] == "imaging"]
     run.classify_harmonization = "; ".join(
@@ -1006,11 +1064,11 @@ def _do_classify(run: _Run) -> None:
         "Cross-validated classification: covariate-only baseline, imaging, both",
         classification_columns(), run.classify_harmonization,
         Notes=info["notes"], Threshold=0.5, Seed=int(cfg.seed)))
-    if o.save_classifier:
+    if run.args.save_classifier:
         with warnings.catch_warnings():  # the same participants left out: warned above
             warnings.simplefilter("ignore", DanemapWarning)
             run.files["classifier_model"] = save_classifier(
-                o.save_classifier, run.raw, run.P, model="both", n_folds=o.n_folds, **kw)
+                run.args.save_classifier, run.raw, run.P, model="both", n_folds=o.n_folds, **kw)
     summ: dict[str, Any] = {"status": "done", "n": info["n"], "n_case": info["n_case"],
                             "n_control": info["n_control"], "notes": info["notes"]}
     for scheme in schemes:
@@ -1031,13 +1089,13 @@ def _do_classify(run: _Run) -> None:
 def _do_reference(run: _Run) -> None:
     from danemap.stats.reference import compare_to_reference, load_reference, reference_columns
 
-    if run.opts.reference is None:
+    if run.args.reference is None:
         run.summary["reference"] = {"status": "skipped", "reason": "no reference table given"}
         return
     _needs_glm(run, "reference")
-    ref = load_reference(run.opts.reference)
+    ref = load_reference(run.args.reference)
     assert run.effects is not None
-    measure = run.opts.feature_measure or "feature"
+    measure = run.args.feature_measure or "feature"
     table = compare_to_reference(run.effects, ref, feature_measure=measure)
     if table.empty:
         warnings.warn("reference: no feature name maps to a reference structure "
@@ -1047,7 +1105,7 @@ def _do_reference(run: _Run) -> None:
     run.write("reference", "reference_comparison.tsv", table, run.base_sidecar(
         "danemap Cohen's d next to a published reference", reference_columns(), harm,
         covariates=run.icv_covariates,
-        Reference=str(run.opts.reference), ReferenceMeasure=str(ref["measure"].iloc[0])))
+        Reference=str(run.args.reference), ReferenceMeasure=str(ref["measure"].iloc[0])))
     run.summary["reference"] = {
         "status": "done", "n_mapped": len(table),
         "n_same_sign": int(table["same_sign"].sum()) if len(table) else 0,
@@ -1073,6 +1131,13 @@ def run_stats(
     config: Any = None,
     analyses: Sequence[str] = ANALYSES,
     options: StatsOptions | None = None,
+    *,
+    networks: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    reference: PathLike | None = None,
+    feature_measure: str | None = None,
+    save_classifier: PathLike | None = None,
+    normative_model: PathLike | None = None,
+    on_error: str = "raise",
 ) -> dict[str, Any]:
     """Run the group analyses on a feature table and write TSVs, sidecars and a summary.
 
@@ -1085,14 +1150,33 @@ def run_stats(
     out_dir : path-like
         Output folder (created).
     config : danemap.config.Config, StatsConfig or None
-        Group, labels, covariates, site, harmonisation, permutations, alpha and seed.
+        The ``[stats]`` settings: the design (group, labels, covariates, site, ICV),
+        harmonisation, permutations, alpha, seed and each analysis's sub-section
+        (``glm``, ``symptoms``, ``normative``, ``classify``, ``nbs``).
     analyses : sequence of str
         Subset of :data:`ANALYSES`; ``harmonize`` is always run first when ComBat is
         configured and another analysis uses harmonised features; ``reference`` runs
         ``glm`` too. ``nbs`` runs on connectivity-edge tables (every column
         ``RegionA__RegionB``) and is recorded as skipped for other tables.
     options : StatsOptions or None
-        Further options.
+        Deprecated (see :class:`StatsOptions`): its attributes override ``config`` and
+        the arguments below.
+    networks : mapping or None
+        The atlas's networks (name -> region pairs, e.g.
+        ``atlas_from_setting(config.run.atlas).networks``) whose edges ``nbs`` analyses;
+        None: the built-in atlas's (:data:`danemap.atlas.NETWORKS`). Which of them:
+        ``[stats.nbs] subnetworks`` (default :func:`~danemap.stats.multiple.default_subnetworks`).
+    reference : path-like or None
+        ENIGMA-format reference table of ``reference``.
+    feature_measure : str or None
+        What the features measure (e.g. ``"ALFF"``); default: the table's file stem.
+    save_classifier : path-like or None
+        Fit the classifier ``both`` on everyone and save it here (with ``classify``).
+    normative_model : path-like or None
+        Where to save the normative model (default ``out_dir/normative_model.json``).
+    on_error : {"raise", "record"}
+        Stop at the first failing analysis, or record the error in ``summary.json`` and
+        go on with the others.
 
     Returns
     -------
@@ -1106,13 +1190,25 @@ def run_stats(
         Invalid inputs, or (with ``on_error="raise"``) any analysis error.
     """
     cfg = _stats_config(config)
+    if options is not None:
+        warnings.warn("run_stats(options=StatsOptions(...)) is deprecated: set the [stats] "
+                      "configuration (icv, session, glm, symptoms, normative, classify, nbs) "
+                      "and pass reference, feature_measure, save_classifier, normative_model "
+                      "and on_error as arguments", DeprecationWarning, stacklevel=2)
+        cfg = options.applied(cfg)
+        reference, feature_measure = options.reference, options.feature_measure
+        save_classifier, normative_model = options.save_classifier, options.normative_model
+        on_error = options.on_error
     _check_stats_config(cfg)
-    opts = options or StatsOptions()
     unknown = [a for a in analyses if a not in ANALYSES]
     if unknown or not analyses:
         raise InputError(f"analyses: expected a subset of {list(ANALYSES)}, found {list(analyses)}")
-    if opts.on_error not in ("raise", "record"):
-        raise InputError(f"on_error: expected 'raise' or 'record', found {opts.on_error!r}")
+    if on_error not in ("raise", "record"):
+        raise InputError(f"on_error: expected 'raise' or 'record', found {on_error!r}")
+    if networks is None:
+        from danemap.atlas import NETWORKS
+
+        networks = NETWORKS
     wanted = set(analyses)
     while True:
         needed = {n for a in wanted for n in _NEEDS.get(a, ())} - wanted
@@ -1125,7 +1221,7 @@ def run_stats(
     paths = [features] if isinstance(features, str | os.PathLike) else list(features)
     with warnings.catch_warnings(record=True) as read_warnings:
         warnings.simplefilter("always", DanemapWarning)
-        F, P = load_inputs(paths, participants, session=opts.session)
+        F, P = load_inputs(paths, participants, session=cfg.session or None)
     all_warnings: list[str] = []
     for w in read_warnings:
         if issubclass(w.category, DanemapWarning):
@@ -1135,10 +1231,12 @@ def run_stats(
     group_mask(P, cfg.group, cfg.case, cfg.control, f"participants {participants}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if opts.feature_measure is None:
-        opts = replace(opts, feature_measure=Path(paths[0]).stem)
+    args = _Arguments(networks=networks, reference=reference,
+                      feature_measure=feature_measure or Path(paths[0]).stem,
+                      save_classifier=save_classifier, normative_model=normative_model,
+                      on_error=on_error)
     sources = {"features": [str(p) for p in paths], "participants": str(participants)}
-    run = _Run(F, P, out, cfg, opts, sources)
+    run = _Run(F, P, out, cfg, args, sources)
     del F  # the run holds the features, and lets them go once harmonised ones replace them
     errors: dict[str, str] = {}
     timings: dict[str, float] = {}
@@ -1149,7 +1247,7 @@ def run_stats(
             try:
                 _STEPS[name](run)
             except DanemapError as exc:
-                if opts.on_error == "raise":
+                if on_error == "raise":
                     raise
                 errors[name] = str(exc)
                 run.summary[name] = {"status": "failed", "error": str(exc)}
@@ -1177,13 +1275,13 @@ def run_stats(
         "danemap_version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "sources": sources,
-        "feature_measure": opts.feature_measure,
+        "feature_measure": args.feature_measure,
         "n_features": int(run.n_features),
         "n": {"participants": len(P), "case": int(is_case.sum()),
               "control": int(is_ctrl.sum()), "per_site": per_site},
         "group": {"column": cfg.group, "case": cfg.case, "control": cfg.control},
         "covariates": list(cfg.covariates),
-        "icv": opts.icv,
+        "icv": run.icv,
         "site": run.site,
         "repeated_rows": run.rows_policy,
         "harmonization_settings": {"harmonize": cfg.harmonize,
