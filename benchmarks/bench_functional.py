@@ -113,7 +113,7 @@ def main() -> None:
     from danemap.config import FunctionalConfig
     from danemap.io import load_nifti
     from danemap.markers import process_run
-    from danemap.markers._func_confounds import read_confounds, select_confounds
+    from danemap.markers.functional._confounds import read_confounds, select_confounds
 
     warnings.simplefilter("ignore")
     atlas = load_atlas(resolution=2)

@@ -27,20 +27,9 @@ if TYPE_CHECKING:
     from danemap.engine import Outcome
     from danemap.io import SessionData
 
-__all__ = ["GROUP_TABLES", "process_participant", "run_group", "run_participant"]
+__all__ = ["process_participant", "run_group", "run_participant"]
 
 log = get_logger("pipeline")
-
-#: Group tables (written by the participant outputs' collection) that the statistics run on:
-#: every marker table; counts and QC tables are descriptions, not features. ALFF enters as
-#: mALFF (scale-free, comparable across scanners); raw ``alff.tsv`` and ``zalff.tsv`` are
-#: written and gathered but not analysed by default.
-GROUP_TABLES = ("networks", "malff", "falff", "connectivity_corr",
-                "connectivity_partialcorr", "connectivity_tangent")
-
-#: Modalities found in a dataset that have no marker module yet (reported, never silent).
-_NOT_BUILT = {"t1w": "structural volumes", "pet": "PET/SPECT SBR"}
-
 
 def process_participant(label: str, bids_dir: str, output_dir: str, config: Config,
                         sessions: Sequence[SessionData] | None = None) -> dict[str, Any]:
@@ -70,7 +59,7 @@ def process_participant(label: str, bids_dir: str, output_dir: str, config: Conf
     """
     from danemap.atlas import atlas_from_setting
     from danemap.io import DerivativesWriter, discover
-    from danemap.markers.functional import process_run, write_run
+    from danemap.markers.base import families
 
     if sessions is None:
         sessions = list(discover(bids_dir, participant_label=[label],
@@ -79,43 +68,31 @@ def process_participant(label: str, bids_dir: str, output_dir: str, config: Conf
     atlas = atlas_from_setting(config.run.atlas, config.run.resolution)
     files: list[str] = []
     excluded: list[str] = []
-    n_runs = 0
-    for session in sessions:
-        for run in session.runs:
-            if run.preproc is None:
-                continue
-            if run.fallback:
-                log.warning("%s: %s", label, run.fallback)
-            ents = run.entities
-            result = process_run(
-                run.preproc.path, run.confounds.path if run.confounds else None, atlas,
-                config=config.functional, mask=run.mask.path if run.mask else None,
-                sidecar=run.preproc.metadata or None,
-                max_bytes=config.run.max_nifti_gib * 2**30,
-            )
-            files += [str(p) for p in write_run(
-                result, writer, session.participant, session=session.session,
-                task=ents.get("task", "rest"), run=ents.get("run"), atlas=atlas.name)]
-            n_runs += 1
-            if result.qc.get("exclude"):
-                excluded.append(run.preproc.path.name)
-    if n_runs == 0:
-        not_built = _not_built(sessions)
+    counts: dict[str, int] = {}
+    enabled = families()
+    for family in enabled:
+        for session in sessions:
+            for item in family.inputs(session):
+                result = family.compute(item, atlas, config)
+                files += [str(p) for p in family.write(result, writer, item, atlas.name)]
+                counts[family.name] = counts.get(family.name, 0) + 1
+                if family.qc_excluded(result):
+                    excluded.append(family.describe_item(item))
+    if not counts:
+        unclaimed = _unclaimed(sessions, enabled)
         raise InputError(
-            f"{label}: no functional input; expected fMRIPrep "
-            f"'*_space-MNI152NLin2009cAsym*_desc-preproc_bold.nii.gz' under "
-            f"{bids_dir}/derivatives/fmriprep, or a 4D BOLD in MNI space with a "
-            "'*_desc-confounds_timeseries.tsv' beside it"
-            + (f"; found only data for {', '.join(not_built)}, whose markers are not built "
-               f"yet in danemap {_version()}" if not_built else "")
+            f"{label}: " + "; ".join(f.missing_input_hint() for f in enabled)
+            + (f"; found only data for {', '.join(unclaimed)}, which no marker family of "
+               f"danemap {_version()} computes" if unclaimed else "")
         )
-    return {"files": files, "runs": n_runs, "qc_excluded": excluded}
+    return {"files": files, "runs": sum(counts.values()), "items": counts,
+            "qc_excluded": excluded}
 
 
-def _not_built(sessions: Sequence[SessionData]) -> list[str]:
-    """Name the marker families that ``sessions`` have data for but danemap cannot compute."""
-    return sorted({what for session in sessions for key, what in _NOT_BUILT.items()
-                   if getattr(session, key)})
+def _unclaimed(sessions: Sequence[SessionData], enabled: Sequence[Any]) -> list[str]:
+    """Name the ``datatype/suffix`` pairs ``sessions`` have that no enabled family consumes."""
+    claimed = {m for family in enabled for m in family.modalities}
+    return sorted({m for session in sessions for m in session.modalities} - claimed)
 
 
 def _version() -> str:
@@ -155,10 +132,12 @@ def run_participant(bids_dir: str | os.PathLike[str], output_dir: str | os.PathL
     writer = DerivativesWriter(output_dir, config=config, bids_dir=bids_dir)
     sessions = {sub: [item for (s, _), item in dataset.data.items() if s == sub]
                 for sub in dataset.participants}
-    not_built = _not_built(list(dataset.data.values()))
-    if not_built:
-        log.warning("the dataset has data for %s; those markers are not built yet in "
-                    "danemap %s (see README, 'What is measured')", ", ".join(not_built),
+    from danemap.markers.base import families
+
+    unclaimed = _unclaimed(list(dataset.data.values()), families())
+    if unclaimed:
+        log.warning("the dataset has data for %s, which no marker family of danemap %s "
+                    "computes (see README, 'What is measured')", ", ".join(unclaimed),
                     _version())
     job = functools.partial(_job, bids_dir=str(bids_dir), output_dir=str(output_dir),
                             config=config, sessions=sessions)
@@ -236,9 +215,9 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
         (the others are written; the failed ones are logged as errors).
     """
     from danemap.atlas import atlas_name
-    from danemap.io import DerivativesWriter, atomic_write_text, read_participants
-    from danemap.markers.functional import collect_functional_group
-    from danemap.report.group import write_group_report
+    from danemap.io import DerivativesWriter, atomic_write_text, read_participants, write_json
+    from danemap.markers.base import families
+    from danemap.report.group import MANIFEST, write_group_report
     from danemap.stats.pipeline import StatsOptions, run_stats
 
     participants = Path(bids_dir) / "participants.tsv"
@@ -250,43 +229,36 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
                       group_column=config.stats.group)
     writer = DerivativesWriter(output_dir, config=config, bids_dir=bids_dir, describe=False)
     group_dir = writer.root / "group"
-    tables = collect_functional_group(writer.root, group_dir,
-                                      connectivity=config.functional.connectivity,
-                                      atlas=atlas_name(config.run.atlas))
+    tables = [table for family in families()
+              for table in family.collect(writer.root, atlas_name(config.run.atlas), config)]
+    write_json(group_dir / MANIFEST, {"tables": [
+        {"name": t.name, "title": t.title, "kind": t.kind, "analyses": list(t.analyses),
+         "family": t.family, "path": t.path.name} for t in tables]})
     atomic_write_text(group_dir / "config.toml", config.to_toml())
     options = StatsOptions(classify_permutations=config.stats.classify_permutations,
                            on_error="record")
     summaries: dict[str, dict[str, Any]] = {}
     failed: list[str] = []
-    for name in GROUP_TABLES:
-        if name not in tables:
+    for table in tables:
+        if not table.analysed:
             continue
-        log.info("group statistics on %s", tables[name].name)
+        name = table.name
+        log.info("group statistics on %s", table.path.name)
         try:
-            summaries[name] = run_stats(tables[name], participants, group_dir / "stats" / name,
-                                        config=config, analyses=_analyses_for(name),
+            summaries[name] = run_stats(table.path, participants, group_dir / "stats" / name,
+                                        config=config, analyses=table.analyses,
                                         options=options)["summary"]
         except DanemapError as exc:  # one unusable table must not stop the others
-            log.error("group statistics on %s failed: %s", tables[name].name, exc)
+            log.error("group statistics on %s failed: %s", table.path.name, exc)
             failed.append(name)
             continue
         # analyses that failed inside a table are recorded there (on_error="record"),
         # and fail the run just as a failed table does
         failed += [f"{name}/{a}" for a in summaries[name].get("errors", {})]
-    report = write_group_report(group_dir, summaries)
+    report = write_group_report(group_dir, summaries,
+                                titles={t.name: t.title for t in tables})
     log.info("group report: %s", report)
     if failed:
         log.error("group level: failed: %s (see each table's summary.json for the errors)",
                   ", ".join(failed))
     return 1 if failed else 0
-
-
-def _analyses_for(table: str) -> tuple[str, ...]:
-    """Choose the analyses: edge-level inference for connectivity, all for region tables.
-
-    Connectivity tables get no classification: the tangent reference is fitted on every
-    run, so a cross-validated classifier on it would see its test folds.
-    """
-    if table.startswith("connectivity"):
-        return ("harmonize", "glm", "permutation", "nbs")
-    return ("harmonize", "glm", "permutation", "symptoms", "normative", "classify")

@@ -196,12 +196,12 @@ def test_dataset_without_functional_data_names_what_it_found(tmp_path, caplog):
 
     with caplog.at_level(logging.WARNING, logger="danemap"):  # the library call: main's
         assert run_participant(bids, tmp_path / "out", Config()) == 1  # handler is rich's
-    assert ("has data for PET/SPECT SBR, structural volumes; those markers are not built yet"
-            in caplog.text)
+    # found by discovery whatever the modality, and named because no family consumes it
+    assert "has data for anat/T1w, pet/pet, which no marker family" in caplog.text
     status = pd.read_csv(tmp_path / "out" / "danemap" / "logs" / "participant_status.tsv",
                          sep="\t")
     assert "no functional input" in status.loc[0, "error"]
-    assert "found only data for PET/SPECT SBR, structural volumes" in status.loc[0, "error"]
+    assert "found only data for anat/T1w, pet/pet" in status.loc[0, "error"]
 
 
 def test_fallback_bold_without_fmriprep(cohort, tmp_path, fast_config, caplog):

@@ -89,15 +89,18 @@ def test_discover_raw_and_derivatives(bids, caplog):
     assert ds.sessions == {"sub-01": [], "sub-02": []}
     assert set(ds.derivatives) == {"fmriprep", "freesurfer", "synthseg"}
     s1 = ds.get("01")
-    assert [f.path.name for f in s1.t1w] == ["sub-01_T1w.nii.gz"]
-    assert [f.path.name for f in s1.bold] == ["sub-01_task-rest_run-1_bold.nii.gz",
+    # raw files are found by datatype/suffix, whatever the modality
+    assert s1.modalities == ["anat/T1w", "func/bold", "pet/pet"]
+    t1w, bold, pet = (s1.get_files(m) for m in ("anat/T1w", "func/bold", "pet/pet"))
+    assert [f.path.name for f in t1w] == ["sub-01_T1w.nii.gz"]
+    assert [f.path.name for f in bold] == ["sub-01_task-rest_run-1_bold.nii.gz",
                                               "sub-01_task-rest_run-2_bold.nii.gz"]
     # inheritance: top-level task-rest_bold.json, overridden next to run-2
-    assert s1.bold[0].metadata == {"RepetitionTime": 2.0, "TaskName": "rest"}
-    assert s1.bold[1].metadata == {"RepetitionTime": 1.5, "TaskName": "rest"}
-    assert s1.bold[1].sidecar.name == "sub-01_task-rest_run-2_bold.json"
-    assert s1.pet[0].metadata == {"TracerName": "FP-CIT"}
-    assert s1.pet[0].entities["trc"] == "FPCIT"
+    assert bold[0].metadata == {"RepetitionTime": 2.0, "TaskName": "rest"}
+    assert bold[1].metadata == {"RepetitionTime": 1.5, "TaskName": "rest"}
+    assert bold[1].sidecar.name == "sub-01_task-rest_run-2_bold.json"
+    assert pet[0].metadata == {"TracerName": "FP-CIT"}
+    assert pet[0].entities["trc"] == "FPCIT"
     assert len(s1.runs) == 2
     run2 = s1.runs[1]
     assert run2.entities == {"sub": "01", "task": "rest", "run": "2"}

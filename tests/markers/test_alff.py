@@ -11,11 +11,15 @@ import pandas as pd
 import pytest
 
 from danemap.atlas import Atlas
-from danemap.config import FunctionalConfig
+from danemap.config import Config, FunctionalConfig
 from danemap.errors import DanemapWarning, InputError
-from danemap.markers import collect_functional_group, process_run, write_run
-from danemap.markers._func_alff import alff_band_indices, normalise_alff, voxel_alff
-from danemap.pipeline import GROUP_TABLES
+from danemap.markers import (
+    FunctionalFamily,
+    collect_functional_group,
+    process_run,
+    write_run,
+)
+from danemap.markers.functional._alff import alff_band_indices, normalise_alff, voxel_alff
 
 SHAPE = (10, 10, 6)
 AFFINE = np.diag([3.0, 3.0, 3.0, 1.0])
@@ -278,5 +282,6 @@ def test_group_tables_and_malff_as_the_default_alff_table(tmp_path):
     gside = json.loads(out["malff"].with_suffix(".json").read_text())
     assert "group statistics use" in gside["Description"] and "atlas" in gside["Reference"]
     assert "Lomb-Scargle" in gside["Censoring"]
-    assert "malff" in GROUP_TABLES and "alff" not in GROUP_TABLES
-    assert "zalff" not in GROUP_TABLES
+    tables = {t.name: t for t in FunctionalFamily().collect(writer.root, "danemap", Config())}
+    assert tables["malff"].analysed  # the statistics run on mALFF, not on raw ALFF
+    assert not tables["alff"].analysed and not tables["zalff"].analysed

@@ -22,8 +22,8 @@ from danemap.markers import (
     resolve_tr,
     write_run,
 )
-from danemap.markers._func_alff import voxel_alff
-from danemap.markers._func_confounds import scrub_mask, select_confounds
+from danemap.markers.functional._alff import voxel_alff
+from danemap.markers.functional._confounds import scrub_mask, select_confounds
 
 SHAPE = (12, 12, 10)
 AFFINE = np.diag([3.0, 3.0, 3.0, 1.0])
@@ -732,7 +732,7 @@ def test_corrupt_deflate_block_isal_error_becomes_input_error(tmp_path):
     from isal.igzip_lib import IsalError
 
     from danemap.io import load_nifti_header
-    from danemap.markers._func_extract import gather_from_file, voxel_order
+    from danemap.markers.functional._extract import gather_from_file, voxel_order
 
     bold, _, atlas = _write_run(tmp_path, n_t=20)
     header = load_nifti_header(bold)  # read while the file is intact
@@ -761,7 +761,7 @@ def test_malformed_json_sidecars_are_input_errors(tmp_path, which, what):
 def test_partial_correlation_of_rank_deficient_series_is_nan(caplog):
     import logging
 
-    from danemap.markers._func_connectivity import connectivity
+    from danemap.markers.functional._connectivity import connectivity
 
     rng = np.random.default_rng(0)
     basis = rng.normal(size=(60, 8))  # 60 volumes but only 8 degrees of freedom
@@ -801,7 +801,7 @@ def test_cleaning_operator_with_confounds_equals_nilearn_clean(detrend, hp, lp):
     """The cached filter + per-run confound projection is nilearn's signal.clean operator."""
     from nilearn import signal
 
-    from danemap.markers._func_clean import (
+    from danemap.markers.functional._clean import (
         _confound_operator,
         _plain_operator,
         cleaning_operator,

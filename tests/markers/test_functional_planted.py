@@ -14,7 +14,7 @@ from danemap.atlas import load_atlas
 from danemap.config import FunctionalConfig
 from danemap.errors import DanemapWarning
 from danemap.markers import bipartite_edges, process_run, process_timeseries
-from danemap.markers._func_confounds import select_confounds
+from danemap.markers.functional._confounds import select_confounds
 from danemap.simulate import SimulationEffects, simulate_cohort, simulate_roi_timeseries
 
 

@@ -31,7 +31,13 @@ def test_group_report_order_cohort_and_rows(tmp_path):
         for model, v in (("covariates", 0.7), ("imaging", 0.55))
         for metric in ("balanced_accuracy", "auc")])
     clf.to_csv(stats / "networks" / "classification.tsv", sep="\t", index=False)
+    # titles and order come from the families' GroupTables, through the workflow's manifest
+    (tmp_path / "tables.json").write_text(json.dumps({"tables": [
+        {"name": "networks", "title": "Network scores"},
+        {"name": "alff", "title": "Regional ALFF"}]}))
     html = write_group_report(tmp_path).read_text()
+    assert html == write_group_report(
+        tmp_path, titles={"networks": "Network scores", "alff": "Regional ALFF"}).read_text()
     clf_table = html.split("can the markers tell")[1].split("</table>")[0]
     assert clf_table.count("<tr>") == 1 + 2  # one row per scheme and model
     assert "0.70 [0.60, 0.80]" in clf_table and "0.55 [0.45, 0.65]" in clf_table

@@ -15,7 +15,7 @@ import statsmodels.api as sm
 from danemap.atlas import load_atlas
 from danemap.config import FunctionalConfig
 from danemap.markers import process_timeseries
-from danemap.markers._func_confounds import select_confounds
+from danemap.markers.functional._confounds import select_confounds
 from danemap.simulate import SimulationEffects, simulate_roi_timeseries
 from danemap.stats import ComBat
 

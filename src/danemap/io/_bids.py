@@ -129,16 +129,31 @@ class FuncRun:
 
 @dataclass
 class SessionData:
-    """Everything found for one participant and session."""
+    """Everything found for one participant and session.
+
+    ``files`` holds every raw NIfTI of the session by ``"<datatype>/<suffix>"`` (``"anat/T1w"``,
+    ``"func/bold"``, ``"pet/pet"``, ``"dwi/dwi"``...), whatever the modality: marker families
+    declare the pairs they consume (:attr:`danemap.markers.base.MarkerFamily.modalities`),
+    so data that no family consumes is found and reported, not skipped silently. ``runs``
+    pairs each functional run with its fMRIPrep outputs; ``aseg_stats`` and ``synthseg`` are
+    FreeSurfer/FastSurfer and SynthSeg outputs.
+    """
 
     participant: str
     session: str | None
-    t1w: list[BIDSFile] = field(default_factory=list)
-    bold: list[BIDSFile] = field(default_factory=list)
-    pet: list[BIDSFile] = field(default_factory=list)
+    files: dict[str, list[BIDSFile]] = field(default_factory=dict)
     runs: list[FuncRun] = field(default_factory=list)
     aseg_stats: Path | None = None
     synthseg: list[Path] = field(default_factory=list)
+
+    def get_files(self, modality: str) -> list[BIDSFile]:
+        """Return the raw files of one ``"<datatype>/<suffix>"`` pair (empty if none)."""
+        return self.files.get(modality, [])
+
+    @property
+    def modalities(self) -> list[str]:
+        """The ``"<datatype>/<suffix>"`` pairs with at least one raw file, sorted."""
+        return sorted(k for k, v in self.files.items() if v)
 
 
 @dataclass
@@ -236,11 +251,16 @@ def _select(requested: Iterable[str] | str | None, existing: list[str], entity: 
     return sorted(out)
 
 
-def _nii_files(folder: Path, suffix: str) -> list[Path]:
+def _raw_nii_by_suffix(folder: Path) -> dict[str, list[Path]]:
+    """Every NIfTI of a datatype folder, by its BIDS suffix (the last ``_`` part)."""
+    out: dict[str, list[Path]] = {}
     if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file()
-                  and any(p.name.endswith(f"_{suffix}{ext}") for ext in _NII))
+        return out
+    for p in sorted(folder.iterdir()):
+        ext = next((e for e in _NII if p.name.endswith(e)), None)
+        if p.is_file() and ext and "_" in p.name:
+            out.setdefault(p.name[: -len(ext)].rsplit("_", 1)[1], []).append(p)
+    return out
 
 
 def _sidecar_chain(file: Path, entities: dict[str, str], dirs: list[Path]) -> list[Path]:
@@ -503,17 +523,17 @@ def discover(
             base = subdir / ses if ses else subdir
             chain = [root, subdir] + ([base] if ses else [])
             item = SessionData(participant=sub, session=ses)
-            raw_dtypes = (("anat", "T1w", "t1w"), ("func", "bold", "bold"),
-                          ("pet", "pet", "pet")) if sub in raw_folders else ()
-            for dtype, suffix, attr in raw_dtypes:
-                files = [_bids_file(p, [*chain, base / dtype])
-                         for p in _nii_files(base / dtype, suffix)]
-                setattr(item, attr, files)
+            if sub in raw_folders:
+                for folder in sorted(d for d in base.iterdir() if d.is_dir()
+                                     and not d.name.startswith("ses-")):
+                    for suffix, paths in _raw_nii_by_suffix(folder).items():
+                        item.files[f"{folder.name}/{suffix}"] = [
+                            _bids_file(p, [*chain, folder]) for p in paths]
+            bold = item.get_files("func/bold")
             if "fmriprep" in derivs:
-                item.runs = _fmriprep_runs(derivs["fmriprep"], sub, ses, item.bold, space)
+                item.runs = _fmriprep_runs(derivs["fmriprep"], sub, ses, bold, space)
             else:
-                item.runs = [FuncRun(entities=_key_entities(b.entities), bold=b)
-                             for b in item.bold]
+                item.runs = [FuncRun(entities=_key_entities(b.entities), bold=b) for b in bold]
             for run in item.runs:
                 _raw_fallback(run, [*chain, base / "func"])
             item.aseg_stats = _aseg(derivs, sub, ses)

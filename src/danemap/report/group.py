@@ -19,16 +19,21 @@ from danemap.report._html import Section, forest_plot_svg, write_report
 
 __all__ = ["write_group_report"]
 
-_TITLES = {
-    "networks": "Network scores (mean within-network Fisher z)",
-    "alff": "Regional ALFF (raw, BOLD units)",
-    "malff": "Regional mALFF (ALFF / the run's atlas-voxel mean)",
-    "zalff": "Regional zALFF",
-    "falff": "Regional fALFF",
-    "connectivity_corr": "Connectivity edges (correlation, Fisher z)",
-    "connectivity_partialcorr": "Connectivity edges (partial correlation, Fisher z)",
-    "connectivity_tangent": "Connectivity edges (tangent space)",
-}
+#: The group tables' manifest the workflow writes (``group/tables.json``, ``{"tables": [...]}``):
+#: name, title, kind, analyses and family of every table, in the order the families gave them.
+MANIFEST = "tables.json"
+
+
+def _manifest_titles(group_dir: Path) -> dict[str, str]:
+    """Titles of the group tables from the workflow's manifest (empty when absent)."""
+    from danemap.io import read_json
+
+    path = group_dir / MANIFEST
+    if not path.is_file():
+        return {}
+    tables = read_json(path, "group tables manifest").get("tables") or []
+    return {str(t["name"]): str(t["title"]) for t in tables
+            if isinstance(t, Mapping) and "name" in t and "title" in t}
 
 
 def _read(path: Path) -> Any:
@@ -133,9 +138,9 @@ def _mega_meta_section(title: str, effects: Any, meta: Any, checks: Any) -> Sect
                                "different assumptions; they should agree."), notes=notes)
 
 
-def _sections_for(name: str, folder: Path, summary: Mapping[str, Any]) -> list[Section]:
+def _sections_for(name: str, title: str, folder: Path,
+                  summary: Mapping[str, Any]) -> list[Section]:
     sections: list[Section] = []
-    title = _TITLES.get(name, name)
     status = _status_section(title, summary)
     if status is not None:
         sections.append(status)
@@ -256,7 +261,8 @@ def _describe(summary: Mapping[str, Any], key: str) -> str:
 
 
 def write_group_report(group_dir: str | Path,
-                       summaries: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
+                       summaries: Mapping[str, Mapping[str, Any]] | None = None,
+                       titles: Mapping[str, str] | None = None) -> Path:
     """Write ``group_report.html`` from the statistics outputs under ``group_dir/stats``.
 
     Parameters
@@ -266,6 +272,10 @@ def write_group_report(group_dir: str | Path,
     summaries : mapping or None
         Table name -> summary returned by :func:`danemap.stats.pipeline.run_stats`; when
         None, each ``stats/<table>/summary.json`` is read.
+    titles : mapping or None
+        Table name -> section title, in report order (the families' ``GroupTable``
+        titles); when None, the workflow's manifest ``group/tables.json`` gives them, and
+        a table it does not list is titled by its name, after the listed ones.
 
     Returns
     -------
@@ -275,9 +285,9 @@ def write_group_report(group_dir: str | Path,
     group_dir = Path(group_dir)
     stats_dir = group_dir / "stats"
     found = [p.name for p in stats_dir.iterdir() if p.is_dir()] if stats_dir.is_dir() else []
-    # headline tables first (networks, then regions, then edges), then any other, by name
-    names = sorted(found, key=lambda n: (list(_TITLES).index(n) if n in _TITLES
-                                         else len(_TITLES), n))
+    titles = dict(titles) if titles is not None else _manifest_titles(group_dir)
+    order = list(titles)
+    names = sorted(found, key=lambda n: (order.index(n) if n in order else len(order), n))
     sections: list[Section] = []
     for name in names:
         summary: Mapping[str, Any] = (summaries or {}).get(name) or {}
@@ -285,7 +295,7 @@ def write_group_report(group_dir: str | Path,
             summary = json.loads((stats_dir / name / "summary.json").read_text())
         if not sections:
             sections.append(_cohort_section(summary))
-        sections += _sections_for(name, stats_dir / name, summary)
+        sections += _sections_for(name, titles.get(name, name), stats_dir / name, summary)
     if not sections:
         sections.append(Section("No statistics", text="No group statistics were found."))
     return write_report(group_dir / "group_report.html", "danemap group report", sections,

@@ -1,0 +1,36 @@
+"""The functional marker family: resting-state BOLD to connectivity, networks and ALFF.
+
+``process_run`` turns one BOLD run (or ``process_timeseries`` precomputed ROI time series)
+into denoised region time series, correlation / partial correlation connectivity, network
+scores, ALFF/fALFF/mALFF/zALFF and motion QC (:mod:`._compute`); ``write_run`` writes them
+as BIDS derivatives (:mod:`._outputs`); ``collect_functional_group`` gathers every run into
+the group tables, tangent connectivity included (:mod:`._group`). :class:`FunctionalFamily`
+(:mod:`._family`) puts the three behind the :class:`danemap.markers.base.MarkerFamily`
+interface and registers itself on import.
+"""
+
+from __future__ import annotations
+
+from danemap.markers.functional._compute import (
+    ALFF_BAND,
+    FunctionalResult,
+    bipartite_edges,
+    process_run,
+    process_timeseries,
+    resolve_tr,
+)
+from danemap.markers.functional._family import FunctionalFamily
+from danemap.markers.functional._group import collect_functional_group
+from danemap.markers.functional._outputs import write_run
+
+__all__ = [
+    "ALFF_BAND",
+    "FunctionalFamily",
+    "FunctionalResult",
+    "bipartite_edges",
+    "collect_functional_group",
+    "process_run",
+    "process_timeseries",
+    "resolve_tr",
+    "write_run",
+]

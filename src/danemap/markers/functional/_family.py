@@ -1,0 +1,102 @@
+"""The functional marker family: one fMRIPrep (or fallback) BOLD run per work item."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from danemap._utils.logging import get_logger
+from danemap.markers.base import GROUP_ANALYSES, GroupTable, MarkerFamily, register
+from danemap.markers.functional._compute import FunctionalResult, process_run
+from danemap.markers.functional._group import collect_functional_group
+from danemap.markers.functional._outputs import write_run
+
+if TYPE_CHECKING:
+    from danemap.config import Config
+    from danemap.io import SessionData
+
+__all__ = ["FunctionalFamily"]
+
+log = get_logger("markers.functional")
+
+#: Group tables: (title, feature kind, analysed). Counts and QC tables are descriptions, and
+#: raw ALFF / zALFF are written for reference: ALFF enters the statistics as mALFF
+#: (scale-free, comparable across scanners).
+_TABLES: dict[str, tuple[str, str, bool]] = {
+    "networks": ("Network scores (mean within-network Fisher z)", "network", True),
+    "malff": ("Regional mALFF (ALFF / the run's atlas-voxel mean)", "region", True),
+    "falff": ("Regional fALFF", "region", True),
+    "connectivity_corr": ("Connectivity edges (correlation, Fisher z)", "edge", True),
+    "connectivity_partialcorr": ("Connectivity edges (partial correlation, Fisher z)", "edge",
+                                 True),
+    "connectivity_tangent": ("Connectivity edges (tangent space)", "edge", True),
+    "alff": ("Regional ALFF (raw, BOLD units)", "region", False),
+    "zalff": ("Regional zALFF", "region", False),
+}
+
+#: Edge tables get edge-level inference and no classification: the tangent reference is
+#: fitted on every run, so a cross-validated classifier on it would see its test folds.
+_EDGE_ANALYSES = ("harmonize", "glm", "permutation", "nbs")
+
+
+@register
+class FunctionalFamily(MarkerFamily):
+    """Resting-state connectivity, network scores, ALFF and motion QC per BOLD run."""
+
+    name = "functional"
+    config_section = "functional"
+    modalities = ("func/bold",)
+
+    def inputs(self, session: SessionData) -> list[Any]:
+        """Return ``(session, run)`` for every run with a usable (preprocessed) BOLD."""
+        return [(session, run) for run in session.runs if run.preproc is not None]
+
+    def describe_item(self, item: Any) -> str:
+        """Name the run by its BOLD file."""
+        _, run = item
+        return str(run.preproc.path.name)
+
+    def compute(self, item: Any, atlas: Any, config: Config) -> FunctionalResult:
+        """Denoise the run and compute every functional marker."""
+        session, run = item
+        if run.fallback:
+            log.warning("%s: %s", session.participant, run.fallback)
+        return process_run(
+            run.preproc.path, run.confounds.path if run.confounds else None, atlas,
+            config=config.functional, mask=run.mask.path if run.mask else None,
+            sidecar=run.preproc.metadata or None,
+            max_bytes=config.run.max_nifti_gib * 2**30)
+
+    def write(self, result: FunctionalResult, writer: Any, item: Any,
+              atlas_name: str) -> list[Path]:
+        """Write the run's time series, connectivity, network, ALFF and QC files."""
+        session, run = item
+        ents = run.entities
+        return write_run(result, writer, session.participant, session=session.session,
+                         task=ents.get("task", "rest"), run=ents.get("run"), atlas=atlas_name)
+
+    def qc_excluded(self, result: FunctionalResult) -> bool:
+        """Tell whether motion QC flags the run for exclusion."""
+        return bool(result.qc.get("exclude"))
+
+    def missing_input_hint(self) -> str:
+        """Say which functional inputs the family looks for."""
+        return ("no functional input; expected fMRIPrep "
+                "'*_space-MNI152NLin2009cAsym*_desc-preproc_bold.nii.gz' under "
+                "<bids_dir>/derivatives/fmriprep, or a 4D BOLD in MNI space with a "
+                "'*_desc-confounds_timeseries.tsv' beside it")
+
+    def collect(self, out_root: Path, atlas_name: str, config: Config) -> list[GroupTable]:
+        """Gather every run's outputs into the group tables (``out_root/group``)."""
+        paths = collect_functional_group(out_root, out_root / "group",
+                                         connectivity=config.functional.connectivity,
+                                         atlas=atlas_name)
+        tables = []
+        for name, (title, kind, analysed) in _TABLES.items():
+            if name not in paths:
+                continue
+            analyses = (_EDGE_ANALYSES if kind == "edge" else GROUP_ANALYSES) if analysed \
+                else ()
+            tables.append(GroupTable(name=name, path=paths[name], title=title, kind=kind,
+                                     analyses=analyses, family=self.name))
+        return tables
