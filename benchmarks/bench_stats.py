@@ -160,7 +160,7 @@ def bench_meta(n_features: int, n_sites: int, repeats: int = 3) -> None:
     print(f"[meta pooling] {n_features} features x {n_sites} sites: danemap median "
           f"{t_ours * 1e3:.1f} ms, statsmodels combine_effects {t_ref:.2f} s")
     print(f"speed-up danemap vs statsmodels combine_effects: {t_ref / t_ours:.2f}x")
-    t_all, times = _median_time(lambda: site_meta_analysis(F, P, "site"), repeats)
+    t_all, times = _median_time(lambda: site_meta_analysis(F, P), repeats)
     print(f"[meta-analysis] {n_features} features x {n_sites} sites x {per} participants "
           f"(within-site GLMs, exact CIs, REML): median {t_all:.2f} s over {repeats} "
           f"({', '.join(f'{x:.2f}' for x in times)}); target < 1 s: "

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from danemap.stats import GroupDesign
 from danemap.stats.combat import ComBat
 from danemap.stats.glm import case_control
 
@@ -74,6 +75,6 @@ def test_site_removed_on_real_data_and_glm_runs(adhd200):
     p_before = stats.f_oneway(*[joined.loc[site == s, "Caudate_L"] for s in ("NYU", "Peking")])
     p_after = stats.f_oneway(*[Xh.loc[site == s, "Caudate_L"] for s in ("NYU", "Peking")])
     assert p_before.pvalue < 1e-3 < 0.05 < p_after.pvalue
-    harmonised = pd.concat([joined[["participant_id"]], Xh], axis=1)
-    res = case_control(harmonised, parts, site=None)
+    harmonised = Xh.set_axis(pd.Index(joined["participant_id"], name="participant_id"))
+    res = case_control(harmonised, parts.set_index("participant_id"), GroupDesign(site=None))
     assert len(res) == len(names) and res["t"].notna().all()

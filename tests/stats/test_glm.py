@@ -11,6 +11,7 @@ import statsmodels.api as sm
 from scipy import stats
 
 from danemap.errors import InputError
+from danemap.stats import GroupDesign
 from danemap.stats.glm import RESULT_COLUMNS, case_control, effect_sizes_from_t, fit_glm
 
 
@@ -26,9 +27,8 @@ def _tables(seed: int = 0, n: int = 160, m: int = 6):
     Y = rng.normal(size=(n, m))
     Y[:, 0] += 0.8 * (group == "ADHD")
     Y += 0.1 * parts["age"].to_numpy()[:, None]
-    feats = pd.DataFrame(Y, columns=[f"roi{j}" for j in range(m)])
-    feats.insert(0, "participant_id", ids)
-    return feats, parts
+    feats = pd.DataFrame(Y, columns=[f"roi{j}" for j in range(m)], index=parts["participant_id"])
+    return feats, parts.set_index("participant_id")  # index-aligned
 
 
 def test_fit_glm_equals_statsmodels():
@@ -173,14 +173,14 @@ def test_options_interaction_stratify_moderator():
     assert set(mod.term) == {"group", "group[med_status=1.0]", "group[med_status=2.0]"}
     sub = mod[mod.term != "group"].groupby("term").n_case.first()
     assert sub.sum() == 80
-    nosite = case_control(feats, parts, site=None, covariates=("age",))
+    nosite = case_control(feats, parts, GroupDesign(site=None, covariates=("age",)))
     assert nosite.attrs["covariates"] == ["age"]
 
 
 def test_missing_covariate_rows_dropped_and_logged(caplog):
     feats, parts = _tables()
-    parts.loc[[0, 1, 2], "age"] = np.nan
-    feats.loc[5, "roi2"] = np.nan
+    parts.iloc[[0, 1, 2], parts.columns.get_loc("age")] = np.nan
+    feats.iloc[5, feats.columns.get_loc("roi2")] = np.nan
     with caplog.at_level(logging.INFO, logger="danemap"):
         res = case_control(feats, parts)
     assert "dropped 3 of 160 rows" in caplog.text
@@ -192,13 +192,23 @@ def test_missing_covariate_rows_dropped_and_logged(caplog):
 def test_case_control_errors():
     feats, parts = _tables()
     with pytest.raises(InputError, match="expected group column 'dx'"):
-        case_control(feats, parts, group="dx")
+        case_control(feats, parts, GroupDesign(group="dx"))
     with pytest.raises(InputError, match="no complete row with group == 'ASD'"):
-        case_control(feats, parts, case="ASD")
+        case_control(feats, parts, GroupDesign(case="ASD"))
     with pytest.raises(InputError, match=r"expected column\(s\) \['iq'\]"):
-        case_control(feats, parts, covariates=("age", "iq"))
+        case_control(feats, parts, GroupDesign(covariates=("age", "iq")))
     with pytest.raises(InputError, match="moderator column 'meds'"):
         case_control(feats, parts, moderator="meds")
+    with pytest.raises(InputError, match=r"expected 'participant_id' as the index .*"
+                                         r"set_index\('participant_id'\)"):
+        case_control(feats.reset_index(), parts)
+    with pytest.raises(InputError, match=r"design: expected a danemap\.stats\.GroupDesign"):
+        case_control(feats, parts, "group")
+    with pytest.raises(InputError, match=r"case, control: expected two different labels.*"
+                                         r"covariates: the group column 'group' cannot be one"):
+        GroupDesign(case="TD", covariates=("age", "group"))
+    assert GroupDesign(site="", icv="", covariates=["age", "sex", "age"]) == GroupDesign(
+        site=None, covariates=("age", "sex"))
 
 
 def _icv_tables(seed: int = 4, n: int = 240):
@@ -212,20 +222,20 @@ def _icv_tables(seed: int = 4, n: int = 240):
     ids = [f"sub-{i:03d}" for i in range(n)]
     case = np.arange(n) % 2 == 0
     icv = rng.normal(1500.0, 120.0, n) - 120.0 * case
-    parts = pd.DataFrame({"participant_id": ids, "group": np.where(case, "ADHD", "TD"),
+    parts = pd.DataFrame({"group": np.where(case, "ADHD", "TD"),
                           "age": rng.uniform(7, 18, n), "sex": rng.choice(["M", "F"], n),
-                          "icv": icv})
+                          "icv": icv}, index=pd.Index(ids, name="participant_id"))
     k = 1 / 120.0  # 1 SD of volume per 120 ml of ICV
-    feats = pd.DataFrame({"participant_id": ids,
-                          "confounded": k * icv + rng.normal(size=n),
-                          "masked": k * icv + 1.0 * case + rng.normal(size=n)})
+    feats = pd.DataFrame({"confounded": k * icv + rng.normal(size=n),
+                          "masked": k * icv + 1.0 * case + rng.normal(size=n)},
+                         index=parts.index)
     return feats, parts
 
 
 def test_icv_enters_the_model_as_a_covariate():
     feats, parts = _icv_tables()
-    without = case_control(feats, parts, site=None).set_index("feature")
-    with_icv = case_control(feats, parts, site=None, icv="icv").set_index("feature")
+    without = case_control(feats, parts, GroupDesign(site=None)).set_index("feature")
+    with_icv = case_control(feats, parts, GroupDesign(site=None, icv="icv")).set_index("feature")
     assert with_icv.attrs["design_columns"] == ["intercept", "group[ADHD]", "age", "sex[M]",
                                                 "icv"]
     assert with_icv.attrs["covariates"] == ["age", "sex", "icv"]
@@ -242,8 +252,8 @@ def test_icv_enters_the_model_as_a_covariate():
     assert abs(without.loc["masked", "t"]) < 2 and with_icv.loc["masked", "t"] > 4
     assert with_icv.loc["masked", "d_ci_low"] < 1.0 < with_icv.loc["masked", "d_ci_high"]
     # rows without ICV are dropped like any other incomplete covariate
-    parts.loc[:9, "icv"] = np.nan
-    res = case_control(feats, parts, site=None, icv="icv")
+    parts.iloc[:10, parts.columns.get_loc("icv")] = np.nan
+    res = case_control(feats, parts, GroupDesign(site=None, icv="icv"))
     assert res.attrs["n_dropped_missing"] == 10
     assert (res["n_case"] + res["n_control"] == len(parts) - 10).all()
 

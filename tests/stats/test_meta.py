@@ -9,6 +9,7 @@ from scipy import optimize
 from statsmodels.stats.meta_analysis import combine_effects
 
 from danemap.errors import InputError
+from danemap.stats import GroupDesign
 from danemap.stats.glm import case_control
 from danemap.stats.meta import agreement, random_effects, site_meta_analysis
 
@@ -96,10 +97,10 @@ def test_site_meta_analysis_per_site_equals_within_site_glm_and_recovers_planted
             vals.append(y[i])
     P = pd.DataFrame(rows).set_index("participant_id")
     F = pd.DataFrame({"f": vals, "c": 1.0}, index=P.index)
-    pooled, per_site = site_meta_analysis(F, P, "site")
+    pooled, per_site = site_meta_analysis(F, P)
     for s in ("S0", "S1", "S2"):
         m = P["site"] == s
-        ref = case_control(F[m].reset_index(), P[m].reset_index(), site=None)
+        ref = case_control(F[m], P[m], GroupDesign(site=None))
         got = per_site[(per_site["site"] == s) & (per_site["feature"] == "f")].iloc[0]
         want = ref[ref["feature"] == "f"].iloc[0]
         np.testing.assert_allclose([got["t"], got["d"], got["d_ci_low"]],

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from danemap.errors import InputError, NotFittedError
+from danemap.stats import GroupDesign
 from danemap.stats.normative import NormativeModel, _bspline_basis, _knots, normative_scores
 
 SHIFT = np.array([1.0, -1.0, 0.0, 0.0])  # planted case shift in control-SD units
@@ -144,7 +145,7 @@ def test_errors(tmp_path):
     with pytest.raises(InputError, match="too few"), pytest.warns(DanemapWarning, match="S1"):
         normative_scores(F.iloc[-125:], P.iloc[-125:], n_folds=5)
     with pytest.raises(InputError, match="harmonisation needs a site column"):
-        normative_scores(F, P, site=None)
+        normative_scores(F, P, GroupDesign(site=None))
     with pytest.raises(InputError, match=r"level\(s\) \['S9'\] not seen"):
         NormativeModel(site="site").fit(F, P).transform(F, P.assign(site="S9"))
 

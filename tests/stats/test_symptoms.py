@@ -70,7 +70,7 @@ def test_standardize_small_site_warns_and_leaves_out():
 
 def test_symptom_association_recovers_planted_correlation_and_states_scaling():
     F, P = _cohort(n=300)
-    res = symptom_association(F, P, ["adhd_index"])
+    res = symptom_association(F, P, symptoms=["adhd_index"])
     assert set(res["sample"]) == {"ADHD", "all"}
     assert (res["symptom_scaling"] == "z-scored within site").all()
     f0 = res[(res.feature == "f0") & (res["sample"] == "all")].iloc[0]
@@ -80,37 +80,37 @@ def test_symptom_association_recovers_planted_correlation_and_states_scaling():
     assert f0.n == 300
     assert res[(res["sample"] == "ADHD")]["n"].iloc[0] == (P.group == "ADHD").sum()
     assert "site[B]" in f0.covariates
-    raw = symptom_association(F, P, ["adhd_index"], standardize=False)
+    raw = symptom_association(F, P, symptoms=["adhd_index"], standardize=False)
     assert (raw["symptom_scaling"] == "raw").all()
 
 
 def test_missing_feature_values_use_complete_rows():
     F, P = _cohort()
     F.iloc[:5, 1] = np.nan
-    res = symptom_association(F, P, ["adhd_index"], samples=("all",))
+    res = symptom_association(F, P, symptoms=["adhd_index"], samples=("all",))
     assert list(res["n"]) == [120, 115]
 
 
 def test_errors():
     F, P = _cohort()
     with pytest.raises(InputError, match="column 'nope' not found"):
-        symptom_association(F, P, ["nope"])
+        symptom_association(F, P, symptoms=["nope"])
     with pytest.raises(InputError, match="no symptom column found"):
         symptom_association(F, P.drop(columns="adhd_index"))
     with pytest.raises(InputError, match="samples: expected"):
-        symptom_association(F, P, ["adhd_index"], samples=("cases",))
+        symptom_association(F, P, symptoms=["adhd_index"], samples=("cases",))
     with pytest.raises(InputError, match="not aligned"):
-        symptom_association(F.iloc[::-1], P, ["adhd_index"])
+        symptom_association(F.iloc[::-1], P, symptoms=["adhd_index"])
     P2 = P.assign(adhd_index=np.where(P.site == "A", "high", "low"))
     with pytest.raises(InputError, match="must be numeric"):
-        symptom_association(F, P2, ["adhd_index"])
+        symptom_association(F, P2, symptoms=["adhd_index"])
     with pytest.raises(InputError, match="case label 'ADHD' not found"):
-        symptom_association(F, P.assign(group="TD"), ["adhd_index"])
+        symptom_association(F, P.assign(group="TD"), symptoms=["adhd_index"])
 
 
 def test_too_few_participants_warns():
     F, P = _cohort(n=12)
     with pytest.warns(DanemapWarning, match="fewer than"):
-        res = symptom_association(F.iloc[:6], P.iloc[:6], ["adhd_index"], samples=("all",),
-                                  standardize=False)
+        res = symptom_association(F.iloc[:6], P.iloc[:6], symptoms=["adhd_index"],
+                                  samples=("all",), standardize=False)
     assert res["r"].isna().all()

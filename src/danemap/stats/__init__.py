@@ -20,6 +20,7 @@ __all__ = [
     "CovariateEncoder",
     "FeatureBuilder",
     "GLMResult",
+    "GroupDesign",
     "NBSResult",
     "NestedLogistic",
     "NormativeModel",
@@ -41,6 +42,7 @@ __all__ = [
     "predict",
     "run_stats",
     "save_classifier",
+    "site_meta_analysis",
     "standardize_within_site",
     "symptom_association",
 ]
@@ -53,6 +55,7 @@ _WHERE = {
     "DEFAULT_SUBNETWORKS": "multiple",
     "FeatureBuilder": "classify",
     "GLMResult": "glm",
+    "GroupDesign": "_design",
     "NBSResult": "multiple",
     "NestedLogistic": "classify",
     "NormativeModel": "normative",
@@ -76,6 +79,7 @@ _WHERE = {
     "predict": "classify",
     "run_stats": "pipeline",
     "save_classifier": "classify",
+    "site_meta_analysis": "meta",
     "standardize_within_site": "symptoms",
     "symptom_association": "symptoms",
 }

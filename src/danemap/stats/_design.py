@@ -10,6 +10,10 @@ classification) encode covariates the same way:
   named) or dropped with a logged count (:func:`drop_incomplete`);
 * feature tables and participant tables are joined on ``participant_id``
   (:func:`join_features`).
+
+:class:`GroupDesign` is the study design every group analysis takes: the group column and
+its labels, the covariates, the site and the ICV column. The analyses take their tables
+index-aligned: features and participants both indexed by ``participant_id``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CovariateEncoder",
+    "GroupDesign",
     "as_2d_float",
     "as_labels",
     "check_columns",
@@ -42,6 +47,119 @@ __all__ = [
 log = get_logger("stats")
 
 _MAX_LISTED = 10
+
+
+@dataclass(frozen=True)
+class GroupDesign:
+    """The study design of the group analyses: groups, covariates, site and ICV.
+
+    Parameters
+    ----------
+    group : str
+        Group column.
+    case, control : object
+        Values of ``group`` for cases (coded 1, the positive class) and controls.
+    covariates : sequence of str
+        Covariates (text columns dummy-coded); each is kept once, in order.
+    site : str or None
+        Site column (ComBat's batch, the GLM's site covariate, the leave-one-site-out
+        grouping); None or ``""``: none.
+    icv : str or None
+        Intracranial-volume column added to the covariates of the analyses that take it
+        (harmonisation, GLM, meta-analysis, permutation, NBS; not symptoms, the normative
+        model or classification); None or ``""``: none.
+
+    Raises
+    ------
+    InputError
+        If a column name is empty or not a string, case equals control, or the group column
+        is listed as a covariate.
+    """
+
+    group: str = "group"
+    case: Any = "ADHD"
+    control: Any = "TD"
+    covariates: tuple[str, ...] = ("age", "sex")
+    site: str | None = "site"
+    icv: str | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.group, str) or not self.group:
+            problems.append(f"group: expected a column name, found {self.group!r}")
+        if isinstance(self.covariates, str):
+            problems.append(f"covariates: expected a sequence of column names, found the "
+                            f"string {self.covariates!r}")
+            covariates: tuple[str, ...] = ()
+        else:
+            covariates = tuple(dict.fromkeys(self.covariates))
+            bad = [c for c in covariates if not isinstance(c, str) or not c]
+            if bad:
+                problems.append(f"covariates: expected column names, found {bad}")
+        for name in ("site", "icv"):
+            value = getattr(self, name)
+            if value == "":
+                object.__setattr__(self, name, None)
+            elif value is not None and not isinstance(value, str):
+                problems.append(f"{name}: expected a column name or None, found {value!r}")
+        if self.case is None or self.control is None or self.case == self.control:
+            problems.append(f"case, control: expected two different labels, found "
+                            f"{self.case!r} and {self.control!r}")
+        if self.group in covariates:
+            problems.append(f"covariates: the group column {self.group!r} cannot be one")
+        if problems:
+            raise InputError("GroupDesign: " + "; ".join(problems))
+        object.__setattr__(self, "covariates", covariates)
+
+    @classmethod
+    def from_config(cls, config: Any) -> GroupDesign:
+        """Return the design of a :class:`danemap.config.StatsConfig` (or a ``Config``).
+
+        Parameters
+        ----------
+        config : danemap.config.StatsConfig or danemap.config.Config
+            The ``[stats]`` settings (``group``, ``case``, ``control``, ``covariates``,
+            ``site``, ``icv``).
+
+        Returns
+        -------
+        GroupDesign
+            The design; an empty ``site`` or ``icv`` is None.
+        """
+        cfg = getattr(config, "stats", config)
+        return cls(group=cfg.group, case=cfg.case, control=cfg.control,
+                   covariates=tuple(cfg.covariates), site=cfg.site or None,
+                   icv=cfg.icv or None)
+
+    def replace(self, **changes: Any) -> GroupDesign:
+        """Return a copy with ``changes`` applied (validated again)."""
+        import dataclasses
+
+        return dataclasses.replace(self, **changes)
+
+
+def design_or_default(design: GroupDesign | None) -> GroupDesign:
+    """Return ``design``, or the default :class:`GroupDesign` when None."""
+    if design is None:
+        return GroupDesign()
+    if not isinstance(design, GroupDesign):
+        raise InputError(f"design: expected a danemap.stats.GroupDesign, found "
+                         f"{type(design).__name__} (the group, labels, covariates, site and "
+                         "ICV are one GroupDesign argument)")
+    return design
+
+
+def indexed_frame(df: pd.DataFrame, name: str, on: str = "participant_id") -> pd.DataFrame:
+    """Return ``df`` with its index as an ``on`` column (the join form of the GLM).
+
+    The analyses take index-aligned tables; a table that still has ``on`` as a column is
+    refused with the fix.
+    """
+    if on in df.columns:
+        raise InputError(f"{name}: expected '{on}' as the index (danemap.stats takes "
+                         f"index-aligned tables), found a '{on}' column; use "
+                         f"df.set_index('{on}')")
+    return df.rename_axis(on).reset_index()
 
 
 def _listing(items: Sequence[Any], limit: int = _MAX_LISTED) -> str:

@@ -48,6 +48,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError, NotFittedError
 from danemap.io import write_json
+from danemap.stats._design import GroupDesign, design_or_default
 from danemap.stats._modelio import (
     estimator_from_dict,
     estimator_to_dict,
@@ -445,6 +446,16 @@ def _min_level(n_folds: int) -> int:
     return 2 * int(n_folds)
 
 
+def _design_columns(design: GroupDesign | None) -> tuple[str, Any, Any, list[str], str]:
+    """Return the group column, labels, covariates and site of a classification design."""
+    d = design_or_default(design)
+    if d.site is None:
+        raise InputError("design: classification needs a site column (a covariate for "
+                         "k-fold, the grouping of leave-one-site-out, ComBat's batch); "
+                         "GroupDesign(site=None) was given")
+    return d.group, d.case, d.control, list(d.covariates), d.site
+
+
 def _training_table(features: pd.DataFrame, participants: pd.DataFrame, group: str,
                     case: str, control: str, covariates: Sequence[str],
                     extra_covariates: Sequence[str], site: str, min_level: int,
@@ -500,13 +511,9 @@ def _training_table(features: pd.DataFrame, participants: pd.DataFrame, group: s
 def classify(
     features: pd.DataFrame,
     participants: pd.DataFrame,
+    design: GroupDesign | None = None,
     *,
-    group: str = "group",
-    case: str = "ADHD",
-    control: str = "TD",
-    covariates: Sequence[str] = ("age", "sex"),
     extra_covariates: Sequence[str] = ("full4_iq",),
-    site: str = "site",
     harmonize: bool = True,
     combat_method: str = "parametric",
     schemes: Sequence[str] = ("kfold", "loso"),
@@ -525,19 +532,18 @@ def classify(
     features : pandas.DataFrame
         Imaging features indexed by participant, aligned with ``participants``.
     participants : pandas.DataFrame
-        Group, covariates and site.
-    group, case, control : str
-        Group column and labels (the case is the positive class).
-    covariates : sequence of str
-        Covariates of the covariate model (text columns one-hot encoded; each listed
-        once), also preserved by ComBat. Participants are left out by the rule of
+        Group, covariates and site, indexed by participant.
+    design : GroupDesign or None
+        Group column and labels (the case is the positive class); covariates of the
+        covariate model (text columns one-hot encoded), also preserved by ComBat; site
+        (required: a covariate for k-fold, the grouping of LOSO, ComBat's batch). Its
+        ``icv`` is not used. Participants are left out by the rule of
         :mod:`danemap.stats._tables` (missing or non-finite values, a site or level held
-        by fewer than ``2 * n_folds`` participants), named in one warning.
+        by fewer than ``2 * n_folds`` participants), named in one warning. Default
+        ``GroupDesign()``.
     extra_covariates : sequence of str
-        Covariates added when present and not already in ``covariates`` (e.g. IQ);
+        Covariates added when present and not already in the covariates (e.g. IQ);
         missing values are median-imputed within each training fold.
-    site : str
-        Site column (a covariate for k-fold, the grouping of LOSO, ComBat's batch).
     harmonize : bool
         Fit ComBat inside every training fold.
     combat_method : {"parametric", "nonparametric", "no-eb"}
@@ -572,6 +578,7 @@ def classify(
 
     from danemap.stats.combat import ComBat, combat_params
 
+    group, case, control, covariates, site = _design_columns(design)
     method = ComBat(**combat_params(combat_method, "combat_method")).describe()
     bad = sorted(set(schemes) - {"kfold", "loso"})
     if bad or not schemes:
@@ -708,14 +715,10 @@ def save_classifier(
     path: str | os.PathLike[str],
     features: pd.DataFrame,
     participants: pd.DataFrame,
+    design: GroupDesign | None = None,
     *,
     model: str = "both",
-    group: str = "group",
-    case: str = "ADHD",
-    control: str = "TD",
-    covariates: Sequence[str] = ("age", "sex"),
     extra_covariates: Sequence[str] = ("full4_iq",),
-    site: str = "site",
     harmonize: bool = True,
     combat_method: str = "parametric",
     inner_folds: int = 3,
@@ -731,10 +734,11 @@ def save_classifier(
         Output JSON file.
     features, participants : pandas.DataFrame
         Aligned training tables.
+    design : GroupDesign or None
+        As in :func:`classify`.
     model : {"covariates", "imaging", "both"}
         Which model to save.
-    group, case, control, covariates, extra_covariates, site, harmonize, combat_method, \
-inner_folds, c_grid, seed
+    extra_covariates, harmonize, combat_method, inner_folds, c_grid, seed
         As in :func:`classify`.
     n_folds : int
         The outer folds of the :func:`classify` run the model goes with: the same
@@ -748,6 +752,7 @@ inner_folds, c_grid, seed
     """
     if model not in MODELS:
         raise InputError(f"model: expected one of {list(MODELS)}, found {model!r}")
+    group, case, control, covariates, site = _design_columns(design)
     data, y, imaging, numeric, categorical, _ = _training_table(
         features, participants, group, case, control, covariates, extra_covariates, site,
         _min_level(n_folds))

@@ -20,9 +20,12 @@ from danemap._utils.logging import get_logger
 from danemap.errors import InputError
 from danemap.stats._design import (
     CovariateEncoder,
+    GroupDesign,
     as_2d_float,
     column_blocks,
+    design_or_default,
     drop_incomplete,
+    indexed_frame,
     join_features,
 )
 
@@ -392,30 +395,25 @@ def _describe_groups(Y: np.ndarray, is_case: np.ndarray) -> dict[str, np.ndarray
 
 
 @fill_doc
-def case_control(features: pd.DataFrame, participants: pd.DataFrame, group: str = "group",
-                 case: Any = "ADHD", control: Any = "TD",
-                 covariates: Sequence[str] = ("age", "sex"), site: str | None = "site",
-                 icv: str | None = None, interaction: str | None = None,
+def case_control(features: pd.DataFrame, participants: pd.DataFrame,
+                 design: GroupDesign | None = None, *, interaction: str | None = None,
                  stratify: str | None = None, moderator: str | None = None) -> pd.DataFrame:
     """Case-control GLM per feature: ``feature ~ group + covariates (+ site) (+ icv)``.
 
     Parameters
     ----------
     features : pandas.DataFrame
-        ``participant_id`` plus one numeric column per feature (``n/a`` allowed; each
-        feature uses its complete rows).
+        One numeric column per feature, indexed by ``participant_id`` (``n/a`` allowed;
+        each feature uses its complete rows).
     participants : pandas.DataFrame
-        ``participant_id``, the group column and the covariates.
-    group : str
-        Group column.
-    case, control : object
-        Values of ``group`` for cases (coded 1) and controls (coded 0); other rows are
-        left out (logged).
-    %(covariates)s
-    site : str or None
-        Site column, added as a categorical covariate; None when the features were
-        harmonised already (or there is one site).
-    %(icv)s
+        The group column and the covariates, indexed by ``participant_id``; the rows of
+        ``features`` without a participant row are left out (logged).
+    design : GroupDesign or None
+        Group column and labels (cases coded 1, controls 0; other rows left out, logged),
+        covariates (categorical ones dummy-coded, first sorted level dropped), site (a
+        categorical covariate; None when the features were harmonised already, or there
+        is one site) and ICV (a numeric covariate, for volumes). Default
+        ``GroupDesign()``.
     interaction : str or None
         Numeric column (e.g. ``"age"``) whose interaction with group is tested. The column
         is mean-centred (within the analysed rows), so the ``group`` row is the effect at the
@@ -450,14 +448,17 @@ def case_control(features: pd.DataFrame, participants: pd.DataFrame, group: str 
 
     from danemap.stats.multiple import fdr_bh
 
-    covariates = list(covariates)
+    d = design_or_default(design)
+    group, case, control, site, icv = d.group, d.case, d.control, d.site, d.icv
+    covariates = list(d.covariates)
     extra_cov = [c for c in (site, icv) if c is not None and c not in covariates]
     all_cov = covariates + extra_cov
     if interaction is not None and interaction not in all_cov:
         all_cov.append(interaction)
     if stratify is not None and stratify in all_cov:
         all_cov.remove(stratify)
-    joined, feats = join_features(features, participants)
+    joined, feats = join_features(indexed_frame(features, "features"),
+                                  indexed_frame(participants, "participants"))
     if group not in joined.columns:
         raise InputError(f"participants: expected group column '{group}', found "
                          f"{list(participants.columns)}")

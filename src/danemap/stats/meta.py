@@ -34,7 +34,6 @@ Pooling (per feature, vectorised over features)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,6 +41,7 @@ import numpy as np
 from danemap._utils.docs import fill_doc
 from danemap._utils.logging import get_logger
 from danemap.errors import InputError
+from danemap.stats._design import GroupDesign, design_or_default
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -182,9 +182,8 @@ def random_effects(y: Any, v: Any, method: str = "reml", level: float = 0.95
 
 
 @fill_doc
-def site_meta_analysis(features: pd.DataFrame, participants: pd.DataFrame, site: str,
-                       group: str = "group", case: Any = "ADHD", control: Any = "TD",
-                       covariates: Sequence[str] = ("age", "sex"), icv: str | None = None,
+def site_meta_analysis(features: pd.DataFrame, participants: pd.DataFrame,
+                       design: GroupDesign | None = None, *,
                        method: str = "reml") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Case-control GLM within each site, then random-effects pooling of the site d's.
 
@@ -195,13 +194,11 @@ def site_meta_analysis(features: pd.DataFrame, participants: pd.DataFrame, site:
     participants : pandas.DataFrame
         Group, covariates and site, indexed by participant (the same index as
         ``features``).
-    site : str
-        Site column.
-    %(group_case_control)s
-    covariates : sequence of str
-        Covariates of the within-site GLM (site is not one; a categorical covariate with a
-        single level within a site is dropped there).
-    %(icv)s
+    design : GroupDesign or None
+        Group column and labels; the site column (required); the covariates of the
+        within-site GLM (a categorical covariate with a single level within a site is
+        dropped there); the ICV column, added as a covariate (volumes). Default
+        ``GroupDesign()``.
     method : {"reml", "dl"}
         Between-site variance estimator of :func:`random_effects`.
 
@@ -231,6 +228,12 @@ def site_meta_analysis(features: pd.DataFrame, participants: pd.DataFrame, site:
     from danemap.stats.glm import _encode, _fit_terms, d_variance, effect_sizes_from_t
     from danemap.stats.multiple import fdr_bh
 
+    d = design_or_default(design)
+    if d.site is None:
+        raise InputError("design: the per-site meta-analysis needs a site column; "
+                         "GroupDesign(site=None) was given")
+    group, case, control, site, icv = d.group, d.case, d.control, d.site, d.icv
+    covariates = list(d.covariates)
     cov_cols = [*covariates, *([icv] if icv and icv not in covariates else [])]
     missing = [c for c in (site, group, *cov_cols) if c not in participants.columns]
     if missing:

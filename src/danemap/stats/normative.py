@@ -100,6 +100,7 @@ from danemap._utils.docs import fill_doc
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError, NotFittedError
 from danemap.io import write_json
+from danemap.stats._design import GroupDesign, design_or_default
 from danemap.stats._modelio import (
     decode_value,
     encode_value,
@@ -646,13 +647,10 @@ def _folds(strata: np.ndarray, levels: list[np.ndarray], n_folds: int,
 def normative_scores(
     features: pd.DataFrame,
     participants: pd.DataFrame,
+    design: GroupDesign | None = None,
     *,
-    group: str = "group",
-    case: str = "ADHD",
-    control: str = "TD",
     age: str = "age",
     sex: str | None = "sex",
-    site: str | None = "site",
     harmonize: bool = True,
     combat_method: str = "parametric",
     n_folds: int = 5,
@@ -671,12 +669,15 @@ def normative_scores(
     features : pandas.DataFrame
         Features indexed by participant, aligned with ``participants``.
     participants : pandas.DataFrame
-        Group, age, sex and site.
-    %(group_case_control)s
-    age, sex, site : str or None
-        Covariate columns. With several sites among the scored controls, site always
-        enters the model (ComBat with ``harmonize``, else site indicators and a residual
-        SD per site).
+        Group, age, sex and site, indexed by participant.
+    design : GroupDesign or None
+        Group column and labels, and the site: with several sites among the scored
+        controls, site always enters the model (ComBat with ``harmonize``, else site
+        indicators and a residual SD per site). The model's covariates are ``age`` and
+        ``sex``; the design's ``covariates`` and ``icv`` are not used. Default
+        ``GroupDesign()``.
+    age, sex : str or None
+        Covariate columns of the model (``sex`` None: none).
     harmonize : bool
         Fit ComBat on the training controls inside every fit (needs ``site``).
     combat_method : {"parametric", "nonparametric", "no-eb"}
@@ -700,6 +701,8 @@ def normative_scores(
     """
     import pandas as pd
 
+    d = design_or_default(design)
+    group, case, control, site = d.group, d.case, d.control, d.site
     where = "normative model (participants)"
     check_columns(participants, [group, age, sex, site if harmonize else None], where)
     if harmonize and site is None:

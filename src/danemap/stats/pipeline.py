@@ -74,6 +74,7 @@ import numpy as np
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapError, DanemapWarning, InputError
 from danemap.io import write_json
+from danemap.stats._design import GroupDesign
 from danemap.stats._tables import (
     DISCLAIMER,
     PathLike,
@@ -302,6 +303,10 @@ class _Run:
         #: NBS, reference); symptoms, normative model and classification do not.
         self.icv_covariates = [*self.covariates, *([self.icv] if self.icv else [])]
         self.site: str | None = cfg.site if cfg.site in participants.columns else None
+        #: The study design of the analyses (site None when its column is absent).
+        self.design = GroupDesign(group=cfg.group, case=cfg.case, control=cfg.control,
+                                  covariates=tuple(self.covariates), site=self.site,
+                                  icv=self.icv)
         self.rows_policy = rows_policy(features.attrs.get("rows", {}), cfg.session or None)
 
     # ---------------------------------------------------------------- helpers
@@ -584,24 +589,23 @@ def _do_glm(run: _Run) -> None:
                          "covariate and a site of at least 3 analysed participants (ComBat's "
                          "minimum; with --harmonize none sites of any size are kept); the "
                          "warnings name who was left out and why")
-    F, P = feats.reset_index(), run.P[run.base_rows].reset_index()
-    kw: dict[str, Any] = {"group": cfg.group, "case": cfg.case, "control": cfg.control,
-                          "covariates": run.covariates, "site": site, "icv": run.icv}
-    main = case_control(F, P, **kw)
+    F, P = feats, run.P[run.base_rows]
+    design = run.design.replace(site=site)
+    main = case_control(F, P, design)
     parts = [main]
     terms = {"group": "main case-control effect, all participants"}
     if interaction:
-        inter = case_control(F, P, interaction=interaction, **kw)
+        inter = case_control(F, P, design, interaction=interaction)
         parts.append(inter[inter["term"] != "group"])
         terms[f"group:{interaction}"] = (f"group x {interaction} (mean-centred) interaction"
                                            " in a model that adds it to the main model")
     if moderator:
-        mod = case_control(F, P, moderator=moderator, **kw)
+        mod = case_control(F, P, design, moderator=moderator)
         parts.append(mod[mod["term"] != "group"])
         terms[f"group[{moderator}=<level>]"] = (f"cases with that {moderator} level vs all "
                                                   "controls")
     if stratify:
-        strat = case_control(F, P, stratify=stratify, **kw).copy()
+        strat = case_control(F, P, design, stratify=stratify).copy()
         strat["term"] = [f"group|{stratify}={lv}" for lv in strat["stratum"]]
         parts.append(strat)
         terms[f"group|{stratify}=<level>"] = (f"group effect fitted within each {stratify}"
@@ -726,10 +730,8 @@ def _do_meta(run: _Run) -> None:
         assert run.site is not None
         rows = run.analysis_rows
         A = run.analysed if rows.all() else run.analysed[rows]
-        meta, per_site = site_meta_analysis(
-            A, run.P.loc[A.index], run.site, group=cfg.group, case=cfg.case,
-            control=cfg.control, covariates=run.covariates, icv=run.icv,
-            method=cfg.meta_method)
+        meta, per_site = site_meta_analysis(A, run.P.loc[A.index], run.design,
+                                            method=cfg.meta_method)
         transform = run.transform_text()
         pooled_cols = {
             "feature": "feature name", "k_sites": "sites with a within-site estimate",
@@ -951,10 +953,8 @@ def _do_symptoms(run: _Run) -> None:
             return
     feats, harm = run.features_for_stats()
     idx = feats.index.intersection(run.P.index[run.analysis_rows])
-    res = symptom_association(_rows(feats, idx), run.P.loc[idx], symptoms,
-                              covariates=run.covariates, site=run.site, group=cfg.group,
-                              case=cfg.case, control=cfg.control,
-                              standardize=cfg.symptoms.standardize)
+    res = symptom_association(_rows(feats, idx), run.P.loc[idx], run.design,
+                              symptoms=symptoms, standardize=cfg.symptoms.standardize)
     cols = {"feature": "feature name", "symptom": "symptom score",
             "sample": f"participants analysed ({cfg.case} only, or all)",
             "n": "participants with feature, score and covariates",
@@ -987,8 +987,7 @@ def _do_normative(run: _Run) -> None:
     # indicators, or (harmonize = none) indicators and a residual SD per site
     harmonize = cfg.harmonize == "combat" and run.site is not None
     sex = "sex" if "sex" in run.covariates else None
-    z, model = normative_scores(run.raw, run.P, group=cfg.group, case=cfg.case,
-                                control=cfg.control, age="age", sex=sex, site=run.site,
+    z, model = normative_scores(run.raw, run.P, run.design, age="age", sex=sex,
                                 harmonize=harmonize, combat_method=cfg.combat_method,
                                 n_folds=cfg.normative.n_folds,
                                 seed=int(cfg.seed), model_params={
@@ -1048,12 +1047,11 @@ def _do_classify(run: _Run) -> None:
     multi_site = run.P[run.site].nunique() > 1
     harmonize = cfg.harmonize == "combat" and multi_site  # one site: nothing to remove
     schemes = ("kfold", "loso") if multi_site else ("kfold",)
-    kw: dict[str, Any] = {"group": cfg.group, "case": cfg.case, "control": cfg.control,
-          "covariates": run.covariates, "extra_covariates": o.extra_covariates,
-          "site": run.site, "harmonize": harmonize, "combat_method": cfg.combat_method,
+    kw: dict[str, Any] = {"extra_covariates": o.extra_covariates,
+          "harmonize": harmonize, "combat_method": cfg.combat_method,
           "inner_folds": o.inner_folds,
           "c_grid": tuple(o.c_grid), "seed": int(cfg.seed)}
-    table, info = classify(run.raw, run.P, schemes=schemes, n_folds=o.n_folds,
+    table, info = classify(run.raw, run.P, run.design, schemes=schemes, n_folds=o.n_folds,
                            n_permutations=cfg.classify_permutations, n_bootstrap=o.n_bootstrap,
                            loso_harmonize=o.loso_harmonize, **kw)
     imaging = table[table["model"] == "imaging"]
@@ -1068,7 +1066,8 @@ def _do_classify(run: _Run) -> None:
         with warnings.catch_warnings():  # the same participants left out: warned above
             warnings.simplefilter("ignore", DanemapWarning)
             run.files["classifier_model"] = save_classifier(
-                run.args.save_classifier, run.raw, run.P, model="both", n_folds=o.n_folds, **kw)
+                run.args.save_classifier, run.raw, run.P, run.design, model="both",
+                n_folds=o.n_folds, **kw)
     summ: dict[str, Any] = {"status": "done", "n": info["n"], "n_case": info["n_case"],
                             "n_control": info["n_control"], "notes": info["notes"]}
     for scheme in schemes:

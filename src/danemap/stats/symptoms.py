@@ -24,7 +24,7 @@ import numpy as np
 from danemap._utils.docs import fill_doc
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError
-from danemap.stats._design import column_blocks
+from danemap.stats._design import GroupDesign, column_blocks, design_or_default
 from danemap.stats._tables import check_columns, encode_covariates, group_mask
 from danemap.stats.multiple import fdr_bh
 
@@ -135,13 +135,9 @@ def standardize_within_site(
 def symptom_association(
     features: pd.DataFrame,
     participants: pd.DataFrame,
-    symptoms: Sequence[str] | None = None,
+    design: GroupDesign | None = None,
     *,
-    covariates: Sequence[str] = ("age", "sex"),
-    site: str | None = "site",
-    group: str = "group",
-    case: str = "ADHD",
-    control: str = "TD",
+    symptoms: Sequence[str] | None = None,
     standardize: bool = True,
     samples: Sequence[str] = ("case", "all"),
 ) -> pd.DataFrame:
@@ -152,16 +148,16 @@ def symptom_association(
     features : pandas.DataFrame
         Features, indexed by participant (aligned with ``participants``).
     participants : pandas.DataFrame
-        Phenotypes with the symptom, covariate, site and group columns.
+        Phenotypes with the symptom, covariate, site and group columns, indexed by
+        participant.
+    design : GroupDesign or None
+        Group column and labels (``samples`` ``"case"`` uses the case group only),
+        covariates partialled out (text columns become indicators), and site (its
+        indicators are added to the covariates and, with ``standardize``, scores are
+        z-scored within site). Its ``icv`` is not used. Default ``GroupDesign()``.
     symptoms : sequence of str or None
         Symptom columns; ``None`` uses those of ``adhd_index``, ``inattentive`` and
         ``hyperimpulsive`` that are present (at least one must be).
-    %(covariates)s
-    site : str or None
-        Site column: its indicators are added to the covariates and, with
-        ``standardize``, scores are z-scored within site.
-    %(group_case_control)s
-        ``samples`` ``"case"`` uses the case group only.
     standardize : bool
         Z-score each symptom within site before the analysis (default true).
     samples : sequence of {"case", "all"}
@@ -176,6 +172,8 @@ def symptom_association(
     """
     import pandas as pd
 
+    d = design_or_default(design)
+    group, case, control, site, covariates = d.group, d.case, d.control, d.site, d.covariates
     where = "symptom association (participants)"
     if symptoms is None:
         symptoms = [s for s in DEFAULT_SYMPTOMS if s in participants.columns]
