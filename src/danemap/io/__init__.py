@@ -26,7 +26,7 @@ from danemap.io._derivatives import (
     write_json,
     write_table,
 )
-from danemap.io._nifti import DEFAULT_MAX_BYTES, load_nifti, load_nifti_header
+from danemap.io._nifti import DEFAULT_MAX_BYTES, is_gzip_error, load_nifti, load_nifti_header
 from danemap.io._participants import read_participants, validate_label
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "atomic_write_text",
     "check_output_not_in_input",
     "discover",
+    "is_gzip_error",
     "load_nifti",
     "load_nifti_header",
     "parse_entities",

@@ -269,9 +269,9 @@ def _grid(header: Any) -> tuple[tuple[int, int, int], np.ndarray]:
 def _mask_array(mask: Any, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray | None:
     if mask is None:
         return None
-    import nibabel as nib
+    from danemap.io import load_nifti
 
-    img: Any = nib.load(mask) if isinstance(mask, str | os.PathLike) else mask
+    img: Any = load_nifti(mask) if isinstance(mask, str | os.PathLike) else mask
     data = np.asarray(img.dataobj)
     if data.shape[:3] != shape or not np.allclose(img.affine, affine, atol=1e-3):
         import nibabel.processing as nproc

@@ -212,7 +212,7 @@ def _is_stream_error(exc: BaseException) -> bool:
     """
     from isal import igzip_lib
 
-    from danemap.io._nifti import is_gzip_error
+    from danemap.io import is_gzip_error
 
     # the isal stub types IsalError as an instance, hence getattr
     isal_error: type[BaseException] = getattr(igzip_lib, "IsalError")  # noqa: B009

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,14 @@ __all__ = ["collect_functional_group"]
 log = get_logger("markers.functional")
 
 # --------------------------------------------------------------------------- group
-_ENT = re.compile(r"(sub|ses|task|run)-([A-Za-z0-9]+)")
+_ID_ENTITIES = ("sub", "ses", "task", "run")
 
 
 def _entities(name: str) -> dict[str, str]:
-    return {k: v for k, v in _ENT.findall(name)}
+    """Return the entities that identify a run (sub, ses, task, run) in a file name."""
+    from danemap.io import parse_entities
+
+    return {k: v for k, v in parse_entities(name).items() if k in _ID_ENTITIES}
 
 
 def _id_cols(ents: dict[str, str], with_ses: bool, with_run: bool) -> dict[str, Any]:
@@ -119,7 +121,7 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
     excluded: list[str] = []
 
     def _save(name: str, rows: list[dict[str, Any]], **extra: Any) -> None:
-        from danemap.io import atomic_open, write_json
+        from danemap.io import write_table
 
         if not rows:
             return
@@ -131,13 +133,11 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
                         "warnings, e.g. a singular covariance for partial correlation); "
                         "the group table is not written", name)
             return
-        with atomic_open(p) as fh:  # streamed: a cohort's edge table is never one string
-            table.to_csv(fh, sep="\t", index=False, na_rep="n/a", float_format="%.8g",
-                         lineterminator="\n")
-        write_json(p.with_suffix(".json"), {
+        # streamed, atomic, sidecar first: a cohort's edge table is never one string
+        write_table(table, p, {
             **_group_sidecar(name, [str(c) for c in table.columns]), **extra,
             "ExcludedByMotionQC": [] if name == "motion_qc" else excluded,
-        })
+        }, float_format="%.8g")
         written[name] = p
 
     tables: dict[str, list[dict[str, Any]]] = {k: [] for k in (
