@@ -150,3 +150,36 @@ def test_group_hash_covers_stats_and_atlas():
     for other in ({"stats": {"alpha": 0.01}}, {"stats": {"nbs": {"threshold": 2.0}}},
                   {"run": {"atlas": "/x/atlas-mine_dseg.nii.gz"}}):
         assert load_config(overrides=other, environ={}).group_sha256() != base.group_sha256()
+
+
+def test_participant_resume_keyed_by_the_participant_hash(tmp_path):
+    """Changing [stats] resumes every participant; changing [functional] recomputes them."""
+    from danemap.cli import main
+    from danemap.simulate import simulate_cohort
+
+    bids = tmp_path / "bids"
+    simulate_cohort(bids, n_subjects=6, n_sites=2, seed=3, resolution=3,
+                    modalities=("func",), n_volumes=60)
+    out = tmp_path / "out" / "danemap"
+    conf = tmp_path / "c.toml"
+
+    def run(text):
+        """Run the participant level; return its resume markers and derivatives (mtimes)."""
+        conf.write_text(text)
+        assert main([str(bids), str(tmp_path / "out"), "participant", "--participant-label",
+                     "01", "02", "--config", str(conf)]) == 0
+        markers = {str(p.relative_to(out)): p.stat().st_mtime_ns
+                   for p in (out / "logs").glob("done-*/*.done.json")}
+        files = {str(p.relative_to(out)): p.stat().st_mtime_ns
+                 for p in out.glob("sub-0[12]/func/*.tsv")}
+        return markers, files
+
+    markers, files = run("[stats]\nalpha = 0.05\n")
+    assert len(markers) == 2 and files
+    # [stats] only (the group level's settings): every participant is skipped as done
+    assert run("[stats]\nalpha = 0.01\n[stats.nbs]\nthreshold = 2.5\n") == (markers, files)
+    # a functional setting: a new resume key, and every participant is recomputed
+    markers3, files3 = run("[stats]\nalpha = 0.01\n[functional]\nfd_threshold = 0.4\n")
+    assert len(markers3) == 4 and set(markers) < set(markers3)
+    assert files3.keys() == files.keys()
+    assert all(files3[k] > files[k] for k in files)
