@@ -21,6 +21,7 @@ from danemap.atlas._atlas import (
     region_means,
     write_atlas,
 )
+from danemap.atlas._kernel import block_means, voxel_order
 from danemap.atlas._regions import NETWORK_TABLE, NETWORKS, REGION_TABLE, network_edges
 
 __all__ = [
@@ -32,9 +33,11 @@ __all__ = [
     "Atlas",
     "atlas_from_setting",
     "atlas_name",
+    "block_means",
     "load_atlas",
     "mni_grid",
     "network_edges",
     "region_means",
+    "voxel_order",
     "write_atlas",
 ]

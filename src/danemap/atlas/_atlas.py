@@ -696,16 +696,12 @@ def region_means(img: Any, atlas: Atlas) -> np.ndarray:
             f" differs from the atlas grid {atlas.shape} with affine "
             f"{np.round(atlas.img.affine, 3).tolist()}; resample first: atlas.resample_to(img)"
         )
-    labels = np.asarray(atlas.img.dataobj).ravel()
-    vals = np.asarray(data, dtype=np.float64).ravel()
-    ok = np.isfinite(vals)
-    n = int(atlas.labels.max()) + 1
-    sums = np.bincount(labels[ok], weights=vals[ok], minlength=n)
-    counts = np.bincount(labels[ok], minlength=n)
-    idx = atlas.labels
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(counts[idx] > 0, sums[idx] / np.maximum(counts[idx], 1), np.nan)
-    return means
+    from danemap.atlas._kernel import block_means, voxel_order
+
+    values = np.asarray(data, dtype=np.float64)
+    order, starts, counts = voxel_order(np.asarray(atlas.img.dataobj), atlas.labels,
+                                        mask=np.isfinite(values))
+    return block_means(values.ravel(order="F")[order][None, :], starts, counts)[0]
 
 
 def atlas_from_setting(setting: str, resolution: int = 2) -> Atlas:

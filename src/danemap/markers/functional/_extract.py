@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from danemap.atlas import block_means, voxel_order
 from danemap.errors import InputError
 
-__all__: list[str] = []
+__all__ = ["AtlasVoxels", "gather_from_array", "gather_from_file", "voxel_order"]
 
 _BLOCK_BYTES = 32 * 2**20
 
@@ -36,56 +37,10 @@ class AtlasVoxels:
 
     def region_means(self) -> np.ndarray:
         """Region mean time series ``(T, R)`` in float64, NaN columns for empty regions."""
-        n_t = self.data.shape[0]
-        out = np.full((n_t, self.counts.size), np.nan)
-        nz = self.counts > 0
-        if nz.any():
-            # one pairwise float64 sum per region's block of columns: about 3x faster than
-            # np.add.reduceat with a dtype cast, and no less accurate
-            sums = np.column_stack([self.data[:, s:s + c].sum(axis=1, dtype=np.float64)
-                                    for s, c in zip(self.starts[nz], self.counts[nz],
-                                                    strict=True)])
-            out[:, nz] = sums / self.counts[nz]
-            if self.slope != 1.0 or self.inter != 0.0:
-                out[:, nz] = out[:, nz] * self.slope + self.inter
+        out = block_means(self.data, self.starts, self.counts)
+        if self.slope != 1.0 or self.inter != 0.0:
+            out = out * self.slope + self.inter
         return out
-
-
-def voxel_order(labels: np.ndarray, region_labels: np.ndarray,
-                mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Flat (Fortran-order) voxel indices sorted by region, region starts and counts.
-
-    Parameters
-    ----------
-    labels : ndarray (X, Y, Z) of int
-        Label image on the BOLD grid.
-    region_labels : ndarray (R,) of int
-        Label value of each region, in output order.
-    mask : ndarray (X, Y, Z) of bool or None
-        Brain mask; voxels outside are ignored.
-
-    Returns
-    -------
-    order : ndarray (N,) of intp
-        Fortran-order flat indices of the atlas voxels, grouped by region (output order).
-    starts : ndarray (R,) of intp
-        Column of each region's first voxel in ``order``.
-    counts : ndarray (R,) of int64
-        Voxels per region (0 for empty regions).
-    """
-    flat = np.asarray(labels).ravel(order="F").astype(np.int64)
-    if mask is not None:
-        flat = np.where(np.asarray(mask).ravel(order="F") != 0, flat, 0)
-    lut = np.full(max(int(flat.max(initial=0)), int(region_labels.max(initial=0))) + 1, -1,
-                  dtype=np.int64)
-    lut[region_labels] = np.arange(region_labels.size)
-    lut[0] = -1
-    pos = lut[flat]
-    sel = np.flatnonzero(pos >= 0)
-    order = sel[np.argsort(pos[sel], kind="stable")]
-    counts = np.bincount(pos[sel], minlength=region_labels.size).astype(np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
-    return order.astype(np.intp), starts, counts
 
 
 def _work_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
