@@ -134,7 +134,8 @@ def run_participant(bids_dir: str | os.PathLike[str], output_dir: str | os.PathL
                 for sub in dataset.participants}
     from danemap.markers.base import families
 
-    unclaimed = _unclaimed(list(dataset.data.values()), families())
+    enabled = families()
+    unclaimed = _unclaimed(list(dataset.data.values()), enabled)
     if unclaimed:
         log.warning("the dataset has data for %s, which no marker family of danemap %s "
                     "computes (see README, 'What is measured')", ", ".join(unclaimed),
@@ -142,9 +143,13 @@ def run_participant(bids_dir: str | os.PathLike[str], output_dir: str | os.PathL
     job = functools.partial(_job, bids_dir=str(bids_dir), output_dir=str(output_dir),
                             config=config, sessions=sessions)
     logs = writer.root / "logs"
+    participant_hash = config.participant_sha256(
+        [f.config_section for f in enabled if f.config_section])
     outcomes = run_many(job, dataset.participants, backend=config.run.backend,
                         n_jobs=config.run.n_jobs,
-                        state_dir=logs / f"done-{config.results_sha256()[:12]}",
+                        # keyed by the participant level's settings only: changing
+                        # [stats] does not recompute anyone
+                        state_dir=logs / f"done-{participant_hash[:12]}",
                         description="participants", verbose=verbose,
                         dask_address=config.run.dask_address or None)
     path = _write_status(writer, outcomes)
@@ -214,11 +219,11 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
         0 on success, 1 when the statistics of some table, or an analysis of one, failed
         (the others are written; the failed ones are logged as errors).
     """
-    from danemap.atlas import atlas_name
+    from danemap.atlas import atlas_from_setting, atlas_name
     from danemap.io import DerivativesWriter, atomic_write_text, read_participants, write_json
     from danemap.markers.base import families
     from danemap.report.group import MANIFEST, write_group_report
-    from danemap.stats.pipeline import StatsOptions, run_stats
+    from danemap.stats.pipeline import run_stats
 
     participants = Path(bids_dir) / "participants.tsv"
     if not participants.is_file():
@@ -235,8 +240,8 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
         {"name": t.name, "title": t.title, "kind": t.kind, "analyses": list(t.analyses),
          "family": t.family, "path": t.path.name} for t in tables]})
     atomic_write_text(group_dir / "config.toml", config.to_toml())
-    options = StatsOptions(classify_permutations=config.stats.classify_permutations,
-                           on_error="record")
+    # the configured atlas's networks reach NBS (a user atlas brings its own)
+    networks = atlas_from_setting(config.run.atlas, config.run.resolution).networks
     summaries: dict[str, dict[str, Any]] = {}
     failed: list[str] = []
     for table in tables:
@@ -247,7 +252,7 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
         try:
             summaries[name] = run_stats(table.path, participants, group_dir / "stats" / name,
                                         config=config, analyses=table.analyses,
-                                        options=options)["summary"]
+                                        networks=networks, on_error="record")["summary"]
         except DanemapError as exc:  # one unusable table must not stop the others
             log.error("group statistics on %s failed: %s", table.path.name, exc)
             failed.append(name)

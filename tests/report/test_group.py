@@ -54,9 +54,9 @@ def test_group_report_without_statistics(tmp_path):
 
 
 def test_report_leads_with_headline_and_shows_failures(tmp_path):
-    from danemap.config import StatsConfig
+    from danemap.config import StatsConfig, SymptomsConfig
     from danemap.simulate._table import simulate_feature_table
-    from danemap.stats.pipeline import StatsOptions, run_stats
+    from danemap.stats.pipeline import run_stats
 
     # untransformed multiplicative sites: feat03's mega and meta disagree (see
     # tests/stats/test_sitecheck.py); symptoms fail (no such column), recorded not raised
@@ -67,9 +67,9 @@ def test_report_leads_with_headline_and_shows_failures(tmp_path):
     P.to_csv(tmp_path / "p.tsv", sep="\t", index=False)
     out = tmp_path / "stats" / "networks"
     run_stats(tmp_path / "f.tsv", tmp_path / "p.tsv", out,
-              StatsConfig(transform="none", n_permutations=50),
-              analyses=("glm", "symptoms"),
-              options=StatsOptions(symptoms=["adhd_index"], on_error="record"))
+              StatsConfig(transform="none", n_permutations=50,
+                          symptoms=SymptomsConfig(columns=["adhd_index"])),
+              analyses=("glm", "symptoms"), on_error="record")
     html = write_group_report(tmp_path).read_text()
     assert "FAILED: symptoms" in html and "adhd_index" in html
     assert "mega- and meta-analysis disagree for 1 feature(s): feat03" in html

@@ -254,7 +254,7 @@ def _collapse_rows(df: pd.DataFrame, path: PathLike,
             raise InputError(
                 f"feature table {path}: {len(several)} participant(s) have rows from several "
                 f"sessions (e.g. {list(several.index[:3])}; sessions {found}); sessions are "
-                "not averaged: select one with --session (StatsOptions.session)")
+                "not averaged: select one with --session ([stats] session)")
     df = df.drop(columns=[c for c in ID_COLUMNS if c in df.columns])
     counts = df.index.value_counts()
     repeated = counts[counts > 1]
