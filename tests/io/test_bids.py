@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import logging
 from pathlib import Path
@@ -9,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from danemap.errors import InputError
-from danemap.io import discover, parse_entities, read_aseg_stats, read_synthseg_volumes
+from danemap.io import (
+    SessionData,
+    bids_file,
+    discover,
+    parse_entities,
+    read_aseg_stats,
+    read_synthseg_volumes,
+)
 
 SPACE = "space-MNI152NLin2009cAsym"
 
@@ -101,18 +110,20 @@ def test_discover_raw_and_derivatives(bids, caplog):
     assert bold[1].sidecar.name == "sub-01_task-rest_run-2_bold.json"
     assert pet[0].metadata == {"TracerName": "FP-CIT"}
     assert pet[0].entities["trc"] == "FPCIT"
-    assert len(s1.runs) == 2
-    run2 = s1.runs[1]
-    assert run2.entities == {"sub": "01", "task": "rest", "run": "2"}
-    assert run2.bold.path.name == "sub-01_task-rest_run-2_bold.nii.gz"
-    stem = f"sub-01_task-rest_run-2_{SPACE}_res-2"
-    assert run2.preproc.path.name == f"{stem}_desc-preproc_bold.nii.gz"
-    assert run2.mask.path.name == f"{stem}_desc-brain_mask.nii.gz"
-    assert run2.confounds.path.name == "sub-01_task-rest_run-2_desc-confounds_timeseries.tsv"
+    # derivatives: every file of the participant, by tool (the functional family pairs them
+    # with the raw runs: tests/markers/test_functional_inputs.py)
+    fp = bids / "derivatives" / "fmriprep"
+    assert len(s1.derivatives["fmriprep"]) == 12
+    assert all(p.parent == fp / "sub-01" / "func" for p in s1.derivatives["fmriprep"])
+    assert s1.derivatives["freesurfer"] == [
+        bids / "derivatives" / "freesurfer" / "sub-01" / "stats" / "aseg.stats"]
+    assert s1.derivatives["synthseg"] == []
+    assert s1.derivative_roots == ds.derivatives and s1.root == bids
     assert s1.aseg_stats is not None and s1.aseg_stats.name == "aseg.stats"
     s2 = ds.get("sub-02")
     assert s2.aseg_stats is None
-    assert all(r.preproc is None for r in s2.runs)
+    assert s2.derivatives == {"fmriprep": [], "freesurfer": [], "synthseg": [
+        bids / "derivatives" / "synthseg" / "sub-02" / "sub-02_T1w_volumes.csv"]}
     assert [p.name for p in s2.synthseg] == ["sub-02_T1w_volumes.csv"]
     assert [p.name for p in ds.synthseg_tables] == ["all_volumes.csv"]
     assert list(ds.participants_table["participant_id"]) == ["sub-01", "sub-02", "sub-03"]
@@ -143,8 +154,9 @@ def test_sessions_and_derivatives_argument(tmp_path):
     ds = discover(root, derivatives=fp)
     assert ds.sessions == {"sub-01": ["ses-1", "ses-2"]}
     assert ds.derivatives == {"fmriprep": fp}
-    assert ds.get("01", "2").runs[0].preproc is not None
-    assert ds.get("01", "1").runs == []
+    assert [p.name for p in ds.get("01", "2").derivatives["fmriprep"]] == [
+        f"sub-01_ses-2_task-rest_{SPACE}_desc-preproc_bold.nii.gz"]
+    assert ds.get("01", "1").derivatives == {"fmriprep": []}
     with pytest.raises(InputError, match=r"has sessions"):
         ds.get("01")
     only = discover(root, session_label="ses-2")
@@ -228,55 +240,121 @@ def test_read_synthseg_volumes(tmp_path):
 
 
 def test_participants_with_only_fmriprep_outputs(tmp_path):
-    """A dataset shared as fMRIPrep outputs only still yields its participants and runs."""
+    """A dataset shared as fMRIPrep outputs only still yields its participants and files."""
     root = tmp_path / "ds"
     func = root / "derivatives" / "fmriprep" / "sub-07" / "func"
-    func.mkdir(parents=True)
-    (root / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
-    stem = "sub-07_task-rest_space-MNI152NLin2009cAsym_res-2"
-    (func / f"{stem}_desc-preproc_bold.nii.gz").write_bytes(b"")
-    (func / "sub-07_task-rest_desc-confounds_timeseries.tsv").write_text("a\n1\n")
+    _touch(root / "dataset_description.json", '{"Name": "x", "BIDSVersion": "1.9.0"}')
+    bold = _touch(func / f"sub-07_task-rest_{SPACE}_res-2_desc-preproc_bold.nii.gz")
+    tsv = _touch(func / "sub-07_task-rest_desc-confounds_timeseries.tsv", "a\n1\n")
     ds = discover(root)
     assert ds.participants == ["sub-07"]
-    run = ds.get("07").runs[0]
-    assert run.preproc is not None and run.confounds is not None
-    assert run.bold is None
+    session = ds.get("07")
+    assert session.files == {}
+    assert session.derivatives == {"fmriprep": [tsv, bold]}  # sorted
 
 
-def test_fallback_bold_in_other_mni_space(tmp_path):
-    root = tmp_path / "bids"
-    _touch(root / "dataset_description.json", json.dumps({"Name": "x", "BIDSVersion": "1.9.0"}))
-    func = root / "derivatives" / "fmriprep" / "sub-01" / "func"
-    stem = "sub-01_task-rest"
-    _touch(func / f"{stem}_space-MNI152NLin6Asym_desc-smoothAROMAnonaggr_bold.nii.gz")
-    _touch(func / f"{stem}_space-MNI152NLin6Asym_res-2_desc-preproc_bold.nii.gz")
-    _touch(func / f"{stem}_space-T1w_desc-preproc_bold.nii.gz")
-    _touch(func / f"{stem}_desc-confounds_timeseries.tsv", "a\n1\n")
-    (run,) = discover(root).get("01").runs
-    assert run.preproc.path.name == f"{stem}_space-MNI152NLin6Asym_res-2_desc-preproc_bold.nii.gz"
-    assert run.fallback and "no space-MNI152NLin2009cAsym_desc-preproc_bold" in run.fallback
-    assert run.confounds.path.name == f"{stem}_desc-confounds_timeseries.tsv"
+def _generic_dataset(tmp_path: Path) -> Path:
+    """Raw anat, func, pet and dwi in two sessions, fMRIPrep and FreeSurfer outputs."""
+    root = tmp_path / "generic"
+    _touch(root / "dataset_description.json", "{}")
+    _touch(root / "dwi.json", json.dumps({"PhaseEncodingDirection": "j"}))
+    for ses in ("ses-1", "ses-2"):
+        base = root / "sub-01" / ses
+        _touch(base / "anat" / f"sub-01_{ses}_T1w.nii.gz")
+        _touch(base / "anat" / f"sub-01_{ses}_FLAIR.nii")
+        _touch(base / "func" / f"sub-01_{ses}_task-rest_bold.nii.gz")
+        _touch(base / "func" / f"sub-01_{ses}_task-rest_events.tsv", "onset\n")  # not NIfTI
+        _touch(base / "pet" / f"sub-01_{ses}_trc-FDOPA_pet.nii.gz")
+        _touch(base / "dwi" / f"sub-01_{ses}_dwi.nii.gz")
+        _touch(base / "dwi" / f"sub-01_{ses}_dwi.bval", "0\n")
+    fp = root / "derivatives" / "fmriprep"
+    _touch(fp / "dataset_description.json", "{}")
+    _touch(fp / "sub-01" / "anat" / "sub-01_desc-preproc_T1w.nii.gz")  # all sessions
+    for ses in ("ses-1", "ses-2"):
+        _touch(fp / "sub-01" / ses / "func" / f"sub-01_{ses}_task-rest_{SPACE}_desc-preproc_"
+               "bold.nii.gz")
+    # a malformed sidecar: derivative sidecars are read only when a family asks
+    _touch(fp / "sub-01" / "ses-1" / "func" / f"sub-01_ses-1_task-rest_{SPACE}_desc-preproc_"
+           "bold.json", "{not json")
+    fs = root / "derivatives" / "freesurfer"
+    _touch(fs / "sub-01_ses-1" / "stats" / "aseg.stats", ASEG)  # FreeSurfer session naming
+    _touch(fs / "sub-01_ses-1" / "mri" / "aseg.mgz")
+    _touch(fs / "sub-01_ses-2" / "stats" / "aseg.stats", ASEG)
+    return root
 
 
-def test_fallback_raw_bold_with_confounds_beside_it(tmp_path):
-    root = tmp_path / "bids"
-    _touch(root / "dataset_description.json", json.dumps({"Name": "x", "BIDSVersion": "1.9.0"}))
-    func = root / "sub-01" / "func"
-    _touch(func / "sub-01_task-rest_bold.nii.gz")
-    _touch(func / "sub-01_task-rest_bold.json", json.dumps({"RepetitionTime": 2.0}))
-    _touch(func / "sub-01_task-rest_desc-confounds_timeseries.tsv", "a\n1\n")
-    _touch(func / "sub-01_task-nback_bold.nii.gz")  # no confounds: not usable, left alone
-    runs = discover(root).get("01").runs
-    nback, rest = runs
-    assert nback.preproc is None and nback.fallback is None
-    assert rest.preproc.path.name == "sub-01_task-rest_bold.nii.gz"
-    assert rest.preproc.metadata == {"RepetitionTime": 2.0}
-    assert rest.confounds.path.name == "sub-01_task-rest_desc-confounds_timeseries.tsv"
-    assert "assumed to be in MNI152 space" in rest.fallback
+def test_generic_raw_index_every_modality(tmp_path):
+    root = _generic_dataset(tmp_path)
+    ds = discover(root)
+    for ses in ("ses-1", "ses-2"):
+        session = ds.get("01", ses)
+        assert session.modalities == ["anat/FLAIR", "anat/T1w", "dwi/dwi", "func/bold",
+                                      "pet/pet"]
+        base = root / "sub-01" / ses
+        assert {m: [f.path for f in session.get_files(m)] for m in session.modalities} == {
+            "anat/FLAIR": [base / "anat" / f"sub-01_{ses}_FLAIR.nii"],
+            "anat/T1w": [base / "anat" / f"sub-01_{ses}_T1w.nii.gz"],
+            "dwi/dwi": [base / "dwi" / f"sub-01_{ses}_dwi.nii.gz"],
+            "func/bold": [base / "func" / f"sub-01_{ses}_task-rest_bold.nii.gz"],
+            "pet/pet": [base / "pet" / f"sub-01_{ses}_trc-FDOPA_pet.nii.gz"]}
+        (dwi,) = session.get_files("dwi/dwi")
+        assert dwi.metadata == {"PhaseEncodingDirection": "j"}  # top-level sidecar
+        assert dwi.sidecars == [root / "dwi.json"]
+        assert session.get_files("pet/blood") == []
+    # nothing functional-specific in io: no run pairing on the session
+    assert {f.name for f in dataclasses.fields(SessionData)} == {
+        "participant", "session", "files", "derivatives", "derivative_roots", "root",
+        "aseg_stats", "synthseg"}
+    assert list(inspect.signature(discover).parameters) == [
+        "bids_dir", "participant_label", "session_label", "derivatives"]
 
 
-def test_fmriprep_preproc_is_not_a_fallback(bids):
-    assert all(r.fallback is None for r in discover(bids).get("01").runs)
+def test_generic_derivative_index_by_tool(tmp_path):
+    root = _generic_dataset(tmp_path)
+    ds = discover(root)  # the malformed fMRIPrep sidecar is not read here
+    fp, fs = root / "derivatives" / "fmriprep", root / "derivatives" / "freesurfer"
+    assert ds.derivatives == {"fmriprep": fp, "freesurfer": fs}
+    s1, s2 = ds.get("01", "1"), ds.get("01", "2")
+    preproc1 = fp / "sub-01" / "ses-1" / "func" / (f"sub-01_ses-1_task-rest_{SPACE}_"
+                                                    "desc-preproc_bold.nii.gz")
+    # each session: its own ses-* folder and the session-independent files, never the
+    # other session's
+    assert s1.derivatives["fmriprep"] == [
+        fp / "sub-01" / "anat" / "sub-01_desc-preproc_T1w.nii.gz",
+        preproc1.with_suffix("").with_suffix(".json"),
+        preproc1]
+    assert [p.relative_to(fp) for p in s2.derivatives["fmriprep"]] == [
+        Path("sub-01/anat/sub-01_desc-preproc_T1w.nii.gz"),
+        Path(f"sub-01/ses-2/func/sub-01_ses-2_task-rest_{SPACE}_desc-preproc_bold.nii.gz")]
+    assert s1.derivatives["freesurfer"] == [fs / "sub-01_ses-1" / "mri" / "aseg.mgz",
+                                            fs / "sub-01_ses-1" / "stats" / "aseg.stats"]
+    assert s2.derivatives["freesurfer"] == [fs / "sub-01_ses-2" / "stats" / "aseg.stats"]
+    assert s1.aseg_stats == fs / "sub-01_ses-1" / "stats" / "aseg.stats"
+    # sidecars on demand: the chain starts at the tool's folder
+    with pytest.raises(InputError, match=r"desc-preproc_bold.json: not a readable JSON file"):
+        s1.bids_file(preproc1)
+    good = s2.bids_file(s2.derivatives["fmriprep"][1])
+    assert good.entities["space"] == "MNI152NLin2009cAsym" and good.metadata == {}
+
+
+def test_bids_file_sidecar_chain(tmp_path):
+    root = tmp_path / "ds"
+    nii = _touch(root / "sub-01" / "ses-1" / "func" / "sub-01_ses-1_task-rest_bold.nii.gz")
+    _touch(root / "task-rest_bold.json", json.dumps({"RepetitionTime": 2.0, "A": 1}))
+    _touch(root / "sub-01" / "sub-01_task-rest_bold.json", json.dumps({"A": 2}))
+    _touch(root / "sub-01" / "ses-1" / "func" / "sub-01_ses-1_task-rest_bold.json",
+           json.dumps({"RepetitionTime": 1.5}))
+    _touch(root / "task-nback_bold.json", json.dumps({"A": 3}))  # another task: not applied
+    f = bids_file(nii, root)
+    assert f.metadata == {"RepetitionTime": 1.5, "A": 2}
+    assert [p.relative_to(root).as_posix() for p in f.sidecars] == [
+        "task-rest_bold.json", "sub-01/sub-01_task-rest_bold.json",
+        "sub-01/ses-1/func/sub-01_ses-1_task-rest_bold.json"]
+    assert bids_file(nii, root / "sub-01" / "ses-1").metadata == {"RepetitionTime": 1.5}
+    with pytest.raises(InputError, match=r"bids_file: .* is not under the dataset folder"):
+        bids_file(nii, tmp_path / "other")
+    # a hand-made session with no roots reads only the file's own folder
+    assert SessionData("sub-01", "ses-1").bids_file(nii).metadata == {"RepetitionTime": 1.5}
 
 
 def test_fastsurfer_aseg_stats_found(tmp_path):

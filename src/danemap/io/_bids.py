@@ -13,17 +13,16 @@ Conventions
   the datatype folder, and merged in that order (the nearest one wins). So a
   top-level ``task-rest_bold.json`` applies to every rest run unless a
   sidecar next to the file overrides a key.
-* fMRIPrep outputs are matched to raw runs by the ``sub``, ``ses``, ``task`` and
-  ``run`` entities. ``derivatives`` may be ``None`` (look in
+* Discovery is generic: it knows no modality. Every raw NIfTI is indexed by
+  ``"<datatype>/<suffix>"`` (:attr:`SessionData.files`, with metadata), and every file of a
+  derivative tool's participant folder by tool name (:attr:`SessionData.derivatives`, paths
+  only: no sidecar is read until a family asks, with :func:`bids_file`). Marker families
+  pick what they need (the functional family pairs raw BOLD runs with fMRIPrep outputs,
+  :func:`danemap.markers.functional.functional_runs`).
+* ``derivatives`` may be ``None`` (look in
   ``<bids_dir>/derivatives/{fmriprep,freesurfer,fastsurfer,synthseg}``), a
   folder (a derivatives root if it holds one of those sub-folders, otherwise
   the fMRIPrep output itself), or a mapping ``{"fmriprep": path, ...}``.
-* Fallback inputs (``FuncRun.fallback`` says which was used, and the participant level
-  logs it): when a run has no ``space-<space>_desc-preproc_bold`` image, a BOLD in
-  another MNI152 space from the same fMRIPrep folder stands in (``desc-preproc``
-  preferred); when there is no fMRIPrep output at all, a raw ``*_bold.nii[.gz]`` with
-  ``<same stem>_desc-confounds_timeseries.tsv`` beside it is taken as an already
-  preprocessed 4D image in MNI space.
 """
 
 from __future__ import annotations
@@ -45,8 +44,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BIDSDataset",
     "BIDSFile",
-    "FuncRun",
     "SessionData",
+    "bids_file",
     "discover",
     "parse_entities",
     "read_aseg_stats",
@@ -55,7 +54,6 @@ __all__ = [
 
 logger = get_logger("io")
 
-DEFAULT_SPACE = "MNI152NLin2009cAsym"
 _DERIVATIVE_TOOLS = ("fmriprep", "freesurfer", "fastsurfer", "synthseg")
 _NII = (".nii", ".nii.gz")
 
@@ -111,44 +109,63 @@ class BIDSFile:
 
 
 @dataclass
-class FuncRun:
-    """One functional run: raw BOLD and its fMRIPrep outputs (any may be missing).
-
-    ``fallback`` is ``None`` when ``preproc`` is fMRIPrep's
-    ``space-<space>_desc-preproc_bold`` image, otherwise it says which other 4D image
-    stands in for it (see :func:`discover`).
-    """
-
-    entities: dict[str, str]
-    bold: BIDSFile | None = None
-    preproc: BIDSFile | None = None
-    confounds: BIDSFile | None = None
-    mask: BIDSFile | None = None
-    fallback: str | None = None
-
-
-@dataclass
 class SessionData:
     """Everything found for one participant and session.
 
-    ``files`` holds every raw NIfTI of the session by ``"<datatype>/<suffix>"`` (``"anat/T1w"``,
-    ``"func/bold"``, ``"pet/pet"``, ``"dwi/dwi"``...), whatever the modality: marker families
-    declare the pairs they consume (:attr:`danemap.markers.base.MarkerFamily.modalities`),
-    so data that no family consumes is found and reported, not skipped silently. ``runs``
-    pairs each functional run with its fMRIPrep outputs; ``aseg_stats`` and ``synthseg`` are
-    FreeSurfer/FastSurfer and SynthSeg outputs.
+    Discovery knows no modality; marker families take what they consume from two indexes.
+
+    Attributes
+    ----------
+    participant : str
+        ``sub-XX``.
+    session : str or None
+        ``ses-YY``, or ``None`` for a participant without sessions.
+    files : dict
+        Every raw NIfTI of the session by ``"<datatype>/<suffix>"`` (``"anat/T1w"``,
+        ``"func/bold"``, ``"pet/pet"``, ``"dwi/dwi"``...), as :class:`BIDSFile` with the
+        merged sidecar metadata. Families declare the pairs they consume
+        (:attr:`danemap.markers.base.MarkerFamily.modalities`), so data that no family
+        consumes is found and reported, not skipped silently.
+    derivatives : dict
+        Derivative tool (``"fmriprep"``, ``"freesurfer"``, ``"fastsurfer"``, ``"synthseg"``)
+        -> every file of this participant under the tool's folder, sorted: those under
+        ``<tool>/sub-XX`` except other sessions' ``ses-*`` sub-folders, and those under
+        ``<tool>/sub-XX_ses-YY`` (FreeSurfer's per-session naming). Every tool discovery
+        resolved has a key, with an empty list when it holds nothing for this participant.
+        Paths only; :meth:`bids_file` reads a file's sidecars when a family needs them.
+    derivative_roots : dict
+        Tool -> its folder (the root of the sidecar inheritance chain of its files).
+    root : Path or None
+        The BIDS dataset folder.
+    aseg_stats : Path or None
+        FreeSurfer/FastSurfer ``stats/aseg.stats``, and ``synthseg`` the SynthSeg CSVs of
+        the participant. These two keep their dedicated fields until the structural family
+        takes them over from :attr:`derivatives`.
     """
 
     participant: str
     session: str | None
     files: dict[str, list[BIDSFile]] = field(default_factory=dict)
-    runs: list[FuncRun] = field(default_factory=list)
+    derivatives: dict[str, list[Path]] = field(default_factory=dict)
+    derivative_roots: dict[str, Path] = field(default_factory=dict)
+    root: Path | None = None
     aseg_stats: Path | None = None
     synthseg: list[Path] = field(default_factory=list)
 
     def get_files(self, modality: str) -> list[BIDSFile]:
         """Return the raw files of one ``"<datatype>/<suffix>"`` pair (empty if none)."""
         return self.files.get(modality, [])
+
+    def bids_file(self, path: str | os.PathLike[str]) -> BIDSFile:
+        """Return a raw or derivative file with its sidecar chain (see :func:`bids_file`).
+
+        The chain starts at the deepest of :attr:`root` and :attr:`derivative_roots` that
+        holds ``path`` (the file's own folder alone when none does).
+        """
+        p = Path(path)
+        roots = [r for r in (self.root, *self.derivative_roots.values())
+                 if r is not None and p.is_relative_to(r)]
+        return bids_file(p, max(roots, key=lambda r: len(r.parts)) if roots else p.parent)
 
     @property
     def modalities(self) -> list[str]:
@@ -282,13 +299,40 @@ def _sidecar_chain(file: Path, entities: dict[str, str], dirs: list[Path]) -> li
     return chain
 
 
-def _bids_file(path: Path, dirs: list[Path]) -> BIDSFile:
-    ents = parse_entities(path.name)
-    chain = _sidecar_chain(path, ents, dirs)
+def bids_file(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> BIDSFile:
+    """Parse a file's entities and merge its JSON sidecars by inheritance.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A data file (raw or derivative).
+    root : str or os.PathLike
+        The dataset (or derivative tool) folder above it: sidecars are looked for in every
+        folder from ``root`` down to the file's own (see the module docstring).
+
+    Returns
+    -------
+    BIDSFile
+
+    Raises
+    ------
+    InputError
+        If ``path`` is not under ``root``, or a sidecar is malformed.
+    """
+    p, top = Path(path), Path(root)
+    try:
+        rel = p.parent.relative_to(top)
+    except ValueError:
+        raise InputError(f"bids_file: {p} is not under the dataset folder {top}") from None
+    dirs = [top]
+    for part in rel.parts:
+        dirs.append(dirs[-1] / part)
+    ents = parse_entities(p.name)
+    chain = _sidecar_chain(p, ents, dirs)
     meta: dict[str, Any] = {}
     for js in chain:
         meta.update(read_json(js, "JSON sidecar"))
-    return BIDSFile(path=path, entities=ents, metadata=meta, sidecars=chain)
+    return BIDSFile(path=p, entities=ents, metadata=meta, sidecars=chain)
 
 
 def _resolve_derivatives(root: Path, derivatives: str | os.PathLike[str]
@@ -320,89 +364,18 @@ def _resolve_derivatives(root: Path, derivatives: str | os.PathLike[str]
     return found
 
 
-def _run_key(ents: Mapping[str, str]) -> tuple[str, str, str, str]:
-    return (ents.get("sub", ""), ents.get("ses", ""), ents.get("task", ""),
-            ents.get("run", ""))
-
-
-def _res_rank(ents: Mapping[str, str], preferred: str | None) -> tuple[int, str]:
-    res = ents.get("res")
-    if res == preferred:
-        return (0, "")
-    if res is None:
-        return (1, "")
-    return (2, res)
-
-
-def _fmriprep_runs(fmriprep: Path, sub: str, ses: str | None, raw: list[BIDSFile],
-                   space: str) -> list[FuncRun]:
-    folder = fmriprep / sub / ses / "func" if ses else fmriprep / sub / "func"
-    runs: dict[tuple[str, str, str, str], FuncRun] = {}
-    for b in raw:
-        runs.setdefault(_run_key(b.entities), FuncRun(entities=_key_entities(b.entities)))
-        runs[_run_key(b.entities)].bold = b
-    if not folder.is_dir():
-        return list(runs.values())
-    preproc: dict[tuple[str, str, str, str], list[BIDSFile]] = {}
-    other_mni: dict[tuple[str, str, str, str], list[BIDSFile]] = {}
-    masks: dict[tuple[str, str, str, str], list[BIDSFile]] = {}
-    dirs = [fmriprep, fmriprep / sub] + ([fmriprep / sub / ses] if ses else []) + [folder]
-    for p in sorted(folder.iterdir()):
-        ents = parse_entities(p.name)
-        key = _run_key(ents)
-        if "task" not in ents:
+def _participant_files(folder: Path, sub: str, ses: str | None) -> list[Path]:
+    """Return every file of one participant (and session) under a derivative tool's folder."""
+    out: list[Path] = []
+    own = [folder / sub] + ([folder / f"{sub}_{ses}"] if ses else [])
+    for top in own:
+        if not top.is_dir():
             continue
-        ext = ents.get("extension")
-        if (ents.get("suffix") == "bold" and ents.get("desc") == "preproc"
-                and ents.get("space") == space and ext in _NII):
-            preproc.setdefault(key, []).append(_bids_file(p, dirs))
-        elif (ents.get("suffix") == "bold" and ents.get("space", "").startswith("MNI152")
-                and ext in _NII):
-            other_mni.setdefault(key, []).append(_bids_file(p, dirs))
-        elif ents.get("suffix") == "mask" and ents.get("desc") == "brain" and ents.get(
-                "space") == space and ext in _NII:
-            masks.setdefault(key, []).append(BIDSFile(p, ents))
-        elif ents.get("suffix") == "timeseries" and ents.get("desc") == "confounds" and (
-                ext == ".tsv"):
-            run = runs.setdefault(key, FuncRun(entities=_key_entities(ents)))
-            run.confounds = _bids_file(p, dirs)
-    for key, files in preproc.items():
-        run = runs.setdefault(key, FuncRun(entities=_key_entities(files[0].entities)))
-        run.preproc = min(files, key=lambda f: _res_rank(f.entities, "2"))
-    for key, files in other_mni.items():
-        run = runs.setdefault(key, FuncRun(entities=_key_entities(files[0].entities)))
-        if run.preproc is None:  # e.g. only space-MNI152NLin6Asym outputs
-            run.preproc = min(files, key=lambda f: (f.entities.get("desc") != "preproc",
-                                                    _res_rank(f.entities, "2"), f.path.name))
-            run.fallback = (f"{run.preproc.path.name}: no space-{space}_desc-preproc_bold "
-                            "image; this MNI152 BOLD is used instead")
-    for key, files in masks.items():
-        run = runs.setdefault(key, FuncRun(entities=_key_entities(files[0].entities)))
-        want = run.preproc.entities.get("res") if run.preproc else "2"
-        run.mask = min(files, key=lambda f: _res_rank(f.entities, want))
-    return [runs[k] for k in sorted(runs)]
-
-
-def _raw_fallback(run: FuncRun, dirs: list[Path]) -> None:
-    """Use a raw BOLD as the preprocessed image when a confounds TSV sits beside it.
-
-    This is the fallback for data preprocessed outside fMRIPrep and stored as a plain
-    4D NIfTI in MNI space with ``<same stem>_desc-confounds_timeseries.tsv`` next to it.
-    """
-    if run.preproc is not None or run.bold is None:
-        return
-    stem = run.bold.path.name.split(".")[0].removesuffix("_bold")
-    tsv = run.bold.path.with_name(f"{stem}_desc-confounds_timeseries.tsv")
-    if not tsv.is_file():
-        return
-    run.preproc = run.bold
-    run.confounds = run.confounds or _bids_file(tsv, dirs)
-    run.fallback = (f"{run.bold.path.name}: no fMRIPrep output; the BOLD image itself is "
-                    f"used with {tsv.name} and is assumed to be in MNI152 space")
-
-
-def _key_entities(ents: Mapping[str, str]) -> dict[str, str]:
-    return {k: ents[k] for k in ("sub", "ses", "task", "run") if k in ents}
+        for dirpath, dirnames, filenames in os.walk(top):
+            if ses and Path(dirpath) == folder / sub:  # other sessions' folders are theirs
+                dirnames[:] = [d for d in dirnames if not d.startswith("ses-") or d == ses]
+            out.extend(Path(dirpath) / f for f in filenames)
+    return sorted(out)
 
 
 def _aseg(derivs: dict[str, Path], sub: str, ses: str | None) -> Path | None:
@@ -422,7 +395,6 @@ def discover(
     participant_label: Iterable[str] | str | None = None,
     session_label: Iterable[str] | str | None = None,
     derivatives: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]] | None = None,
-    space: str = DEFAULT_SPACE,
 ) -> BIDSDataset:
     """Find the raw data and derivatives of a BIDS dataset.
 
@@ -436,15 +408,12 @@ def discover(
         Sessions to keep (``"1"`` or ``"ses-1"``); ``None`` keeps all.
     derivatives : path, mapping or None
         Where the derivatives are (see the module docstring).
-    space : str
-        Template space of the fMRIPrep outputs to use.
 
     Returns
     -------
     BIDSDataset
-        Participants, sessions and, per participant/session, the raw T1w, BOLD
-        and PET files with their metadata, fMRIPrep runs, ``aseg.stats`` and
-        SynthSeg tables.
+        Participants, sessions and, per participant/session, every raw NIfTI with its
+        metadata, every derivative file by tool, ``aseg.stats`` and SynthSeg tables.
 
     Raises
     ------
@@ -521,21 +490,16 @@ def discover(
         sessions[sub] = [s for s in ses_list if s is not None]
         for ses in ses_list:
             base = subdir / ses if ses else subdir
-            chain = [root, subdir] + ([base] if ses else [])
-            item = SessionData(participant=sub, session=ses)
+            item = SessionData(participant=sub, session=ses, root=root,
+                               derivative_roots=dict(derivs))
             if sub in raw_folders:
                 for folder in sorted(d for d in base.iterdir() if d.is_dir()
                                      and not d.name.startswith("ses-")):
                     for suffix, paths in _raw_nii_by_suffix(folder).items():
                         item.files[f"{folder.name}/{suffix}"] = [
-                            _bids_file(p, [*chain, folder]) for p in paths]
-            bold = item.get_files("func/bold")
-            if "fmriprep" in derivs:
-                item.runs = _fmriprep_runs(derivs["fmriprep"], sub, ses, bold, space)
-            else:
-                item.runs = [FuncRun(entities=_key_entities(b.entities), bold=b) for b in bold]
-            for run in item.runs:
-                _raw_fallback(run, [*chain, base / "func"])
+                            bids_file(p, root) for p in paths]
+            item.derivatives = {tool: _participant_files(folder, sub, ses)
+                                for tool, folder in derivs.items()}
             item.aseg_stats = _aseg(derivs, sub, ses)
             item.synthseg = [c for c in synthseg_by_sub.get(sub, [])
                              if ses is None or ses in c.parts or f"_{ses}_" in c.name

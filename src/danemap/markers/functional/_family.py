@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from danemap._utils.logging import get_logger
 from danemap.markers.base import GROUP_ANALYSES, GroupTable, MarkerFamily, register
 from danemap.markers.functional._compute import FunctionalResult, process_run
 from danemap.markers.functional._group import collect_functional_group
+from danemap.markers.functional._inputs import DEFAULT_SPACE, functional_runs
 from danemap.markers.functional._outputs import write_run
 
 if TYPE_CHECKING:
@@ -41,15 +42,23 @@ _EDGE_ANALYSES = ("harmonize", "glm", "permutation", "nbs")
 
 @register
 class FunctionalFamily(MarkerFamily):
-    """Resting-state connectivity, network scores, ALFF and motion QC per BOLD run."""
+    """Resting-state connectivity, network scores, ALFF and motion QC per BOLD run.
+
+    Attributes
+    ----------
+    space : str
+        Template space of the fMRIPrep outputs read (see :func:`functional_runs`).
+    """
 
     name = "functional"
     config_section = "functional"
     modalities = ("func/bold",)
+    space: ClassVar[str] = DEFAULT_SPACE
 
     def inputs(self, session: SessionData) -> list[Any]:
         """Return ``(session, run)`` for every run with a usable (preprocessed) BOLD."""
-        return [(session, run) for run in session.runs if run.preproc is not None]
+        return [(session, run) for run in functional_runs(session, self.space)
+                if run.preproc is not None]
 
     def describe_item(self, item: Any) -> str:
         """Name the run by its BOLD file."""
@@ -82,7 +91,7 @@ class FunctionalFamily(MarkerFamily):
     def missing_input_hint(self) -> str:
         """Say which functional inputs the family looks for."""
         return ("no functional input; expected fMRIPrep "
-                "'*_space-MNI152NLin2009cAsym*_desc-preproc_bold.nii.gz' under "
+                f"'*_space-{self.space}*_desc-preproc_bold.nii.gz' under "
                 "<bids_dir>/derivatives/fmriprep, or a 4D BOLD in MNI space with a "
                 "'*_desc-confounds_timeseries.tsv' beside it")
 
