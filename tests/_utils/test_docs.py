@@ -11,18 +11,18 @@ from danemap._utils.docs import docdict, fill_doc
 
 def test_fill_doc_indents_the_fragment_and_keeps_literal_percent():
     @fill_doc
-    def f(group, case, control, covariates):
+    def f(design):
         """Do it (95% of the time).
 
         Parameters
         ----------
-        %(group_case_control)s
-        %(covariates)s
+        %(design)s
+            Here: nothing more.
         """
 
     assert "%(" not in f.__doc__ and "95% of the time" in f.__doc__
-    assert "        group, case, control : str\n            Group column" in f.__doc__
-    assert "            being the reference." in f.__doc__
+    assert "        design : GroupDesign or None\n            The study design" in f.__doc__
+    assert "            ``GroupDesign()``.\n            Here: nothing more." in f.__doc__
 
 
 def test_unknown_fragment_is_refused():

@@ -19,13 +19,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Parameter docs shared by several functions: name -> numpydoc text (the first line
 #: ``name : type``, the description indented by four spaces).
 docdict: dict[str, str] = {
-    "group_case_control": """group, case, control : str
-    Group column and its case and control labels.""",
-    "covariates": """covariates : sequence of str
-    Covariates; text (categorical) columns become indicators, the first sorted level
-    being the reference.""",
-    "icv": """icv : str or None
-    Intracranial-volume column, added as a numeric covariate (for volumes).""",
+    "design": """design : GroupDesign or None
+    The study design (:class:`danemap.stats.GroupDesign`): the group column with its case
+    and control labels, the covariates, the site and the ICV column; default
+    ``GroupDesign()``.""",
 }
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")

@@ -408,12 +408,11 @@ def case_control(features: pd.DataFrame, participants: pd.DataFrame,
     participants : pandas.DataFrame
         The group column and the covariates, indexed by ``participant_id``; the rows of
         ``features`` without a participant row are left out (logged).
-    design : GroupDesign or None
-        Group column and labels (cases coded 1, controls 0; other rows left out, logged),
-        covariates (categorical ones dummy-coded, first sorted level dropped), site (a
-        categorical covariate; None when the features were harmonised already, or there
-        is one site) and ICV (a numeric covariate, for volumes). Default
-        ``GroupDesign()``.
+    %(design)s
+        Here cases are coded 1 and controls 0 (other rows left out, logged), categorical
+        covariates are dummy-coded (first sorted level dropped), the site is a
+        categorical covariate (None when the features were harmonised already, or there
+        is one site) and the ICV a numeric covariate (for volumes).
     interaction : str or None
         Numeric column (e.g. ``"age"``) whose interaction with group is tested. The column
         is mean-centred (within the analysed rows), so the ``group`` row is the effect at the

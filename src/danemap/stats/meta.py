@@ -194,11 +194,10 @@ def site_meta_analysis(features: pd.DataFrame, participants: pd.DataFrame,
     participants : pandas.DataFrame
         Group, covariates and site, indexed by participant (the same index as
         ``features``).
-    design : GroupDesign or None
-        Group column and labels; the site column (required); the covariates of the
+    %(design)s
+        Here the site column is required; the covariates and the ICV enter the
         within-site GLM (a categorical covariate with a single level within a site is
-        dropped there); the ICV column, added as a covariate (volumes). Default
-        ``GroupDesign()``.
+        dropped there).
     method : {"reml", "dl"}
         Between-site variance estimator of :func:`random_effects`.
 

@@ -670,12 +670,11 @@ def normative_scores(
         Features indexed by participant, aligned with ``participants``.
     participants : pandas.DataFrame
         Group, age, sex and site, indexed by participant.
-    design : GroupDesign or None
-        Group column and labels, and the site: with several sites among the scored
-        controls, site always enters the model (ComBat with ``harmonize``, else site
-        indicators and a residual SD per site). The model's covariates are ``age`` and
-        ``sex``; the design's ``covariates`` and ``icv`` are not used. Default
-        ``GroupDesign()``.
+    %(design)s
+        Here, with several sites among the scored controls, site always enters the
+        model (ComBat with ``harmonize``, else site indicators and a residual SD per
+        site); the model's covariates are ``age`` and ``sex``, and the design's
+        ``covariates`` and ``icv`` are not used.
     age, sex : str or None
         Covariate columns of the model (``sex`` None: none).
     harmonize : bool

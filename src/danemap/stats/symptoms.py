@@ -150,11 +150,10 @@ def symptom_association(
     participants : pandas.DataFrame
         Phenotypes with the symptom, covariate, site and group columns, indexed by
         participant.
-    design : GroupDesign or None
-        Group column and labels (``samples`` ``"case"`` uses the case group only),
-        covariates partialled out (text columns become indicators), and site (its
-        indicators are added to the covariates and, with ``standardize``, scores are
-        z-scored within site). Its ``icv`` is not used. Default ``GroupDesign()``.
+    %(design)s
+        Here ``samples`` ``"case"`` uses the case group only; the covariates are
+        partialled out (text columns become indicators) with the site's indicators,
+        and with ``standardize`` scores are z-scored within site; ``icv`` is not used.
     symptoms : sequence of str or None
         Symptom columns; ``None`` uses those of ``adhd_index``, ``inattentive`` and
         ``hyperimpulsive`` that are present (at least one must be).
