@@ -6,7 +6,6 @@ import pytest
 
 from danemap.config import (
     ClassifyConfig,
-    GlmConfig,
     NormativeConfig,
     StatsConfig,
     SymptomsConfig,
@@ -15,7 +14,7 @@ from danemap.errors import DanemapWarning, InputError
 from danemap.stats._tables import join_tables, load_features, load_inputs, load_participants
 from danemap.stats.classify import load_classifier
 from danemap.stats.normative import NormativeModel
-from danemap.stats.pipeline import StatsOptions, run_stats
+from danemap.stats.pipeline import run_stats
 
 FAST = {"classify_permutations": 2, "normative": NormativeConfig(n_folds=3),
         "classify": ClassifyConfig(n_bootstrap=50, c_grid=[1.0], n_folds=3)}
@@ -258,20 +257,6 @@ def test_combat_label_says_when_empirical_bayes_was_not_used(tmp_path):
     res = run_stats(one, pp, tmp_path / "o1", analyses=("harmonize",))
     text = res["summary"]["harmonization"]["group_analyses"]
     assert "without empirical Bayes" in text and "parametric empirical" not in text
-
-
-def test_deprecated_stats_options_still_work_and_match_the_config(tmp_path):
-    fp, pp, _ = write_cohort(tmp_path, n=60)
-    opts = StatsOptions(icv="full4_iq", interaction="age")
-    with pytest.warns(DeprecationWarning, match="StatsOptions"):
-        res = run_stats(fp, pp, tmp_path / "o", StatsConfig(harmonize="none"),
-                        analyses=("glm",), options=opts)
-    assert opts.feature_measure is None  # not mutated
-    assert res["summary"]["feature_measure"] == "alff" and res["summary"]["icv"] == "full4_iq"
-    cfg = StatsConfig(harmonize="none", icv="full4_iq", glm=GlmConfig(interaction="age"))
-    run_stats(fp, pp, tmp_path / "c", cfg, analyses=("glm",))
-    assert (tmp_path / "o" / "effects.tsv").read_bytes() == \
-        (tmp_path / "c" / "effects.tsv").read_bytes()
 
 
 def test_sidecars_are_strict_json_nan_as_null_numpy_converted(tmp_path):

@@ -65,7 +65,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,7 +94,7 @@ if TYPE_CHECKING:
 
     from danemap.config import StatsConfig
 
-__all__ = ["ANALYSES", "StatsOptions", "run_stats"]
+__all__ = ["ANALYSES", "run_stats"]
 
 log = get_logger("stats.pipeline")
 
@@ -105,112 +105,6 @@ _NEEDS = {"reference": ("glm",), "meta": ("glm",), "glm": ("meta",)}
 #: Analyses that use the features as read even when harmonised ones exist (they harmonise
 #: inside their own fits); once none is left to run, the run lets the raw features go.
 _USE_RAW = frozenset({"meta", "normative", "classify"})
-
-
-@dataclass
-class StatsOptions:
-    """Deprecated: the settings now in ``[stats]`` and the arguments of :func:`run_stats`.
-
-    Passed as ``run_stats(..., options=StatsOptions(...))`` it still works (with a
-    :class:`DeprecationWarning`): every attribute overrides the configuration, as it did.
-    The study settings are in :class:`danemap.config.StatsConfig` (``icv``, ``session``,
-    ``classify_permutations`` and the sub-sections ``glm``, ``symptoms``, ``normative``,
-    ``classify``, ``nbs``); ``reference``, ``feature_measure``, ``save_classifier``,
-    ``normative_model`` and ``on_error`` are arguments of :func:`run_stats`.
-
-    Attributes
-    ----------
-    icv : str or None
-        ICV column added to the GLM covariates (volumes).
-    symptoms : list of str or None
-        Symptom columns (default: those of adhd_index, inattentive, hyperimpulsive present).
-    standardize_symptoms : bool
-        Z-score symptoms within site.
-    reference : path-like or None
-        ENIGMA-format reference table for ``reference``.
-    feature_measure : str or None
-        What the features measure (e.g. ``"ALFF"``); default: the table's file stem.
-    n_folds, inner_folds : int
-        Cross-validation folds (classification; ``n_folds`` also for normative).
-    c_grid : tuple of float
-        Logistic-regression C grid.
-    classify_permutations : int
-        Label permutations of the classification p-values.
-    n_bootstrap : int
-        Bootstrap resamples of the classification CIs.
-    loso_harmonize : {"none", "refit"}
-        Harmonisation under leave-one-site-out.
-    extra_covariates : list of str
-        Added to the covariate-only classifier when present (IQ).
-    save_classifier : path-like or None
-        Fit the ``both`` model on everyone and save it here.
-    normative_model : path-like or None
-        Where to save the normative model (default ``out_dir/normative_model.json``).
-    on_error : {"raise", "record"}
-        Stop at the first failing analysis, or record the error in ``summary.json`` and
-        go on with the others.
-    interaction : str or None
-        Numeric column (``"age"``) whose interaction with group the GLM adds
-        (``group:<col>`` rows of ``effects.tsv``).
-    stratify : str or None
-        Categorical column (``"sex"``): the GLM is also fitted within each level
-        (``group|<col>=<level>`` rows).
-    moderator : str or None
-        Column describing cases (``"med_status"``): each level of cases against all
-        controls (``group[<col>=<level>]`` rows).
-    session : str or None
-        Session to analyse when a feature table has a ``session`` column and a
-        participant has several sessions (runs are always averaged within participant).
-    nbs_threshold : float
-        Primary t threshold of the network-based statistic.
-    nbs_subnetworks : tuple of str
-        Atlas networks whose edges the network-based statistic analyses (one graph).
-    normative_heteroscedastic : bool
-        Age-dependent residual SD in the normative model (see
-        :class:`danemap.stats.normative.NormativeModel`).
-    """
-
-    icv: str | None = None
-    symptoms: list[str] | None = None
-    standardize_symptoms: bool = True
-    reference: PathLike | None = None
-    feature_measure: str | None = None
-    n_folds: int = 5
-    inner_folds: int = 3
-    c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0)
-    classify_permutations: int = 100
-    n_bootstrap: int = 1000
-    loso_harmonize: str = "none"
-    extra_covariates: list[str] = field(default_factory=lambda: ["full4_iq"])
-    save_classifier: PathLike | None = None
-    normative_model: PathLike | None = None
-    on_error: str = "raise"
-    interaction: str | None = None
-    stratify: str | None = None
-    moderator: str | None = None
-    session: str | None = None
-    nbs_threshold: float = 3.0
-    nbs_subnetworks: tuple[str, ...] = ("frontostriatal", "lc_pfc")
-    normative_heteroscedastic: bool = False
-
-    def applied(self, cfg: StatsConfig) -> StatsConfig:
-        """Return ``cfg`` with every study setting of these options applied."""
-        return replace(
-            cfg, icv=self.icv or "", session=self.session or "",
-            classify_permutations=int(self.classify_permutations),
-            glm=replace(cfg.glm, interaction=self.interaction or "",
-                        stratify=self.stratify or "", moderator=self.moderator or ""),
-            symptoms=replace(cfg.symptoms, columns=list(self.symptoms or []),
-                             standardize=bool(self.standardize_symptoms)),
-            normative=replace(cfg.normative, n_folds=int(self.n_folds),
-                              heteroscedastic=bool(self.normative_heteroscedastic)),
-            classify=replace(cfg.classify, n_folds=int(self.n_folds),
-                             inner_folds=int(self.inner_folds), c_grid=list(self.c_grid),
-                             n_bootstrap=int(self.n_bootstrap),
-                             loso_harmonize=self.loso_harmonize,
-                             extra_covariates=list(self.extra_covariates)),
-            nbs=replace(cfg.nbs, threshold=float(self.nbs_threshold),
-                        subnetworks=list(self.nbs_subnetworks)))
 
 
 @dataclass(frozen=True)
@@ -1129,7 +1023,6 @@ def run_stats(
     out_dir: PathLike,
     config: Any = None,
     analyses: Sequence[str] = ANALYSES,
-    options: StatsOptions | None = None,
     *,
     networks: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     reference: PathLike | None = None,
@@ -1157,9 +1050,6 @@ def run_stats(
         configured and another analysis uses harmonised features; ``reference`` runs
         ``glm`` too. ``nbs`` runs on connectivity-edge tables (every column
         ``RegionA__RegionB``) and is recorded as skipped for other tables.
-    options : StatsOptions or None
-        Deprecated (see :class:`StatsOptions`): its attributes override ``config`` and
-        the arguments below.
     networks : mapping or None
         The atlas's networks (name -> region pairs, e.g.
         ``atlas_from_setting(config.run.atlas).networks``) whose edges ``nbs`` analyses;
@@ -1189,15 +1079,6 @@ def run_stats(
         Invalid inputs, or (with ``on_error="raise"``) any analysis error.
     """
     cfg = _stats_config(config)
-    if options is not None:
-        warnings.warn("run_stats(options=StatsOptions(...)) is deprecated: set the [stats] "
-                      "configuration (icv, session, glm, symptoms, normative, classify, nbs) "
-                      "and pass reference, feature_measure, save_classifier, normative_model "
-                      "and on_error as arguments", DeprecationWarning, stacklevel=2)
-        cfg = options.applied(cfg)
-        reference, feature_measure = options.reference, options.feature_measure
-        save_classifier, normative_model = options.save_classifier, options.normative_model
-        on_error = options.on_error
     _check_stats_config(cfg)
     unknown = [a for a in analyses if a not in ANALYSES]
     if unknown or not analyses:
