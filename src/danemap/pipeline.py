@@ -193,8 +193,10 @@ def _write_status(writer: Any, outcomes: Sequence[Outcome]) -> Path:
                    "Levels": {"ok": "computed", "failed": "see the error column",
                               "skipped": "already done with these settings (resumed)"}},
         "seconds": {"Description": "Wall time", "Units": "s"},
-        "runs": {"Description": "Functional runs processed"},
-        "qc_excluded_runs": {"Description": "Runs flagged for exclusion by motion QC"},
+        "runs": {"Description": "Work items processed, every marker family together "
+                              "(a functional run, an image)"},
+        "qc_excluded_runs": {"Description": "Work items a family's quality control flags for "
+                                          "exclusion (e.g. motion)"},
         "error": {"Description": "Why the participant failed (n/a when it did not)"},
     })
     return path
