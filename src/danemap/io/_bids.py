@@ -138,9 +138,11 @@ class SessionData:
     root : Path or None
         The BIDS dataset folder.
     aseg_stats : Path or None
-        FreeSurfer/FastSurfer ``stats/aseg.stats``, and ``synthseg`` the SynthSeg CSVs of
-        the participant. These two keep their dedicated fields until the structural family
-        takes them over from :attr:`derivatives`.
+        FreeSurfer/FastSurfer ``stats/aseg.stats``.
+    synthseg : list of Path
+        The participant's SynthSeg CSVs. ``aseg_stats`` and ``synthseg`` keep their
+        dedicated fields until the structural family takes them over from
+        :attr:`derivatives`.
     """
 
     participant: str
