@@ -254,3 +254,20 @@ def test_nbs_uses_the_networks_of_a_user_atlas(tmp_path):
         run_stats(fp, pp, tmp_path / "bad", bad, analyses=("nbs",), networks=atlas.networks)
     r = run_stats(fp, pp, tmp_path / "none", cfg, analyses=("nbs",), networks={})
     assert r["summary"]["analyses"]["nbs"]["reason"] == "the atlas has no networks"
+
+
+def test_nbs_leaves_out_an_edge_not_harmonised_with_n_a(tmp_path):
+    # an edge mostly missing at one site is not harmonised and keeps its n/a: NBS leaves it
+    # out of the graph with a warning instead of failing on the n/a
+    P, pp, rng = _cohort(tmp_path, n=80)
+    sub, _ = _edges()
+    X = rng.normal(size=(len(P), len(sub)))
+    site_a = (P["site"] == P["site"].iloc[0]).to_numpy()
+    X[np.flatnonzero(site_a)[:-2], 0] = np.nan  # all but two of the first site
+    fp = _write(tmp_path, "connectivity_corr.tsv", P.participant_id, X, sub)
+    res = run_stats(fp, pp, tmp_path / "o", StatsConfig(n_permutations=49),
+                    analyses=("harmonize", "nbs"))
+    s = res["summary"]
+    assert s["analyses"]["nbs"]["status"] == "done"
+    assert s["analyses"]["nbs"]["n_edges"] == len(sub) - 1
+    assert any("left out of the graph" in w and sub[0] in w for w in s["warnings"])

@@ -167,3 +167,24 @@ def test_small_sites_do_not_trigger_the_transform_by_chance():
                                        n_features=10, seed=8)
     assert (check_sites(big.set_index("participant_id"), P["site"])["transform"]
             == "log").all()  # a real 8x scale is still seen at 12 per site
+
+
+def test_review_cases_harmonize_none_rows_and_single_site_estimates(tmp_path):
+    # harmonize = none: nothing is 'not harmonised', and the GLM, the permutation test and
+    # the meta-analysis see the same participants (the same t and df)
+    F, P, _ = simulate_feature_table(n_per_site=(40, 40), site_scale=(1.0, 1.0), n_features=3,
+                                     seed=11)
+    F.loc[F.index[:6], "feat02"] = np.nan  # n/a for some participants
+    F["feat03"] = np.where(P["site"] == "site1", 0.5, F["feat03"])  # constant at site1
+    fp, pp = _write(tmp_path, F, P)
+    res = run_stats(fp, pp, tmp_path / "o", config=StatsConfig(harmonize="none",
+                                                               n_permutations=50),
+                    analyses=("glm", "permutation"))
+    assert not any("cannot be harmonised" in w for w in res["summary"]["warnings"])
+    eff = pd.read_csv(tmp_path / "o" / "effects.tsv", sep="\t").set_index("feature")
+    perm = pd.read_csv(tmp_path / "o" / "permutation.tsv", sep="\t").set_index("feature")
+    np.testing.assert_allclose(perm["t"], eff["t"], rtol=1e-9)
+    assert (perm["df"] == eff["df"]).all()
+    head = pd.read_csv(tmp_path / "o" / "headline.tsv", sep="\t").set_index("feature")
+    # feat03 is estimated at one site only: no agreement verdict, no disagreement counted
+    assert pd.isna(head.loc["feat03", "agree"]) and res["summary"]["headline"]["n_disagree"] == 0

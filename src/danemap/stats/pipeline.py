@@ -265,9 +265,13 @@ class _Run:
         return self.checks
 
     def harmonizable(self) -> np.ndarray:
-        """Mask of the features that can be harmonised (all of them with one site)."""
+        """Mask of the features ComBat may harmonise.
+
+        All of them with one site or without ComBat: the mask only matters to ComBat (and
+        to which n/a the analysis rows tolerate).
+        """
         checks = self.site_checks()
-        if checks is None:
+        if checks is None or self.cfg.harmonize != "combat":
             return np.ones(self.n_features, bool)
         return checks["harmonize"].to_numpy(bool)
 
@@ -353,7 +357,7 @@ def _write_site_checks(run: _Run) -> None:
             f"log-transformed before harmonisation (stats.transform = "
             f"{run.cfg.transform!r}); their d is on the log scale", DanemapWarning,
             stacklevel=2)
-    if info["n_not_harmonized"]:
+    if info["n_not_harmonized"] and run.cfg.harmonize == "combat":
         shown = "; ".join(f"{f}: {r}" for f, r in list(info["not_harmonized"].items())[:5])
         warnings.warn(
             f"site checks: {info['n_not_harmonized']} feature(s) cannot be harmonised safely "
@@ -398,7 +402,7 @@ def _do_harmonize(run: _Run) -> None:
                                     "3 analysed participants ComBat needs"}
         return
     rows = run.analysis_rows
-    dropped = int((~rows).sum())
+    dropped = int((run.base_rows & ~rows).sum())  # base_rows' own drops are named already
     if dropped:
         warnings.warn(f"harmonisation: {dropped} participant(s) outside the two groups or with "
                       "missing features/covariates/site are left out of every group analysis",
@@ -476,14 +480,15 @@ def _do_glm(run: _Run) -> None:
     # and df), and the features left out of harmonisation get the site-covariate GLM
     site = run.site if run.multi_site else None
     check_columns(run.P, [interaction, stratify, moderator], "participants")
-    # the participants of the group analyses (a site below ComBat's minimum is left out of
-    # all of them); each feature then uses its complete rows
+    # the participants of every group analysis (analysis_rows: a site below ComBat's
+    # minimum is left out of all of them); a feature left out of harmonisation then uses
+    # its complete rows among them
     if not run.base_rows.any():
         raise InputError("glm: no participant is left: none is in either group with every "
                          "covariate and a site of at least 3 analysed participants (ComBat's "
                          "minimum; with --harmonize none sites of any size are kept); the "
                          "warnings name who was left out and why")
-    F, P = feats, run.P[run.base_rows]
+    F, P = feats, run.P[run.analysis_rows]
     design = run.design.replace(site=site)
     main = case_control(F, P, design)
     parts = [main]
@@ -578,14 +583,15 @@ def _headline(run: _Run, meta: pd.DataFrame | None) -> pd.DataFrame:
         out["meta_d"] = me["d"].to_numpy()
         agree = agreement(mega["d"], mega["d_ci_low"], mega["d_ci_high"], me["d"],
                           me["d_ci_low"], me["d_ci_high"])
-        out["agree"] = agree
         checks = run.site_checks()
         assert checks is not None
         info = checks.set_index("feature").reindex(names)
         scale_bad = (info["analysed_sd_ratio_low"] > thr).to_numpy()
         not_harm = ~info["harmonize"].astype(bool).to_numpy() & (run.harmonized is not None)
-        disagree = np.array([a is False for a in agree])
         has_meta = np.isfinite(me["d"].to_numpy(float)) & (me["k_sites"].to_numpy() >= 2)
+        agree[~has_meta] = None  # one site's d is no meta-analysis to agree with
+        out["agree"] = agree
+        disagree = np.array([a is False for a in agree])
         use_meta = has_meta & (scale_bad | disagree | not_harm)
         reasons = np.where(
             disagree, "mega and meta disagree: the meta-analysis, whose site d's are "
@@ -786,7 +792,15 @@ def _do_nbs(run: _Run) -> None:
             "not those of the atlas)")}
         return
     idx, tested, C, blocks, names = _confounds(run)
-    res = nbs(_rows(feats, idx).to_numpy(float), edges, tested, C,
+    Y = _rows(feats, idx).to_numpy(float)
+    complete = np.isfinite(Y).all(axis=0)
+    if not complete.all():  # not harmonised and n/a for some participants (site_checks.tsv)
+        left = [e for e, c in zip(edges, complete, strict=True) if not c]
+        warnings.warn(f"nbs: {len(left)} edge(s) with n/a for some participants are left out "
+                      f"of the graph (e.g. {left[:5]}; see site_checks.tsv)", DanemapWarning,
+                      stacklevel=2)
+        Y, edges = Y[:, complete], [e for e, c in zip(edges, complete, strict=True) if c]
+    res = nbs(Y, edges, tested, C,
               subnetworks=subnetworks, networks=networks,
               threshold_t=float(cfg.nbs.threshold),
               n_permutations=int(cfg.n_permutations), blocks=blocks, seed=int(cfg.seed))
