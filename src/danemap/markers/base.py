@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from danemap.io import SessionData
 
 __all__ = ["GROUP_ANALYSES", "GroupTable", "MarkerFamily", "families", "get_family",
-           "register", "unregister"]
+           "register"]
 
 #: The analyses of :func:`danemap.stats.pipeline.run_stats` a region or network table gets.
 GROUP_ANALYSES = ("harmonize", "glm", "permutation", "symptoms", "normative", "classify")
@@ -94,10 +94,6 @@ class MarkerFamily(ABC):
     name: ClassVar[str] = ""
     config_section: ClassVar[str] = ""
     modalities: ClassVar[tuple[str, ...]] = ()
-
-    def section(self, config: Config) -> Any:
-        """Return the family's configuration section (None when it has none)."""
-        return getattr(config, self.config_section, None) if self.config_section else None
 
     @abstractmethod
     def inputs(self, session: SessionData) -> list[Any]:
@@ -160,17 +156,6 @@ def register(cls: F) -> F:
                          f"registered ({other.__module__}.{other.__qualname__})")
     _REGISTRY[cls.name] = cls
     return cls
-
-
-def unregister(name: str) -> None:
-    """Remove a family from the registry (tests and plug-in development).
-
-    Parameters
-    ----------
-    name : str
-        The family's name; unknown names are ignored.
-    """
-    _REGISTRY.pop(name, None)
 
 
 def _load_builtin() -> None:

@@ -438,10 +438,9 @@ def _strata(X: pd.DataFrame, y: np.ndarray, column: str | None, n_splits: int) -
 def _min_level(n_folds: int) -> int:
     """Fewest participants a site or categorical level needs to be classified.
 
-    The outer folds are stratified on the diagnosis, not the site, so a level needs enough
-    members to be in every outer and inner training fold, with the three per site that
-    ComBat needs there: twice the number of outer folds (10 with 5 folds; 12 per site, the
-    demo's smallest, pass).
+    The folds are stratified on site x diagnosis, so a site with twice as many participants
+    as outer folds keeps the three that ComBat needs in every outer and inner training fold
+    (10 with 5 folds; 12 per site, the demo's size, pass).
     """
     return 2 * int(n_folds)
 

@@ -224,7 +224,13 @@ def site_meta_analysis(features: pd.DataFrame, participants: pd.DataFrame,
     """
     import pandas as pd
 
-    from danemap.stats.glm import _encode, _fit_terms, d_variance, effect_sizes_from_t
+    from danemap.stats.glm import (
+        CONSTANT_NOTE,
+        _encode,
+        _fit_terms,
+        d_variance,
+        effect_sizes_from_t,
+    )
     from danemap.stats.multiple import fdr_bh
 
     d = design_or_default(design)
@@ -266,8 +272,7 @@ def site_meta_analysis(features: pd.DataFrame, participants: pd.DataFrame,
         seen = ~np.isnan(Ys)
         n_case = seen[g].sum(axis=0)
         n_ctrl = seen[~g].sum(axis=0)
-        note = np.where(fit["constant"][0], "not tested: constant, or explained exactly by "
-                        "the covariates", np.where(np.isnan(fit["t"][0]),
+        note = np.where(fit["constant"][0], CONSTANT_NOTE, np.where(np.isnan(fit["t"][0]),
                                                    "not fitted in this site", ""))
         blocks.append(pd.DataFrame({
             "feature": names, "site": s, "n_case": n_case, "n_control": n_ctrl,

@@ -37,10 +37,12 @@ Every ComBat fit uses the estimation of ``stats.combat_method`` (``parametric`` 
 ``nonparametric`` empirical Bayes, or ``no-eb``; see
 :data:`danemap.stats.combat.COMBAT_METHODS`); the harmonisation texts name it.
 
-Outputs in ``out_dir``: ``harmonized_features.tsv``, ``effects.tsv``,
-``permutation.tsv``, ``nbs.tsv`` (connectivity edges only), ``symptoms.tsv``,
-``normative_z.tsv`` (+ ``normative_model.json``), ``classification.tsv``,
-``reference_comparison.tsv``, each with a JSON sidecar, and ``summary.json``.
+Outputs in ``out_dir``: ``site_checks.tsv``, ``harmonized_features.tsv``, ``effects.tsv``,
+``meta_effects.tsv``, ``meta_sites.tsv``, ``headline.tsv``, ``permutation.tsv``,
+``nbs.tsv`` (connectivity edges only), ``symptoms.tsv``, ``normative_z.tsv``
+(+ ``normative_model.json``), ``classification.tsv``, ``reference_comparison.tsv``, each
+with a JSON sidecar, and ``summary.json``. The GLM and the meta-analysis always run
+together (the headline needs both).
 
 ``effects.tsv`` terms (column ``term``; ``stratum`` is ``all`` unless stated):
 
@@ -116,7 +118,6 @@ class _Arguments:
     feature_measure: str | None = None
     save_classifier: PathLike | None = None
     normative_model: PathLike | None = None
-    on_error: str = "raise"
 
 
 def _nbs_subnetworks(names: Sequence[str],
@@ -191,16 +192,13 @@ class _Run:
         #: Site checks (one row per feature) and the features as analysed (transformed).
         self.checks: pd.DataFrame | None = None
         self._analysed: pd.DataFrame | None = None
-        self.meta: pd.DataFrame | None = None
         self.covariates = list(cfg.covariates)
         #: Covariates of the analyses that take the ICV (harmonisation, GLM, permutation,
         #: NBS, reference); symptoms, normative model and classification do not.
         self.icv_covariates = [*self.covariates, *([self.icv] if self.icv else [])]
         self.site: str | None = cfg.site if cfg.site in participants.columns else None
         #: The study design of the analyses (site None when its column is absent).
-        self.design = GroupDesign(group=cfg.group, case=cfg.case, control=cfg.control,
-                                  covariates=tuple(self.covariates), site=self.site,
-                                  icv=self.icv)
+        self.design = GroupDesign.from_config(cfg).replace(site=self.site)
         self.rows_policy = rows_policy(features.attrs.get("rows", {}), cfg.session or None)
 
     # ---------------------------------------------------------------- helpers
@@ -659,7 +657,6 @@ def _do_meta(run: _Run) -> None:
         run.write("meta_sites", "meta_sites.tsv", per_site, run.base_sidecar(
             "Within-site case-control effects entering the meta-analysis", site_cols,
             "none", covariates=run.icv_covariates, Model=desc))
-        run.meta = meta
     head = _headline(run, meta)
     disagree = head.loc[head["agree"].map(lambda a: a is False), "feature"].tolist()
     if disagree:
@@ -1127,8 +1124,7 @@ def run_stats(
     out.mkdir(parents=True, exist_ok=True)
     args = _Arguments(networks=networks, reference=reference,
                       feature_measure=feature_measure or Path(paths[0]).stem,
-                      save_classifier=save_classifier, normative_model=normative_model,
-                      on_error=on_error)
+                      save_classifier=save_classifier, normative_model=normative_model)
     sources = {"features": [str(p) for p in paths], "participants": str(participants)}
     run = _Run(F, P, out, cfg, args, sources)
     del F  # the run holds the features, and lets them go once harmonised ones replace them

@@ -42,8 +42,9 @@ symptoms, meta-analysis), so its d is on the log scale; the tables say so.
 Degenerate sites
 ----------------
 A feature is left out of harmonisation (and analysed by the GLM with site as a covariate
-instead, :data:`EXCLUDED_NOTE`) when at some site it is constant (SD at round-off level), has
-fewer than 3 values, or is missing for more than half of the participants. ComBat would
+instead, the reason in ``site_checks.tsv`` and in the ``note`` of ``effects.tsv``) when at
+some site it is constant (SD at round-off level), has fewer than 3 values, or is missing
+for more than half of the participants. ComBat would
 otherwise divide by a zero site variance and turn a region outside one scanner's field of
 view into a large, false group effect.
 """
@@ -55,7 +56,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError
 
 if TYPE_CHECKING:
@@ -69,8 +69,6 @@ __all__ = [
     "check_sites",
     "describe_checks",
 ]
-
-log = get_logger("stats.sitecheck")
 
 #: Values of ``[stats] transform``.
 TRANSFORMS = ("auto", "log", "none")

@@ -9,7 +9,7 @@ Pipeline of :func:`process_run` (one BOLD run):
 2. **Confounds** from the fMRIPrep table, selected like nilearn's
    ``load_confounds_strategy`` (``simple``, ``scrubbing``, ``compcor``) or a user list
    (``custom``), with motion QC (mean FD, % volumes flagged/scrubbed, exclusion flag
-   against ``max_mean_fd`` and ``max_scrubbed_pct``). See ``_func_confounds``.
+   against ``max_mean_fd`` and ``max_scrubbed_pct``). See ``_confounds``.
 3. **Extraction**: the atlas is resampled to the BOLD grid (nearest neighbour; rows never
    disappear; intersected with ``mask`` when given); the file is decompressed with isal a
    few volumes at a time and only atlas voxels are kept. Region means equal
@@ -31,7 +31,7 @@ Pipeline of :func:`process_run` (one BOLD run):
    count, and regions below 5 voxels as ``small_regions``. Edges touching an empty region
    are dropped, listed in ``dropped_edges`` and logged; a network without usable edge has
    a NaN score.
-7. **ALFF / fALFF / mALFF / zALFF** (DPARSF/REST convention, see ``_func_alff``): for
+7. **ALFF / fALFF / mALFF / zALFF** (DPARSF/REST convention, see ``_alff``): for
    every atlas voxel, residualise (detrend + the same confounds, no band-pass; with
    censoring, the nuisance model is fitted on the kept volumes), zero-pad to the next
    power of two, amplitude ``2|FFT|/T`` (a censored run: ``2 sqrt(P/T)`` from the

@@ -1,9 +1,10 @@
-"""Streaming extraction of atlas voxels and region means (the ALFF kernel is ``_func_alff``).
+"""Streaming extraction of atlas voxels and region means (the ALFF kernel is ``_alff``).
 
 The BOLD file is decompressed (``isal``) a few volumes at a time straight into a reused
 buffer; from each block only the atlas voxels are gathered (sorted by region), so the
-full 4D array is never materialised. Region means are one ``np.add.reduceat`` over the
-gathered ``(T, N_atlas)`` matrix, accumulated in float64. Integer data with
+full 4D array is never materialised. Region means are the atlas's one region-mean kernel
+(:func:`danemap.atlas.block_means`) over the gathered ``(T, N_atlas)`` matrix, accumulated
+in float64. Integer data with
 ``scl_slope``/``scl_inter`` are gathered raw (exact in float32) and scaled afterwards,
 which is exact because means and ALFF are linear in the data.
 """
@@ -30,7 +31,7 @@ class AtlasVoxels:
     """Atlas voxel time series gathered from one run, sorted by region."""
 
     data: np.ndarray  # (T, N) float32/float64, raw units (before slope/inter)
-    starts: np.ndarray  # (R,) offset of each region's first column (len N if empty)
+    starts: np.ndarray  # (R,) offset of each region's first column
     counts: np.ndarray  # (R,) voxels per region
     slope: float
     inter: float
