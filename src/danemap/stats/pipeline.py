@@ -282,8 +282,8 @@ class _Run:
         uses its own complete rows).
         """
         keep = self.harmonizable()
-        X = self.analysed.to_numpy(float)
-        return self.base_rows & np.isfinite(X[:, keep]).all(axis=1)
+        finite = np.isfinite(self.analysed.to_numpy(float))  # a bool mask, no float copy
+        return self.base_rows & finite[:, keep].all(axis=1)
 
     @property
     def analysed(self) -> pd.DataFrame:

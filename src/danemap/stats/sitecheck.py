@@ -169,8 +169,11 @@ def check_sites(features: pd.DataFrame, site: Any, transform: str = "auto",
                          f"{transform!r}")
     if not scale_threshold > 1:
         raise InputError(f"stats.scale_threshold: expected a ratio > 1, found {scale_threshold!r}")
-    X = features.to_numpy(dtype=np.float64, na_value=np.nan)
-    X = np.where(np.isfinite(X), X, np.nan)
+    X = features.to_numpy(dtype=np.float64)  # a view of a float table, not a copy
+    finite = np.isfinite(X)
+    if not finite.all():  # inf counts as missing: replace in a copy, never in the input
+        X = np.where(finite, X, np.nan)
+    del finite
     labels = np.asarray(site).astype(str)
     if len(labels) != len(X):
         raise InputError(f"site: expected {len(X)} labels (one per row), found {len(labels)}")
@@ -179,7 +182,8 @@ def check_sites(features: pd.DataFrame, site: Any, transform: str = "auto",
     sd, mean, count, rows = _site_sd(X, codes, k)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        scale = np.nanmax(np.abs(X), axis=0) if len(X) else np.zeros(X.shape[1])
+        scale = np.maximum(np.nanmax(X, axis=0), -np.nanmin(X, axis=0)) if len(X) \
+            else np.zeros(X.shape[1])
         positive = (np.nanmin(X, axis=0) > 0) if len(X) else np.zeros(X.shape[1], bool)
     positive = positive & np.isfinite(scale)
     constant = sd <= 64 * np.finfo(float).eps * np.where(np.isfinite(scale), scale, 0.0)
