@@ -1,0 +1,1 @@
+"""PET/SPECT markers: SUVR/SBR, P/C ratio, asymmetry, partial-volume correction, kinetics."""
