@@ -26,7 +26,13 @@ from danemap.io._derivatives import (
     write_json,
     write_table,
 )
-from danemap.io._nifti import DEFAULT_MAX_BYTES, is_gzip_error, load_nifti, load_nifti_header
+from danemap.io._nifti import (
+    DEFAULT_MAX_BYTES,
+    is_gzip_error,
+    load_nifti,
+    load_nifti_header,
+    write_nifti,
+)
 from danemap.io._participants import read_participants, validate_label
 
 __all__ = [
@@ -53,5 +59,6 @@ __all__ = [
     "table_sidecar",
     "validate_label",
     "write_json",
+    "write_nifti",
     "write_table",
 ]

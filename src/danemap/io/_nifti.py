@@ -40,7 +40,7 @@ from danemap.errors import InputError
 if TYPE_CHECKING:
     import nibabel as nib
 
-__all__ = ["DEFAULT_MAX_BYTES", "load_nifti", "load_nifti_header"]
+__all__ = ["DEFAULT_MAX_BYTES", "load_nifti", "load_nifti_header", "write_nifti"]
 
 #: Default cap on the declared data size of one image (4 GiB); the run
 #: configuration's ``run.max_nifti_gib`` is the same number in GiB.
@@ -481,3 +481,39 @@ def load_nifti(
 
 
 _NATIVE = "<" if sys.byteorder == "little" else ">"
+
+
+def write_nifti(img: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a NIfTI image atomically; ``.nii.gz`` is compressed with isal (mtime 0).
+
+    The same image gives the same bytes, so a rerun leaves identical files.
+
+    Parameters
+    ----------
+    img : nibabel.Nifti1Image or nibabel.Nifti2Image
+        The image.
+    path : str or os.PathLike
+        Destination ending in ``.nii`` or ``.nii.gz``.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    InputError
+        If ``path`` ends in neither.
+    """
+    from isal import igzip
+
+    from danemap.io._derivatives import atomic_write_bytes
+
+    dest = Path(path)
+    if not dest.name.endswith((".nii", ".nii.gz")):
+        raise InputError(f"write_nifti: path must end in .nii or .nii.gz, found {dest.name}")
+    blob = img.to_bytes()
+    if dest.name.endswith(".gz"):
+        blob = igzip.compress(blob, compresslevel=1, mtime=0)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(dest, blob)
