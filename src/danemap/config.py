@@ -33,6 +33,7 @@ __all__ = [
     "PetConfig",
     "RunConfig",
     "StatsConfig",
+    "StructuralConfig",
     "SymptomsConfig",
     "load_config",
 ]
@@ -59,6 +60,12 @@ class RunConfig:
     participant_label: list[str] = field(default_factory=list)
     session_label: list[str] = field(default_factory=list)
     dask_address: str = ""  # backend "dask": scheduler address; empty starts a local cluster
+    #: Marker families to run (``"functional"``, ``"structural"``, ``"pet"``); empty: every
+    #: registered family, each on the data it finds.
+    markers: list[str] = field(default_factory=list)
+    #: Folder for intermediate files (a participant's is removed when it succeeds and kept
+    #: when it fails); empty: ``OUTPUT_DIR/work``.
+    work_dir: str = ""
 
 
 @dataclass
@@ -144,6 +151,34 @@ class FunctionalConfig:
     connectivity: list[str] = field(
         default_factory=lambda: ["correlation", "partial correlation", "tangent"]
     )
+
+
+@dataclass
+class StructuralConfig:
+    """Structural MRI volume settings (``[structural]``).
+
+    Parameters
+    ----------
+    inputs : list of str
+        The inputs used, in order of preference (the first one a session has wins):
+        ``"aseg"`` (FreeSurfer/FastSurfer ``stats/aseg.stats``), ``"synthseg"`` (SynthSeg
+        volume CSV), ``"dseg"`` (a ``*_dseg.nii.gz`` label image, such as fMRIPrep's
+        ``desc-aseg_dseg``, with a FreeSurfer lookup table) and ``"t1w"`` (a raw BIDS
+        T1w, segmented by danemap with ANTsPy). Leave one out never to use it.
+    quick : bool
+        Raw-T1w path: coarser registration and fewer iterations (about a minute per
+        participant instead of a few).
+    lut : str
+        Lookup table of the ``dseg`` inputs (FreeSurferColorLUT-style text, or a BIDS
+        ``dseg.tsv``); empty: the ``.tsv`` beside the image, else FreeSurfer's aseg labels.
+    keep_work : bool
+        Keep the raw-T1w path's intermediate files even when it succeeds.
+    """
+
+    inputs: list[str] = field(default_factory=lambda: ["aseg", "synthseg", "dseg", "t1w"])
+    quick: bool = False
+    lut: str = ""
+    keep_work: bool = False
 
 
 @dataclass
@@ -278,6 +313,14 @@ class StatsConfig:
     selects the session of feature tables with several per participant. The analyses'
     own settings are the sub-sections ``[stats.glm]``, ``[stats.symptoms]``,
     ``[stats.normative]``, ``[stats.classify]`` and ``[stats.nbs]``.
+
+    ``reference`` is the published table the FreeSurfer-style volume tables are compared
+    with (ENIGMA-ADHD, Hoogman et al. 2017): an ENIGMA-format CSV, or a folder of the
+    ENIGMA-ADHD CSVs, of which ``adhd<reference_age>_case-controls_SubVol.csv`` is used
+    (``reference_age``: ``allages``, ``pediatric``, ``adolescent`` or ``adult``).
+    ``"auto"`` looks for a folder ``enigma-adhd`` in ``$DANEMAP_REFERENCE_DIR``, then for
+    ``shared/data/enigma-adhd`` in the working folder and its parents (the layout of a
+    danemap checkout); ``""`` turns the comparison off.
     """
 
     group: str = "group"
@@ -292,6 +335,8 @@ class StatsConfig:
     transform: str = "auto"
     scale_threshold: float = 1.5
     meta_method: str = "reml"
+    reference: str = "auto"
+    reference_age: str = "allages"
     n_permutations: int = 5000
     classify_permutations: int = 100
     alpha: float = 0.05
@@ -309,6 +354,7 @@ class Config:
 
     run: RunConfig = field(default_factory=RunConfig)
     functional: FunctionalConfig = field(default_factory=FunctionalConfig)
+    structural: StructuralConfig = field(default_factory=StructuralConfig)
     pet: PetConfig = field(default_factory=PetConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
 
@@ -352,7 +398,8 @@ class Config:
         :meth:`participant_sha256`.
         """
         neutral = dataclasses.replace(self.run, participant_label=[], session_label=[],
-                                      n_jobs=1, backend="local", dask_address="")
+                                      n_jobs=1, backend="local", dask_address="",
+                                      work_dir="")
         return dataclasses.replace(self, run=neutral).sha256()
 
     def participant_sha256(self, sections: Sequence[str] = PARTICIPANT_SECTIONS) -> str:

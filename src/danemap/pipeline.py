@@ -69,10 +69,10 @@ def process_participant(label: str, bids_dir: str, output_dir: str, config: Conf
     files: list[str] = []
     excluded: list[str] = []
     counts: dict[str, int] = {}
-    enabled = families()
+    enabled = families(config.run.markers or None)
     for family in enabled:
         for session in sessions:
-            for item in family.inputs(session):
+            for item in family.inputs(session, config):
                 result = family.compute(item, atlas, config)
                 files += [str(p) for p in family.write(result, writer, item, atlas.name)]
                 counts[family.name] = counts.get(family.name, 0) + 1
@@ -134,7 +134,7 @@ def run_participant(bids_dir: str | os.PathLike[str], output_dir: str | os.PathL
                 for sub in dataset.participants}
     from danemap.markers.base import families
 
-    enabled = families()
+    enabled = families(config.run.markers or None)
     unclaimed = _unclaimed(list(dataset.data.values()), enabled)
     if unclaimed:
         log.warning("the dataset has data for %s, which no marker family of danemap %s "
@@ -226,6 +226,7 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
     from danemap.markers.base import families
     from danemap.report.group import MANIFEST, write_group_report
     from danemap.stats.pipeline import run_stats
+    from danemap.stats.reference import resolve_reference
 
     participants = Path(bids_dir) / "participants.tsv"
     if not participants.is_file():
@@ -236,11 +237,13 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
                       group_column=config.stats.group)
     writer = DerivativesWriter(output_dir, config=config, bids_dir=bids_dir, describe=False)
     group_dir = writer.root / "group"
-    tables = [table for family in families()
+    tables = [table for family in families(config.run.markers or None)
               for table in family.collect(writer.root, atlas_name(config.run.atlas), config)]
     write_json(group_dir / MANIFEST, {"tables": [
         {"name": t.name, "title": t.title, "kind": t.kind, "analyses": list(t.analyses),
-         "family": t.family, "path": t.path.name} for t in tables]})
+         "family": t.family, "path": t.path.name, "icv": t.icv or None} for t in tables]})
+    reference = resolve_reference(config.stats.reference, config.stats.reference_age,
+                                  start=Path.cwd())
     atomic_write_text(group_dir / "config.toml", config.to_toml())
     # the configured atlas's networks reach NBS (a user atlas brings its own)
     networks = atlas_from_setting(config.run.atlas, config.run.resolution).networks
@@ -254,7 +257,10 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
         try:
             summaries[name] = run_stats(table.path, participants, group_dir / "stats" / name,
                                         config=config, analyses=table.analyses,
-                                        networks=networks, on_error="record")["summary"]
+                                        networks=networks, on_error="record",
+                                        icv_feature=table.icv or None,
+                                        reference=reference if "reference" in table.analyses
+                                        else None)["summary"]
         except DanemapError as exc:  # one unusable table must not stop the others
             log.error("group statistics on %s failed: %s", table.path.name, exc)
             failed.append(name)

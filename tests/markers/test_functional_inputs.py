@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from danemap.config import Config
 from danemap.io import SessionData, discover
 from danemap.markers.base import get_family
 from danemap.markers.functional import DEFAULT_SPACE, FunctionalFamily, functional_runs
@@ -50,7 +51,7 @@ def _bids(tmp_path: Path) -> Path:
 
 
 def _usable(session: SessionData) -> list:
-    return [run for _, run in get_family("functional").inputs(session)]
+    return [run for _, run in get_family("functional").inputs(session, Config())]
 
 
 def test_runs_pair_raw_bold_with_fmriprep_outputs(tmp_path):

@@ -24,7 +24,7 @@ class T1wMeanFamily(MarkerFamily):
     name = "t1w_mean"
     modalities = ("anat/T1w",)
 
-    def inputs(self, session: Any) -> list[Any]:
+    def inputs(self, session: Any, config: Any) -> list[Any]:
         return [(session, f) for f in session.get_files("anat/T1w")]
 
     def compute(self, item: Any, atlas: Any, config: Any) -> pd.DataFrame:

@@ -7,7 +7,7 @@ image classes and nilearn's ``BaseMasker`` leaves only ``transform_single_imgs``
 subclasses. A family is one module that subclasses :class:`MarkerFamily` and decorates the
 class with :func:`register`:
 
-* ``inputs(session)``: the work items of one participant's discovered data (runs, images);
+* ``inputs(session, config)``: the work items of one participant's discovered data (runs, images);
 * ``compute(item, atlas, config)``: the markers of one item (a result object);
 * ``write(result, writer, item, atlas_name)``: its per-participant derivatives (the written
   paths, named with ``atlas-<atlas_name>``);
@@ -60,6 +60,10 @@ class GroupTable:
         (raw ALFF, counts).
     family : str
         Name of the family that wrote it.
+    icv : str
+        The column holding each participant's intracranial volume (a volume table's
+        ``ICV``): the statistics take it as the ICV covariate, not as a feature. Empty:
+        none.
     """
 
     name: str
@@ -68,6 +72,7 @@ class GroupTable:
     kind: str
     analyses: tuple[str, ...]
     family: str = ""
+    icv: str = ""
 
     @property
     def analysed(self) -> bool:
@@ -96,8 +101,12 @@ class MarkerFamily(ABC):
     modalities: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
-    def inputs(self, session: SessionData) -> list[Any]:
-        """Return the work items of one participant's session (empty: nothing to do)."""
+    def inputs(self, session: SessionData, config: Config) -> list[Any]:
+        """Return the work items of one participant's session (empty: nothing to do).
+
+        ``config`` is the effective configuration: a family whose settings choose among
+        inputs (``[structural] inputs``) reads them here.
+        """
 
     @abstractmethod
     def compute(self, item: Any, atlas: Any, config: Config) -> Any:

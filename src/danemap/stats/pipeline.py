@@ -68,6 +68,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import replace as dataclasses_replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -1034,6 +1035,23 @@ _STEPS: dict[str, Callable[[_Run], None]] = {
 }
 
 
+def _icv_from_features(F: pd.DataFrame, P: pd.DataFrame, cfg: StatsConfig, column: str,
+                       path: PathLike) -> tuple[pd.DataFrame, pd.DataFrame, StatsConfig]:
+    """Move the feature table's ICV column into the participants, as the design's ICV."""
+    if column not in F.columns:
+        raise InputError(f"{path}: expected an ICV column {column!r} (icv_feature), found "
+                         f"columns {list(F.columns)[:8]}")
+    if F.shape[1] < 2:
+        raise InputError(f"{path}: the table holds only its ICV column {column!r}; no "
+                         "feature is left to analyse")
+    if cfg.icv and cfg.icv != column:
+        log.info("stats: %s brings its own ICV column %r; [stats] icv = %r is not used for "
+                 "it", path, column, cfg.icv)
+    name = column if column not in P.columns else f"{column}_features"
+    P = P.assign(**{name: F[column].to_numpy()})
+    return F.drop(columns=[column]), P, dataclasses_replace(cfg, icv=name)
+
+
 def run_stats(
     features: PathLike | Sequence[PathLike],
     participants: PathLike,
@@ -1047,6 +1065,7 @@ def run_stats(
     save_classifier: PathLike | None = None,
     normative_model: PathLike | None = None,
     on_error: str = "raise",
+    icv_feature: str | None = None,
 ) -> dict[str, Any]:
     """Run the group analyses on a feature table and write TSVs, sidecars and a summary.
 
@@ -1083,6 +1102,10 @@ def run_stats(
     on_error : {"raise", "record"}
         Stop at the first failing analysis, or record the error in ``summary.json`` and
         go on with the others.
+    icv_feature : str or None
+        A column of the feature table that holds each participant's intracranial volume
+        (a volume table's ``ICV``): it leaves the features and becomes the design's ICV
+        covariate, in place of ``[stats] icv``.
 
     Returns
     -------
@@ -1119,6 +1142,8 @@ def run_stats(
     with warnings.catch_warnings(record=True) as read_warnings:
         warnings.simplefilter("always", DanemapWarning)
         F, P = load_inputs(paths, participants, session=cfg.session or None)
+    if icv_feature is not None:
+        F, P, cfg = _icv_from_features(F, P, cfg, icv_feature, paths[0])
     all_warnings: list[str] = []
     for w in read_warnings:
         if issubclass(w.category, DanemapWarning):

@@ -46,7 +46,12 @@ from danemap.errors import InputError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["STRUCTURES", "compare_to_reference", "load_reference", "map_feature"]
+__all__ = ["AGE_GROUPS", "STRUCTURES", "compare_to_reference", "load_reference", "map_feature",
+           "resolve_reference"]
+
+#: Age groups of the ENIGMA-ADHD tables (``adhd<age>_case-controls_SubVol.csv``).
+AGE_GROUPS = ("allages", "pediatric", "adolescent", "adult")
+REFERENCE_ENV = "DANEMAP_REFERENCE_DIR"
 
 #: Canonical structure names and the name tokens that map to them.
 STRUCTURES: dict[str, tuple[str, ...]] = {
@@ -101,6 +106,55 @@ def _canonical(structure: str) -> str | None:
     if token in STRUCTURES:
         return token
     return _TOKEN_TO_STRUCTURE.get(token)
+
+
+def resolve_reference(setting: str, age: str = "allages",
+                      start: str | os.PathLike[str] | None = None) -> Path | None:
+    """Return the reference table that ``[stats] reference`` names (None: none).
+
+    Parameters
+    ----------
+    setting : str
+        ``""`` (no reference), a table, a folder of ENIGMA-ADHD CSVs, or ``"auto"``: the
+        folder ``enigma-adhd`` under ``$DANEMAP_REFERENCE_DIR``, else
+        ``shared/data/enigma-adhd`` in ``start`` or one of its parents.
+    age : str
+        Age group of the ENIGMA-ADHD subcortical table taken from a folder (one of
+        :data:`AGE_GROUPS`).
+    start : path-like or None
+        Where ``"auto"`` starts looking (default: the working folder).
+
+    Returns
+    -------
+    pathlib.Path or None
+        The table; None when ``setting`` is empty, or ``"auto"`` finds none.
+
+    Raises
+    ------
+    InputError
+        If an explicit ``setting`` does not exist, or its folder lacks the table, or
+        ``age`` is unknown.
+    """
+    if age not in AGE_GROUPS:
+        raise InputError(f"stats.reference_age: expected one of {list(AGE_GROUPS)}, "
+                         f"found {age!r}")
+    if not setting:
+        return None
+    name = f"adhd{age}_case-controls_SubVol.csv"
+    if setting == "auto":
+        folders = []
+        if os.environ.get(REFERENCE_ENV):
+            folders.append(Path(os.environ[REFERENCE_ENV]) / "enigma-adhd")
+        here = Path(start if start is not None else Path.cwd()).resolve()
+        folders += [d / "shared" / "data" / "enigma-adhd" for d in (here, *here.parents)]
+        return next((f / name for f in folders if (f / name).is_file()), None)
+    path = Path(setting)
+    if path.is_dir():
+        path = path / name
+    if not path.is_file():
+        raise InputError(f"stats.reference: expected an ENIGMA-format table or a folder "
+                         f"holding {name}, found no file {path}")
+    return path
 
 
 def load_reference(path: str | os.PathLike[str]) -> pd.DataFrame:

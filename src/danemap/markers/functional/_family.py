@@ -55,7 +55,7 @@ class FunctionalFamily(MarkerFamily):
     modalities = ("func/bold",)
     space: ClassVar[str] = DEFAULT_SPACE
 
-    def inputs(self, session: SessionData) -> list[Any]:
+    def inputs(self, session: SessionData, config: Config) -> list[Any]:
         """Return ``(session, run)`` for every run with a usable (preprocessed) BOLD."""
         return [(session, run) for run in functional_runs(session, self.space)
                 if run.preproc is not None]
