@@ -1,0 +1,222 @@
+"""The structural marker family: regional volumes and ICV, one volume set per session."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from danemap._utils.logging import get_logger
+from danemap.markers.base import GROUP_ANALYSES, GroupTable, MarkerFamily, register
+from danemap.markers.structural._inputs import StructuralInput, structural_inputs
+from danemap.markers.structural._volumes import VOLUME_COLUMNS, VolumeSet
+
+if TYPE_CHECKING:
+    from danemap.config import Config
+    from danemap.io import SessionData
+
+__all__ = ["ICV_REGION", "StructuralFamily", "StructuralResult"]
+
+log = get_logger("markers.structural")
+
+#: The ``region`` of the ICV row of a per-participant volume table.
+ICV_REGION = "ICV"
+
+_COLUMN_DOCS: dict[str, dict[str, Any]] = {
+    "region": {"Description": "Structure: its name in the input (FreeSurfer's "
+                              "'Left-Caudate' for aseg.stats/SynthSeg/dseg inputs, the atlas "
+                              "region 'Caudate_L' for the raw-T1w path), or ICV"},
+    "hemisphere": {"Description": "Hemisphere", "Levels": {
+        "L": "left", "R": "right", "midline": "midline or bilateral (ICV)"}},
+    "volume_mm3": {"Description": "Volume: FreeSurfer's partial-volume corrected "
+                                  "Volume_mm3, SynthSeg's soft volume, the dseg voxel count "
+                                  "x voxel volume, or (raw T1w) the volume of the atlas "
+                                  "region warped into the participant's brain",
+                   "Units": "mm^3"},
+    "method": {"Description": "What produced the row", "Levels": {
+        "freesurfer-aseg": "FreeSurfer stats/aseg.stats",
+        "fastsurfer-aseg": "FastSurfer stats/aseg.stats",
+        "synthseg-1": "SynthSeg 1 volume CSV", "synthseg-2": "SynthSeg 2 volume CSV",
+        "dseg-lut": "label image with a FreeSurfer lookup table (voxel counts)",
+        "ants-atlas": "raw T1w: ANTsPy N4, registration to MNI152, Atropos, the danemap "
+                      "atlas warped into native space"}},
+    "enigma": {"Description": "The ENIGMA-ADHD structure name (Hoogman et al. 2017) of a "
+                              "FreeSurfer-style row, n/a otherwise (atlas regions are not the "
+                              "same quantity as FreeSurfer's)"},
+    "qc": {"Description": "Quality-control flags, ';'-separated; n/a when none"},
+    "gm_volume_mm3": {"Description": "Raw T1w: grey-matter volume of the region, the sum of "
+                                     "the Atropos GM posterior x voxel volume",
+                      "Units": "mm^3"},
+}
+
+
+@dataclass
+class StructuralResult:
+    """The volumes of one session and, for the raw-T1w path, its images.
+
+    Attributes
+    ----------
+    volumes : VolumeSet
+        Regional volumes and ICV.
+    t1w : object or None
+        The raw-T1w path's :class:`~danemap.markers.structural._ants.T1wResult`
+        (native-space atlas, transforms, QC), None for the other inputs.
+    """
+
+    volumes: VolumeSet
+    t1w: Any = None
+
+
+def volume_table(vs: VolumeSet) -> pd.DataFrame:
+    """Return the per-participant table: the region rows, then the ICV row.
+
+    Parameters
+    ----------
+    vs : VolumeSet
+        One session's volumes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`VOLUME_COLUMNS` (plus the set's extra columns).
+    """
+    cols = [*VOLUME_COLUMNS, *(c for c in vs.table.columns if c not in VOLUME_COLUMNS)]
+    table = vs.table.loc[:, cols].copy()
+    table["qc"] = table["qc"].replace("", None)
+    table["enigma"] = table["enigma"].replace("", None)
+    icv = {c: None for c in cols}
+    icv.update(region=ICV_REGION, hemisphere="midline", volume_mm3=vs.icv_mm3,
+               method=vs.icv_method or vs.method,
+               qc=None if vs.icv_mm3 is not None else "icv_missing")
+    return pd.concat([table, pd.DataFrame([icv], columns=cols)], ignore_index=True)
+
+
+@register
+class StructuralFamily(MarkerFamily):
+    """Regional volumes and ICV from FreeSurfer/FastSurfer, SynthSeg, a dseg or a raw T1w."""
+
+    name = "structural"
+    config_section = "structural"
+    modalities = ("anat/T1w",)
+
+    def inputs(self, session: SessionData, config: Config) -> list[Any]:
+        """Return the session's preferred structural input (see ``[structural] inputs``)."""
+        return structural_inputs(session, config.structural.inputs)
+
+    def describe_item(self, item: StructuralInput) -> str:
+        """Name the input by its file."""
+        return item.path.name
+
+    def compute(self, item: StructuralInput, atlas: Any, config: Config) -> StructuralResult:
+        """Read or compute the session's volumes."""
+        if item.kind == "t1w":
+            return self._from_t1w(item, atlas, config)
+        from danemap.markers.structural import _readers
+
+        if item.kind == "aseg":
+            vs = _readers.read_aseg_stats(item.path)
+        elif item.kind == "synthseg":
+            vs = _readers.read_synthseg_volumes(item.path,
+                                                participant_id=item.session.participant)
+        else:
+            vs = _readers.read_dseg(item.path, lut=config.structural.lut or None)
+        return StructuralResult(vs)
+
+    def _from_t1w(self, item: StructuralInput, atlas: Any, config: Config) -> StructuralResult:
+        from danemap.markers.structural._ants import segment_t1w
+
+        ses = f"_{item.session.session}" if item.session.session else ""
+        work = _work_root(config) / f"structural_{item.session.participant}{ses}"
+        res = segment_t1w(item.path, atlas, quick=config.structural.quick, work_dir=work,
+                          keep_work=config.structural.keep_work,
+                          transform_dir=work.with_name(work.name + "_xfm"),
+                          n_threads=None)
+        return StructuralResult(res.volumes, res)
+
+    def write(self, result: StructuralResult, writer: Any, item: StructuralInput,
+              atlas_name: str) -> list[Path]:
+        """Write the volume table (and, for a raw T1w, the native atlas, transforms, QC)."""
+        session = item.session
+        sub, ses = session.participant, session.session
+        vs = result.volumes
+        path = writer.path(sub, "anat", "stats", ".tsv", ses=_label(ses), atlas=atlas_name,
+                           desc="volumes")
+        table = volume_table(vs)
+        docs = {k: v for k, v in _COLUMN_DOCS.items() if k in table.columns}
+        docs["_metadata"] = {
+            "Method": vs.method,
+            "LikeFreeSurfer": vs.like_freesurfer,
+            "Sources": [str(vs.source)],
+            "ICV": {"Value_mm3": vs.icv_mm3, "Method": vs.icv_method or None},
+            "Provenance": vs.provenance,
+            "Note": ("Volumes from an atlas warped into the brain (method ants-atlas) are "
+                     "not the same quantity as FreeSurfer's segmentation volumes, and are "
+                     "never compared with ENIGMA-ADHD"),
+        }
+        written = [writer.write_tsv(table, path, sidecar=docs)]
+        if result.t1w is not None:
+            written += _write_t1w_outputs(result.t1w, writer, sub, ses, atlas_name)
+        return written
+
+    def missing_input_hint(self) -> str:
+        """Say which structural inputs the family looks for."""
+        return ("no structural input; expected derivatives/{freesurfer,fastsurfer}/sub-XX/"
+                "stats/aseg.stats, a SynthSeg volume CSV under derivatives/synthseg, a "
+                "native-space '*_dseg.nii.gz' (fMRIPrep desc-aseg), or a raw anat/*_T1w.nii.gz")
+
+    def collect(self, out_root: Path, atlas_name: str, config: Config) -> list[GroupTable]:
+        """Write ``group/volumes.tsv`` (one row per participant, one column per region)."""
+        from danemap.markers.structural._group import collect_volumes
+
+        tables = []
+        for name, (path, like_fs) in collect_volumes(out_root, out_root / "group",
+                                                     atlas_name).items():
+            title = ("Subcortical volumes (FreeSurfer-style, the ENIGMA-ADHD structures)"
+                     if like_fs else "Regional volumes (the atlas warped into each T1w)")
+            analyses = (*GROUP_ANALYSES, "reference") if like_fs else GROUP_ANALYSES
+            tables.append(GroupTable(name=name, path=path, title=title, kind="region",
+                                     analyses=analyses, family=self.name, icv=ICV_REGION))
+        return tables
+
+
+def _label(ses: str | None) -> str | None:
+    return ses[4:] if ses and ses.startswith("ses-") else ses
+
+
+def _work_root(config: Config) -> Path:
+    import tempfile
+
+    return Path(config.run.work_dir) if config.run.work_dir else Path(tempfile.gettempdir()) \
+        / "danemap-work"
+
+
+def _write_t1w_outputs(res: Any, writer: Any, sub: str, ses: str | None,
+                       atlas_name: str) -> list[Path]:
+    """Write the native-space atlas, the T1w->MNI transforms and the QC figure of a T1w."""
+    from danemap.io import atomic_write_bytes, write_nifti
+    from danemap.markers.structural._qc import write_qc_figure
+
+    label = _label(ses)
+    out: list[Path] = []
+    dseg = writer.path(sub, "anat", "dseg", ".nii.gz", ses=label, space="T1w",
+                       atlas=atlas_name)
+    img = res.native_labels
+    out.append(write_nifti(img, dseg))
+    for src in getattr(res, "transforms", []) or []:
+        src = Path(src)
+        ext = "".join(src.suffixes)
+        kind = "warp" if "warp" in src.name.lower() else "affine"
+        dest = writer.path(sub, "anat", "xfm", ext, ses=label, desc=kind)
+        dest = dest.with_name(dest.name.replace("_desc-", "_from-T1w_to-MNI152NLin2009cAsym_"
+                                                "mode-image_desc-"))
+        atomic_write_bytes(dest, src.read_bytes())
+        out.append(dest)
+    if getattr(res, "transform_dir", None):
+        shutil.rmtree(res.transform_dir, ignore_errors=True)
+    fig = writer.path(sub, "figures", "T1w", ".png", ses=label, atlas=atlas_name, desc="qc")
+    write_qc_figure(res.t1w_image, img, fig)
+    out.append(fig)
+    return out

@@ -1,0 +1,134 @@
+"""Group volume tables, gathered from every participant's volume table.
+
+FreeSurfer-style inputs (aseg.stats, SynthSeg, dseg) and the raw-T1w path do not measure
+the same quantity, so they never share a table:
+
+* ``group/volumes.tsv``: the FreeSurfer-style participants, one column per ENIGMA-ADHD
+  structure under FreeSurfer's name (``Left-Caudate``; the like-for-like set compared
+  with ENIGMA), plus ``ICV``;
+* the raw-T1w participants, one column per atlas region plus ``ICV``, in
+  ``group/volumes.tsv`` when the cohort has no FreeSurfer-style participant, else in
+  ``group/volumes_atlas.tsv``.
+
+Each table's sidecar records the methods its rows come from; a table that mixes methods
+(aseg.stats and SynthSeg, say) says so in a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from danemap._utils.logging import get_logger
+from danemap.errors import DanemapWarning, InputError
+
+__all__ = ["ENIGMA_FREESURFER", "collect_volumes"]
+
+log = get_logger("markers.structural")
+
+#: ENIGMA-ADHD structure -> FreeSurfer's aseg name (the group-table column).
+ENIGMA_FREESURFER: dict[str, str] = {
+    f"{h}{short}": f"{side}-{name}"
+    for h, side in (("L", "Left"), ("R", "Right"))
+    for short, name in (("accumb", "Accumbens-area"), ("amyg", "Amygdala"),
+                        ("caud", "Caudate"), ("hippo", "Hippocampus"), ("pal", "Pallidum"),
+                        ("put", "Putamen"), ("thal", "Thalamus"))
+}
+
+
+def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return (identity + volumes, sidecar metadata) of one participant's table."""
+    from danemap.io import parse_entities, read_json, read_tsv
+
+    table = read_tsv(path)
+    for col in ("region", "volume_mm3"):
+        if col not in table.columns:
+            raise InputError(f"{path}: expected a {col!r} column, found {list(table.columns)}")
+    side = path.with_suffix(".json")
+    meta = read_json(side, "volume table sidecar") if side.is_file() else {}
+    ents = parse_entities(path.name)
+    row: dict[str, Any] = {"participant_id": f"sub-{ents['sub']}", "session": ents.get("ses")}
+    like_fs = bool(meta.get("LikeFreeSurfer", False))
+    for r in table.itertuples(index=False):
+        name = str(r.region)
+        if like_fs:
+            enigma = getattr(r, "enigma", None)
+            if name != "ICV" and not (isinstance(enigma, str) and enigma in ENIGMA_FREESURFER):
+                continue
+            name = ENIGMA_FREESURFER[enigma] if name != "ICV" else name
+        row[name] = float(r.volume_mm3) if pd.notna(r.volume_mm3) else None
+    return row, meta
+
+
+def collect_volumes(derivatives_root: str | os.PathLike[str],
+                    out_group_dir: str | os.PathLike[str],
+                    atlas: str = "danemap") -> dict[str, tuple[Path, bool]]:
+    """Gather every participant's volumes into group tables.
+
+    Parameters
+    ----------
+    derivatives_root : path-like
+        ``OUT/danemap``.
+    out_group_dir : path-like
+        Where the tables go (``OUT/danemap/group``).
+    atlas : str
+        The atlas entity of the per-participant files.
+
+    Returns
+    -------
+    dict
+        Table name (``"volumes"``, ``"volumes_atlas"``) -> (path, whether its volumes are
+        FreeSurfer-style); empty when no participant has a volume table.
+    """
+    root = Path(derivatives_root)
+    files = sorted(root.glob(f"sub-*/anat/*_atlas-{atlas}_desc-volumes_stats.tsv")) + sorted(
+        root.glob(f"sub-*/ses-*/anat/*_atlas-{atlas}_desc-volumes_stats.tsv"))
+    kinds: dict[bool, list[tuple[dict[str, Any], str]]] = {True: [], False: []}
+    for f in files:
+        row, meta = _read(f)
+        kinds[bool(meta.get("LikeFreeSurfer", False))].append((row, str(meta.get("Method"))))
+    out: dict[str, tuple[Path, bool]] = {}
+    for like_fs in (True, False):
+        rows = kinds[like_fs]
+        if not rows:
+            continue
+        name = "volumes" if like_fs or not kinds[True] else "volumes_atlas"
+        out[name] = (_write(rows, Path(out_group_dir) / f"{name}.tsv", like_fs), like_fs)
+    return out
+
+
+def _write(rows: list[tuple[dict[str, Any], str]], path: Path, like_fs: bool) -> Path:
+    from danemap.io import table_sidecar, write_table
+
+    df = pd.DataFrame([r for r, _ in rows])
+    if df["session"].isna().all():
+        df = df.drop(columns="session")
+    regions = [c for c in df.columns if c not in ("participant_id", "session", "ICV")]
+    if not like_fs:
+        regions = sorted(regions, key=list(df.columns).index)
+    df = df.loc[:, [c for c in ("participant_id", "session") if c in df.columns]
+                + regions + ["ICV"]]
+    methods = sorted({m for _, m in rows})
+    if len(methods) > 1:
+        warnings.warn(f"{path.name}: volumes from different methods ({', '.join(methods)}) "
+                      "share one table; site harmonisation will not remove a method "
+                      "difference unless the methods follow the sites", DanemapWarning,
+                      stacklevel=2)
+    if df["ICV"].isna().any():
+        log.warning("%s: %d participant(s) without an ICV; the ICV-adjusted statistics leave "
+                    "them out", path.name, int(df["ICV"].isna().sum()))
+    columns = {c: {"Description": f"Volume of {c}", "Units": "mm^3"} for c in regions}
+    columns["ICV"] = {"Description": "Intracranial volume (the statistics' ICV covariate)",
+                      "Units": "mm^3"}
+    side = table_sidecar(df.columns, columns, {
+        "Methods": methods,
+        "LikeFreeSurfer": like_fs,
+        "Description": ("FreeSurfer-style volumes of the ENIGMA-ADHD structures" if like_fs
+                        else "Volumes of the atlas regions warped into each T1w (not the "
+                             "same quantity as FreeSurfer's; never compared with ENIGMA)"),
+    }, where=path.name)
+    return write_table(df, path, side)
