@@ -1,0 +1,540 @@
+"""The raw-T1w structural path: regional volumes from a BIDS ``anat/*_T1w.nii[.gz]`` by ANTsPy.
+
+Steps (each logged with its time at INFO level):
+
+1. **Header check** before any voxel is read: a 3-D image, voxel sizes between
+   :data:`MIN_VOXEL_MM` and :data:`MAX_VOXEL_MM`, a field of view of at least
+   :data:`MIN_FOV_MM` along every axis (else :class:`~danemap.errors.InputError`).
+2. **N4** bias-field correction (``ants.n4_bias_field_correction``).
+3. **Registration** T1w -> MNI152 (the 2009 template shipped inside nilearn,
+   ``nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz``, read from the
+   package folder: nothing is downloaded): an affine stage (Mattes MI, regular sampling)
+   from a centre-of-mass start, then SyN (Mattes MI), both with the metric restricted to the
+   template brain mask dilated by :data:`FIXED_MASK_DILATE_MM` (so the scalp of a raw T1w
+   does not drive the fit). The schedule is :data:`FULL` or :data:`QUICK`.
+4. **Brain extraction**: the template brain mask (nilearn's definition: template / max >
+   0.2) pulled back into native space by the inverse transform (linear interpolation; the
+   mask is the fraction >= 0.5).
+5. **Tissue segmentation**: Atropos, 3 classes (CSF, GM, WM), **k-means initialisation**
+   (deterministic: the k-means start is computed from the intensity histogram, no random
+   draw), MRF smoothing 0.1, within the brain mask.
+6. **Atlas to native space**: the inverse transform maps every native voxel centre to MNI
+   coordinates (three coordinate images warped with linear interpolation, exact for a
+   linear function), and the DA/NE atlas is evaluated there.
+
+Volumes
+-------
+``volume_mm3`` (the primary value) is the volume of the atlas region warped into the
+native brain: the sum over native voxels of the **linearly interpolated** region indicator
+(trilinear weights of the 8 surrounding atlas voxels that belong to the region) times the
+native voxel volume. Unlike counting nearest-neighbour labels it follows sub-voxel boundary
+moves, so it is unbiased at 2 mm. It is *not* FreeSurfer's volume (the AAL caudate drawn on
+Colin27 is about 7.7 cm3, FreeSurfer's adult caudate about 3.3 cm3), hence
+``like_freesurfer=False``. ``gm_volume_mm3`` (extra column) is the probability-weighted grey
+matter volume: the sum of GM posterior x interpolated indicator x voxel volume. ICV is the
+(fractional) volume of the native brain mask, which contains the CSF class of the
+segmentation (brain mask = GM + WM + CSF).
+
+Determinism
+-----------
+Registration uses a fixed ``--random-seed`` (``seed``) and a fixed thread count
+(``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS``, default 2; ITK reads it once per process, so it
+must be set before the first ANTs call: :func:`segment_t1w` sets it when it is unset).
+With both fixed, the same input gives the same output.
+
+Work folder
+-----------
+Intermediate files go to a fresh ``danemap-ants-*`` folder (under ``work_dir`` or the
+system temporary folder), removed on success (unless ``keep_work``) and kept on failure,
+with its path logged.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from danemap._utils.logging import get_logger
+from danemap.errors import InputError
+
+__all__ = ["FULL", "QUICK", "Schedule", "T1wResult", "segment_t1w"]
+
+log = get_logger("structural.ants")
+
+MIN_VOXEL_MM = 0.3
+MAX_VOXEL_MM = 4.0
+MIN_FOV_MM = 90.0
+FIXED_MASK_DILATE_MM = 6.0
+DEFAULT_SEED = 20240611
+DEFAULT_THREADS = 2
+
+#: QC bounds: outside them the volume rows get the named ``qc`` flag.
+QC_BOUNDS = {
+    "registration_corr": (0.85, 1.0),  # Pearson r, warped T1w vs template in the brain
+    "icv_mm3": (800e3, 2200e3),
+    "gm_wm_contrast": (1.05, 10.0),  # mean WM / mean GM intensity (N4-corrected)
+    "brain_fraction_gm": (0.25, 0.70),
+}
+QC_FLAGS = {
+    "registration_corr": "low_registration_similarity",
+    "icv_mm3": "icv_out_of_range",
+    "gm_wm_contrast": "low_gm_wm_contrast",
+    "brain_fraction_gm": "gm_fraction_out_of_range",
+}
+
+_TEMPLATE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Registration and segmentation settings of one mode.
+
+    Attributes
+    ----------
+    template_mm : float
+        Grid of the registration target (the 1 mm template resampled when > 1).
+    aff_iterations, aff_shrink, aff_sigmas : tuple of int
+        Affine stage: iterations, shrink factors and smoothing sigmas (voxels) per level.
+    syn_iterations : tuple of int
+        SyN iterations per level; the shrink factors are ``2**k`` down to 1 (ANTsPy).
+    n4_shrink : int
+        N4 shrink factor.
+    n4_iterations : tuple of int
+        N4 iterations per fitting level.
+    atropos_iterations : int
+        Atropos EM iterations.
+    """
+
+    template_mm: float
+    aff_iterations: tuple[int, ...]
+    aff_shrink: tuple[int, ...]
+    aff_sigmas: tuple[int, ...]
+    syn_iterations: tuple[int, ...]
+    n4_shrink: int
+    n4_iterations: tuple[int, ...]
+    atropos_iterations: int
+
+
+#: Full mode: registration to the 2 mm template (SyN down to 2 mm), longer schedules.
+FULL = Schedule(template_mm=2.0, aff_iterations=(500, 250, 100), aff_shrink=(4, 2, 1),
+                aff_sigmas=(2, 1, 0), syn_iterations=(100, 70, 40), n4_shrink=4,
+                n4_iterations=(50, 50, 30), atropos_iterations=5)
+#: Quick mode: coarser affine (to 4 mm), fewer SyN iterations.
+QUICK = Schedule(template_mm=2.0, aff_iterations=(300, 150), aff_shrink=(4, 2),
+                 aff_sigmas=(2, 1), syn_iterations=(60, 30, 15), n4_shrink=4,
+                 n4_iterations=(30, 20, 10), atropos_iterations=3)
+
+
+@dataclass
+class T1wResult:
+    """Everything :func:`segment_t1w` produced for one T1w.
+
+    Attributes
+    ----------
+    volumes : VolumeSet
+        Method ``"ants-atlas"``: ``volume_mm3`` (warped-region volume), extra column
+        ``gm_volume_mm3`` (GM-posterior-weighted), ICV from the brain mask.
+    labels_img : nibabel.Nifti1Image
+        The atlas labels in native space (nearest label at each native voxel; for display,
+        the volumes use the interpolated indicators).
+    brain_mask_img : nibabel.Nifti1Image
+        Native brain mask (uint8).
+    tissue_img : nibabel.Nifti1Image
+        Native tissue posteriors, 4-D (x, y, z, 3): CSF, GM, WM.
+    t1w_n4_img : nibabel.Nifti1Image
+        The bias-corrected T1w.
+    transforms : dict
+        ``{"forward": [...], "inverse": [...]}`` paths of the T1w -> MNI transforms (ANTs
+        order for ``ants.apply_transforms``) in ``transform_dir``; empty when no
+        ``transform_dir`` was given (the work folder is removed).
+    timings : dict
+        Seconds per step.
+    qc : dict
+        QC metrics (``registration_corr``, ``icv_mm3``, ``gm_wm_contrast``,
+        ``brain_fraction_gm``) and ``flags`` (the names of those out of :data:`QC_BOUNDS`).
+    """
+
+    volumes: Any
+    labels_img: Any
+    brain_mask_img: Any
+    tissue_img: Any
+    t1w_n4_img: Any
+    transforms: dict[str, list[Path]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    qc: dict[str, Any] = field(default_factory=dict)
+
+
+def _ants() -> Any:
+    from danemap._utils.optional import import_optional
+
+    return import_optional("ants", extra="ants", package="antspyx",
+                           purpose="the raw-T1w structural path")
+
+
+def _template_path() -> Path:
+    from danemap._utils.optional import find_optional
+
+    for folder in find_optional("nilearn", purpose="the MNI152 template"):
+        p = folder / "datasets" / "data" / _TEMPLATE
+        if p.is_file():
+            return p
+    raise InputError(f"nilearn's packaged MNI152 template {_TEMPLATE} is missing from its "
+                     "datasets/data folder; reinstall nilearn")
+
+
+def check_t1w_header(t1w: Any) -> tuple[Any, str]:
+    """Validate a T1w before loading it; return the (loaded) image and its name.
+
+    Parameters
+    ----------
+    t1w : path-like or nibabel image
+        The T1w.
+
+    Returns
+    -------
+    img : nibabel.Nifti1Image
+        The image (loaded through :func:`danemap.io.load_nifti` for a path).
+    name : str
+        The file name (or ``"<in-memory image>"``).
+
+    Raises
+    ------
+    InputError
+        A 4-D image, a voxel size outside [:data:`MIN_VOXEL_MM`, :data:`MAX_VOXEL_MM`] or a
+        field of view under :data:`MIN_FOV_MM` along an axis.
+    """
+    from danemap.io import load_nifti, load_nifti_header
+
+    if isinstance(t1w, str | os.PathLike):
+        name = str(t1w)
+        hdr = load_nifti_header(t1w, expect_ndim=3)
+        shape = tuple(int(s) for s in hdr.get_data_shape())
+        zooms = tuple(float(z) for z in hdr.get_zooms())
+    else:
+        name = "<in-memory image>"
+        shape = tuple(int(s) for s in t1w.shape)
+        zooms = tuple(float(z) for z in t1w.header.get_zooms())
+        if len(shape) == 4 and shape[3] == 1:
+            shape = shape[:3]
+        if len(shape) != 3:
+            raise InputError(f"{name}: dim: expected a 3-D T1w, found shape {shape}")
+    sp = zooms[:3]
+    for k, z in enumerate(sp):
+        if not MIN_VOXEL_MM <= z <= MAX_VOXEL_MM:
+            raise InputError(
+                f"{name}: pixdim[{k + 1}]: expected a voxel size between {MIN_VOXEL_MM} and "
+                f"{MAX_VOXEL_MM} mm for a T1w, found {z:g} (voxel sizes {sp})")
+    fov = [s * z for s, z in zip(shape[:3], sp, strict=True)]
+    for k, f in enumerate(fov):
+        if f < MIN_FOV_MM:
+            raise InputError(
+                f"{name}: dim[{k + 1}] x pixdim[{k + 1}]: expected a field of view of at least "
+                f"{MIN_FOV_MM:g} mm along every axis (a whole head), found "
+                f"{shape[k]} x {sp[k]:g} = {f:g} mm")
+    img = load_nifti(t1w, expect_ndim=3) if isinstance(t1w, str | os.PathLike) else t1w
+    return img, name
+
+
+@contextmanager
+def _work_folder(work_dir: Any, keep: bool) -> Iterator[Path]:
+    parent = None if work_dir is None else Path(os.fspath(work_dir))
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="danemap-ants-", dir=parent))
+    try:
+        yield path
+    except BaseException:
+        log.error("raw-T1w path failed; intermediate files kept in %s", path)
+        raise
+    if keep:
+        log.info("intermediate files kept in %s", path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def _seeded(ants: Any, seed: int) -> Iterator[None]:
+    old = ants.config._random_seed
+    ants.config._random_seed = int(seed)
+    try:
+        yield
+    finally:
+        ants.config._random_seed = old
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        log.info("raw T1w: %s ...", name)
+        yield
+        dt = time.perf_counter() - t0
+        self.timings[name] = dt
+        log.info("raw T1w: %s done in %.1f s", name, dt)
+
+
+def _ras_affine(img: Any) -> np.ndarray:
+    """RAS voxel-to-world affine of an ANTs image (ANTs stores LPS)."""
+    d = np.asarray(img.direction) * np.asarray(img.spacing)[None, :]
+    aff = np.eye(4)
+    aff[:3, :3] = d
+    aff[:3, 3] = img.origin
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    return flip @ aff
+
+
+def _n4(ants: Any, img: Any, sched: Schedule) -> Any:
+    return ants.n4_bias_field_correction(
+        img, shrink_factor=sched.n4_shrink,
+        convergence={"iters": list(sched.n4_iterations), "tol": 1e-7})
+
+
+def _load_template(ants: Any, sched: Schedule) -> tuple[Any, Any]:
+    tpl = ants.image_read(str(_template_path()))
+    if sched.template_mm != 1.0:
+        tpl = ants.resample_image(tpl, (sched.template_mm,) * 3, use_voxels=False,
+                                  interp_type=0)
+    arr = tpl.numpy()
+    mask = tpl.new_image_like((arr / arr.max() > 0.2).astype(np.float32))
+    return tpl, mask
+
+
+def _register(ants: Any, moving: Any, tpl: Any, tpl_mask: Any, sched: Schedule,
+              work: Path) -> dict[str, Any]:
+    r = max(1, round(FIXED_MASK_DILATE_MM / float(tpl.spacing[0])))
+    fixed_mask = ants.iMath(tpl_mask, "MD", r)
+    aff = ants.registration(
+        tpl, moving, type_of_transform="Affine", mask=fixed_mask, mask_all_stages=True,
+        aff_metric="mattes", aff_sampling=32, aff_random_sampling_rate=0.25,
+        aff_iterations=sched.aff_iterations, aff_shrink_factors=sched.aff_shrink,
+        aff_smoothing_sigmas=sched.aff_sigmas, outprefix=str(work / "aff_"))
+    syn = ants.registration(
+        tpl, moving, type_of_transform="SyNOnly", initial_transform=aff["fwdtransforms"],
+        mask=fixed_mask, mask_all_stages=True, syn_metric="mattes", syn_sampling=32,
+        reg_iterations=sched.syn_iterations, grad_step=0.2, flow_sigma=3, total_sigma=0,
+        outprefix=str(work / "syn_"))
+    return syn
+
+
+def _native_points(ants: Any, native: Any, tpl: Any, inverse: list[str]) -> np.ndarray:
+    """Template voxel coordinates (3, *native.shape) of every native voxel centre."""
+    # The template grid's voxel indices as three images, pulled back with linear
+    # interpolation (exact for a linear function); outside the template's field of view the
+    # value is -1e4 (outside every region).
+    idx = np.indices(tuple(tpl.shape), dtype=np.float32)
+    out = np.empty((3, *native.shape), dtype=np.float32)
+    for k in range(3):
+        w = ants.apply_transforms(native, tpl.new_image_like(idx[k]), transformlist=inverse,
+                                  whichtoinvert=[True, False], interpolator="linear",
+                                  defaultvalue=-1e4)
+        out[k] = w.numpy()
+    return out
+
+
+def _trilinear(pts: np.ndarray, shape: tuple[int, ...]) -> Iterator[tuple[np.ndarray, np.ndarray,
+                                                                          np.ndarray]]:
+    """Yield (flat atlas index, weight, valid) for the 8 corners of each point (3, n)."""
+    base = np.floor(pts).astype(np.int64)
+    frac = (pts - base).astype(np.float64)
+    dims = np.asarray(shape)[:, None]
+    for corner in range(8):
+        off = np.array([(corner >> a) & 1 for a in range(3)])[:, None]
+        c = base + off
+        valid = np.all((c >= 0) & (c < dims), axis=0)
+        w = np.ones(pts.shape[1])
+        for a in range(3):
+            w *= frac[a] if off[a, 0] else 1.0 - frac[a]
+        flat = np.ravel_multi_index(np.clip(c, 0, dims - 1), shape)
+        yield flat, w, valid
+
+
+def _region_sums(labels: np.ndarray, pts: np.ndarray, weights: list[np.ndarray],
+                 nlab: int) -> list[np.ndarray]:
+    """Per label, sum over points of (interpolated indicator x each weight array)."""
+    lab_flat = labels.ravel()
+    sums = [np.zeros(nlab) for _ in weights]
+    for flat, w, valid in _trilinear(pts, labels.shape):
+        lab = np.where(valid, lab_flat[flat], 0)
+        for s, extra in zip(sums, weights, strict=True):
+            s += np.bincount(lab, weights=w * extra, minlength=nlab)[:nlab]
+    return sums
+
+
+def _interp(values: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.map_coordinates(values, pts, order=1, mode="constant", cval=0.0)
+
+
+def segment_t1w(t1w: Any, atlas: Any, *, quick: bool = False, work_dir: Any = None,
+                keep_work: bool = False, transform_dir: Any = None, seed: int = DEFAULT_SEED,
+                n_threads: int | None = None) -> T1wResult:
+    """Regional volumes and ICV of a raw T1w by N4, registration to MNI152 and Atropos.
+
+    Parameters
+    ----------
+    t1w : path-like or nibabel image
+        The raw T1w (``anat/*_T1w.nii[.gz]``), any head pose.
+    atlas : Atlas
+        The DA/NE atlas in MNI152NLin2009cAsym space (:func:`danemap.atlas.load_atlas`).
+    quick : bool
+        Use :data:`QUICK` (coarser affine, fewer SyN iterations) instead of :data:`FULL`.
+    work_dir : path-like or None
+        Parent of the ``danemap-ants-*`` work folder (system temporary folder if None).
+    keep_work : bool
+        Keep the work folder after success (it is always kept after a failure).
+    transform_dir : path-like or None
+        Where to copy the T1w -> MNI transforms (``T1w_to_MNI_0GenericAffine.mat``,
+        ``T1w_to_MNI_1Warp.nii.gz``, ``T1w_to_MNI_1InverseWarp.nii.gz``) for reuse, e.g. by
+        a PET step.
+    seed : int
+        ANTs registration random seed (sampling); fixed for reproducible output.
+    n_threads : int or None
+        ITK threads; default ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` if set, else 2. Set
+        before the first ANTs call of the process (ITK reads it once).
+
+    Returns
+    -------
+    T1wResult
+        Volumes (``volume_mm3``: warped-region volume from linearly interpolated
+        indicators; ``gm_volume_mm3``: GM-posterior-weighted), native images, transforms,
+        timings and QC.
+
+    Raises
+    ------
+    InputError
+        A bad header (4-D, absurd voxel size, tiny field of view) or an atlas without
+        regions.
+    DependencyError
+        When ANTsPy (``antspyx``) is not installed.
+    """
+    import nibabel as nib
+    import pandas as pd
+
+    from danemap.markers.structural._volumes import VolumeSet
+
+    img, name = check_t1w_header(t1w)
+    if n_threads is not None:
+        os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(int(n_threads))
+    else:
+        os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(DEFAULT_THREADS))
+    ants = _ants()
+    sched = QUICK if quick else FULL
+    timer = _Timer()
+    labels = np.asarray(atlas.img.dataobj).astype(np.int32)
+    atlas_aff = np.asarray(atlas.img.affine, dtype=float)
+    regions = atlas.regions
+    if labels.ndim != 3 or not np.any(labels > 0):
+        raise InputError("atlas.img: expected a 3-D label image with regions, found none")
+    with _work_folder(work_dir, keep_work) as work, _seeded(ants, seed):
+        with timer.step("load"):
+            data = np.asarray(img.dataobj, dtype=np.float32)
+            if data.ndim == 4:
+                data = data[..., 0]
+            if not np.isfinite(data).all() or float(np.ptp(data)) == 0.0:
+                raise InputError(f"{name}: data: expected finite, non-constant intensities")
+            nimg = nib.Nifti1Image(np.clip(data, 0.0, None), img.affine)
+            nib.save(nimg, work / "t1w.nii.gz")
+            native = ants.image_read(str(work / "t1w.nii.gz"))
+        with timer.step("N4 bias correction"):
+            n4 = _n4(ants, native, sched)
+        with timer.step("registration (affine + SyN) to MNI152"):
+            tpl, tpl_mask = _load_template(ants, sched)
+            reg = _register(ants, n4, tpl, tpl_mask, sched, work)
+        fwd, inv = list(reg["fwdtransforms"]), list(reg["invtransforms"])
+        log.debug("transforms: forward %s, inverse %s", fwd, inv)
+        with timer.step("brain extraction and atlas to native space"):
+            pts_tpl = _native_points(ants, n4, tpl, inv)
+            frac = _interp(tpl_mask.numpy().astype(np.float64),
+                           pts_tpl.reshape(3, -1)).reshape(n4.shape)
+            mask = frac >= 0.5
+            # the atlas grid maps to the template grid by an affine (both MNI)
+            m = np.linalg.solve(atlas_aff, _ras_affine(tpl))
+            pts = (m[:3, :3] @ pts_tpl.reshape(3, -1) + m[:3, 3:4])
+        with timer.step("tissue segmentation (Atropos, k-means, 3 classes)"):
+            mask_img = n4.new_image_like(mask.astype(np.float32))
+            seg = ants.atropos(a=n4, x=mask_img, i="Kmeans[3]", m="[0.1,1x1x1]",
+                               c=f"[{sched.atropos_iterations},0]", priorweight=0.0)
+            probs = np.stack([p.numpy() for p in seg["probabilityimages"]], axis=-1)
+        with timer.step("regional volumes"):
+            zooms = np.asarray(n4.spacing, dtype=float)
+            voxvol = float(np.prod(zooms))
+            gm = probs[..., 1].ravel().astype(np.float64)
+            nlab = int(labels.max()) + 1
+            vol, gmv = _region_sums(labels, pts, [np.ones(gm.size), gm], nlab)
+            vol *= voxvol
+            gmv *= voxvol
+            near = np.rint(pts).astype(np.int64)
+            ok = np.all((near >= 0) & (near < np.asarray(labels.shape)[:, None]), axis=0)
+            lab_native = np.zeros(near.shape[1], dtype=np.int16)
+            lab_native[ok] = labels[tuple(near[:, ok])]
+            lab_native = lab_native.reshape(n4.shape)
+            icv = float(frac.sum() * voxvol)
+            arr = n4.numpy()
+            seg_lab = seg["segmentation"].numpy()
+            mean_gm = float(arr[seg_lab == 2].mean()) if np.any(seg_lab == 2) else np.nan
+            mean_wm = float(arr[seg_lab == 3].mean()) if np.any(seg_lab == 3) else np.nan
+            warped = reg["warpedmovout"].numpy()
+            inside = tpl_mask.numpy() > 0
+            corr = float(np.corrcoef(warped[inside], tpl.numpy()[inside])[0, 1])
+            qc: dict[str, Any] = {
+                "registration_corr": corr,
+                "icv_mm3": icv,
+                "gm_wm_contrast": mean_wm / mean_gm if mean_gm > 0 else np.nan,
+                "brain_fraction_gm": float(probs[..., 1][mask].sum() / max(mask.sum(), 1)),
+            }
+            flags = [QC_FLAGS[k] for k, (lo, hi) in QC_BOUNDS.items()
+                     if not (np.isfinite(qc[k]) and lo <= qc[k] <= hi)]
+            qc["flags"] = flags
+            rows = []
+            for idx, rname, hemi in zip(regions["index"], regions["name"],
+                                        regions["hemisphere"], strict=True):
+                v = float(vol[int(idx)]) if int(idx) < nlab else 0.0
+                g = float(gmv[int(idx)]) if int(idx) < nlab else 0.0
+                rf = list(flags) + ([] if v > 0 else ["empty_region"])
+                rows.append({"region": str(rname), "hemisphere": str(hemi), "volume_mm3": v,
+                             "method": "ants-atlas", "enigma": "", "qc": ";".join(rf),
+                             "gm_volume_mm3": g})
+            table = pd.DataFrame(rows)
+        transforms: dict[str, list[Path]] = {}
+        if transform_dir is not None:
+            tdir = Path(os.fspath(transform_dir))
+            tdir.mkdir(parents=True, exist_ok=True)
+            rename: dict[str, Path] = {}
+            for f in dict.fromkeys(fwd + inv):
+                fp = Path(f)
+                dest = tdir / ("T1w_to_MNI_" + fp.name.split("_", 1)[1])
+                shutil.copyfile(fp, dest)
+                rename[f] = dest
+            transforms = {"forward": [rename[f] for f in fwd],
+                          "inverse": [rename[f] for f in inv]}
+        affine_n = _ras_affine(n4)
+        result = T1wResult(
+            volumes=VolumeSet(
+                table=table, icv_mm3=icv, icv_method="brain mask + CSF", method="ants-atlas",
+                source=Path(name), like_freesurfer=False,
+                provenance={"program": "ANTsPy", "version": getattr(ants, "__version__", ""),
+                            "mode": "quick" if quick else "full", "schedule": sched,
+                            "seed": int(seed), "template": _TEMPLATE,
+                            "threads": os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"),
+                            "atropos_init": "Kmeans[3]"}),
+            labels_img=nib.Nifti1Image(lab_native, affine_n),
+            brain_mask_img=nib.Nifti1Image(mask.astype(np.uint8), affine_n),
+            tissue_img=nib.Nifti1Image(probs.astype(np.float32), affine_n),
+            t1w_n4_img=nib.Nifti1Image(arr.astype(np.float32), affine_n),
+            transforms=transforms, timings=timer.timings, qc=qc)
+    log.info("raw T1w %s: ICV %.0f mm3, registration r %.3f, QC flags %s, %.1f s in all",
+             name, icv, corr, flags or "none", sum(timer.timings.values()))
+    return result
