@@ -25,7 +25,8 @@ from integrating the compartment ODEs, not from the models' operational equation
   ``σ_i ∝ sqrt(C_i exp(λ t_i) / Δt_i)`` (counting statistics of decay-corrected data,
   ``t_i`` the frame mid-time, ``λ = ln 2 / T½``, [11C] ``T½ = 20.334`` min), scaled so that
   ``level`` is the coefficient of variation of the mid-scan frame (the frame containing
-  the scan's middle time) of each TAC (or of a given reference curve).
+  the scan's middle time; the earlier one if that time is a boundary) of each TAC (or of
+  a given reference curve).
 """
 
 from __future__ import annotations
