@@ -233,15 +233,16 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
         raise InputError(f"{participants}: the group level needs participants.tsv "
                          "(participant_id, group, covariates)")
     # every problem of the table (ids, duplicates, unknown groups, ages) in one error
-    read_participants(participants, groups=(config.stats.case, config.stats.control),
-                      group_column=config.stats.group)
+    ptable = read_participants(participants, groups=(config.stats.case, config.stats.control),
+                               group_column=config.stats.group)
     writer = DerivativesWriter(output_dir, config=config, bids_dir=bids_dir, describe=False)
     group_dir = writer.root / "group"
     tables = [table for family in families(config.run.markers or None)
               for table in family.collect(writer.root, atlas_name(config.run.atlas), config)]
     write_json(group_dir / MANIFEST, {"tables": [
         {"name": t.name, "title": t.title, "kind": t.kind, "analyses": list(t.analyses),
-         "family": t.family, "path": t.path.name, "icv": t.icv or None} for t in tables]})
+         "family": t.family, "path": t.path.name, "icv": t.icv or None,
+         "moderator": t.moderator or None} for t in tables]})
     reference = resolve_reference(config.stats.reference, config.stats.reference_age,
                                   start=Path.cwd())
     atomic_write_text(group_dir / "config.toml", config.to_toml())
@@ -254,9 +255,13 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
             continue
         name = table.name
         log.info("group statistics on %s", table.path.name)
+        cfg = config
+        if table.moderator and not config.stats.glm.moderator \
+                and table.moderator in ptable.columns:
+            cfg = config.updated({"stats": {"glm": {"moderator": table.moderator}}})
         try:
             summaries[name] = run_stats(table.path, participants, group_dir / "stats" / name,
-                                        config=config, analyses=table.analyses,
+                                        config=cfg, analyses=table.analyses,
                                         networks=networks, on_error="record",
                                         icv_feature=table.icv or None,
                                         reference=reference if "reference" in table.analyses

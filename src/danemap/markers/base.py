@@ -64,6 +64,11 @@ class GroupTable:
         The column holding each participant's intracranial volume (a volume table's
         ``ICV``): the statistics take it as the ICV covariate, not as a feature. Empty:
         none.
+    moderator : str
+        A ``participants.tsv`` column whose levels moderate the case-control effect
+        (``med_status`` for DAT binding): when the column exists and ``[stats.glm]
+        moderator`` is not set, the GLM adds the effect of each level's cases against all
+        controls. Empty: none.
     """
 
     name: str
@@ -73,6 +78,7 @@ class GroupTable:
     analyses: tuple[str, ...]
     family: str = ""
     icv: str = ""
+    moderator: str = ""
 
     @property
     def analysed(self) -> bool:
