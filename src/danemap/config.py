@@ -183,10 +183,38 @@ class StructuralConfig:
 
 @dataclass
 class PetConfig:
-    """PET/SPECT quantification settings."""
+    """PET/SPECT quantification settings (``[pet]``); empty values take the tracer's default.
 
-    reference_region: str = "occipital"
+    Parameters
+    ----------
+    reference_region : str
+        ``"occipital"`` (the DaTscan default), ``"cerebellum"`` (cerebellar hemispheres
+        without the vermis), ``"caudate"`` (NET tracers), an atlas region name, or a mask
+        image path; empty: the tracer's default.
+    fwhm_mm : float
+        Scanner PSF FWHM (mm) of the partial-volume correction; 0: the tracer's default
+        (SPECT 10 mm, PET 5 mm).
+    pvc : {"gtm", "rbv", "none"}
+        Partial-volume correction reported beside the uncorrected values (GTM, Rousset
+        1998; RBV, Thomas 2011, adds a voxel-wise corrected image).
+    space : {"auto", "MNI", "native"}
+        Whether images are already in MNI space (see :mod:`danemap.markers.pet._normalise`).
+    template : str
+        Tracer template for images without a T1w (``--pet-template``); empty: one
+        synthesised from the atlas.
+    models : list of str
+        Reference-tissue models of a dynamic series: ``"srtm"``, ``"mrtm2"``, ``"logan"``.
+    map_model : str
+        The model of the voxel-wise BP_ND map.
+    """
+
+    reference_region: str = ""
     fwhm_mm: float = 0.0
+    pvc: str = "gtm"
+    space: str = "auto"
+    template: str = ""
+    models: list[str] = field(default_factory=lambda: ["srtm", "mrtm2", "logan"])
+    map_model: str = "srtm"
 
 
 @dataclass

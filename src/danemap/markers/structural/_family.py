@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,14 +125,17 @@ class StructuralFamily(MarkerFamily):
         return StructuralResult(vs)
 
     def _from_t1w(self, item: StructuralInput, atlas: Any, config: Config) -> StructuralResult:
+        from danemap.io import write_json
         from danemap.markers.structural._ants import segment_t1w
 
-        ses = f"_{item.session.session}" if item.session.session else ""
-        work = _work_root(config) / f"structural_{item.session.participant}{ses}"
-        res = segment_t1w(item.path, atlas, quick=config.structural.quick, work_dir=work,
-                          keep_work=config.structural.keep_work,
-                          transform_dir=work.with_name(work.name + "_xfm"),
-                          n_threads=None)
+        xfm = _transform_dir(item.session, config)
+        res = segment_t1w(item.path, atlas, quick=config.structural.quick,
+                          work_dir=_work_root(config), keep_work=config.structural.keep_work,
+                          transform_dir=xfm)
+        # the PET family reuses the transforms (cached_t1w_transforms)
+        write_json(xfm / "transforms.json", {
+            "t1w": str(item.path), "forward": [str(p) for p in res.transforms["forward"]],
+            "inverse": [str(p) for p in res.transforms["inverse"]]})
         return StructuralResult(res.volumes, res)
 
     def write(self, result: StructuralResult, writer: Any, item: StructuralInput,
@@ -193,6 +195,42 @@ def _work_root(config: Config) -> Path:
         / "danemap-work"
 
 
+def _transform_dir(session: SessionData, config: Config) -> Path:
+    ses = f"_{session.session}" if session.session else ""
+    return _work_root(config) / "transforms" / f"{session.participant}{ses}"
+
+
+def cached_t1w_transforms(session: SessionData, config: Config
+                          ) -> tuple[Any, list[str]] | None:
+    """Return the session's T1w and its T1w -> MNI transforms, if computed in this work folder.
+
+    The raw-T1w path leaves them in ``<work>/transforms/sub-XX[_ses-YY]`` (and copies them
+    into the derivatives), so the PET family registers PET to the T1w only.
+
+    Parameters
+    ----------
+    session : SessionData
+        The participant's session.
+    config : Config
+        The configuration (``[run] work_dir``).
+
+    Returns
+    -------
+    (nibabel image, list of str) or None
+        The T1w and the forward transforms (ANTs order); None when there are none.
+    """
+    from danemap.io import load_nifti, read_json
+
+    record = _transform_dir(session, config) / "transforms.json"
+    if not record.is_file():
+        return None
+    info = read_json(record, "transform record")
+    paths = [str(p) for p in info.get("forward", [])]
+    if not paths or not all(Path(p).is_file() for p in paths) or not Path(info["t1w"]).is_file():
+        return None
+    return load_nifti(info["t1w"], expect_ndim=3), paths
+
+
 def _write_t1w_outputs(res: Any, writer: Any, sub: str, ses: str | None,
                        atlas_name: str) -> list[Path]:
     """Write the native-space atlas, the T1w->MNI transforms and the QC figure of a T1w."""
@@ -200,23 +238,18 @@ def _write_t1w_outputs(res: Any, writer: Any, sub: str, ses: str | None,
     from danemap.markers.structural._qc import write_qc_figure
 
     label = _label(ses)
-    out: list[Path] = []
-    dseg = writer.path(sub, "anat", "dseg", ".nii.gz", ses=label, space="T1w",
-                       atlas=atlas_name)
-    img = res.native_labels
-    out.append(write_nifti(img, dseg))
-    for src in getattr(res, "transforms", []) or []:
+    out = [write_nifti(res.labels_img, writer.path(sub, "anat", "dseg", ".nii.gz", ses=label,
+                                                   space="T1w", atlas=atlas_name))]
+    for src in res.transforms.get("forward", []):
         src = Path(src)
-        ext = "".join(src.suffixes)
-        kind = "warp" if "warp" in src.name.lower() else "affine"
+        kind = "warp" if src.name.endswith(".nii.gz") else "affine"
+        ext = ".nii.gz" if kind == "warp" else src.suffix
         dest = writer.path(sub, "anat", "xfm", ext, ses=label, desc=kind)
-        dest = dest.with_name(dest.name.replace("_desc-", "_from-T1w_to-MNI152NLin2009cAsym_"
-                                                "mode-image_desc-"))
-        atomic_write_bytes(dest, src.read_bytes())
-        out.append(dest)
-    if getattr(res, "transform_dir", None):
-        shutil.rmtree(res.transform_dir, ignore_errors=True)
+        dest = dest.with_name(dest.name.replace(
+            "_desc-", "_from-T1w_to-MNI152NLin2009cAsym_mode-image_desc-"))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        out.append(atomic_write_bytes(dest, src.read_bytes()))
     fig = writer.path(sub, "figures", "T1w", ".png", ses=label, atlas=atlas_name, desc="qc")
-    write_qc_figure(res.t1w_image, img, fig)
+    write_qc_figure(res.t1w_n4_img, res.labels_img, fig)
     out.append(fig)
     return out
