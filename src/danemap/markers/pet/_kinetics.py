@@ -106,6 +106,9 @@ class KineticFit:
         Start (minutes) of the first frame used in the fit.
     intercept : numpy.ndarray
         Logan plot intercept (NaN for the other models).
+    at_bound : numpy.ndarray of bool
+        SRTM: the best ``θ`` is the first or last grid value (a constrained fit; typical
+        of reference-like voxels, where ``θ`` is not identifiable); False elsewhere.
     """
 
     model: str
@@ -117,11 +120,13 @@ class KineticFit:
     rss: np.ndarray
     t_star: float
     intercept: np.ndarray
+    at_bound: np.ndarray
 
     def as_dict(self) -> dict[str, np.ndarray]:
-        """Return the array fields by name (``bpnd``, ``r1``, ``k2``, ``k2a``, ...)."""
+        """Return the array fields by name (``bpnd``, ``r1``, ... ``at_bound``)."""
         return {"bpnd": self.bpnd, "r1": self.r1, "k2": self.k2, "k2a": self.k2a,
-                "k2_ref": self.k2_ref, "rss": self.rss, "intercept": self.intercept}
+                "k2_ref": self.k2_ref, "rss": self.rss, "intercept": self.intercept,
+                "at_bound": self.at_bound}
 
 
 # --------------------------------------------------------------------------- validation
@@ -380,10 +385,11 @@ def _out(single: bool, x: np.ndarray) -> np.ndarray:
 
 def _fit(model: str, single: bool, t_star: float, bp: np.ndarray, r1: np.ndarray,
          k2: np.ndarray, k2a: np.ndarray, k2_ref: np.ndarray, rss: np.ndarray,
-         intercept: np.ndarray) -> KineticFit:
+         intercept: np.ndarray, at_bound: np.ndarray | None = None) -> KineticFit:
+    bound = np.zeros(bp.shape, dtype=bool) if at_bound is None else at_bound
     return KineticFit(model, _out(single, bp), _out(single, r1), _out(single, k2),
                       _out(single, k2a), _out(single, k2_ref), _out(single, rss),
-                      float(t_star), _out(single, intercept))
+                      float(t_star), _out(single, intercept), _out(single, bound))
 
 
 def _degenerate(ct: np.ndarray, use: np.ndarray, model: str) -> np.ndarray:
@@ -397,7 +403,7 @@ def _degenerate(ct: np.ndarray, use: np.ndarray, model: str) -> np.ndarray:
 # ------------------------------------------------------------------------------ SRTM
 def srtm(ct: Any, cr: Any, start: Any, end: Any, *, theta: Any = None,
          weights: Any = None, refine: bool = True,
-         chunk_size: int = CHUNK_VOXELS) -> KineticFit:
+         chunk_size: int = CHUNK_VOXELS, warn: bool = True) -> KineticFit:
     """Fit SRTM by the basis-function method (Lammertsma & Hume 1996; Gunn et al. 1997).
 
     Parameters
@@ -418,12 +424,14 @@ def srtm(ct: Any, cr: Any, start: Any, end: Any, *, theta: Any = None,
     chunk_size : int
         Voxels per block of the grid search (bounds memory to about
         ``16 * len(theta) * chunk_size`` bytes).
+    warn : bool
+        Log a warning when voxels have their best ``θ`` at the edge of the grid.
 
     Returns
     -------
     KineticFit
         ``bpnd``, ``r1``, ``k2``, ``k2a`` (= the fitted ``θ``), ``k2_ref = k2 / R1``,
-        ``rss``; ``t_star`` is the first frame's start.
+        ``rss``, ``at_bound``; ``t_star`` is the first frame's start.
 
     Raises
     ------
@@ -498,7 +506,7 @@ def srtm(ct: Any, cr: Any, start: Any, end: Any, *, theta: Any = None,
             rss[sel] = rs[better]
     zero = _degenerate(y, w > 0, "srtm")
     at_edge = ((best == 0) | (best == nb - 1)) & ~zero
-    if at_edge.any():
+    if warn and at_edge.any():
         logger.warning("srtm: the best theta of %d voxel(s) is at the edge of the grid "
                        "[%g, %g] /min; widen `theta` if this is not noise", int(at_edge.sum()),
                        th[0], th[-1])
@@ -509,7 +517,7 @@ def srtm(ct: Any, cr: Any, start: Any, end: Any, *, theta: Any = None,
     for arr in (bp, r1, k2, k2a, k2_ref, rss):
         arr[zero] = np.nan
     return _fit("srtm", single, float(s[0]), bp, r1, k2, np.asarray(k2a, dtype=float),
-                k2_ref, rss, _nan((m,)))
+                k2_ref, rss, _nan((m,)), at_edge)
 
 
 # ------------------------------------------------------------------------------ MRTM
@@ -815,7 +823,8 @@ def parametric_map(data4d: Any, mask: Any, start: Any, end: Any, ref_tac: Any,
     -------
     dict of str to numpy.ndarray
         3-D float64 maps ``bpnd``, ``r1``, ``k2``, ``k2a``, ``k2_ref``, ``rss``,
-        ``intercept`` (NaN outside the mask) and ``t_star`` (0-d).
+        ``intercept``, ``at_bound`` (1.0 where the SRTM ``θ`` is at the grid edge), NaN
+        outside the mask, and ``t_star`` (0-d).
 
     Raises
     ------
@@ -857,7 +866,9 @@ def parametric_map(data4d: Any, mask: Any, start: Any, end: Any, ref_tac: Any,
         kwargs["t_star"] = logan_t_star(mean / n_vox, ref_tac, s, e, kwargs.get("k2_ref"))
         logger.info("parametric_map: Logan t* = %g min from the mask's mean TAC",
                     kwargs["t_star"])
-    names = ("bpnd", "r1", "k2", "k2a", "k2_ref", "rss", "intercept")
+    if model == "srtm":
+        kwargs["warn"] = False
+    names = ("bpnd", "r1", "k2", "k2a", "k2_ref", "rss", "intercept", "at_bound")
     flat = {k: np.full(n_vox, np.nan) for k in names}
     t_star = np.nan
     for c0 in range(0, n_vox, int(chunk_size)):
@@ -867,6 +878,11 @@ def parametric_map(data4d: Any, mask: Any, start: Any, end: Any, ref_tac: Any,
         for k, v in fit.as_dict().items():
             flat[k][c0:c0 + block.shape[1]] = v
         t_star = fit.t_star
+    n_bound = int(np.nansum(flat["at_bound"]))
+    if n_bound:
+        logger.warning("parametric_map: the SRTM theta of %d of %d voxels is at the edge of "
+                       "the grid (reference-like voxels, or widen `theta`); see the "
+                       "'at_bound' map", n_bound, n_vox)
     out: dict[str, np.ndarray] = {}
     for k in names:
         vol = np.full(m.shape, np.nan)
