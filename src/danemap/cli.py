@@ -65,10 +65,34 @@ def build_bids_app_parser() -> argparse.ArgumentParser:
     g.add_argument("--atlas", default=None, metavar="danemap|LABELS.nii.gz",
                    help="'danemap' (the built-in DA/NE atlas, default) or a user label image "
                    "with its region table (same stem, .tsv) beside it")
+    g.add_argument("--markers", nargs="+", default=None, metavar="FAMILY",
+                   choices=["functional", "structural", "pet"],
+                   help="marker families to run (default: every family, each on the data "
+                   "it finds)")
+    g.add_argument("-w", "--work-dir", default=None, metavar="DIR",
+                   help="intermediate files (kept for a participant that fails; default: "
+                   "the system temporary folder)")
     g = p.add_argument_group("functional")
     g.add_argument("--denoise-strategy", default=None,
                    choices=["simple", "scrubbing", "compcor", "custom"])
     g.add_argument("--fd-threshold", type=float, default=None)
+    g = p.add_argument_group("structural")
+    g.add_argument("--quick", action="store_const", const=True, default=None,
+                   help="raw-T1w path: coarser registration, fewer iterations")
+    g.add_argument("--structural-inputs", nargs="+", default=None, metavar="KIND",
+                   choices=["aseg", "synthseg", "dseg", "t1w"],
+                   help="structural inputs in order of preference (default: aseg synthseg "
+                   "dseg t1w)")
+    g = p.add_argument_group("PET/SPECT")
+    g.add_argument("--pet-space", default=None, choices=["auto", "MNI", "native"],
+                   help="whether PET images are already in MNI space (default: auto)")
+    g.add_argument("--pet-template", default=None, metavar="TEMPLATE.nii.gz",
+                   help="tracer template (MNI) for PET without a T1w")
+    g.add_argument("--pet-reference", default=None, metavar="REGION",
+                   help="reference region (occipital, cerebellum, caudate, a region name or "
+                   "a mask); default: the tracer's")
+    g.add_argument("--pvc", default=None, choices=["gtm", "rbv", "none"],
+                   help="partial-volume correction reported beside the uncorrected values")
     _add_common(p)
     return p
 
@@ -127,7 +151,15 @@ def _run_bids_app(argv: list[str]) -> int:
                       else str(Path(args.atlas).resolve())),
         },
         "functional": {"strategy": args.denoise_strategy, "fd_threshold": args.fd_threshold},
+        "structural": {"quick": args.quick, "inputs": args.structural_inputs},
+        "pet": {"space": args.pet_space, "reference_region": args.pet_reference,
+                "pvc": args.pvc,
+                "template": None if args.pet_template is None
+                else str(Path(args.pet_template).resolve())},
     }
+    overrides["run"].update(markers=args.markers,
+                            work_dir=None if args.work_dir is None
+                            else str(Path(args.work_dir).resolve()))
     # refused before the run log is opened: nothing is ever written into the input
     check_output_not_in_input(args.bids_dir, args.output_dir)
     with run_log(args.output_dir, args.analysis_level, ["danemap", *argv]) as logfile:
