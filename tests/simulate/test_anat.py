@@ -147,3 +147,86 @@ def test_cohort_labels_realise_planted_group_shift(tmp_path, atlas):
     shift = np.mean(adj["ADHD"]) - np.mean(adj["TD"])
     assert planted < -0.09 and shift < 0.0
     assert shift == pytest.approx(planted, abs=0.06)
+
+
+# --- realistic path: Colin27 base, head pose, bias field, Rician noise, site contrast ---
+
+def _colin_or_skip():
+    from danemap.simulate._anat import COLIN27_PATH
+
+    if not COLIN27_PATH.is_file():
+        pytest.skip(f"{COLIN27_PATH} missing (Debian package mricron-data)")
+
+
+def test_realistic_truth_measured_from_written_grid(atlas):
+    """Interpolated-indicator truth vs the written dseg's voxel counts vs the intended factor."""
+    from scipy import ndimage
+
+    from danemap.simulate._anat import realistic_t1w_arrays
+
+    _colin_or_skip()
+    t1, lab, _, tr = realistic_t1w_arrays(atlas, [3, 1], "TD", SimulationEffects(),
+                                               base="colin27", contrast=1.1)
+    assert t1.shape == lab.shape == atlas.img.shape
+    counts = np.bincount(lab.ravel().astype(int), minlength=int(lab.max()) + 1)
+    index = dict(zip(atlas.regions["name"], atlas.regions["index"], strict=True))
+    for name, tpl in tr["template_volume_mm3"].items():
+        assert tr["dseg_volume_mm3"][name] == counts[index[name]] * 8.0
+        if tpl < 5000.0:
+            continue
+        assert tr["volume_mm3"][name] == pytest.approx(tr["dseg_volume_mm3"][name], rel=0.04)
+        assert tr["volume_mm3"][name] == pytest.approx(tr["intended_volume_mm3"][name],
+                                                       rel=0.06), name
+    # the pose moved the brain off the template grid: labels no longer match the atlas
+    base = np.asarray(atlas.img.dataobj)
+    assert (lab != base).mean() > 0.02
+    assert max(abs(a) for a in tr["pose"]["rotation_deg"]) <= 8.0
+    # Rician noise: a positive floor outside the head, no negative values
+    assert t1.min() >= 0.0 and np.median(t1[:5, :5, :5]) > 5.0
+    # reference for the interpolated volume: scipy's zoom-free check on one region
+    src = np.indices(base.shape).reshape(3, -1).astype(float)
+    ref = ndimage.map_coordinates((base == 11).astype(float), src, order=1).sum() * 8.0
+    assert ref == pytest.approx(tr["template_volume_mm3"]["Caudate_L"], rel=1e-9)
+
+
+def test_realistic_deterministic_and_seeded(atlas):
+    from danemap.simulate._anat import realistic_t1w_arrays
+
+    eff = SimulationEffects()
+    a = realistic_t1w_arrays(atlas, [1, 2], "ADHD", eff, base="mni152")
+    b = realistic_t1w_arrays(atlas, [1, 2], "ADHD", eff, base="mni152")
+    c = realistic_t1w_arrays(atlas, [1, 3], "ADHD", eff, base="mni152")
+    assert np.array_equal(a[0], b[0]) and a[3] == b[3]
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_colin27_missing_is_input_error(tmp_path, monkeypatch):
+    from danemap.simulate import _anat, simulate_cohort
+
+    monkeypatch.setattr(_anat, "COLIN27_PATH", tmp_path / "nope.nii.gz")
+    with pytest.raises(InputError, match="mricron-data"):
+        simulate_cohort(tmp_path / "ds", n_subjects=2, n_sites=1, modalities=("anat",),
+                        anat_base="colin27")
+    with pytest.raises(InputError, match="anat_base: expected one of"):
+        simulate_cohort(tmp_path / "ds2", n_subjects=2, n_sites=1, modalities=("anat",),
+                        anat_base="colin")
+
+
+def test_colin27_cohort_json_and_labels(tmp_path):
+    from danemap.io import load_nifti
+    from danemap.simulate import simulate_cohort
+
+    _colin_or_skip()
+    root = simulate_cohort(tmp_path / "ds", n_subjects=2, n_sites=1, seed=3,
+                           modalities=("anat",), anat_base="colin27")
+    truth = json.loads((root / "ground_truth.json").read_text())
+    assert truth["parameters"]["anat_base"] == "colin27"
+    assert truth["parameters"]["anat_realistic"] is True
+    for sub, p in truth["participants"].items():
+        meta = json.loads((root / sub / "anat" / f"{sub}_T1w.json").read_text())
+        assert "NOT in MNI space" in meta["Note"]
+        dseg = load_nifti(root / "derivatives/danemap-sim" / sub / "anat" / f"{sub}_dseg.nii.gz",
+                          expect_ndim=3)
+        lab = np.asarray(dseg.dataobj).astype(int)
+        assert p["anat"]["dseg_volume_mm3"]["Putamen_L"] == (lab == 13).sum() * 8.0
+        assert "pose" in p["anat"] and p["anat"]["base"] == "colin27"

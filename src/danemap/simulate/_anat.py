@@ -301,30 +301,53 @@ def simulate_t1w(atlas: Any, seed: int | Sequence[int] = 0, *, group: str = "TD"
 
 
 def anat_subject(out: Path, sub: str, row: dict[str, Any], site: dict[str, Any], atlas: Any,
-                 idx: int, seed: int, res: int, eff: SimulationEffects) -> dict[str, Any]:
-    """Write one participant's T1w and warped labels; return their truth."""
-    t1w, lab, affine, truth = t1w_arrays(
-        atlas, [seed, STREAMS["anat"], idx], row["group"], eff,
-        site["volume_bias_log"], site["t1_intensity_scale"],
-    )
+                 idx: int, seed: int, res: int, eff: SimulationEffects,
+                 base: str = "mni152", realistic: bool | None = None) -> dict[str, Any]:
+    """Write one participant's T1w and warped labels; return their truth.
+
+    ``realistic`` (default: true for the Colin27 base, false for MNI152, whose legacy
+    output stays byte-identical) selects :func:`realistic_t1w_arrays`: head pose, bias
+    field, Rician noise and site contrast; the T1w is then not in MNI space and its labels
+    are written as ``{sub}_dseg.nii.gz`` (the T1w's own grid).
+    """
+    if base not in ANAT_BASES:
+        raise InputError(f"anat_base: expected one of {list(ANAT_BASES)}, found {base!r}")
+    real = (base == "colin27") if realistic is None else bool(realistic)
     zooms = (float(res),) * 3
+    if real:
+        t1w, lab, affine, truth = realistic_t1w_arrays(
+            atlas, [seed, STREAMS["anat"], idx], row["group"], eff, base,
+            site["volume_bias_log"], site["t1_intensity_scale"],
+            site_contrast(dict(site, name=row.get("site", "site-1")), seed))
+        note = (f"{'Colin27' if base == 'colin27' else 'MNI152 2009 template'} brain warped by a "
+                "planted deformation, in a random head pose (NOT in MNI space), with a bias "
+                "field, Rician noise and a site contrast")
+        dseg_name = f"{sub}_dseg.nii.gz"
+    else:
+        t1w, lab, affine, truth = t1w_arrays(
+            atlas, [seed, STREAMS["anat"], idx], row["group"], eff,
+            site["volume_bias_log"], site["t1_intensity_scale"],
+        )
+        note = "MNI152 2009c template warped by a planted deformation; already in MNI space"
+        dseg_name = f"{sub}_space-MNI152NLin2009cAsym_res-{res}_dseg.nii.gz"
     write_bytes(out / sub / "anat" / f"{sub}_T1w.nii.gz", nifti_bytes(t1w, affine, zooms=zooms))
     write_json(out / sub / "anat" / f"{sub}_T1w.json", {
         "Manufacturer": "danemap simulator", "MagneticFieldStrength": 3,
         "MRAcquisitionType": "3D", "PulseSequenceType": "MPRAGE (simulated)",
-        "Note": "MNI152 2009c template warped by a planted deformation; already in MNI space",
+        "Note": note,
     })
-    dseg = (out / "derivatives" / "danemap-sim" / sub / "anat"
-            / f"{sub}_space-MNI152NLin2009cAsym_res-{res}_dseg.nii.gz")
+    dseg = out / "derivatives" / "danemap-sim" / sub / "anat" / dseg_name
     write_bytes(dseg, nifti_bytes(lab, affine, dtype=np.int16, zooms=zooms))
     keep = ("icv_mm3", "icv_log_factor", "log_volume_factor", "volume_mm3",
-            "intended_volume_mm3", "intended_volume_factor")
-    return {k: truth[k] for k in keep}
+            "intended_volume_mm3", "intended_volume_factor", "dseg_volume_mm3", "pose",
+            "contrast", "base")
+    return {k: truth[k] for k in keep if k in truth}
 
 
 def anat_summary(per: dict[str, Any], eff: SimulationEffects) -> dict[str, Any]:
     """Cohort-level structural truth: planted d and realised group means."""
-    names = list(next(iter(per.values()))["anat"]["volume_mm3"])
+    first = next(iter(per.values()))["anat"]
+    names = list(first["volume_mm3"])
     means: dict[str, dict[str, float | None]] = {}
     for n in names:
         means[n] = {}
@@ -348,7 +371,215 @@ def anat_summary(per: dict[str, Any], eff: SimulationEffects) -> dict[str, Any]:
                         "best pass kept)"),
         "intended_definition": ("intended_volume_mm3 = template volume x intended_volume_factor"
                                 " = template x exp(log_volume_factor + icv_log_factor)"),
-        "volume_definition": "voxel count of the warped atlas labels x voxel volume (mm3)",
+        "volume_definition": (
+            "voxel count of the warped atlas labels x voxel volume (mm3)" if "pose" not in first
+            else "sum over the written T1w's voxels of each atlas region's indicator "
+                 "interpolated linearly at the voxel's source position x voxel volume (mm3), "
+                 "in the written T1w's grid; dseg_volume_mm3: voxel count of the written dseg"),
+        "base": first.get("base", "mni152"),
         "realised_volume_group_mean_mm3": means,
         "labels": "derivatives/danemap-sim/sub-*/anat/*_dseg.nii.gz",
     }
+
+
+# --- Realistic T1w: a real base brain, head pose, bias field, Rician noise, site contrast ---
+
+#: Colin27 (Holmes 1998) single-subject T1 of the Debian package mricron-data; AAL (and so the
+#: danemap atlas) was drawn on it.
+COLIN27_PATH = Path("/usr/share/mricron/templates/ch2.nii.gz")
+COLIN27_BRAIN_PATH = Path("/usr/share/mricron/templates/ch2bet.nii.gz")
+ANAT_BASES = ("mni152", "colin27")
+POSE_MAX_DEG = 8.0  # uniform in [-8, 8] degrees about each axis
+POSE_MAX_MM = 8.0  # uniform in [-8, 8] mm along each axis
+BIAS_AMPLITUDE = 0.15  # peak-to-centre log amplitude of the smooth bias field
+BIAS_SMOOTH_MM = 40.0
+RICIAN_SIGMA = 0.02  # noise SD relative to the WM intensity (1000)
+SITE_CONTRAST_SD = 0.08  # SD of the per-site intensity exponent around 1
+
+
+def _colin27(shape: tuple[int, ...], affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Colin27 T1 (WM about 1) and its brain mask (ch2bet > 0, filled) on the grid."""
+    import nibabel as nib
+    from scipy import ndimage
+
+    from danemap.simulate._common import resample_to_grid
+
+    if not COLIN27_PATH.is_file() or not COLIN27_BRAIN_PATH.is_file():
+        raise InputError(
+            f"anat_base 'colin27': {COLIN27_PATH} (or {COLIN27_BRAIN_PATH.name}) is missing; "
+            "install the Debian package mricron-data (apt-get install mricron-data)")
+    t1: Any = nib.load(COLIN27_PATH)
+    bet: Any = nib.load(COLIN27_BRAIN_PATH)
+    data = resample_to_grid(np.asarray(t1.dataobj), t1.affine, shape, affine, order=1)
+    brain = resample_to_grid(np.asarray(bet.dataobj) > 0, bet.affine, shape, affine, order=1)
+    mask = ndimage.binary_fill_holes(brain >= 0.5)
+    wm = float(np.percentile(data[mask], 90))
+    return np.clip(data / wm, 0.0, None), np.asarray(mask)
+
+
+def _rigid(rng: np.random.Generator, centre: np.ndarray,
+           zooms: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, list[float]]]:
+    """Voxel-space rigid map output -> frame (matrix, offset) and the drawn pose."""
+    ang = np.deg2rad(rng.uniform(-POSE_MAX_DEG, POSE_MAX_DEG, 3))
+    shift = rng.uniform(-POSE_MAX_MM, POSE_MAX_MM, 3)
+    cx, cy, cz = np.cos(ang)
+    sx, sy, sz = np.sin(ang)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    rot = rz @ ry @ rx  # in mm space; voxels are isotropic on the atlas grid
+    z = np.diag(zooms)
+    m = np.linalg.inv(z) @ rot @ z
+    off = centre + np.linalg.solve(z, shift) - m @ centre
+    pose = {"rotation_deg": np.rad2deg(ang).tolist(), "translation_mm": shift.tolist()}
+    return m, off, pose
+
+
+def _bias_field(rng: np.random.Generator, shape: tuple[int, ...], zooms: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    f = ndimage.gaussian_filter(rng.standard_normal(shape), BIAS_SMOOTH_MM / zooms,
+                                mode="wrap")
+    f *= BIAS_AMPLITUDE / max(float(np.abs(f).max()), 1e-12)
+    return np.asarray(np.exp(f))
+
+
+def site_contrast(site: Any, seed: int) -> float:
+    """Intensity exponent of a site (``t1_contrast`` of the site dict, else drawn).
+
+    Parameters
+    ----------
+    site : dict or str
+        The site's dict (``t1_contrast`` used when present) or its name (``site-2``).
+    seed : int
+        Master seed (the draw depends on it and the site number only).
+
+    Returns
+    -------
+    float
+        ``gamma``: the written intensity is ``(T1 / WM) ** gamma``.
+    """
+    if isinstance(site, dict) and "t1_contrast" in site:
+        return float(site["t1_contrast"])
+    name = site.get("name", "site-1") if isinstance(site, dict) else str(site)
+    k = int(name.rsplit("-", 1)[-1]) if name.rsplit("-", 1)[-1].isdigit() else 0
+    rng = np.random.default_rng([int(seed), STREAMS["anat"], 10_000 + k])
+    return float(np.exp(rng.normal(0.0, SITE_CONTRAST_SD)))
+
+
+def region_volumes_interp(labels: np.ndarray, src: np.ndarray, indices: Sequence[int],
+                          voxvol: float) -> dict[int, float]:
+    """Volume (mm3) of each region sampled at ``src`` (3, n): sum of interpolated indicators.
+
+    Each region's indicator (on the ``labels`` grid) is interpolated linearly at the source
+    position of every written voxel (within the region's bounding box), summed and
+    multiplied by the voxel volume.
+    """
+    from scipy import ndimage
+
+    objs = ndimage.find_objects(labels)
+    out = {}
+    for i in indices:
+        sl = objs[i - 1]
+        lo = np.array([max(s.start - 1, 0) for s in sl])
+        hi = np.array([min(s.stop + 1, labels.shape[k]) for k, s in enumerate(sl)])
+        crop = (labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] == i).astype(np.float64)
+        sel = np.all((src >= lo[:, None] - 1) & (src <= hi[:, None]), axis=0)
+        val = ndimage.map_coordinates(crop, src[:, sel] - lo[:, None], order=1,
+                                      mode="constant", cval=0.0)
+        out[int(i)] = float(val.sum() * voxvol)
+    return out
+
+
+def realistic_t1w_arrays(atlas: Any, seed: int | Sequence[int], group: str,
+                         eff: SimulationEffects, base: str = "colin27",
+                         volume_bias_log: float = 0.0, intensity_scale: float = 1.0,
+                         contrast: float = 1.0,
+                         log_volume_factors: Mapping[str, float] | None = None,
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Simulate a T1w on a real base brain in a random head pose: (t1, labels, affine, truth).
+
+    The base (Colin27 or the MNI152 template) is deformed by the divergence flow of the
+    module notes (one first-order step, no calibration: the truth is measured), then by a
+    random rigid head pose (:data:`POSE_MAX_DEG`, :data:`POSE_MAX_MM`), multiplied by a
+    smooth bias field, raised to the site ``contrast`` exponent and given Rician noise.
+
+    The truth is measured in the written T1w's grid: ``volume_mm3`` is the sum over written
+    voxels of each atlas region's indicator interpolated linearly at the voxel's source
+    position, x voxel volume; ``dseg_volume_mm3`` is the voxel count of the written
+    (nearest-label) dseg; ``icv_mm3`` the same interpolated volume of the base brain mask.
+    """
+    from scipy import ndimage
+
+    if group not in ("TD", "ADHD"):
+        raise InputError(f"group: expected 'TD' or 'ADHD', found {group!r}")
+    if base not in ANAT_BASES:
+        raise InputError(f"anat_base: expected one of {list(ANAT_BASES)}, found {base!r}")
+    rng = np.random.default_rng(seed)
+    labels, affine, names, indices = atlas_arrays(atlas)
+    if base == "colin27":
+        t1, mask = _colin27(labels.shape, affine)
+    else:
+        t1, mask = template_and_mask(labels, affine)
+        t1 = t1 / float(np.percentile(t1[mask], 90))
+    mask = np.asarray(mask | (labels > 0))
+    logf = _log_factors(names, eff, group, rng, volume_bias_log)
+    if log_volume_factors is not None:
+        unknown = sorted(set(log_volume_factors) - set(names))
+        if unknown:
+            raise InputError(
+                f"log_volume_factors: unknown region(s) {unknown}; atlas regions are {names}")
+        logf.update({k: float(v) for k, v in log_volume_factors.items()})
+    icv_log = float(rng.normal(0.0, eff.icv_sd))
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    voxvol = float(np.prod(zooms))
+    shape = labels.shape
+    nlab = int(labels.max()) + 1
+    lut = np.zeros(nlab)
+    lut[np.asarray(indices)] = [logf[n] for n in names]
+    rho = lut[labels]
+    outside = ~mask
+    rho[outside] = -rho[mask].sum() / max(int(outside.sum()), 1)
+    w = _velocity(rho, zooms)  # voxels, in the template frame
+    c_brain = np.asarray(ndimage.center_of_mass(mask))
+    m, off, pose = _rigid(rng, c_brain, zooms)
+    grid = np.indices(shape, dtype=np.float64).reshape(3, -1)
+    frame = m @ grid + off[:, None]  # posed output voxel -> template-frame voxel (scaled)
+    shrink = float(np.exp(-icv_log / 3.0))
+    frame = c_brain[:, None] + (frame - c_brain[:, None]) * shrink  # ICV scaling
+    wf = np.stack([ndimage.map_coordinates(w[a], frame, order=1, mode="nearest")
+                   for a in range(3)])
+    src = frame - wf
+    data = ndimage.map_coordinates(t1, src, order=1, mode="constant", cval=0.0).reshape(shape)
+    lab_w = ndimage.map_coordinates(labels, src, order=0, mode="constant",
+                                    cval=0).reshape(shape).astype(np.int16)
+    vols = region_volumes_interp(labels, src, indices, voxvol)
+    icv = float(ndimage.map_coordinates(mask.astype(np.float64), src, order=1, mode="constant",
+                                        cval=0.0).sum() * voxvol)
+    bias = _bias_field(rng, shape, zooms)
+    signal = np.clip(data, 0.0, None) ** float(contrast) * bias * 1000.0 * intensity_scale
+    sigma = RICIAN_SIGMA * 1000.0 * intensity_scale
+    noisy = np.hypot(signal + rng.normal(0.0, sigma, shape), rng.normal(0.0, sigma, shape))
+    counts = np.bincount(lab_w.ravel(), minlength=nlab)
+    tpl_n = np.bincount(labels.ravel(), minlength=nlab)
+    truth = {
+        "group": group,
+        "base": base,
+        "pose": pose,
+        "contrast": float(contrast),
+        "icv_log_factor": icv_log,
+        "icv_mm3": icv,
+        "template_icv_mm3": float(mask.sum() * voxvol),
+        "volume_bias_log": volume_bias_log,
+        "intensity_scale": intensity_scale,
+        "log_volume_factor": logf,
+        "intended_volume_factor": {n: float(np.exp(logf[n] + icv_log)) for n in names},
+        "intended_volume_mm3": {n: float(tpl_n[i] * voxvol * np.exp(logf[n] + icv_log))
+                                for n, i in zip(names, indices, strict=True)},
+        "volume_mm3": {n: vols[i] for n, i in zip(names, indices, strict=True)},
+        "dseg_volume_mm3": {n: float(counts[i] * voxvol) for n, i in zip(names, indices,
+                                                                          strict=True)},
+        "template_volume_mm3": {n: float(tpl_n[i] * voxvol) for n, i in zip(names, indices,
+                                                                            strict=True)},
+    }
+    return noisy.astype(np.float32), lab_w, affine, truth

@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--resolution", type=int, choices=[2, 3], default=3, help="grid in mm")
     g.add_argument("--anat-resolution", type=int, choices=[2, 3], default=2,
                    help="T1w/label grid in mm")
+    g.add_argument("--anat-base", choices=["mni152", "colin27"], default="mni152",
+                   help="T1w base brain: the MNI152 template or the real Colin27 T1 "
+                   "(needs the Debian package mricron-data; adds head pose, bias field, "
+                   "Rician noise and site contrast)")
     g.add_argument("--modalities", nargs="+", choices=list(MODALITIES), default=list(MODALITIES))
     g.add_argument("--n-volumes", type=int, default=120, help="BOLD volumes per run")
     g.add_argument("--tr", type=float, default=2.0, help="BOLD repetition time (s)")
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         anat_resolution=args.anat_resolution, modalities=tuple(args.modalities),
         n_volumes=args.n_volumes, tr=args.tr, effects=effects,
         site_effects=args.site_effects, dynamic_pet=args.dynamic_pet,
-        verbose=args.verbose > 0,
+        verbose=args.verbose > 0, anat_base=args.anat_base,
     )
     print(out)
     return 0

@@ -231,6 +231,8 @@ def simulate_cohort(
     site_effects: bool = True,
     dynamic_pet: bool = False,
     verbose: bool = False,
+    anat_base: str = "mni152",
+    anat_realistic: bool | None = None,
 ) -> Path:
     """Write a seeded BIDS cohort with planted group and site effects.
 
@@ -265,6 +267,13 @@ def simulate_cohort(
         Also write a 4D dynamic [18F]FE-PE2I PET series from the SRTM.
     verbose : bool
         Show a progress bar.
+    anat_base : {"mni152", "colin27"}
+        Base brain of the T1w: the MNI152 2009 template (the registration target of the
+        raw-T1w path) or the real Colin27 T1 of the Debian package ``mricron-data``.
+    anat_realistic : bool or None
+        Random head pose, bias field, Rician noise and site contrast (the T1w is then not
+        in MNI space; labels in ``{sub}_dseg.nii.gz``). Default: true for Colin27, false
+        for MNI152 (the legacy output).
 
     Returns
     -------
@@ -292,6 +301,14 @@ def simulate_cohort(
             f"effects.site_scale: expected one factor per site ({n_sites}), found "
             f"{len(eff.site_scale)}: {list(eff.site_scale)}"
         )
+    from danemap.simulate._anat import ANAT_BASES, COLIN27_BRAIN_PATH, COLIN27_PATH
+
+    if anat_base not in ANAT_BASES:
+        raise InputError(f"anat_base: expected one of {list(ANAT_BASES)}, found {anat_base!r}")
+    if ("anat" in mods and anat_base == "colin27"
+            and not (COLIN27_PATH.is_file() and COLIN27_BRAIN_PATH.is_file())):
+        raise InputError(f"anat_base 'colin27': {COLIN27_PATH} is missing; install the Debian "
+                         "package mricron-data (apt-get install mricron-data)")
     out.mkdir(parents=True, exist_ok=True)
     atlas = load_atlas(res)
     anat_atlas = atlas if anat_res == res or "anat" not in mods else load_atlas(anat_res)
@@ -334,7 +351,7 @@ def simulate_cohort(
             from danemap.simulate._anat import anat_subject
 
             entry["anat"] = anat_subject(out, sub, row, site, anat_atlas, idx, int(seed),
-                                         anat_res, eff)
+                                         anat_res, eff, anat_base, anat_realistic)
         per[sub] = entry
         log.debug("simulated %s", sub)
 
@@ -345,7 +362,9 @@ def simulate_cohort(
             "resolution": res, "anat_resolution": anat_res, "modalities": list(mods),
             "n_volumes": int(n_volumes),
             "tr": float(tr), "site_effects": bool(site_effects), "dynamic_pet": bool(dynamic_pet),
-            "space": SPACE,
+            "space": SPACE, "anat_base": anat_base,
+            "anat_realistic": (anat_base == "colin27") if anat_realistic is None
+            else bool(anat_realistic),
         },
         "effects": eff.to_dict(),
         "phenotype": pheno,
