@@ -166,7 +166,8 @@ def main() -> None:
           "target >= 100x)")
     finite = np.isfinite(bp_cf) & np.isfinite(bp_bf)
     for what, ok in (("all sampled voxels", finite),
-                     ("theta inside the grid", finite & ~fit_bf.at_bound)):
+                     ("theta inside the grid", finite & ~fit_bf.at_bound),
+                     ("true BPND > 0", finite & (tb > 0))):
         rel = np.abs(bp_bf[ok] - bp_cf[ok]) / np.maximum(np.abs(bp_cf[ok]), 0.05)
         print(f"SRTM BPND agreement, {what} ({int(ok.sum())}): median |rel diff| "
               f"{np.median(rel):.2e}, 95th pct {np.percentile(rel, 95):.2e}, "

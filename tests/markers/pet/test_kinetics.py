@@ -325,8 +325,10 @@ def test_bad_inputs():
         mrtm2(y, cr, START, END, -0.1)
     with pytest.raises(InputError, match="at least 4 frames"):
         mrtm(y, cr, START, END, t_star=80.0)
+    with pytest.raises(InputError, match="at least 4 frames"):
+        srtm(y[:3], cr[:3], START[:3], END[:3])
     with pytest.raises(InputError, match="at least 3 frames"):
-        srtm(y[:2], cr[:2], START[:2], END[:2])
+        logan_ref(y, cr, START, END, K2REF, t_star=75.0)
     with pytest.raises(InputError, match="weights"):
         srtm(y, cr, START, END, weights=-np.ones(24))
     with pytest.raises(InputError, match="theta"):

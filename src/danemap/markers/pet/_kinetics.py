@@ -436,13 +436,13 @@ def srtm(ct: Any, cr: Any, start: Any, end: Any, *, theta: Any = None,
     Raises
     ------
     InputError
-        On malformed frame times, TACs, weights or ``theta``, or fewer than 3 weighted
+        On malformed frame times, TACs, weights or ``theta``, or fewer than 4 weighted
         frames.
     """
     s, e = _frames(start, end)
     r, y, single = _tacs(cr, ct, s.size)
     w = _weights(weights, s.size)
-    _used_frames(s, w, float(s[0]), 2, "srtm")
+    _used_frames(s, w, float(s[0]), 3, "srtm")  # R1, k2, theta
     if theta is None:
         th = np.geomspace(THETA_MIN, THETA_MAX, N_THETA)
     else:
