@@ -139,6 +139,8 @@ def test_srtm_agrees_with_curve_fit_on_noisy_tacs():
     y = np.concatenate([add_counting_noise(ct, START, END, 0.05, seed) for seed in range(8)],
                        axis=1)
     fit = srtm(y, cr, START, END)
+    chunked = srtm(y, cr, START, END, chunk_size=5)
+    np.testing.assert_allclose(chunked.bpnd, fit.bpnd, rtol=1e-12)
     model = _fine_grid_srtm(START, END, cr)
     for j in range(y.shape[1]):
         p, _ = curve_fit(model, None, y[:, j], p0=(1.0, 0.3, 1.0),

@@ -422,8 +422,8 @@ def srtm(ct: Any, cr: Any, start: Any, end: Any, *, theta: Any = None,
     refine : bool
         Refine the grid minimum per voxel by a parabola in ``log θ`` (module notes).
     chunk_size : int
-        Voxels per block of the grid search (bounds memory to about
-        ``16 * len(theta) * chunk_size`` bytes).
+        Voxels per block of the grid search and the refinement (bounds memory to about
+        ``24 * len(theta) * chunk_size`` bytes).
     warn : bool
         Log a warning when voxels have their best ``θ`` at the edge of the grid.
 
@@ -480,15 +480,16 @@ def srtm(ct: Any, cr: Any, start: Any, end: Any, *, theta: Any = None,
             idx = np.clip(b + off, 0, nb - 1)
             rss3[k, sl] = all_rss[idx, cols]
     k2a = th[best]
-    r1, cb = coef[0], coef[1]
+    r1, cb = coef[0].copy(), coef[1].copy()
     if refine:
         inner = (best > 0) & (best < nb - 1)
         lo, mid, hi = rss3
         curv = hi - 2.0 * mid + lo
         u = np.log(th)
         ok = inner & (curv > 0)
-        if ok.any():
-            iv = np.flatnonzero(ok)
+        all_iv = np.flatnonzero(ok)
+        for c0 in range(0, all_iv.size, chunk_size):
+            iv = all_iv[c0:c0 + chunk_size]
             du = 0.5 * (u[best[iv] + 1] - u[best[iv] - 1])
             shift = -0.5 * du * (hi[iv] - lo[iv]) / curv[iv]
             shift = np.clip(shift, -du, du)
@@ -497,10 +498,7 @@ def srtm(ct: Any, cr: Any, start: Any, end: Any, *, theta: Any = None,
             cf, gv, rs = _fwl(r[:, None], bv, y[:, iv], sw)
             better = np.isfinite(gv) & (rs < rss[iv])
             sel = iv[better]
-            k2a = k2a.copy()
             k2a[sel] = th_new[better]
-            r1 = r1.copy()
-            cb = cb.copy()
             r1[sel] = cf[0, better]
             cb[sel] = gv[better]
             rss[sel] = rs[better]
