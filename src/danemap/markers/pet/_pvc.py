@@ -222,7 +222,7 @@ def gtm(img_data: Any, labels: Any, affine: np.ndarray, fwhm_mm: float, *,
 
 def rbv(img_data: Any, labels: Any, affine: np.ndarray, fwhm_mm: float, *,
         region_ids: Sequence[int] | None = None,
-        corrected_means: Sequence[float] | None = None) -> np.ndarray:
+        corrected_means: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
     """Region-based voxel-wise partial-volume correction (Thomas et al. 2011).
 
     Parameters
