@@ -16,8 +16,6 @@ from danemap.io import (
     bids_file,
     discover,
     parse_entities,
-    read_aseg_stats,
-    read_synthseg_volumes,
 )
 
 SPACE = "space-MNI152NLin2009cAsym"
@@ -195,50 +193,6 @@ def test_discover_errors_and_warnings(tmp_path, caplog):
         discover(empty)
 
 
-def test_read_aseg_stats(tmp_path):
-    p = _touch(tmp_path / "aseg.stats", ASEG)
-    df = read_aseg_stats(p)
-    structures = df[df["Kind"] == "structure"]
-    assert list(structures["StructName"]) == ["Left-Lateral-Ventricle", "Left-Caudate",
-                                              "Left-Putamen"]
-    assert structures["Volume_mm3"].tolist() == [6563.4, 3613.0, 4953.1]
-    assert structures["SegId"].tolist() == [4, 11, 12]
-    vols = df.set_index("StructName")["Volume_mm3"]
-    assert vols["eTIV"] == 1512345.678901
-    assert vols["BrainSegVol"] == 1139458.0
-    assert "SupraTentorialVol" not in vols.index  # unitless measure: attrs only
-    assert df.attrs["eTIV"] == 1512345.678901
-    assert df.attrs["measures"]["SupraTentorialVol"]["units"] == "unitless"
-
-
-def test_read_aseg_stats_errors(tmp_path):
-    with pytest.raises(InputError, match=r"no '# ColHeaders' line"):
-        read_aseg_stats(_touch(tmp_path / "a.stats", "# Title x\n"))
-    bad = ASEG.replace("Left-Caudate  ", "Left Caudate ")
-    with pytest.raises(InputError, match=r"line 9: expected 10 columns"):
-        read_aseg_stats(_touch(tmp_path / "b.stats", bad))
-    with pytest.raises(InputError, match=r"c.stats: cannot be read"):
-        read_aseg_stats(tmp_path / "c.stats")
-    bad = ASEG.replace("1512345.678901", "lots")
-    with pytest.raises(InputError, match=r"measure 'eTIV' value must be a number, found 'lots'"):
-        read_aseg_stats(_touch(tmp_path / "d.stats", bad))
-
-
-def test_read_synthseg_volumes(tmp_path):
-    p = _touch(tmp_path / "vol.csv", SYNTHSEG + "other_scan.nii.gz,1,2,3\n")
-    df = read_synthseg_volumes(p)
-    assert df.columns.tolist() == ["participant_id", "subject", "total intracranial",
-                                   "left putamen", "right putamen"]
-    assert df["participant_id"].tolist()[0] == "sub-01"
-    assert df["participant_id"].isna().tolist() == [False, True]
-    assert df["left putamen"].tolist() == [4800.25, 2.0]
-    with pytest.raises(InputError, match=r"expected a 'subject' column"):
-        read_synthseg_volumes(_touch(tmp_path / "x.csv", "a,b\n1,2\n"))
-    with pytest.raises(InputError, match=r"volume columns must be numeric, found text in "
-                                         "'left putamen'"):
-        read_synthseg_volumes(_touch(tmp_path / "y.csv", "subject,left putamen\ns1,big\n"))
-
-
 def test_participants_with_only_fmriprep_outputs(tmp_path):
     """A dataset shared as fMRIPrep outputs only still yields its participants and files."""
     root = tmp_path / "ds"
@@ -365,5 +319,3 @@ def test_fastsurfer_aseg_stats_found(tmp_path):
     ds = discover(root)
     assert ds.derivatives == {"fastsurfer": root / "derivatives" / "fastsurfer"}
     assert ds.get("01").aseg_stats == aseg
-    assert read_aseg_stats(aseg).loc[lambda d: d["StructName"] == "Left-Caudate",
-                                     "Volume_mm3"].item() == 3613.0

@@ -11,8 +11,6 @@ from danemap.io._bids import (
     bids_file,
     discover,
     parse_entities,
-    read_aseg_stats,
-    read_synthseg_volumes,
 )
 from danemap.io._derivatives import (
     DerivativesWriter,
@@ -51,10 +49,8 @@ __all__ = [
     "load_nifti",
     "load_nifti_header",
     "parse_entities",
-    "read_aseg_stats",
     "read_json",
     "read_participants",
-    "read_synthseg_volumes",
     "read_tsv",
     "table_sidecar",
     "validate_label",
