@@ -490,3 +490,22 @@ def test_enigma_names_are_the_enigma_table(shared_data):
     # every mapped name is an ENIGMA-ADHD structure (the table adds the lateral ventricles)
     assert ENIGMA_14 <= set(table["Structure"])
     assert set(table["Structure"]) - ENIGMA_14 == {"LLatVent", "RLatVent"}
+
+
+def test_dseg_large_labels_and_voxel_size_mismatch(tmp_path, caplog):
+    data = np.zeros((6, 5, 4), np.int32)
+    data[:2] = 70000  # above the bincount range: counted with numpy.unique
+    data[2, :3] = 11
+    hdr = nib.Nifti1Header()
+    hdr.set_data_dtype(np.int32)
+    hdr.set_qform(np.eye(4), code=1)  # pixdim 1 mm
+    hdr.set_sform(np.diag([2.0, 2.0, 2.0, 1.0]), code=1)  # the affine nibabel uses: 8 mm3
+    path = tmp_path / "m_dseg.nii.gz"
+    nib.save(nib.Nifti1Image(data, None, hdr), path)
+    with caplog.at_level(logging.WARNING, logger="danemap"):
+        vs = read_dseg(path, lut={11: "Left-Caudate", 70000: "Big"})
+    t = vs.table.set_index("region")
+    assert t.loc["Big", "volume_mm3"] == pytest.approx(40.0, rel=1e-12)  # 40 voxels x 1 mm3
+    assert t.loc["Left-Caudate", "volume_mm3"] == pytest.approx(12.0, rel=1e-12)  # 3 x 4
+    assert t["qc"].eq(f"{ICV_MISSING};voxel_volume_mismatch").all()
+    assert "differs from the header zooms" in caplog.text

@@ -378,6 +378,8 @@ def read_synthseg_table(path: _PathLike) -> dict[str, VolumeSet]:
         with the wrong number of fields, or a volume that is not a non-negative number
         (the message names the line and column); or if it is SynthSeg's QC-score CSV.
     """
+    from danemap.io import parse_entities
+
     p = Path(path)
     lines = _read_lines(p)
     records = [(i, r) for i, r in enumerate(csv.reader(lines), 1) if any(f.strip() for f in r)]
@@ -443,8 +445,6 @@ def read_synthseg_table(path: _PathLike) -> dict[str, VolumeSet]:
         if icv is not None and not icv > 0:
             raise InputError(f"{p}: line {lineno}: column {_SYNTHSEG_ICV!r}: expected a "
                              f"positive volume, found {icv}")
-        from danemap.io import parse_entities
-
         ses = parse_entities(Path(subject).name).get("ses")
         out[subject] = VolumeSet(
             table=_table(table), icv_mm3=icv,
