@@ -3,9 +3,15 @@
 The striatal DAT density map is built from the atlas labels and the ``dat_bp`` table of
 :class:`SimulationEffects` (never from external template images). Static SPECT:
 ``C = ND * (1 + BP)`` (ND = 1 in the brain, 0 outside), blurred by a Gaussian PSF, Poisson
-noise at ``spect_counts``, times a site calibration scale. The expected specific binding
-ratio of a region is computed on the noise-free blurred image:
-``SBR = mean(region) / mean(occipital reference) - 1`` (partial volume included).
+noise at ``spect_counts``, times a site calibration scale. The occipital reference has no
+specific binding, so the true (un-blurred) specific binding ratio of a region is its BP
+(``truth["true_sbr"]``). The expected SBR of a region is computed on the noise-free
+blurred image: ``SBR = mean(region) / mean(occipital reference) - 1`` (partial volume
+included), what an uncorrected analysis measures.
+
+Striatal BP of an ADHD participant changes by :func:`dat_change_pct` percent: the group
+effect ``dat_adhd_pct`` plus (``med_status == "stimulant"``) or minus (``"naive"``) the
+medication modifier ``dat_med_pct``.
 """
 
 from __future__ import annotations
@@ -50,11 +56,52 @@ def _blur(img: np.ndarray, fwhm_mm: float, affine: np.ndarray) -> np.ndarray:
                                    mode="constant", cval=0.0, truncate=4.0)
 
 
+#: Medication statuses of participants.tsv and the sign of the medication modifier.
+MED_SIGN = {"stimulant": 1.0, "naive": -1.0}
+
+
+def dat_change_pct(effects: SimulationEffects, group: str,
+                   med_status: str | None = None) -> float:
+    """Planted striatal BP change (percent, relative to TD) of one participant.
+
+    Parameters
+    ----------
+    effects : SimulationEffects
+        ``dat_adhd_pct`` and ``dat_med_pct``.
+    group : {"TD", "ADHD"}
+        Diagnostic group.
+    med_status : {"stimulant", "naive"} or None
+        ADHD medication history (participants.tsv); None or ``"n/a"``: unknown.
+
+    Returns
+    -------
+    float
+        0 for TD; ``dat_adhd_pct + dat_med_pct`` (stimulant), ``dat_adhd_pct -
+        dat_med_pct`` (naive) or ``dat_adhd_pct`` (unknown) for ADHD.
+
+    Raises
+    ------
+    InputError
+        On another group or medication status.
+    """
+    _check_group(group)
+    if med_status in (None, "", "n/a"):
+        sign = 0.0
+    elif med_status in MED_SIGN:
+        sign = MED_SIGN[str(med_status)]
+    else:
+        raise InputError(f"med_status: expected one of {sorted(MED_SIGN)} or None, found "
+                         f"{med_status!r}")
+    if group != "ADHD":
+        return 0.0
+    return float(effects.dat_adhd_pct + sign * effects.dat_med_pct)
+
+
 def subject_bp(names: Sequence[str], effects: SimulationEffects, group: str,
-               striatal_factor: float) -> dict[str, float]:
+               striatal_factor: float, med_status: str | None = None) -> dict[str, float]:
     """Return the true BP_ND per region (``dat_bp``; striatum scaled by group and subject)."""
     out = {}
-    adhd = 1.0 + effects.dat_adhd_pct / 100.0 if group == "ADHD" else 1.0
+    adhd = 1.0 + dat_change_pct(effects, group, med_status) / 100.0
     for n in names:
         s = stem(n)
         bp = effects.dat_bp.get(s, effects.dat_bp_other)
@@ -83,17 +130,18 @@ def _check_group(group: str) -> None:
 
 
 def spect_arrays(atlas: Any, seed: int | Sequence[int], group: str, effects: SimulationEffects,
-                 calibration_scale: float, noise: bool) -> tuple[np.ndarray, np.ndarray,
-                                                                  dict[str, Any]]:
+                 calibration_scale: float, noise: bool, med_status: str | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Core of :func:`simulate_dat_spect`; returns (image, affine, truth)."""
     _check_group(group)
+    change = dat_change_pct(effects, group, med_status)
     if not calibration_scale > 0:
         raise InputError(f"calibration_scale: expected > 0, found {calibration_scale!r}")
     rng = np.random.default_rng(seed)
     labels, affine, names, indices = atlas_arrays(atlas)
     _, mask = template_and_mask(labels, affine)
     factor = float(np.exp(rng.normal(0.0, effects.dat_subject_sd_pct / 100.0)))
-    bp = subject_bp(names, effects, group, factor)
+    bp = subject_bp(names, effects, group, factor, med_status)
     lut = np.zeros(int(labels.max()) + 1)
     for n, i in zip(names, indices, strict=True):
         lut[i] = bp[n]
@@ -108,9 +156,12 @@ def spect_arrays(atlas: Any, seed: int | Sequence[int], group: str, effects: Sim
     img = img * (1000.0 * calibration_scale)  # ND uptake ~1000 Bq/mL before calibration
     truth = {
         "group": group,
+        "med_status": med_status if med_status not in ("", "n/a") else None,
+        "dat_change_pct": change,
         "striatal_factor": factor,
         "calibration_scale": calibration_scale,
         "true_bp": bp,
+        "true_sbr": dict(bp),
         "expected_sbr": expected,
         "reference": f"{REFERENCE_STEM}_L + {REFERENCE_STEM}_R",
         "fwhm_mm": effects.spect_fwhm_mm,
@@ -122,7 +173,7 @@ def spect_arrays(atlas: Any, seed: int | Sequence[int], group: str, effects: Sim
 def simulate_dat_spect(atlas: Any, seed: int | Sequence[int] = 0, *, group: str = "TD",
                        effects: SimulationEffects | None = None,
                        calibration_scale: float = 1.0, noise: bool = True,
-                       ) -> tuple[Any, dict[str, Any]]:
+                       med_status: str | None = None) -> tuple[Any, dict[str, Any]]:
     """Simulate one static [123I]FP-CIT DAT SPECT image with known regional binding.
 
     Parameters
@@ -132,27 +183,34 @@ def simulate_dat_spect(atlas: Any, seed: int | Sequence[int] = 0, *, group: str 
     seed : int or sequence of int
         Seed of :func:`numpy.random.default_rng`.
     group : {"TD", "ADHD"}
-        ADHD changes striatal BP by ``effects.dat_adhd_pct`` percent.
+        ADHD changes striatal BP by ``effects.dat_adhd_pct`` percent, modified by
+        ``med_status``.
     effects : SimulationEffects or None
-        BP table, between-subject SD, PSF and count level (defaults if None).
+        BP table, group and medication effects, between-subject SD, PSF and count level
+        (defaults if None).
     calibration_scale : float
         Multiplicative scanner calibration (site effect); does not change SBR.
     noise : bool
         Add Poisson noise; if false the image is the noise-free blurred one, on which the
         SBR equals ``truth["expected_sbr"]``.
+    med_status : {"stimulant", "naive"} or None
+        Medication history of an ADHD participant: adds (stimulant) or subtracts (naive)
+        ``effects.dat_med_pct`` percentage points; ignored for TD.
 
     Returns
     -------
     img : nibabel.Nifti1Image
         3D float32 image.
     truth : dict
-        ``true_bp`` and ``expected_sbr`` per region, the subject's striatal factor, the
-        calibration scale and the noise settings.
+        ``true_bp``, ``true_sbr`` (the un-blurred SBR, equal to BP) and ``expected_sbr``
+        (on the blurred noise-free image) per region, the planted ``dat_change_pct``, the
+        subject's striatal factor, the calibration scale and the noise settings.
     """
     import nibabel as nib
 
     eff = SimulationEffects() if effects is None else effects
-    data, affine, truth = spect_arrays(atlas, seed, group, eff, calibration_scale, noise)
+    data, affine, truth = spect_arrays(atlas, seed, group, eff, calibration_scale, noise,
+                                       med_status=med_status)
     return nib.Nifti1Image(data.astype(np.float32), affine), truth
 
 
@@ -261,7 +319,8 @@ def pet_subject(out: Path, sub: str, row: dict[str, Any], site: dict[str, Any], 
                 idx: int, seed: int, eff: SimulationEffects, dynamic: bool) -> dict[str, Any]:
     """Write one participant's PET files and return their truth."""
     img, affine, truth = spect_arrays(atlas, [seed, STREAMS["pet"], idx], row["group"], eff,
-                                      site["spect_calibration_scale"], noise=True)
+                                      site["spect_calibration_scale"], noise=True,
+                                      med_status=row.get("med_status"))
     base = out / sub / "pet"
     zooms = tuple(float(z) for z in np.sqrt((affine[:3, :3] ** 2).sum(0)))
     write_bytes(base / f"{sub}_trc-FPCIT_pet.nii.gz", nifti_bytes(img, affine, zooms=zooms))
@@ -269,7 +328,8 @@ def pet_subject(out: Path, sub: str, row: dict[str, Any], site: dict[str, Any], 
     side["Modality"] = "SPECT (stored as PET-BIDS)"
     write_json(base / f"{sub}_trc-FPCIT_pet.json", side)
     result: dict[str, Any] = {k: truth[k] for k in
-                              ("striatal_factor", "calibration_scale", "true_bp", "expected_sbr")}
+                              ("med_status", "dat_change_pct", "striatal_factor",
+                               "calibration_scale", "true_bp", "true_sbr", "expected_sbr")}
     if dynamic:
         data, affine, dyn = dynamic_arrays(atlas, [seed, STREAMS["dynpet"], idx],
                                            truth["true_bp"], site["spect_calibration_scale"])
@@ -295,12 +355,34 @@ def pet_summary(per: dict[str, Any], eff: SimulationEffects, atlas: Any,
         for grp in ("TD", "ADHD"):
             vals = [p["pet"]["expected_sbr"][n] for p in per.values() if p["group"] == grp]
             means[n][grp] = float(np.mean(vals)) if vals else None
+    change = [p["pet"]["dat_change_pct"] for p in per.values() if p["group"] == "ADHD"]
+    true_means: dict[str, Any] = {}
+    for n in striatal:
+        true_means[n] = {}
+        for grp in ("TD", "ADHD"):
+            vals = [p["pet"]["true_sbr"][n] for p in per.values() if p["group"] == grp]
+            true_means[n][grp] = float(np.mean(vals)) if vals else None
+    statuses = [p["pet"].get("med_status") for p in per.values() if p["group"] == "ADHD"]
     sd_log = eff.dat_subject_sd_pct / 100.0
     out: dict[str, Any] = {
         "tracer": "FP-CIT (DAT SPECT)",
         "reference_region": f"{REFERENCE_STEM}_L + {REFERENCE_STEM}_R",
         "group_effect_pct": eff.dat_adhd_pct,
         "group_effect_regions": list(STRIATAL_STEMS),
+        "medication_effect_pct": eff.dat_med_pct,
+        "group_effect_pct_by_med_status": {
+            "stimulant": eff.dat_adhd_pct + eff.dat_med_pct,
+            "naive": eff.dat_adhd_pct - eff.dat_med_pct,
+            "unknown": eff.dat_adhd_pct},
+        "med_status_counts": {k: statuses.count(k) for k in ("stimulant", "naive")}
+        | {"unknown": sum(s is None for s in statuses)},
+        "group_effect_pct_realised": float(np.mean(change)) if change else None,
+        "group_effect_definition": ("percent change of striatal BP (= true SBR) of ADHD "
+                                    "relative to TD: dat_adhd_pct, plus dat_med_pct for "
+                                    "med_status 'stimulant', minus for 'naive'; realised: "
+                                    "the mean over this cohort's ADHD participants"),
+        "true_sbr_definition": ("mean(region) / mean(occipital) - 1 of the un-blurred "
+                                "concentration: equal to BP_ND in this model"),
         "cohens_d_log_bp": float(np.log1p(eff.dat_adhd_pct / 100.0) / sd_log)
         if sd_log > 0 else None,
         "cohens_d_note": "on log striatal BP, relative to the between-subject SD of log BP",
@@ -309,9 +391,10 @@ def pet_summary(per: dict[str, Any], eff: SimulationEffects, atlas: Any,
         "fwhm_mm": eff.spect_fwhm_mm,
         "counts_per_nd_voxel": eff.spect_counts,
         "expected_sbr_group_mean": means,
+        "true_sbr_group_mean": true_means,
         "literature_caveat": ("the sign of the ADHD DAT difference is not settled: lower in "
-                              "drug-naive adults (Volkow 2009), higher with prior medication "
-                              "(Fusar-Poli 2012 meta-analysis)"),
+                              "drug-naive adults (Volkow 2009), 14 % higher on average and "
+                              "higher with prior medication (Fusar-Poli 2012 meta-analysis)"),
     }
     if dynamic:
         out["dynamic"] = {"tracer": "FE-PE2I", "model": "SRTM (Lammertsma & Hume 1996)",

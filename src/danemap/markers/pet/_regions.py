@@ -365,12 +365,12 @@ def pet_region_set(atlas: Any, *, regions: Sequence[str], reference: Any,
                 targets.append(PetRegion(name, hemi, tuple(per_hemi[hemi])))
         if "L" in per_hemi and "R" in per_hemi:
             targets.append(PetRegion(name, "bilateral", tuple(per_hemi["L"] + per_hemi["R"])))
-    # subdividing after the reference lookup could move reference voxels: forbid overlap
-    overlap = set(split) & set(ref_parts)
-    if overlap:
-        ref_parts = [p for p in ref_parts if p not in overlap] + [
-            x for p in overlap for x in split[p]]
-    ref = PetRegion(ref_name, "bilateral", tuple(ref_parts))
+    # an atlas region subdivided for one target is the union of its two parts elsewhere
+    def whole(parts: Sequence[int]) -> tuple[int, ...]:
+        return tuple(x for p in parts for x in split.get(p, (p,)))
+
+    targets = [PetRegion(t.name, t.hemisphere, whole(t.parts)) for t in targets]
+    ref = PetRegion(ref_name, "bilateral", whole(ref_parts))
 
     counts = np.bincount(labels.ravel(), minlength=next_id)
     count_of = {i: int(counts[i]) for i in part_names}
