@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 __all__ = ["GROUP_ANALYSES", "GroupTable", "MarkerFamily", "families", "get_family",
            "register"]
 
+#: The families that ship with danemap, in the order they run.
+BUILTIN_FAMILIES = ("functional",)  # structural and pet join once the demo is fast with them
+
 #: The analyses of :func:`danemap.stats.pipeline.run_stats` a region or network table gets.
 GROUP_ANALYSES = ("harmonize", "glm", "permutation", "symptoms", "normative", "classify")
 
@@ -175,7 +178,11 @@ def register(cls: F) -> F:
 
 def _load_builtin() -> None:
     """Import the families that ship with danemap (each registers itself)."""
-    import danemap.markers.functional  # noqa: F401
+    import importlib
+
+    # in this order: the PET family reuses the structural family's T1w -> MNI transforms
+    for module in BUILTIN_FAMILIES:
+        importlib.import_module(f"danemap.markers.{module}")
 
 
 def families(names: Sequence[str] | None = None) -> list[MarkerFamily]:

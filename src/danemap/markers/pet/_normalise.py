@@ -218,6 +218,7 @@ def normalise_to_mni(img: Any, *, name: str, atlas: Atlas, setting: str = "auto"
 
     import nibabel as nib
 
+    from danemap.io import load_nifti
     from danemap.markers.structural._ants import _ants
 
     ants = _ants()
@@ -235,8 +236,9 @@ def normalise_to_mni(img: Any, *, name: str, atlas: Atlas, setting: str = "auto"
             route, target = "t1w", "T1w (rigid), then the T1w -> MNI152 transforms"
             ref_img = None
         else:
-            tpl = (tracer_template(tracer_family, atlas) if template is None else
-                   template if not isinstance(template, str | Path) else nib.load(template))
+            tpl: Any = (tracer_template(tracer_family, atlas) if template is None else
+                        template if not isinstance(template, str | Path)
+                        else load_nifti(template, expect_ndim=3))
             fixed = _to_ants(ants, np.asarray(tpl.dataobj), tpl.affine)
             reg = ants.registration(fixed, moving, type_of_transform="Affine",
                                     aff_metric="mattes", outprefix=f"{tmp}/affine_")

@@ -86,7 +86,7 @@ def volume_table(vs: VolumeSet) -> pd.DataFrame:
     table = vs.table.loc[:, cols].copy()
     table["qc"] = table["qc"].replace("", None)
     table["enigma"] = table["enigma"].replace("", None)
-    icv = {c: None for c in cols}
+    icv: dict[str, Any] = {c: None for c in cols}
     icv.update(region=ICV_REGION, hemisphere="midline", volume_mm3=vs.icv_mm3,
                method=vs.icv_method or vs.method,
                qc=None if vs.icv_mm3 is not None else "icv_missing")
@@ -119,7 +119,8 @@ class StructuralFamily(MarkerFamily):
             vs = _readers.read_aseg_stats(item.path)
         elif item.kind == "synthseg":
             vs = _readers.read_synthseg_volumes(item.path,
-                                                participant_id=item.session.participant)
+                                                participant_id=item.session.participant,
+                                                session=item.session.session)
         else:
             vs = _readers.read_dseg(item.path, lut=config.structural.lut or None)
         return StructuralResult(vs)

@@ -25,19 +25,16 @@ import pandas as pd
 
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError
+from danemap.markers.structural._lut import ENIGMA_FREESURFER
 
-__all__ = ["ENIGMA_FREESURFER", "collect_volumes"]
+__all__ = ["ENIGMA_COLUMNS", "collect_volumes"]
 
 log = get_logger("markers.structural")
 
-#: ENIGMA-ADHD structure -> FreeSurfer's aseg name (the group-table column).
-ENIGMA_FREESURFER: dict[str, str] = {
-    f"{h}{short}": f"{side}-{name}"
-    for h, side in (("L", "Left"), ("R", "Right"))
-    for short, name in (("accumb", "Accumbens-area"), ("amyg", "Amygdala"),
-                        ("caud", "Caudate"), ("hippo", "Hippocampus"), ("pal", "Pallidum"),
-                        ("put", "Putamen"), ("thal", "Thalamus"))
-}
+#: ENIGMA-ADHD structure -> its group-table column, FreeSurfer 7's aseg name
+#: (``Lcaud`` -> ``Left-Caudate``), in ENIGMA's order.
+ENIGMA_COLUMNS: dict[str, str] = {
+    enigma: name for name, enigma in ENIGMA_FREESURFER.items() if "Proper" not in name}
 
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -55,11 +52,11 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     like_fs = bool(meta.get("LikeFreeSurfer", False))
     for r in table.itertuples(index=False):
         name = str(r.region)
-        if like_fs:
-            enigma = getattr(r, "enigma", None)
-            if name != "ICV" and not (isinstance(enigma, str) and enigma in ENIGMA_FREESURFER):
-                continue
-            name = ENIGMA_FREESURFER[enigma] if name != "ICV" else name
+        if like_fs and name != "ICV":
+            enigma = str(getattr(r, "enigma", ""))
+            if enigma not in ENIGMA_COLUMNS:
+                continue  # only the like-for-like ENIGMA structures reach the group table
+            name = ENIGMA_COLUMNS[enigma]
         row[name] = float(r.volume_mm3) if pd.notna(r.volume_mm3) else None
     return row, meta
 
@@ -108,8 +105,8 @@ def _write(rows: list[tuple[dict[str, Any], str]], path: Path, like_fs: bool) ->
     if df["session"].isna().all():
         df = df.drop(columns="session")
     regions = [c for c in df.columns if c not in ("participant_id", "session", "ICV")]
-    if not like_fs:
-        regions = sorted(regions, key=list(df.columns).index)
+    if like_fs:  # ENIGMA's order, whatever the inputs' row order
+        regions = [c for c in ENIGMA_COLUMNS.values() if c in regions]
     df = df.loc[:, [c for c in ("participant_id", "session") if c in df.columns]
                 + regions + ["ICV"]]
     methods = sorted({m for _, m in rows})
