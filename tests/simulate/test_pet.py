@@ -98,3 +98,71 @@ def test_reference_region_required(atlas):
     keep = [(n, i) for n, i in zip(names, idx, strict=True) if not n.startswith("Occipital")]
     with pytest.raises(InputError, match="no 'Occipital_L/_R' reference region"):
         measure_sbr(labels.astype(float), labels, [k[0] for k in keep], [k[1] for k in keep])
+
+
+# ----------------------------------------------------------------- medication modifier
+def test_dat_change_pct_by_group_and_medication():
+    from danemap.simulate._pet import dat_change_pct
+
+    eff = SimulationEffects(dat_adhd_pct=14.0, dat_med_pct=6.0)
+    assert dat_change_pct(eff, "TD") == 0.0
+    assert dat_change_pct(eff, "TD", "stimulant") == 0.0  # TD rows carry no status anyway
+    assert dat_change_pct(eff, "ADHD") == 14.0
+    assert dat_change_pct(eff, "ADHD", "n/a") == 14.0
+    assert dat_change_pct(eff, "ADHD", "stimulant") == 20.0
+    assert dat_change_pct(eff, "ADHD", "naive") == 8.0
+    assert SimulationEffects().dat_med_pct == 0.0  # off by default
+    with pytest.raises(InputError, match="med_status: expected one of"):
+        dat_change_pct(eff, "ADHD", "methylphenidate")
+    with pytest.raises(InputError, match=r"SimulationEffects\.dat_med_pct"):
+        SimulationEffects(dat_adhd_pct=-50.0, dat_med_pct=60.0)
+
+
+def test_medication_modifier_in_the_images_and_truth(atlas):
+    eff = SimulationEffects(dat_adhd_pct=14.0, dat_med_pct=6.0)
+    _, td = simulate_dat_spect(atlas, seed=9, effects=eff, noise=False)
+    labels, _, names, idx = atlas_arrays(atlas)
+    sbr = {}
+    for med, planted in (("stimulant", 20.0), ("naive", 8.0), (None, 14.0)):
+        img, t = simulate_dat_spect(atlas, seed=9, group="ADHD", effects=eff, noise=False,
+                                    med_status=med)
+        assert t["med_status"] == med and t["dat_change_pct"] == planted
+        assert t["true_sbr"] == t["true_bp"]  # un-blurred SBR = BP (reference BP is 0)
+        for n in ("Caudate_L", "Putamen_R", "NAcc_L"):
+            assert t["true_bp"][n] == pytest.approx((1 + planted / 100) * td["true_bp"][n])
+        assert t["true_bp"]["Thalamus_L"] == td["true_bp"]["Thalamus_L"]
+        sbr[med] = measure_sbr(np.asarray(img.dataobj, dtype=float), labels, names, idx)
+    # measured on the images: stimulant / naive = 1.20 / 1.08 (partial volume barely
+    # changes a ratio of two striatal values)
+    assert sbr["stimulant"]["Putamen_L"] / sbr["naive"]["Putamen_L"] == pytest.approx(
+        1.20 / 1.08, rel=0.01)
+
+
+def test_cohort_truth_records_medication(tmp_path):
+    import csv
+    import json
+
+    from danemap.simulate import simulate_cohort
+
+    eff = SimulationEffects(dat_adhd_pct=14.0, dat_med_pct=6.0)
+    out = simulate_cohort(tmp_path / "ds", n_subjects=8, n_sites=2, seed=3,
+                          modalities=("pet",), effects=eff)
+    truth = json.loads((out / "ground_truth.json").read_text())
+    with open(out / "participants.tsv", encoding="utf-8") as f:
+        rows = {r["participant_id"]: r for r in csv.DictReader(f, delimiter="\t")}
+    pet = truth["pet"]
+    assert pet["group_effect_pct"] == 14.0 and pet["medication_effect_pct"] == 6.0
+    assert pet["group_effect_pct_by_med_status"] == {"stimulant": 20.0, "naive": 8.0,
+                                                     "unknown": 14.0}
+    changes = []
+    for sub, p in truth["participants"].items():
+        status = rows[sub]["med_status"]
+        want = {"stimulant": 20.0, "naive": 8.0}.get(status, 0.0)
+        assert p["pet"]["dat_change_pct"] == want, (sub, status)
+        assert p["pet"]["true_sbr"]["Putamen_L"] == p["pet"]["true_bp"]["Putamen_L"]
+        if p["group"] == "ADHD":
+            changes.append(want)
+    counts = pet["med_status_counts"]
+    assert counts["stimulant"] + counts["naive"] + counts["unknown"] == len(changes)
+    assert pet["group_effect_pct_realised"] == pytest.approx(np.mean(changes))
+    assert set(pet["true_sbr_group_mean"]["Putamen_L"]) == {"TD", "ADHD"}

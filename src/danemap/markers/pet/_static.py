@@ -150,7 +150,7 @@ def static_measures(means: Mapping[tuple[str, str], float], reference_mean: floa
                 val = sbr[("putamen", hemi)] / den
             else:
                 val = float("nan")
-                log.warning("PC_ratio (%s, %s): caudate SBR %.4g <= 0; ratio set to NaN",
+                log.info("PC_ratio (%s, %s): caudate SBR %.4g <= 0; ratio set to NaN",
                             hemi, method, den)
             rows.append(("putamen_caudate", hemi, "PC_ratio", val))
     for name in dict.fromkeys(n for n, _ in sbr):
@@ -161,7 +161,7 @@ def static_measures(means: Mapping[tuple[str, str], float], reference_mean: floa
                 val = 100.0 * abs(left - right) / mid
             else:
                 val = float("nan")
-                log.warning("asymmetry_index (%s, %s): mean SBR %.4g <= 0; set to NaN",
+                log.info("asymmetry_index (%s, %s): mean SBR %.4g <= 0; set to NaN",
                             name, method, mid)
             rows.append((name, "bilateral", "asymmetry_index", val))
     df = pd.DataFrame(rows, columns=["region", "hemisphere", "measure", "value"])
