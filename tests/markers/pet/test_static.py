@@ -303,3 +303,29 @@ def test_unknown_tracer_uses_generic_defaults_with_a_warning(atlas, clean, caplo
         quantify_static(clean, atlas, tracer="raclopride", reference="cerebellum",
                         regions=["putamen"])
     assert "not in the tracer table" not in caplog.text
+
+
+def test_rbv_image_matches_the_rbv_rows(atlas, labels):
+    from danemap.markers.pet._static import rbv_image
+
+    img, _ = simulate_dat_spect(atlas, seed=5, noise=False)
+    out = rbv_image(img, atlas, fwhm_mm=FWHM, regions=["putamen"])
+    assert out.shape == img.shape and np.allclose(out.affine, img.affine)
+    data = np.asarray(out.dataobj, dtype=float)
+    df = quantify_static(img, atlas, regions=["putamen"], pvc="rbv", fwhm_mm=FWHM)
+    ref = data[reference_mask(atlas, "occipital")].mean()
+    want = data[labels == idx(atlas, "Putamen_L")].mean() / ref - 1
+    assert value(df, "putamen", "L", "SBR", "rbv") == pytest.approx(want, rel=1e-5)
+    with pytest.raises(InputError, match="RBV needs the PSF FWHM"):
+        rbv_image(img, atlas, fwhm_mm=0.0)
+
+
+def test_gtm_warns_about_regions_the_psf_barely_sees(atlas, clean):
+    # the LC is 1-2 voxels on the 3 mm grid: at 8 mm its mean holds a few % of its own
+    # activity, and its GTM value is an amplification of noise and misregistration
+    with pytest.warns(DanemapWarning, match=r"LC \(L\): 0\.0"):
+        quantify_static(clean, atlas, regions=["LC", "putamen"], pvc="gtm", fwhm_mm=FWHM)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DanemapWarning)  # the striatum is well seen
+        quantify_static(clean, atlas, regions=["putamen", "caudate"], pvc="gtm",
+                        fwhm_mm=FWHM)

@@ -19,7 +19,10 @@ partial-volume corrected region means (:mod:`danemap.markers.pet._pvc`) and retu
 beside the uncorrected rows. The PVC partition is every atlas region (the subdivided
 ones as two), the reference mask if one is given, the rest of the brain (voxels above
 half the reference mean: the half-maximum of the blurred brain edge, unless
-``brain_mask`` is given) and the background.
+``brain_mask`` is given) and the background. A region whose observed mean holds less
+than :data:`MIN_SELF_RECOVERY` of its own activity (a 1-2 voxel LC at SPECT resolution)
+gets a :class:`~danemap.errors.DanemapWarning`: its corrected value amplifies noise and
+misregistration. :func:`rbv_image` returns the voxel-wise RBV image of the same partition.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from danemap.markers.pet._regions import PetRegionSet, pet_region_set, tracer_de
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COLUMNS", "MEASURES", "PVC_METHODS", "quantify_static", "static_measures"]
+__all__ = ["COLUMNS", "MEASURES", "MIN_SELF_RECOVERY", "PVC_METHODS", "quantify_static",
+           "rbv_image", "static_measures"]
 
 log = get_logger("pet")
 
@@ -47,6 +51,9 @@ COLUMNS = ("region", "hemisphere", "measure", "value", "method", "reference", "p
 MEASURES = ("SUVR", "SBR", "PC_ratio", "asymmetry_index")
 #: Accepted ``pvc`` values (None: no correction).
 PVC_METHODS = ("gtm", "rbv")
+#: Below this fraction of its own activity in its observed mean (the GTM diagonal), a
+#: region's corrected value is flagged (a 1-2 voxel LC at SPECT resolution: ~0.01).
+MIN_SELF_RECOVERY = 0.1
 #: Default target regions when neither ``tracer`` nor ``regions`` gives them.
 _DEFAULT_REGIONS = ("caudate", "putamen", "putamen_anterior", "putamen_posterior",
                     "accumbens", "striatum")
@@ -191,6 +198,66 @@ def _brain_labels(data: np.ndarray, rs: PetRegionSet, ref_mean: float,
     return labels
 
 
+def _check_fwhm(fwhm_mm: Any, why: str) -> None:
+    if fwhm_mm is None or not float(fwhm_mm) > 0:
+        raise InputError(f"quantify_static 'fwhm_mm': {why} needs the PSF FWHM (> 0 mm) of "
+                         f"the image, found {fwhm_mm!r}")
+
+
+def _prepare(img: Any, atlas: Any, tracer: str | None, reference: Any,
+             regions: Sequence[str] | None, split_y_mm: float
+             ) -> tuple[np.ndarray, np.ndarray, str, PetRegionSet,
+                        dict[tuple[str, str], float], float]:
+    """Read the image, apply the tracer defaults, build the regions, check the reference."""
+    data, affine, what = _image_data(img)
+    defaults = tracer_defaults(tracer) if tracer is not None else None
+    if defaults is not None and not defaults.known and (reference is None or regions is None):
+        from danemap.markers.pet._regions import TRACERS
+
+        log.warning("%s: tracer %r is not in the tracer table (%s); using the generic "
+                    "defaults (occipital reference, striatal regions) where not given", what,
+                    tracer, ", ".join(t.name for t in TRACERS))
+    if reference is None:
+        reference = defaults.reference if defaults else "occipital"
+    if regions is None:
+        regions = defaults.regions if defaults else _DEFAULT_REGIONS
+    if isinstance(regions, str) or not regions:
+        raise InputError(f"quantify_static 'regions': expected a non-empty list of region "
+                         f"names, found {regions!r}")
+    on_grid = _on_grid(atlas, data.shape, affine)
+    rs = pet_region_set(on_grid, regions=list(regions), reference=reference,
+                        split_y_mm=split_y_mm)
+    means, ref_mean = _region_values(_part_means(data, rs.labels), rs)
+    if not np.isfinite(ref_mean) or ref_mean <= 0:
+        raise InputError(f"{what}: reference region {rs.reference_name!r} has mean "
+                         f"{ref_mean!r}; expected a finite mean > 0")
+    return data, affine, what, rs, means, ref_mean
+
+
+def _pvc_parts(data: np.ndarray, affine: np.ndarray, rs: PetRegionSet, ref_mean: float,
+               fwhm_mm: float, brain_mask: Any, what: str
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GTM on the PVC partition; warn about target regions the PSF barely sees."""
+    import warnings
+
+    from danemap.errors import DanemapWarning
+    from danemap.markers.pet._pvc import gtm
+
+    labels = _brain_labels(data, rs, ref_mean, brain_mask)
+    ids, corrected, g = gtm(data, labels, affine, float(fwhm_mm))
+    self_seen = dict(zip(ids.tolist(), np.diag(g).tolist(), strict=True))
+    weak = sorted({f"{r.name} ({r.hemisphere}): {min(self_seen[p] for p in r.parts):.3f}"
+                   for r in [*rs.targets, rs.reference]
+                   if min(self_seen[p] for p in r.parts) < MIN_SELF_RECOVERY})
+    if weak:
+        msg = (f"{what}: GTM at {fwhm_mm} mm: the observed mean of these regions holds less "
+               f"than {MIN_SELF_RECOVERY:.0%} of their own activity (G[i, i]), so their "
+               f"corrected values amplify noise and misregistration: {'; '.join(weak)}")
+        log.warning("%s", msg)
+        warnings.warn(msg, DanemapWarning, stacklevel=3)
+    return labels, ids, corrected
+
+
 def quantify_static(
     img: Any,
     atlas: Any,
@@ -254,44 +321,23 @@ def quantify_static(
     """
     import pandas as pd
 
-    data, affine, what = _image_data(img)
     if pvc is not None and pvc not in PVC_METHODS:
         raise InputError(f"quantify_static 'pvc': expected None or one of {list(PVC_METHODS)},"
                          f" found {pvc!r}")
-    if pvc is not None and (fwhm_mm is None or not float(fwhm_mm) > 0):
-        raise InputError(f"quantify_static 'fwhm_mm': pvc={pvc!r} needs the PSF FWHM (> 0 mm) "
-                         f"of the image, found {fwhm_mm!r}")
-    defaults = tracer_defaults(tracer) if tracer is not None else None
-    if defaults is not None and not defaults.known and (reference is None or regions is None):
-        from danemap.markers.pet._regions import TRACERS
-
-        log.warning("%s: tracer %r is not in the tracer table (%s); using the generic "
-                    "defaults (occipital reference, striatal regions) where not given", what,
-                    tracer, ", ".join(t.name for t in TRACERS))
-    if reference is None:
-        reference = defaults.reference if defaults else "occipital"
-    if regions is None:
-        regions = defaults.regions if defaults else _DEFAULT_REGIONS
-    if isinstance(regions, str) or not regions:
-        raise InputError(f"quantify_static 'regions': expected a non-empty list of region "
-                         f"names, found {regions!r}")
-    on_grid = _on_grid(atlas, data.shape, affine)
-    rs = pet_region_set(on_grid, regions=list(regions), reference=reference,
-                        split_y_mm=split_y_mm)
+    if pvc is not None:
+        _check_fwhm(fwhm_mm, f"pvc={pvc!r}")
+    data, affine, what, rs, means, ref_mean = _prepare(img, atlas, tracer, reference,
+                                                       regions, split_y_mm)
     log.info("%s: static quantification, tracer %s, reference %s, %d regions%s", what,
              tracer, rs.reference_name, len(rs.targets),
              f", PVC {pvc} at {fwhm_mm} mm" if pvc else "")
-    means, ref_mean = _region_values(_part_means(data, rs.labels), rs)
-    if not np.isfinite(ref_mean) or ref_mean <= 0:
-        raise InputError(f"{what}: reference region {rs.reference_name!r} has mean "
-                         f"{ref_mean!r}; expected a finite mean > 0")
     tables = [static_measures(means, ref_mean, reference=rs.reference_name)]
     if pvc is not None:
-        from danemap.markers.pet._pvc import gtm, rbv
+        from danemap.markers.pet._pvc import rbv
 
         assert fwhm_mm is not None
-        labels = _brain_labels(data, rs, ref_mean, brain_mask)
-        ids, corrected, _ = gtm(data, labels, affine, float(fwhm_mm))
+        labels, ids, corrected = _pvc_parts(data, affine, rs, ref_mean, float(fwhm_mm),
+                                            brain_mask, what)
         if pvc == "gtm":
             part = {int(i): float(v) for i, v in zip(ids, corrected, strict=True)}
         else:
@@ -301,3 +347,55 @@ def quantify_static(
         pmeans, pref = _region_values(part, rs)
         tables.append(static_measures(pmeans, pref, method=pvc, reference=rs.reference_name))
     return pd.concat(tables, ignore_index=True)
+
+
+def rbv_image(
+    img: Any,
+    atlas: Any,
+    *,
+    fwhm_mm: float,
+    tracer: str | None = None,
+    reference: Any = None,
+    regions: Sequence[str] | None = None,
+    split_y_mm: float = 0.0,
+    brain_mask: Any = None,
+) -> Any:
+    """Return the RBV partial-volume corrected image (Thomas et al. 2011).
+
+    The partition is that of :func:`quantify_static` with the same arguments, so the
+    region means of this image are the ``"rbv"`` rows of ``quantify_static(...,
+    pvc="rbv")``.
+
+    Parameters
+    ----------
+    img : nibabel image or path
+        3D image in MNI space.
+    atlas : Atlas
+        The atlas (resampled onto the image grid when needed).
+    fwhm_mm : float
+        Isotropic Gaussian PSF FWHM (mm), > 0.
+    tracer, reference, regions, split_y_mm, brain_mask
+        As for :func:`quantify_static`.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        float32 corrected image on the grid of ``img`` (0 where no activity is modelled).
+
+    Raises
+    ------
+    InputError
+        As :func:`quantify_static`.
+    """
+    import nibabel as nib
+
+    from danemap.markers.pet._pvc import rbv
+
+    _check_fwhm(fwhm_mm, "RBV")
+    data, affine, what, rs, _, ref_mean = _prepare(img, atlas, tracer, reference, regions,
+                                                   split_y_mm)
+    labels, ids, corrected = _pvc_parts(data, affine, rs, ref_mean, float(fwhm_mm),
+                                        brain_mask, what)
+    out = rbv(data, labels, affine, float(fwhm_mm), region_ids=ids.tolist(),
+              corrected_means=corrected)
+    return nib.Nifti1Image(out.astype(np.float32), affine)
