@@ -215,6 +215,8 @@ class PetRegionSet:
         The grid's affine.
     split_y_mm : float
         The coronal plane of the anterior/posterior subdivisions.
+    counts : dict of int to int
+        Voxels of each label of ``part_names`` on the grid.
     """
 
     labels: np.ndarray
