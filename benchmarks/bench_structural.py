@@ -1,0 +1,159 @@
+"""Benchmark the raw-T1w structural path (ANTsPy) at 1 mm on 2 threads: full and quick.
+
+Input: the real Colin27 T1 (``/usr/share/mricron/templates/ch2.nii.gz``, Debian
+mricron-data, 1 mm, 181 x 217 x 181) turned by 6 degrees and shifted by 5 mm, so the
+registration is not the identity. Each mode runs in its own process so that its peak
+memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, ANTs runs in-process) is its own.
+
+Targets: full <= 5 min, quick <= 90 s, peak memory <= 4 GB per subject.
+
+Run: ``.venv/bin/python benchmarks/bench_structural.py`` (both modes) or
+``... --mode quick``.
+
+``--validate {colin27,mni152} [--n 4] [--full]`` instead runs the planted-truth check of
+``tests/markers/structural/test_ants.py`` on a simulated 2 mm cohort with that base brain
+(head pose, bias field, Rician noise, site contrast) and prints, per participant, the
+median |error| of the listed regions and the ICV error, and the recovered vs planted
+striatal group difference (for the MNI152-base comparison that the test budget leaves out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "2")
+
+COLIN27 = Path("/usr/share/mricron/templates/ch2.nii.gz")
+FASTSURFER_CPU_S = 90 * 60.0  # published anchor, not a measured run
+FREESURFER_S = 7 * 3600.0  # published anchor (6-8 h), not a measured run
+
+
+def _posed_input(folder: Path) -> Path:
+    import nibabel as nib
+    import numpy as np
+
+    from danemap.simulate._common import resample_to_grid
+
+    img = nib.load(COLIN27)
+    a = np.deg2rad(6.0)
+    world = np.eye(4)
+    world[:3, :3] = [[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]
+    world[:3, 3] = (5.0, -3.0, 2.0)
+    data = resample_to_grid(np.asarray(img.dataobj), world @ img.affine, img.shape,
+                            img.affine, order=1)
+    path = folder / "sub-colin_T1w.nii.gz"
+    nib.save(nib.Nifti1Image(data.astype(np.float32), img.affine), path)
+    return path
+
+
+def _one(mode: str) -> dict[str, object]:
+    from danemap.atlas import load_atlas
+    from danemap.markers.structural._ants import segment_t1w
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _posed_input(Path(tmp))
+        atlas = load_atlas(1)
+        t0 = time.perf_counter()
+        res = segment_t1w(path, atlas, quick=(mode == "quick"), work_dir=tmp)
+        wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    return {"mode": mode, "wall_s": wall, "peak_bytes": peak, "timings": res.timings,
+            "qc": {k: v for k, v in res.qc.items() if k != "flags"}, "flags": res.qc["flags"]}
+
+
+LISTED = ("Caudate_L", "Caudate_R", "Putamen_L", "Putamen_R", "NAcc_L", "NAcc_R",
+          "DLPFC_L", "DLPFC_R", "Cerebellum_L", "Cerebellum_R")
+STRIATAL = LISTED[:6]
+
+
+def _validate(base: str, n: int, quick: bool) -> None:
+    import numpy as np
+
+    from danemap.atlas import load_atlas
+    from danemap.markers.structural._ants import segment_t1w
+    from danemap.simulate import SimulationEffects, simulate_cohort
+
+    atlas = load_atlas(2)
+    eff = SimulationEffects(effect_scale=35.0, vol_subject_sd=0.02, icv_sd=0.03)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = simulate_cohort(Path(tmp) / "ds", n_subjects=n, n_sites=1, seed=11,
+                               modalities=("anat",), effects=eff, anat_base=base,
+                               anat_realistic=True)
+        truth = json.loads((root / "ground_truth.json").read_text())["participants"]
+        got: dict[str, dict[str, float]] = {}
+        for sub, p in truth.items():
+            t0 = time.perf_counter()
+            res = segment_t1w(root / sub / "anat" / f"{sub}_T1w.nii.gz", atlas, quick=quick,
+                              work_dir=tmp)
+            tab = res.volumes.table.set_index("region")["volume_mm3"]
+            got[sub] = {r: float(tab[r]) for r in LISTED}
+            err = [got[sub][r] / p["anat"]["volume_mm3"][r] - 1.0 for r in LISTED]
+            icv = res.volumes.icv_mm3 / p["anat"]["icv_mm3"] - 1.0
+            med = 100 * np.median(np.abs(err))
+            print(f"{base} {sub} ({p['group']}): median |error| {med:.2f} %"
+                  f", ICV error {100 * icv:+.2f} %, per region "
+                  + " ".join(f"{r} {100 * e:+.1f}" for r, e in zip(LISTED, err, strict=True))
+                  + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    def pct(get):
+        out = []
+        for r in STRIATAL:
+            g = {k: np.mean([get(s, r) for s in truth if truth[s]["group"] == k])
+                 for k in ("ADHD", "TD")}
+            out.append(100.0 * (g["ADHD"] / g["TD"] - 1.0))
+        return float(np.mean(out))
+
+    planted = pct(lambda s, r: truth[s]["anat"]["volume_mm3"][r])
+    recovered = pct(lambda s, r: got[s][r])
+    print(f"{base}: striatal ADHD vs TD difference planted {planted:+.2f} %, recovered "
+          f"{recovered:+.2f} % (difference {recovered - planted:+.2f} pp)")
+
+
+def main() -> int:
+    """Run the benchmark and print the per-subject wall time and peak memory."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", choices=["full", "quick", "both"], default="both")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--validate", choices=["colin27", "mni152"], default=None)
+    ap.add_argument("--n", type=int, default=4, help="participants of --validate")
+    ap.add_argument("--full", action="store_true", help="--validate in full mode")
+    args = ap.parse_args()
+    if args.validate is not None:
+        _validate(args.validate, args.n, not args.full)
+        return 0
+    if not COLIN27.is_file():
+        print(f"{COLIN27} missing: install the Debian package mricron-data")
+        return 1
+    if args.child:
+        print(json.dumps(_one(args.mode)))
+        return 0
+    modes = ["quick", "full"] if args.mode == "both" else [args.mode]
+    print(f"raw-T1w path, Colin27 1 mm (181x217x181), "
+          f"{os.environ['ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS']} ITK threads")
+    for mode in modes:
+        out = subprocess.run([sys.executable, __file__, "--mode", mode, "--child"],
+                             check=True, capture_output=True, text=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in r["timings"].items())
+        target = 90.0 if mode == "quick" else 300.0
+        print(f"{mode:5s}: {r['wall_s']:.1f} s per subject (target <= {target:.0f} s), "
+              f"peak memory {r['peak_bytes'] / 2**30:.2f} GiB (target <= 4 GB)")
+        print(f"       steps: {steps}")
+        print(f"       qc: {r['qc']} flags {r['flags']}")
+        print(f"       speed-up danemap {mode} vs FastSurfer (CPU, 90 min published anchor, "
+              f"not a measured run): {FASTSURFER_CPU_S / r['wall_s']:.1f}x")
+        print(f"       speed-up danemap {mode} vs FreeSurfer (6-8 h published anchor, 7 h, "
+              f"not a measured run): {FREESURFER_S / r['wall_s']:.0f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
