@@ -27,6 +27,14 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert (effects["n_case"] + effects["n_control"] == 20).all()
     head = pd.read_csv(group / "stats" / "networks" / "headline.tsv", sep="\t")
     assert set(head["source"]) <= {"mega", "meta"} and "source" in printed
+    # volumes from the raw-T1w quick path on 6 participants, with ICV
+    volumes = pd.read_csv(group / "volumes.tsv", sep="\t")
+    assert len(volumes) == 6 and "ICV" in volumes and "Caudate_L" in volumes
+    assert (group / "stats" / "volumes" / "effects.tsv").is_file()
+    # DAT SBR of every participant, with GTM
+    pet = pd.read_csv(group / "pet.tsv", sep="\t")
+    assert len(pet) == 20 and "putamen_L" in pet
+    assert "Volumes:" in printed and "DAT SBR:" in printed
 
 
 def test_demo_refuses_a_cohort_too_small_for_the_statistics(tmp_path, capsys):

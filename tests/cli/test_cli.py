@@ -182,14 +182,12 @@ def test_group_level_reports_every_participants_problem(cohort, tmp_path, capsys
     assert "non-numeric value in column 'age': line 2: 'ten'" in err
 
 
-def test_dataset_without_functional_data_names_what_it_found(tmp_path, caplog):
+def test_dataset_with_only_unclaimed_data_names_what_it_found(tmp_path, caplog):
     import logging
 
     bids = tmp_path / "bids"
-    (bids / "sub-01" / "anat").mkdir(parents=True)
-    (bids / "sub-01" / "anat" / "sub-01_T1w.nii.gz").write_bytes(b"")
-    (bids / "sub-01" / "pet").mkdir()
-    (bids / "sub-01" / "pet" / "sub-01_trc-FPCIT_pet.nii.gz").write_bytes(b"")
+    (bids / "sub-01" / "dwi").mkdir(parents=True)
+    (bids / "sub-01" / "dwi" / "sub-01_dwi.nii.gz").write_bytes(b"")
     (bids / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
     from danemap.config import Config
     from danemap.pipeline import run_participant
@@ -197,11 +195,29 @@ def test_dataset_without_functional_data_names_what_it_found(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="danemap"):  # the library call: main's
         assert run_participant(bids, tmp_path / "out", Config()) == 1  # handler is rich's
     # found by discovery whatever the modality, and named because no family consumes it
-    assert "has data for anat/T1w, pet/pet, which no marker family" in caplog.text
+    assert "has data for dwi/dwi, which no marker family" in caplog.text
     status = pd.read_csv(tmp_path / "out" / "danemap" / "logs" / "participant_status.tsv",
                          sep="\t")
-    assert "no functional input" in status.loc[0, "error"]
-    assert "found only data for anat/T1w, pet/pet" in status.loc[0, "error"]
+    error = status.loc[0, "error"]
+    assert "no functional input" in error and "no structural input" in error
+    assert "no PET/SPECT input" in error and "found only data for dwi/dwi" in error
+
+
+def test_a_broken_image_fails_its_participant_with_the_file_named(tmp_path):
+    from danemap.config import Config
+    from danemap.pipeline import run_participant
+
+    bids = tmp_path / "bids"
+    for sub in ("sub-01", "sub-02"):
+        (bids / sub / "pet").mkdir(parents=True)
+    (bids / "sub-01" / "pet" / "sub-01_trc-FPCIT_pet.nii.gz").write_bytes(b"")  # broken
+    (bids / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    assert run_participant(bids, tmp_path / "out", Config()) == 1
+    status = pd.read_csv(tmp_path / "out" / "danemap" / "logs" / "participant_status.tsv",
+                         sep="\t").set_index("participant_id")
+    assert "sub-01_trc-FPCIT_pet.nii.gz" in status.loc["sub-01", "error"]
+    assert status.loc["sub-02", "status"] == "failed"  # no input at all: said, not skipped
+    assert "no PET/SPECT input" in status.loc["sub-02", "error"]
 
 
 def test_fallback_bold_without_fmriprep(cohort, tmp_path, fast_config, caplog):

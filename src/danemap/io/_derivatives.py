@@ -174,7 +174,11 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def _jsonable(obj: Any) -> Any:
-    """Convert numpy scalars/arrays and paths; non-finite floats become ``null``."""
+    """Convert numpy scalars/arrays, paths and dataclasses; non-finite floats become ``null``."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(dataclasses.asdict(obj))
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

@@ -21,8 +21,21 @@ from danemap.markers.pet._kinetics import (
 )
 from danemap.markers.pet._normalise import Normalised, in_mni, normalise_to_mni
 from danemap.markers.pet._pvc import gtm, rbv
+from danemap.markers.pet._regions import (
+    PET_REGIONS,
+    REFERENCE_REGIONS,
+    TRACERS,
+    TracerDefaults,
+    pet_region_set,
+    reference_mask,
+    tracer_defaults,
+)
+from danemap.markers.pet._static import quantify_static, rbv_image, static_measures
 
 __all__ = [
+    "PET_REGIONS",
+    "REFERENCE_REGIONS",
+    "TRACERS",
     "DynamicResult",
     "KineticFit",
     "Normalised",
@@ -30,6 +43,7 @@ __all__ = [
     "PetFrames",
     "PetInput",
     "PetResult",
+    "TracerDefaults",
     "collect_pet",
     "estimate_k2_ref",
     "gtm",
@@ -40,9 +54,15 @@ __all__ = [
     "normalise_to_mni",
     "parametric_map",
     "pet_inputs",
+    "pet_region_set",
     "quantify_dynamic",
+    "quantify_static",
     "rbv",
+    "rbv_image",
     "read_timing",
+    "reference_mask",
     "regional_tacs",
     "srtm",
+    "static_measures",
+    "tracer_defaults",
 ]

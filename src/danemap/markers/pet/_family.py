@@ -118,9 +118,14 @@ class PetFamily(MarkerFamily):
 
             mni3 = nib.Nifti1Image(data, mni.affine)
             fwhm = cfg.fwhm_mm or defaults.fwhm_mm
-            table, maps = _static(mni3, atlas, item.tracer, reference, cfg.pvc, fwhm)
+            pvc = cfg.pvc
+            if pvc != "none" and not fwhm > 0:
+                log.warning("%s: no PSF FWHM is known for tracer %r, so no partial-volume "
+                            "correction; set [pet] fwhm_mm", item.path.name, item.tracer)
+                pvc = "none"
+            table, maps = _static(mni3, atlas, item.tracer, reference, pvc, fwhm)
             meta["PSF_FWHM_mm"] = fwhm
-            meta["PVC"] = cfg.pvc
+            meta["PVC"] = pvc
             return PetResult(table, "SBR", mni3, atlas.resample_to(mni3).img, maps=maps,
                              meta=meta)
         from danemap.markers.pet._dynamic import quantify_dynamic
@@ -218,8 +223,12 @@ def _t1w_transforms(session: SessionData, config: Config) -> tuple[Any, list[str
 
 def _static(img: Any, atlas: Any, tracer: str, reference: str, pvc: str,
             fwhm_mm: float) -> tuple[pd.DataFrame, dict[str, Any]]:
-    from danemap.markers.pet._static import quantify_static
+    from danemap.markers.pet._static import quantify_static, rbv_image
 
     table = quantify_static(img, atlas, tracer=tracer, reference=reference,
                             pvc=None if pvc == "none" else pvc, fwhm_mm=fwhm_mm)
-    return table, {}
+    maps = {}
+    if pvc == "rbv":  # the voxel-wise corrected image, whose region means are the rbv rows
+        maps["rbv"] = rbv_image(img, atlas, fwhm_mm=fwhm_mm, tracer=tracer,
+                                reference=reference)
+    return table, maps
