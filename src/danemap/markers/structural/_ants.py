@@ -122,6 +122,8 @@ class Schedule:
         SyN similarity metric (``"mattes"`` or ``"CC"``).
     syn_sampling : int
         Mattes histogram bins, or the CC radius in voxels.
+    grad_step, flow_sigma : float
+        SyN gradient step and update-field smoothing (voxels).
     """
 
     template_mm: float
@@ -134,6 +136,8 @@ class Schedule:
     atropos_iterations: int
     syn_metric: str = "mattes"
     syn_sampling: int = 32
+    grad_step: float = 0.2
+    flow_sigma: float = 3.0
 
 
 #: Full mode: registration to the 2 mm template (SyN down to 2 mm), longer schedules.
@@ -353,7 +357,8 @@ def _register(ants: Any, moving: Any, tpl: Any, tpl_mask: Any, sched: Schedule,
         tpl, moving, type_of_transform="SyNOnly", initial_transform=aff["fwdtransforms"],
         mask=fixed_mask, mask_all_stages=True, syn_metric=sched.syn_metric,
         syn_sampling=sched.syn_sampling,
-        reg_iterations=sched.syn_iterations, grad_step=0.2, flow_sigma=3, total_sigma=0,
+        reg_iterations=sched.syn_iterations, grad_step=sched.grad_step,
+        flow_sigma=sched.flow_sigma, total_sigma=0,
         outprefix=str(work / "syn_"))
     return syn
 
