@@ -35,6 +35,7 @@ __all__ = [
     "StatsConfig",
     "StructuralConfig",
     "SymptomsConfig",
+    "TaskConfig",
     "load_config",
 ]
 
@@ -217,6 +218,82 @@ class PetConfig:
     map_model: str = "srtm"
 
 
+def _mid_conditions() -> list[str]:
+    # The common MID coding (Knutson 2001; ABCD, Casey 2018): gain / loss / neutral
+    # anticipation cues and the hit / miss outcomes of gain trials; the outcomes of loss
+    # and neutral trials are modelled as one nuisance condition.
+    return [
+        "gain=gain", "gain_cue=gain", "gain_anticipation=gain", "reward_anticipation=gain",
+        "LgReward=gain", "SmallReward=gain",
+        "loss=loss", "loss_cue=loss", "loss_anticipation=loss", "LgPun=loss",
+        "SmallPun=loss",
+        "neutral=neutral", "neutral_cue=neutral", "neutral_anticipation=neutral",
+        "Triangle=neutral",
+        "hit=hit", "gain_hit=hit", "reward_hit=hit",
+        "miss=miss", "gain_miss=miss", "reward_miss=miss",
+        "loss_hit=outcome_other", "loss_miss=outcome_other", "neutral_hit=outcome_other",
+        "neutral_miss=outcome_other",
+    ]
+
+
+def _mid_contrasts() -> list[str]:
+    return ["gain_minus_neutral=gain - neutral", "loss_minus_neutral=loss - neutral",
+            "hit_minus_miss=hit - miss"]
+
+
+@dataclass
+class TaskConfig:
+    """Task-fMRI first-level settings (``[task]``, the Monetary Incentive Delay task).
+
+    Parameters
+    ----------
+    task : str
+        BIDS ``task-`` label of the runs the family reads (``"mid"``).
+    conditions : list of str
+        ``"trial_type=condition"`` entries: the ``trial_type`` values of the events files
+        and the condition (design-matrix regressor) each one is modelled by. The defaults
+        follow the common MID coding: gain, loss and neutral anticipation cues, and the hit
+        and miss outcomes of gain trials (loss and neutral outcomes: ``outcome_other``).
+    ignore : list of str
+        ``trial_type`` values that are known but not modelled (implicit baseline).
+    contrasts : list of str
+        ``"name=expression"`` entries, the expression a sum of condition names with
+        optional coefficients (``"gain - neutral"``, ``"0.5*gain + 0.5*loss - neutral"``).
+    hrf_model : {"glover", "spm"}
+        Haemodynamic response of nilearn's first-level model.
+    drift_model : {"cosine", "none"}
+        Drift regressors (``"cosine"``: a discrete cosine basis up to ``high_pass``).
+    high_pass : float
+        Cut-off (Hz) of the cosine drift basis.
+    noise_model : {"ar1", "ols"}
+        Temporal noise model (nilearn's AR(1) with 100 coefficient bins, or OLS).
+    strategy : str
+        Confound strategy (see :class:`FunctionalConfig`); empty: ``[functional] strategy``.
+        The other confound and censoring settings are those of ``[functional]``; the
+        fMRIPrep ``cosine*`` columns are left out because the drift model is the high-pass.
+    voxelwise : bool
+        Also fit every brain voxel and write voxel-wise effect, variance and t maps (the
+        region-level fit is always done; without this the maps paint each region's
+        estimate).
+    min_trials : int
+        Conditions a contrast uses need at least this many events in a run; a contrast
+        without them is n/a for that run.
+    """
+
+    task: str = "mid"
+    conditions: list[str] = field(default_factory=_mid_conditions)
+    ignore: list[str] = field(default_factory=lambda: ["fixation", "iti", "rest", "probe",
+                                                       "target", "response"])
+    contrasts: list[str] = field(default_factory=_mid_contrasts)
+    hrf_model: str = "glover"
+    drift_model: str = "cosine"
+    high_pass: float = 0.01
+    noise_model: str = "ar1"
+    strategy: str = ""
+    voxelwise: bool = False
+    min_trials: int = 1
+
+
 @dataclass
 class GlmConfig:
     """Extra terms of the case-control GLM (``[stats.glm]``); ``""`` adds none.
@@ -384,6 +461,7 @@ class Config:
     functional: FunctionalConfig = field(default_factory=FunctionalConfig)
     structural: StructuralConfig = field(default_factory=StructuralConfig)
     pet: PetConfig = field(default_factory=PetConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
 
     def updated(self, values: Mapping[str, Any], source: str = "arguments") -> Config:
