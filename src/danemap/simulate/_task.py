@@ -276,6 +276,21 @@ def _truth(names: Sequence[str], amp: np.ndarray, events: Any, n_volumes: int, g
     }
 
 
+_GRIDS: dict[int, tuple[Any, Any]] = {}
+
+
+def _atlas_grid(atlas: Any) -> Any:
+    """Return the simulator grid of ``atlas``, cached for many-participant studies."""
+    hit = _GRIDS.get(id(atlas))
+    if hit is not None and hit[0] is atlas:
+        return hit[1]
+    grid = _grid(atlas)
+    if len(_GRIDS) > 8:
+        _GRIDS.clear()
+    _GRIDS[id(atlas)] = (atlas, grid)
+    return grid
+
+
 def _background_effects(p: TaskSimParams) -> SimulationEffects:
     return dataclasses.replace(p.effects, bold_signal_pct=p.background_pct)
 
@@ -321,7 +336,7 @@ def simulate_mid_roi(atlas: Any, seed: int | Sequence[int] = 0, group: str = "TD
     eff = _background_effects(p)
     rng = np.random.default_rng(seed)
     events, n_volumes = mid_events(rng, p)
-    grid = _grid(atlas)
+    grid = _atlas_grid(atlas)
     amp = _subject_amplitudes(rng, grid.names, group, p)
     c, _, _ = _draw_coupling(rng, grid, eff, None, "TD", site_shift_z)
     r = len(grid.names)

@@ -1,4 +1,4 @@
-"""Events validation, trial-type mapping and contrast parsing: every error names file, row, field."""
+"""Events validation, trial-type mapping, contrast parsing: errors name file, row, field."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_contrast_parsing() -> None:
                         ["gain", "loss", "neutral"])
     assert c == {"a": {"gain": 1.0, "neutral": -1.0},
                  "b": {"gain": 0.5, "loss": 0.5, "neutral": -1.0}}
-    with pytest.raises(InputError, match="unknown condition 'gian'.*did you mean 'gain'"):
+    with pytest.raises(InputError, match=r"unknown condition 'gian'.*did you mean 'gain'"):
         parse_contrasts(["a=gian - neutral"], ["gain", "neutral"])
     with pytest.raises(InputError, match="only zero weights"):
         parse_contrasts(["a=gain - gain"])

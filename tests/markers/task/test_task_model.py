@@ -83,7 +83,7 @@ def test_roi_path_equals_nilearn_first_level_model() -> None:
     assert sel.sample_mask is not None and len(sel.sample_mask) < len(ts)
     ev = validate_events(ev_raw, "sim", len(ts), TR, parse_conditions(cfg.conditions),
                          cfg.ignore)
-    table, info = roi_first_level(ts, ev, TR, cfg, sel.confounds, sel.sample_mask)
+    table, _info = roi_first_level(ts, ev, TR, cfg, sel.confounds, sel.sample_mask)
     model_ev = ev[["onset", "duration", "trial_type"]]
     worst = 0.0
     for name, weights in parse_contrasts(cfg.contrasts).items():
