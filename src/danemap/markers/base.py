@@ -37,7 +37,7 @@ __all__ = ["GROUP_ANALYSES", "GroupTable", "MarkerFamily", "families", "get_fami
            "register"]
 
 #: The families that ship with danemap, in the order they run.
-BUILTIN_FAMILIES = ("functional", "structural", "pet")
+BUILTIN_FAMILIES = ("functional", "structural", "pet", "task")
 
 #: The analyses of :func:`danemap.stats.pipeline.run_stats` a region or network table gets.
 GROUP_ANALYSES = ("harmonize", "glm", "permutation", "symptoms", "normative", "classify")

@@ -12,7 +12,7 @@ from danemap.errors import InputError
 
 # Stream identifiers, so each (participant, modality) gets an independent, order-free
 # random stream from one seed.
-STREAMS = {"cohort": 0, "func": 1, "pet": 2, "anat": 3, "dynpet": 4, "site": 5}
+STREAMS = {"cohort": 0, "func": 1, "pet": 2, "anat": 3, "dynpet": 4, "site": 5, "task": 6}
 
 PFC_STEMS = ("DLPFC", "VLPFC", "OFC", "mPFC", "ACC")
 STRIATAL_STEMS = ("Caudate", "Putamen", "NAcc")

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from danemap.errors import InputError
-from danemap.simulate._common import nifti_bytes, stem, write_bytes, write_json
+from danemap.simulate._common import STREAMS, nifti_bytes, stem, write_bytes, write_json
 from danemap.simulate._effects import SimulationEffects
 from danemap.simulate._func import _amplitude, _draw_coupling, _draw_signals, _grid, _run_confounds
 
@@ -45,8 +45,8 @@ __all__ = ["TASK", "TASK_STREAM", "TaskSimParams", "mid_events", "simulate_mid_r
 
 TASK = "mid"
 SPACE = "MNI152NLin2009cAsym"
-#: Random stream of the task modality (beside ``_common.STREAMS``' 0-5).
-TASK_STREAM = 6
+#: Random stream of the task modality.
+TASK_STREAM = STREAMS["task"]
 CUES = ("gain", "loss", "neutral")
 CONDITIONS = ("gain", "loss", "neutral", "hit", "miss", "outcome_other")
 

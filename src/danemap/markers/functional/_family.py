@@ -56,9 +56,12 @@ class FunctionalFamily(MarkerFamily):
     space: ClassVar[str] = DEFAULT_SPACE
 
     def inputs(self, session: SessionData, config: Config) -> list[Any]:
-        """Return ``(session, run)`` for every run with a usable (preprocessed) BOLD."""
+        """Return ``(session, run)`` for every resting-state run with a usable BOLD.
+
+        Runs of the task-fMRI family's task (``[task] task``, ``mid``) are left to it.
+        """
         return [(session, run) for run in functional_runs(session, self.space)
-                if run.preproc is not None]
+                if run.preproc is not None and run.entities.get("task") != config.task.task]
 
     def describe_item(self, item: Any) -> str:
         """Name the run by its BOLD file."""
