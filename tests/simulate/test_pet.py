@@ -9,7 +9,7 @@ from danemap.atlas import load_atlas
 from danemap.errors import InputError
 from danemap.simulate import SimulationEffects, simulate_dat_spect
 from danemap.simulate._common import atlas_arrays
-from danemap.simulate._pet import dynamic_arrays, measure_sbr, reference_tac, srtm_tac
+from danemap.simulate._pet import dynamic_arrays, measure_sbr
 
 
 @pytest.fixture(scope="module")
@@ -54,24 +54,6 @@ def test_group_effect_and_calibration(atlas):
     assert sbr["ADHD"]["Thalamus_L"] / sbr["TD"]["Thalamus_L"] > 0.85  # barely spilled into
 
 
-def test_srtm_reference_equals_reference_and_bp_recoverable():
-    dt = 0.05
-    t = (np.arange(1800) + 0.5) * dt
-    ref = reference_tac(t)
-    assert np.allclose(srtm_tac(ref, dt, 1.0, 0.2, 0.0), ref)
-    target = srtm_tac(ref, dt, 1.1, 0.22, 2.5)
-    # Logan-free check: late ratio of target to reference approaches 1 + BP from below/above
-    late = t > 60
-    ratio = target[late].mean() / ref[late].mean()
-    assert 2.5 < ratio < 4.5
-    # SRTM linearisation holds exactly: C_T = R1 C_R + k2 int C_R - k2a int C_T
-    k2a = 0.22 / 3.5
-    icr = np.cumsum(ref) * dt
-    ict = np.cumsum(target) * dt
-    pred = 1.1 * ref + 0.22 * icr - k2a * ict
-    assert np.max(np.abs(pred - target)) < 0.05 * target.max()
-
-
 def test_dynamic_series(atlas):
     _, truth = simulate_dat_spect(atlas, seed=2, noise=False)
     data, _, dyn = dynamic_arrays(atlas, 2, truth["true_bp"], 1.0)
@@ -81,6 +63,27 @@ def test_dynamic_series(atlas):
     put = data[labels == 13].mean(axis=0)
     occ = data[np.isin(labels, [30, 31])].mean(axis=0)
     assert put[-1] > 1.5 * occ[-1]  # specific binding visible late
+
+
+def test_dynamic_series_bpnd_is_recovered_by_the_family_models(atlas):
+    """The cohort's dynamic PET, read back by SRTM on large-region TACs (blur included)."""
+    from danemap.markers.pet import srtm
+    from danemap.markers.pet._dynamic import regional_tacs
+
+    planted = {n: 0.0 for n in atlas.names} | {"DLPFC_L": 1.5, "Cerebellum_L": 0.5}
+    data, _, dyn = dynamic_arrays(atlas, 3, planted, 1.0)
+    labels = np.asarray(atlas.img.dataobj)
+    idx = atlas.regions.set_index("name")["index"]
+    ct = regional_tacs(data, labels, [int(idx["DLPFC_L"]), int(idx["Cerebellum_L"])])
+    cr = data[np.isin(labels, [int(idx["Occipital_L"]), int(idx["Occipital_R"])])].mean(axis=0)
+    start = np.asarray(dyn["frame_times_start_s"]) / 60.0
+    end = start + np.asarray(dyn["frame_duration_s"]) / 60.0
+    fit = srtm(ct, cr, start, end)
+    print("dynamic cohort PET, SRTM BP_ND of DLPFC_L, Cerebellum_L:", fit.bpnd)
+    # large regions, but the 5 mm PSF mixes in unbound neighbours: measured 14% low
+    # (1.28, 0.43); partial volume only ever lowers it
+    ratio = fit.bpnd / np.array([1.5, 0.5])
+    assert np.all((ratio > 0.8) & (ratio < 1.02)), ratio
 
 
 @pytest.mark.parametrize(

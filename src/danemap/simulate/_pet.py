@@ -36,10 +36,10 @@ from danemap.simulate._common import (
 from danemap.simulate._effects import SimulationEffects
 
 REFERENCE_STEM = "Occipital"
-#: Dynamic PET frames (s): 6x30, 3x60, 2x120, 10x300, 3x600 = 24 frames, 90 min.
-FRAME_DURATIONS = (30.0,) * 6 + (60.0,) * 3 + (120.0,) * 2 + (300.0,) * 10 + (600.0,) * 3
 PET_FWHM_MM = 5.0
 K2_REF = 0.2  # 1/min, efflux of the reference region (k2' of the SRTM)
+K4 = 0.5  # 1/min, dissociation rate of the two-tissue targets (k3 = BP_ND k4)
+NOISE = 0.15  # noise SD per sqrt(kBq/mL per minute of frame)
 
 
 def _sigma_vox(fwhm_mm: float, affine: np.ndarray) -> np.ndarray:
@@ -214,68 +214,46 @@ def simulate_dat_spect(atlas: Any, seed: int | Sequence[int] = 0, *, group: str 
     return nib.Nifti1Image(data.astype(np.float32), affine), truth
 
 
-def reference_tac(t_min: np.ndarray) -> np.ndarray:
-    """Reference-region TAC (kBq/mL): fast gamma-variate-like peak plus slow washout."""
-    return 12.0 * t_min * np.exp(-t_min / 3.0) + 8.0 * (1.0 - np.exp(-t_min / 3.0)) * np.exp(
-        -t_min / 80.0)
-
-
-def srtm_tac(ref: np.ndarray, dt: float, r1: float, k2: float, bp: float) -> np.ndarray:
-    """Target TAC of the simplified reference tissue model (Lammertsma & Hume 1996).
-
-    ``C_T = R1 C_R + (k2 - R1 k2a) C_R * exp(-k2a t)``, ``k2a = k2 / (1 + BP_ND)``, on a
-    uniform grid of step ``dt`` (minutes); the convolution is computed exactly for a
-    piecewise-constant ``C_R``.
-    """
-    k2a = k2 / (1.0 + bp)
-    decay = np.exp(-k2a * dt)
-    gain = (1.0 - decay) / k2a
-    conv = np.empty_like(ref)
-    acc = 0.0
-    for i, c in enumerate(ref):
-        acc = acc * decay + c * gain
-        conv[i] = acc
-    return r1 * ref + (k2 - r1 * k2a) * conv
-
-
 def dynamic_arrays(atlas: Any, seed: int | Sequence[int], bp: dict[str, float],
                    calibration_scale: float) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """4D dynamic DAT PET (SRTM), frame means, blurred, with Gaussian noise."""
+    """4D dynamic DAT PET: compartment-model frame means, blurred, with counting noise.
+
+    The reference region (and the brain outside the regions) follows a one-tissue
+    compartment model, every region a two-tissue model with ``k3 = BP_ND k4``, integrated
+    exactly (:func:`danemap.simulate._kinetics.reference_target_tacs`, the Feng input
+    function). Each frame is blurred by the PET PSF, and Gaussian noise with a variance
+    proportional to the frame's counts (``C / duration``) is added.
+    """
+    from danemap.simulate._kinetics import FRAMES_11C, frame_times, reference_target_tacs
+
     rng = np.random.default_rng(seed)
     labels, affine, names, indices = atlas_arrays(atlas)
     _, mask = template_and_mask(labels, affine)
-    durations = np.asarray(FRAME_DURATIONS)
-    starts = np.concatenate([[0.0], np.cumsum(durations)[:-1]])
-    dt = 0.05
-    t = (np.arange(round(float(durations.sum()) / 60.0 / dt)) + 0.5) * dt
-    ref = reference_tac(t)
-    frame_of = np.searchsorted(np.cumsum(durations) / 60.0, t, side="right")
-
-    def frames(tac: np.ndarray) -> np.ndarray:
-        return np.bincount(frame_of, weights=tac, minlength=len(durations)) / np.bincount(
-            frame_of, minlength=len(durations))
-
-    params = {}
+    durations = np.asarray(FRAMES_11C)
+    start, end = frame_times(FRAMES_11C)
+    r1 = np.array([1.1 if stem(n) in STRIATAL_STEMS else 1.0 for n in names])
+    bpnd = np.array([bp[n] for n in names])
+    ref, targets = reference_target_tacs(start, end, bpnd, r1=r1, k2_ref=K2_REF, k4=K4,
+                                         target="2tcm")
+    params = {n: {"BPND": float(b), "R1": float(r), "k2": float(r * K2_REF), "k4": K4}
+              for n, b, r in zip(names, bpnd, r1, strict=True)}
     lut = np.zeros((int(labels.max()) + 1, len(durations)))
-    lut[0] = frames(ref)  # brain outside the regions: non-displaceable, like the reference
-    for n, i in zip(names, indices, strict=True):
-        r1 = 1.1 if stem(n) in STRIATAL_STEMS else 1.0
-        k2 = r1 * K2_REF
-        params[n] = {"BPND": bp[n], "R1": r1, "k2": k2}
-        lut[i] = frames(srtm_tac(ref, dt, r1, k2, bp[n]))
+    lut[0] = ref  # brain outside the regions: non-displaceable, like the reference
+    lut[list(indices)] = targets.T
     data = lut[labels] * mask[..., None]
     out = np.empty(data.shape, dtype=np.float32, order="F")
     for f in range(len(durations)):
         blurred = _blur(data[..., f], PET_FWHM_MM, affine)
-        sd = 0.15 * np.sqrt(np.clip(blurred, 0.0, None) * 60.0 / durations[f])
+        sd = NOISE * np.sqrt(np.clip(blurred, 0.0, None) * 60.0 / durations[f])
         noisy = blurred + sd * rng.standard_normal(blurred.shape)
         out[..., f] = noisy * 1000.0 * calibration_scale  # kBq/mL -> Bq/mL
     truth = {
-        "model": "SRTM (Lammertsma & Hume 1996), reference region occipital",
+        "model": ("two-tissue compartment targets (k3 = BP_ND k4), one-tissue reference "
+                  "(occipital), Feng plasma input; frame means"),
         "k2_ref_per_min": K2_REF,
         "regions": params,
         "fwhm_mm": PET_FWHM_MM,
-        "frame_times_start_s": starts.tolist(),
+        "frame_times_start_s": (start * 60.0).tolist(),
         "frame_duration_s": durations.tolist(),
     }
     return out, affine, truth
@@ -397,8 +375,12 @@ def pet_summary(per: dict[str, Any], eff: SimulationEffects, atlas: Any,
                               "higher with prior medication (Fusar-Poli 2012 meta-analysis)"),
     }
     if dynamic:
-        out["dynamic"] = {"tracer": "FE-PE2I", "model": "SRTM (Lammertsma & Hume 1996)",
+        from danemap.simulate._kinetics import FRAMES_11C
+
+        out["dynamic"] = {"tracer": "FE-PE2I",
+                          "model": ("two-tissue compartment targets (k3 = BP_ND k4), "
+                                    "one-tissue reference"),
                           "reference_region": f"{REFERENCE_STEM}_L + {REFERENCE_STEM}_R",
-                          "k2_ref_per_min": K2_REF, "fwhm_mm": PET_FWHM_MM,
-                          "frame_duration_s": list(FRAME_DURATIONS)}
+                          "k2_ref_per_min": K2_REF, "k4_per_min": K4, "fwhm_mm": PET_FWHM_MM,
+                          "frame_duration_s": list(FRAMES_11C)}
     return out
