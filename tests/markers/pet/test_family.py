@@ -92,3 +92,29 @@ def test_medication_status_moderates_the_glm(run):
     terms = set(eff["term"])
     assert "group" in terms
     assert {"group[med_status=naive]", "group[med_status=stimulant]"} <= terms
+
+
+def test_a_dynamic_series_gets_regional_bpnd_a_map_and_tacs(tmp_path):
+    import nibabel as nib
+
+    bids = simulate_cohort(tmp_path / "bids", n_subjects=2, n_sites=1, modalities=("pet",),
+                           seed=5, resolution=2, dynamic_pet=True)
+    cfg = Config().updated({"run": {"markers": ["pet"]},
+                            "pet": {"fwhm_mm": FWHM}})
+    assert run_participant(bids, tmp_path / "out", cfg) == 0
+    pet = tmp_path / "out" / "danemap" / "sub-01" / "pet"
+    table = read_tsv(pet / "sub-01_trc-FEPE2I_atlas-danemap_desc-bpnd_stats.tsv")
+    bp = table[table["measure"] == "BPND"].pivot_table(index="region", columns="method",
+                                                      values="value")
+    truth = json.loads((bids / "ground_truth.json").read_text())
+    true = truth["participants"]["sub-01"]["pet"]["dynamic"]["true_bpnd"]
+    for model in ("srtm", "mrtm2", "logan"):
+        # the 5 mm PSF lowers the small striatal regions' BP_ND (no PVC for dynamic data);
+        # the order putamen > caudate > thalamus and the sign must hold
+        assert bp.loc["Putamen_L", model] > bp.loc["Caudate_L", model] > \
+            bp.loc["Thalamus_L", model] > 0, model
+        assert 0.4 * true["Putamen_L"] < bp.loc["Putamen_L", model] < 1.05 * true["Putamen_L"]
+    bpmap = nib.load(pet / "sub-01_trc-FEPE2I_space-MNI152NLin2009cAsym_desc-bpnd_pet.nii.gz")
+    assert bpmap.ndim == 3 and np.nanmax(np.asarray(bpmap.dataobj)) > 1.0
+    tacs = read_tsv(pet / "sub-01_trc-FEPE2I_atlas-danemap_tacs.tsv")
+    assert len(tacs) == 24 and "reference_cerebellum" in tacs
