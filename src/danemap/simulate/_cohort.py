@@ -26,7 +26,7 @@ from danemap.simulate._effects import SimulationEffects
 
 log = get_logger("simulate")
 
-MODALITIES = ("anat", "func", "pet")
+MODALITIES = ("anat", "func", "pet", "task")
 SPACE = "MNI152NLin2009cAsym"
 TASK = "rest"
 
@@ -252,7 +252,7 @@ def simulate_cohort(
     anat_resolution : {2, 3}
         Grid of the T1w and its warped labels, in mm (finer than ``resolution`` so that
         planted volume changes of small nuclei are realised in the label voxel counts).
-    modalities : sequence of {"anat", "func", "pet"}
+    modalities : sequence of {"anat", "func", "pet", "task"}
         What to simulate.
     n_volumes : int
         BOLD volumes per run.
@@ -321,7 +321,7 @@ def simulate_cohort(
         b"participant's true values are in ground_truth.json. Not real data.\n"))
     write_bytes(out / "participants.tsv", _tsv(rows).encode("utf-8"))
     write_json(out / "participants.json", PARTICIPANTS_JSON)
-    if "func" in mods:
+    if "func" in mods or "task" in mods:
         write_json(out / "derivatives" / "fmriprep" / "dataset_description.json",
                    _description("fMRIPrep-style derivatives (simulated)", True))
     if "anat" in mods:
@@ -352,6 +352,10 @@ def simulate_cohort(
 
             entry["anat"] = anat_subject(out, sub, row, site, anat_atlas, idx, int(seed),
                                          anat_res, eff, anat_base, anat_realistic)
+        if "task" in mods:
+            from danemap.simulate._task import task_subject
+
+            entry["task"] = task_subject(out, sub, row, site, atlas, idx, int(seed), eff)
         per[sub] = entry
         log.debug("simulated %s", sub)
 
@@ -380,6 +384,12 @@ def simulate_cohort(
         from danemap.simulate._anat import anat_summary
 
         truth["structural"] = anat_summary(per, eff)
+    if "task" in mods:
+        from danemap.simulate._task import TaskSimParams
+
+        truth["task"] = {"task": "mid", "planted_d_nacc_gain_minus_neutral": TaskSimParams().d,
+                         "definition": ("ADHD minus TD NAcc anticipation (gain - neutral) "
+                                        "amplitude over its between-participant SD")}
     truth["participants"] = per
     write_bytes(out / "ground_truth.json", json_text(to_jsonable(truth)).encode("utf-8"))
     log.info("simulated cohort written to %s", out)
