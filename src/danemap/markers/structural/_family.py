@@ -11,7 +11,7 @@ import pandas as pd
 from danemap._utils.logging import get_logger
 from danemap.markers.base import GROUP_ANALYSES, GroupTable, MarkerFamily, register
 from danemap.markers.structural._inputs import StructuralInput, structural_inputs
-from danemap.markers.structural._volumes import VOLUME_COLUMNS, VolumeSet
+from danemap.markers.structural._volumes import RAW_T1W_CAUTION, VOLUME_COLUMNS, VolumeSet
 
 if TYPE_CHECKING:
     from danemap.config import Config
@@ -23,6 +23,7 @@ log = get_logger("markers.structural")
 
 #: The ``region`` of the ICV row of a per-participant volume table.
 ICV_REGION = "ICV"
+
 
 _COLUMN_DOCS: dict[str, dict[str, Any]] = {
     "region": {"Description": "Structure: its name in the input (FreeSurfer's "
@@ -159,6 +160,8 @@ class StructuralFamily(MarkerFamily):
                      "not the same quantity as FreeSurfer's segmentation volumes, and are "
                      "never compared with ENIGMA-ADHD"),
         }
+        if not vs.like_freesurfer:
+            docs["_metadata"]["Caution"] = RAW_T1W_CAUTION
         written = [writer.write_tsv(table, path, sidecar=docs)]
         if result.t1w is not None:
             written += _write_t1w_outputs(result.t1w, writer, sub, ses, atlas_name)
@@ -178,7 +181,8 @@ class StructuralFamily(MarkerFamily):
         for name, (path, like_fs) in collect_volumes(out_root, out_root / "group",
                                                      atlas_name).items():
             title = ("Subcortical volumes (FreeSurfer-style, the ENIGMA-ADHD structures)"
-                     if like_fs else "Regional volumes (the atlas warped into each T1w)")
+                     if like_fs else "Regional volumes (the atlas warped into each T1w; "
+                     "validated to shrink group differences about 40% towards zero)")
             analyses = (*GROUP_ANALYSES, "reference") if like_fs else GROUP_ANALYSES
             tables.append(GroupTable(name=name, path=path, title=title, kind="region",
                                      analyses=analyses, family=self.name, icv=ICV_REGION))

@@ -26,6 +26,7 @@ import pandas as pd
 from danemap._utils.logging import get_logger
 from danemap.errors import DanemapWarning, InputError
 from danemap.markers.structural._lut import ENIGMA_FREESURFER
+from danemap.markers.structural._volumes import RAW_T1W_CAUTION
 
 __all__ = ["ENIGMA_COLUMNS", "collect_volumes"]
 
@@ -124,6 +125,7 @@ def _write(rows: list[tuple[dict[str, Any], str]], path: Path, like_fs: bool) ->
     side = table_sidecar(df.columns, columns, {
         "Methods": methods,
         "LikeFreeSurfer": like_fs,
+        **({} if like_fs else {"Caution": RAW_T1W_CAUTION}),
         "Description": ("FreeSurfer-style volumes of the ENIGMA-ADHD structures" if like_fs
                         else "Volumes of the atlas regions warped into each T1w (not the "
                              "same quantity as FreeSurfer's; never compared with ENIGMA)"),
