@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "simulate": "danemap.simulate._cli",
     "atlas": "danemap.atlas._cli",
     "stats": "danemap.stats._cli",
+    "report": "danemap.report._cli",
     "slurm": "danemap.engine._cli",
 }
 

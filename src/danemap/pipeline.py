@@ -224,7 +224,8 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
     from danemap.atlas import atlas_from_setting, atlas_name
     from danemap.io import DerivativesWriter, atomic_write_text, read_participants, write_json
     from danemap.markers.base import families
-    from danemap.report.group import MANIFEST, write_group_report
+    from danemap.report.group import FAILURES, MANIFEST, write_group_report
+    from danemap.report.participant import write_participant_reports
     from danemap.stats.pipeline import run_stats
     from danemap.stats.reference import resolve_reference
 
@@ -250,6 +251,7 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
     networks = atlas_from_setting(config.run.atlas, config.run.resolution).networks
     summaries: dict[str, dict[str, Any]] = {}
     failed: list[str] = []
+    table_errors: dict[str, str] = {}  # the report lists them (group/failures.json)
     for table in tables:
         if not table.analysed:
             continue
@@ -269,13 +271,23 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
         except DanemapError as exc:  # one unusable table must not stop the others
             log.error("group statistics on %s failed: %s", table.path.name, exc)
             failed.append(name)
+            table_errors[name] = str(exc)
             continue
         # analyses that failed inside a table are recorded there (on_error="record"),
         # and fail the run just as a failed table does
         failed += [f"{name}/{a}" for a in summaries[name].get("errors", {})]
+    write_json(group_dir / FAILURES, {"tables": table_errors})
     report = write_group_report(group_dir, summaries,
                                 titles={t.name: t.title for t in tables})
     log.info("group report: %s", report)
+    log.info("writing the participant reports")
+    try:
+        reports = write_participant_reports(writer.root)
+        log.info("participant reports: %d in %s (%s ... %s)", len(reports), writer.root,
+                 reports[0].name, reports[-1].name)
+    except DanemapError as exc:  # the group results stand; the reports are reported failed
+        log.error("participant reports failed: %s", exc)
+        failed.append("participant reports")
     if failed:
         log.error("group level: failed: %s (see each table's summary.json for the errors)",
                   ", ".join(failed))

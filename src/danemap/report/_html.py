@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from danemap._utils.text import DISCLAIMER
 from danemap._version import __version__
+from danemap.report._figures import PALETTE, fmt_tick, nice_limit
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,7 +29,19 @@ h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:
 .meta{color:#666;font-size:.9em}table{border-collapse:collapse;font-size:.85em;margin:.6em 0}
 th,td{border:1px solid #ddd;padding:.25em .5em;text-align:right}th{background:#f5f5f5}
 td.txt,th.txt{text-align:left}.note{color:#555;font-size:.9em}.scroll{overflow-x:auto}
+figure{margin:.8em 0}figure img{max-width:100%;height:auto}
+.status{display:inline-block;padding:0 .5em;border-radius:3px;color:#fff;font-size:.8em;
+vertical-align:middle;margin-left:.5em}
+.status-pass{background:%(pass)s}.status-flag{background:%(flag)s}
+.status-failed{background:%(fail)s}.status-missing{background:%(missing)s}
+.missing{border-left:4px solid %(missing)s;padding:.3em .8em;background:#f4f4f4}
+.failed{border-left:4px solid %(fail)s;padding:.3em .8em;background:#fdecee}
 """
+for _key in ("pass", "flag", "fail", "missing"):
+    _CSS = _CSS.replace(f"%({_key})s", PALETTE[_key])
+
+#: Section status -> badge text (a section without a status shows none).
+STATUSES = {"pass": "pass", "flag": "flag", "failed": "FAILED", "missing": "missing"}
 
 
 @dataclass
@@ -46,6 +60,15 @@ class Section:
         Inline SVG figure produced by danemap (e.g. :func:`forest_plot_svg`); trusted markup.
     notes : list of str
         Footnotes (escaped).
+    figures : list of str
+        More figures (trusted markup from :mod:`danemap.report._figures`: ``<img>`` tags
+        with base64 PNG data, inline SVG), each in its own ``<figure>``.
+    status : str or None
+        ``"pass"``, ``"flag"``, ``"failed"`` or ``"missing"``: a badge beside the heading;
+        ``"failed"`` and ``"missing"`` also frame the text, so an absent result never
+        looks like an empty-but-fine one.
+    anchor : str
+        The section's ``id`` (letters, digits and ``-``; derived from the title when empty).
     """
 
     title: str
@@ -53,6 +76,14 @@ class Section:
     table: pd.DataFrame | None = None
     svg: str = ""
     notes: list[str] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+    status: str | None = None
+    anchor: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.status not in STATUSES:
+            raise ValueError(f"Section {self.title!r}: status must be one of "
+                             f"{sorted(STATUSES)}, found {self.status!r}")
 
 
 def _esc(value: object) -> str:
@@ -116,9 +147,12 @@ def forest_plot_svg(labels: Sequence[str], estimates: Sequence[float],
     """
     n = len(labels)
     finite = [v for v in [*lows, *highs, *(reference or [])] if v == v and math.isfinite(v)]
-    lim = max([0.5, *(abs(v) for v in finite)]) * 1.1
+    # a round limit, ticks at round values (0.25, 0.5, 1, 2 ... never 1.09)
+    lim, ticks = nice_limit(max([0.5, *(abs(v) for v in finite)]), n=2)
     row_h, left, width, top = 22, 200, 420, 10
     height = top + row_h * n + 40
+
+    blue, red = PALETTE["primary"], PALETTE["reference"]
 
     def x(v: float) -> float:
         return left + (v + lim) / (2 * lim) * width
@@ -133,22 +167,36 @@ def forest_plot_svg(labels: Sequence[str], estimates: Sequence[float],
         est, lo, hi = estimates[i], lows[i], highs[i]
         if all(math.isfinite(v) for v in (est, lo, hi)):
             parts.append(f'<line x1="{x(lo):.1f}" y1="{y:.1f}" x2="{x(hi):.1f}" y2="{y:.1f}" '
-                         'stroke="#1f5fa0" stroke-width="2"/>')
-            parts.append(f'<circle cx="{x(est):.1f}" cy="{y:.1f}" r="4" fill="#1f5fa0"/>')
+                         f'stroke="{blue}" stroke-width="2"/>')
+            parts.append(f'<circle cx="{x(est):.1f}" cy="{y:.1f}" r="4" '
+                         f'fill="{blue}"/>')
         if reference is not None and math.isfinite(reference[i]):
             r = x(reference[i])
             parts.append(f'<path d="M{r:.1f},{y - 5:.1f} l5,5 l-5,5 l-5,-5 z" fill="none" '
-                         'stroke="#c0392b" stroke-width="1.5"/>')
+                         f'stroke="{red}" stroke-width="1.5"/>')
     axis_y = top + row_h * n + 5
-    for tick in (-lim, -lim / 2, 0.0, lim / 2, lim):
+    for tick in ticks:
+        parts.append(f'<line x1="{x(tick):.1f}" y1="{axis_y - 5}" x2="{x(tick):.1f}" '
+                     f'y2="{axis_y - 1}" stroke="#444"/>')
         parts.append(f'<text x="{x(tick):.1f}" y="{axis_y + 12}" text-anchor="middle">'
-                     f"{tick:.2f}</text>")
+                     f"{fmt_tick(tick)}</text>")
     parts.append(f'<text x="{left + width / 2}" y="{axis_y + 30}" text-anchor="middle">'
                  f"{_esc(xlabel)}</text></svg>")
     return "".join(parts)
 
 
-def render_html(title: str, sections: Sequence[Section], subtitle: str = "") -> str:
+def _anchor(sec: Section, used: set[str]) -> str:
+    base = sec.anchor or re.sub(r"[^a-z0-9]+", "-", sec.title.lower()).strip("-") or "section"
+    base = re.sub(r"[^A-Za-z0-9-]", "-", base)
+    name, k = base, 2
+    while name in used:
+        name, k = f"{base}-{k}", k + 1
+    used.add(name)
+    return name
+
+
+def render_html(title: str, sections: Sequence[Section], subtitle: str = "",
+                meta: Sequence[str] = ()) -> str:
     """Render a self-contained HTML page (no scripts, no external resources).
 
     Parameters
@@ -159,6 +207,8 @@ def render_html(title: str, sections: Sequence[Section], subtitle: str = "") -> 
         Content, in order.
     subtitle : str
         A line under the title (escaped).
+    meta : sequence of str
+        More lines under the subtitle (escaped): the run date, the configuration hash.
 
     Returns
     -------
@@ -167,13 +217,21 @@ def render_html(title: str, sections: Sequence[Section], subtitle: str = "") -> 
     """
     body = [f"<h1>{_esc(title)}</h1>",
             f'<p class="meta">{_esc(subtitle)} · danemap {_esc(__version__)}</p>',
+            *(f'<p class="meta">{_esc(line)}</p>' for line in meta),
             f'<p class="disclaimer">{_esc(DISCLAIMER)}</p>']
+    used: set[str] = set()
     for sec in sections:
-        body.append(f"<h2>{_esc(sec.title)}</h2>")
+        badge = (f' <span class="status status-{sec.status}">{STATUSES[sec.status]}</span>'
+                 if sec.status else "")
+        body.append(f'<h2 id="{_anchor(sec, used)}">{_esc(sec.title)}{badge}</h2>')
+        frame = sec.status if sec.status in ("failed", "missing") else None
         for para in [p for p in sec.text.split("\n\n") if p.strip()]:
-            body.append(f"<p>{_esc(para.strip())}</p>")
+            cls = f' class="{frame}"' if frame else ""
+            body.append(f"<p{cls}>{_esc(para.strip())}</p>")
         if sec.svg:
             body.append(f"<figure>{sec.svg}</figure>")
+        for fig in sec.figures:
+            body.append(f"<figure>{fig}</figure>")
         if sec.table is not None:
             body.append(_table_html(sec.table))
         for note in sec.notes:
@@ -184,11 +242,24 @@ def render_html(title: str, sections: Sequence[Section], subtitle: str = "") -> 
 
 
 def write_report(path: str | Path, title: str, sections: Sequence[Section],
-                 subtitle: str = "") -> Path:
-    """Render and atomically write an HTML report; return its path."""
+                 subtitle: str = "", meta: Sequence[str] = ()) -> Path:
+    """Render and atomically write an HTML report; return its path.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.html`` file.
+    title, sections, subtitle, meta
+        As for :func:`render_html`.
+
+    Returns
+    -------
+    pathlib.Path
+        The report.
+    """
     from danemap.io import atomic_write_text
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, render_html(title, sections, subtitle))
+    atomic_write_text(path, render_html(title, sections, subtitle, meta))
     return path

@@ -17,11 +17,14 @@ from typing import Any
 
 from danemap.report._html import Section, forest_plot_svg, write_report
 
-__all__ = ["write_group_report"]
+__all__ = ["FAILURES", "MANIFEST", "write_group_report"]
 
 #: The group tables' manifest the workflow writes (``group/tables.json``, ``{"tables": [...]}``):
 #: name, title, kind, analyses and family of every table, in the order the families gave them.
 MANIFEST = "tables.json"
+#: The tables whose statistics failed as a whole, with the error (``group/failures.json``,
+#: ``{"tables": {name: error}}``), written by the group level.
+FAILURES = "failures.json"
 
 
 def _manifest_titles(group_dir: Path) -> dict[str, str]:
@@ -50,6 +53,22 @@ def _group_rows(effects: Any) -> Any:
     return effects
 
 
+def _forest(show: Any) -> str:
+    """Draw the forest plot of the rows with a finite d and CI; a note when there is none.
+
+    A table whose effects are all undefined gets a sentence, never an empty plot.
+    """
+    import numpy as np
+
+    finite = np.isfinite(show[["d", "d_ci_low", "d_ci_high"]].to_numpy(float)).all(axis=1)
+    if not finite.any():
+        return ('<p class="failed">No effect size could be estimated (every d or its '
+                "interval is undefined), so there is no forest plot.</p>")
+    rows = show[finite]
+    return forest_plot_svg(rows["feature"].astype(str).tolist(), rows["d"].tolist(),
+                           rows["d_ci_low"].tolist(), rows["d_ci_high"].tolist())
+
+
 def _status_section(title: str, summary: Mapping[str, Any]) -> Section | None:
     """Name every analysis of the table that failed or was skipped, with the reason."""
     import pandas as pd
@@ -68,7 +87,7 @@ def _status_section(title: str, summary: Mapping[str, Any]) -> Section | None:
             "reasons below and summary.json." if failed else
             "Every analysis that applies ran; these did not apply.")
     return Section(f"{title}: analyses that failed or did not run", text=text,
-                   table=pd.DataFrame(rows))
+                   table=pd.DataFrame(rows), status="failed" if failed else None)
 
 
 def _headline_section(title: str, head: Any, summary: Mapping[str, Any]) -> Section:
@@ -76,8 +95,7 @@ def _headline_section(title: str, head: Any, summary: Mapping[str, Any]) -> Sect
     info = summary.get("headline") if isinstance(summary, Mapping) else None
     info = info if isinstance(info, Mapping) else {}
     show = head.reindex(head["d"].abs().sort_values(ascending=False).index).head(30)
-    svg = forest_plot_svg(show["feature"].astype(str).tolist(), show["d"].tolist(),
-                          show["d_ci_low"].tolist(), show["d_ci_high"].tolist())
+    svg = _forest(show)
     cols = [c for c in ("feature", "source", "d", "d_ci_low", "d_ci_high", "p", "p_fdr",
                         "mega_d", "meta_d", "agree", "transform") if c in show.columns]
     text = ("Headline: per feature, the pooled GLM after harmonisation (mega) where its site "
@@ -155,8 +173,7 @@ def _sections_for(name: str, title: str, folder: Path,
     elif effects is not None and len(effects):
         eff = _group_rows(effects)
         show = eff.reindex(eff["d"].abs().sort_values(ascending=False).index).head(30)
-        svg = forest_plot_svg(show["feature"].astype(str).tolist(), show["d"].tolist(),
-                              show["d_ci_low"].tolist(), show["d_ci_high"].tolist())
+        svg = _forest(show)
         cols = [c for c in ("feature", "n_case", "n_control", "mean_case", "mean_control",
                             "d", "d_ci_low", "d_ci_high", "g", "t", "p", "p_fdr")
                 if c in eff.columns]
@@ -246,8 +263,23 @@ def _cohort_section(summary: Mapping[str, Any]) -> Section:
     harm = summary.get("harmonization") or {}
     lines = [f"Covariates: {', '.join(summary.get('covariates') or []) or 'none'}; "
              f"site column: {summary.get('site') or 'none'}."]
+    analyses = summary.get("analyses") if isinstance(summary.get("analyses"), Mapping) else {}
+    combat = analyses.get("harmonize") if isinstance(analyses, Mapping) else None
+    why = ""
+    if isinstance(combat, Mapping) and combat.get("status") in ("skipped", "failed"):
+        why = (f" (ComBat {combat['status']}: "
+               f"{combat.get('reason') or combat.get('error') or 'no reason recorded'})")
     if isinstance(harm, Mapping):
-        lines += [f"Harmonisation ({k.replace('_', ' ')}): {v}." for k, v in harm.items()]
+        for k, v in harm.items():
+            extra = why if k == "group_analyses" and str(v) == "none" else ""
+            status = (analyses.get({"normative": "normative", "classification": "classify"}
+                                   .get(k, "")) if isinstance(analyses, Mapping) else None)
+            if str(v) == "not run" and isinstance(status, Mapping) \
+                    and status.get("status") == "failed":
+                extra = f" (the analysis FAILED: {status.get('error')})"
+            lines.append(f"Harmonisation ({k.replace('_', ' ')}): {v}{extra}.")
+    if not summary:
+        lines.insert(0, "This table has no summary.json: its statistics did not complete.")
     return Section("Cohort and methods", text="\n\n".join(lines), table=table,
                    notes=[str(w) for w in summary.get("warnings") or []])
 
@@ -289,14 +321,93 @@ def write_group_report(group_dir: str | Path,
     order = list(titles)
     names = sorted(found, key=lambda n: (order.index(n) if n in order else len(order), n))
     sections: list[Section] = []
+    loaded: dict[str, Mapping[str, Any]] = {}
     for name in names:
         summary: Mapping[str, Any] = (summaries or {}).get(name) or {}
         if not summary and (stats_dir / name / "summary.json").is_file():
             summary = json.loads((stats_dir / name / "summary.json").read_text())
-        if not sections:
-            sections.append(_cohort_section(summary))
-        sections += _sections_for(name, titles.get(name, name), stats_dir / name, summary)
+        loaded[name] = summary
+    if names:
+        sections += [_cohort_section(loaded[names[0]]),
+                     _failures_section(loaded, titles, _table_errors(group_dir))]
+    for name in names:
+        sections += _sections_for(name, titles.get(name, name), stats_dir / name,
+                                  loaded[name])
+    if not sections and _table_errors(group_dir):
+        sections.append(_failures_section(loaded, titles, _table_errors(group_dir)))
     if not sections:
-        sections.append(Section("No statistics", text="No group statistics were found."))
+        sections.append(Section("No statistics", status="missing", text=(
+            "No group statistics were found" + (
+                f": the tables {', '.join(order)} have no statistics folder under "
+                f"{stats_dir.name}/ (their statistics failed or have not run; see the group "
+                "log)." if order else " (the group level has not run on these outputs).")),
+            anchor="failures"))
     return write_report(group_dir / "group_report.html", "danemap group report", sections,
-                        subtitle=str(group_dir))
+                        subtitle=str(group_dir), meta=_provenance(group_dir, loaded))
+
+
+def _table_errors(group_dir: Path) -> dict[str, str]:
+    """Read the group level's record of the tables that failed as a whole (empty: none)."""
+    from danemap.io import read_json
+
+    path = group_dir / FAILURES
+    if not path.is_file():
+        return {}
+    tables = read_json(path, "group failures").get("tables") or {}
+    return {str(k): str(v) for k, v in tables.items()} if isinstance(tables, Mapping) else {}
+
+
+def _failures_section(loaded: Mapping[str, Mapping[str, Any]], titles: Mapping[str, str],
+                      errors: Mapping[str, str]) -> Section:
+    """Every analysis that failed, over every table, with its reason (or that none did).
+
+    ``errors`` names the tables whose statistics failed as a whole (no folder).
+    """
+    import pandas as pd
+
+    rows = []
+    order = [*titles, *[n for n in [*loaded, *errors] if n not in titles]]
+    for name in dict.fromkeys(n for n in order if n in loaded or n in errors):
+        if name not in loaded:
+            rows.append({"table": name, "analysis": "all", "reason": errors[name]})
+            continue
+        summary = loaded[name]
+        if not summary:
+            rows.append({"table": name, "analysis": "all",
+                         "reason": "no summary.json: the statistics did not complete"})
+            continue
+        analyses = summary.get("analyses")
+        if isinstance(analyses, Mapping):
+            rows += [{"table": name, "analysis": a,
+                      "reason": v.get("error") or "no reason recorded"}
+                     for a, v in analyses.items()
+                     if isinstance(v, Mapping) and v.get("status") == "failed"]
+    if not rows:
+        return Section("Failures", anchor="failures", status="pass",
+                       text="No analysis failed.")
+    return Section("Failures", anchor="failures", status="failed", table=pd.DataFrame(rows),
+                   text=f"FAILED: {len(rows)} analysis(es). Each failed analysis is absent "
+                        "from its table's section below, which says so.")
+
+
+def _provenance(group_dir: Path, loaded: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Return the run date and group configuration hash, as the outputs record them."""
+    import datetime as dt
+    import tomllib
+
+    from danemap.config import Config
+
+    created = sorted(str(s.get("created")) for s in loaded.values() if s.get("created"))
+    lines = [f"Statistics run {created[-1] if created else 'n/a (no summary.json)'}; report "
+             f"generated {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}."]
+    cfg = group_dir / "config.toml"
+    if cfg.is_file():
+        try:
+            config = Config().updated(tomllib.loads(cfg.read_text()), source=str(cfg))
+            lines.append(f"Group configuration hash ([stats] and the atlas) "
+                         f"{config.group_sha256()} ({cfg.name}).")
+        except (ValueError, TypeError, OSError) as exc:
+            lines.append(f"Group configuration hash: n/a ({cfg.name} cannot be read: {exc}).")
+    else:
+        lines.append("Group configuration hash: n/a (no group/config.toml).")
+    return lines
