@@ -83,26 +83,31 @@ def nice_ticks(low: float, high: float, n: int = 5) -> list[float]:
     return [round(k * step, digits) + 0.0 for k in range(first, last + 1)]
 
 
-def nice_limit(value: float, n: int = 2) -> tuple[float, list[float]]:
-    """Return a round symmetric limit >= ``|value|`` and its ticks (for axes centred on 0).
+#: Round symmetric limits (x 10^k) and the tick step of each: 2 to 3 ticks a side.
+_LIMITS = ((1.0, 0.5), (1.5, 0.5), (2.0, 1.0), (3.0, 1.0), (4.0, 2.0), (5.0, 2.5),
+           (6.0, 2.0), (8.0, 4.0), (10.0, 5.0))
+
+
+def nice_limit(value: float) -> tuple[float, list[float]]:
+    """Return the smallest round symmetric limit >= ``|value|`` and its ticks (axes about 0).
 
     Parameters
     ----------
     value : float
-        The largest absolute value to show.
-    n : int
-        Intervals on each side of zero.
+        The largest absolute value to show (not finite or 0: 1).
 
     Returns
     -------
     limit : float
-        The round limit (a tick).
+        The round limit (1, 1.5, 2, 3, 4, 5, 6 or 8 x 10^k), itself a tick.
     ticks : list of float
-        From ``-limit`` to ``limit``, symmetric, 0 included.
+        From ``-limit`` to ``limit`` in round steps, symmetric, 0 included.
     """
     value = abs(value) if math.isfinite(value) and value else 1.0
-    step = _nice_step(value, n)
-    k = math.ceil(value / step - 1e-9)
+    mag = 10.0 ** math.floor(math.log10(value))
+    lead, step = next((lim, st) for lim, st in _LIMITS if lim * mag >= value * (1 - 1e-12))
+    limit, step = lead * mag, step * mag
+    k = round(limit / step)
     digits = max(0, -math.floor(math.log10(step)) + 2)
     ticks = [round(i * step, digits) + 0.0 for i in range(-k, k + 1)]
     return ticks[-1], ticks

@@ -148,7 +148,7 @@ def forest_plot_svg(labels: Sequence[str], estimates: Sequence[float],
     n = len(labels)
     finite = [v for v in [*lows, *highs, *(reference or [])] if v == v and math.isfinite(v)]
     # a round limit, ticks at round values (0.25, 0.5, 1, 2 ... never 1.09)
-    lim, ticks = nice_limit(max([0.5, *(abs(v) for v in finite)]), n=2)
+    lim, ticks = nice_limit(max([0.5, *(abs(v) for v in finite)]))
     row_h, left, width, top = 22, 200, 420, 10
     height = top + row_h * n + 40
 

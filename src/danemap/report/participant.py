@@ -245,7 +245,8 @@ def _fd_trace(motion: Path, qc: Mapping[str, Any]) -> tuple[str | None, str]:
         ax.set_ylabel("FD (mm)" if fd is not None else "")
         if fd is None:
             ax.set_yticks([])
-        ax.legend(loc="upper right", frameon=False, ncol=3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper right", frameon=False, ncol=3)
         ax.set_title(f"Framewise displacement, {_label(motion)}")
         tag = img_tag(fig, f"framewise displacement trace, {_label(motion)}")
     caption = (f"{len(censored)} of {n} volume(s) censored or dropped (red), "
@@ -438,7 +439,7 @@ def _where_sits(norm: _Normative, out: _Outputs) -> list[Section]:
     points = [(f"{name}: {feat}", z) for name, zs in norm.z.items() for feat, z in zs.items()]
     points.sort(key=lambda p: -abs(p[1]))
     shown = points[:40]
-    lim, ticks = nice_limit(max([3.0, *(abs(z) for _, z in shown)]), n=3)
+    lim, ticks = nice_limit(max([3.0, *(abs(z) for _, z in shown)]))
     with figure(7.0, 0.9 + 0.24 * len(shown)) as fig:
         ax = fig.add_subplot()
         ax.axvspan(-BAND_Z, BAND_Z, color=PALETTE["band"], lw=0,
@@ -449,10 +450,11 @@ def _where_sits(norm: _Normative, out: _Outputs) -> list[Section]:
             PALETTE["flag"] if abs(z) > BAND_Z else PALETTE["primary"] for _, z in shown],
             zorder=3, s=22)
         ax.set_yticks(ys, [label for label, _ in shown])
+        ax.set_ylim(-0.7, len(shown) - 0.3)
         ax.set_xlim(-lim, lim)
         ax.set_xticks(ticks)
         ax.set_xlabel("normative z (0: as expected for age, sex and site)")
-        ax.legend(loc="lower right", frameon=False)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
         tag = img_tag(fig, "normative z-scores of this participant on one axis")
     rows: list[dict[str, Any]] = []
     for name in sorted(norm.z):

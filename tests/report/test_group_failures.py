@@ -1,0 +1,36 @@
+"""The group report of a run whose analyses fail, and of data with hostile strings."""
+
+import re
+
+_URL = re.compile(r"https?://(?!www\.w3\.org/2000/svg)", re.I)
+
+
+def test_all_failed_run_shows_every_failure(group_runs):
+    html = group_runs["failed"].read_text()
+    failures = html.split('id="failures"')[1].split("<h2")[0]
+    assert "status-failed" in failures
+    for analysis in ("glm", "meta", "permutation", "normative", "classify"):
+        assert f"<td class=\"txt\">{analysis}</td>" in failures, analysis
+    assert "FAILED: 5 analysis(es)" in failures
+    # never a bare "none" for the harmonisation, never an empty forest plot
+    assert "Harmonisation (group analyses): none (ComBat skipped:" in html
+    assert "(the analysis FAILED: normative model" in html
+    assert "<svg" not in html
+
+
+def test_ok_run_says_nothing_failed_and_draws_round_ticks(group_runs):
+    html = group_runs["ok"].read_text()
+    assert "No analysis failed." in html.split('id="failures"')[1].split("<h2")[0]
+    ticks = re.findall(r'text-anchor="middle">([-0-9.]+)</text>', html)
+    assert ticks and all(round(float(t) * 4) == float(t) * 4 for t in ticks), ticks
+
+
+def test_group_report_escapes_and_has_no_url(group_runs, tree):
+    for path in group_runs.values():
+        html = path.read_text()
+        assert tree["script"] not in html and tree["img"] not in html
+        assert "<script" not in html.lower()
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert not _URL.search(html)
+        assert "Group configuration hash" in html and "Statistics run 20" in html
+    assert "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;" in group_runs["ok"].read_text()

@@ -1,0 +1,126 @@
+"""Participant reports and the report command, on a synthesised output tree.
+
+Planted truth: the tree's censored volumes, FD threshold, normative z-scores and an input
+whose SHA-256 is published (FIPS 180-2: "abc"); the percentile is checked against scipy.
+"""
+
+import hashlib
+import re
+
+import pytest
+
+from danemap.cli import main
+from danemap.errors import InputError
+from danemap.report._figures import nice_limit, nice_ticks
+from danemap.report.participant import write_participant_report, write_participant_reports
+
+# http outside the SVG namespace; data: URIs hold no URL
+_URL = re.compile(r"https?://(?!www\.w3\.org/2000/svg)", re.I)
+
+
+def _sections(html):
+    return dict(re.findall(r'<h2 id="([^"]+)">(.*?)</h2>', html))
+
+
+def test_participant_report_sections_and_planted_values(output_tree, tree):
+    PLANTED = tree["planted"]
+    path = write_participant_report(output_tree, "01")
+    assert path == output_tree / "sub-01.html"
+    html = path.read_text()
+    heads = _sections(html)
+    for anchor in ("header", "qc", "qc-t1w", "qc-fd", "qc-pet", "structural", "functional",
+                   "pet", "task", "normative"):
+        assert anchor in heads, anchor
+    # the published SHA-256 of "abc" (FIPS 180-2), computed here by hashlib too
+    assert PLANTED["abc_sha256"] == hashlib.sha256(b"abc").hexdigest()
+    assert PLANTED["abc_sha256"] in html
+    assert "not found when the report was written" in html  # the T1w source is gone
+    assert "configuration hash c0ffee42" in html
+    n, cens = PLANTED["n_volumes"], PLANTED["censored"]
+    assert f"{len(cens)} of {n} volume(s) censored or dropped" in html
+    # images: T1w QC, FD trace, PET QC, matrix, SBR bars, TACs, normative z
+    assert html.count('<img src="data:image/png;base64,') == 7
+    assert "status-pass" in heads["qc"]
+    assert "SMALL REFERENCE" in html and "research measurement, not a diagnosis" in html
+    assert "pet: failed: normative model: 2 controls are too few" in html
+    assert "NAcc_L" in html.split('id="task"')[1]
+
+
+def test_percentile_against_scipy(output_tree):
+    from scipy.stats import norm
+
+    from danemap.report.participant import _percentile
+
+    for z in (-2.5, -1.0, 0.0, 0.3, 1.0, 1.96):
+        assert _percentile(z) == pytest.approx(100 * norm.cdf(z), rel=1e-12, abs=1e-12)
+
+
+def test_missing_and_failed_sections_say_why(output_tree):
+    html2 = write_participant_report(output_tree, "sub-02").read_text()
+    heads = _sections(html2)
+    for anchor in ("structural", "pet", "task"):
+        assert "status-missing" in heads[anchor], anchor
+    assert "status-flag" in heads["qc"] and "excluded by motion QC" in html2
+    assert "No FD trace" in html2
+    html3 = write_participant_report(output_tree, "sub-03").read_text()  # failed, no folder
+    assert "status-failed" in _sections(html3)["header"]
+    assert "FAILED: no usable input" in html3
+    with pytest.raises(InputError, match="no folder sub-99"):
+        write_participant_report(output_tree, "99")
+    with pytest.raises(InputError, match="not a participant label"):
+        write_participant_report(output_tree, "../etc")
+
+
+def test_escaping_and_no_external_url(output_tree, tree):
+    SCRIPT, IMG = tree["script"], tree["img"]
+    for path in write_participant_reports(output_tree):
+        html = path.read_text()
+        assert SCRIPT not in html and IMG not in html
+        assert "<script" not in html.lower() and "onerror=" not in html.replace(
+            "onerror=alert", "")  # only escaped forms remain
+        assert not _URL.search(html), _URL.search(html)
+    html = (output_tree / "sub-01.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;" in html
+
+
+def test_unreadable_output_is_a_failed_section(tmp_path, tree):
+    root = tree["build"](tmp_path)
+    (root / "sub-01" / "func" / "sub-01_task-rest_desc-qc_motion.json").write_text("{oops")
+    html = write_participant_report(root, "sub-01").read_text()
+    assert "status-failed" in _sections(html)["qc"]
+    assert "could not be drawn" in html
+
+
+def test_report_command_rebuilds_every_report(tmp_path, capsys, tree):
+    root = tree["build"](tmp_path)
+    (root / "group" / "stats" / "networks" / "effects.tsv").write_text(
+        "feature\tterm\td\td_ci_low\td_ci_high\tp\np_fdr\n")
+    assert main(["report", str(root.parent)]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(root / f"sub-0{k}.html") for k in (1, 2, 3)] + [
+        str(root / "group" / "group_report.html")]
+    assert main(["report", str(root), "--participant-label", "02", "--skip-group"]) == 0
+    assert capsys.readouterr().out.split() == [str(root / "sub-02.html")]
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_nice_ticks_are_round():
+    assert nice_ticks(-1.09, 2.18) == [-2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
+    assert nice_ticks(0, 7.3, 5) == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert nice_ticks(0.1, 0.3, 2) == [0.1, 0.2, 0.3]  # no 0.30000000000000004
+    # the issue's odd forest ticks: a limit of 2.18 now gives -3..3 in steps of 1
+    assert nice_limit(2.18) == (3.0, [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0])
+    assert nice_limit(1.09) == (1.5, [-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5])
+    assert nice_limit(0.5) == (0.5, [-0.5, -0.25, 0.0, 0.25, 0.5])
+    assert nice_limit(4.2)[0] == 5.0 and nice_limit(float("nan"))[0] == 1.0
+    with pytest.raises(ValueError, match="finite"):
+        nice_ticks(0, float("nan"))
+
+
+def test_forest_ticks_at_round_values():
+    from danemap.report import forest_plot_svg
+
+    svg = forest_plot_svg(["a", "b"], [0.3, -0.2], [-0.5, -1.09], [0.99, 0.4])
+    ticks = re.findall(r'text-anchor="middle">([-0-9.]+)</text>', svg)
+    assert ticks == ["-1.5", "-1", "-0.5", "0", "0.5", "1", "1.5"]
