@@ -35,6 +35,10 @@ def test_demo_end_to_end(tmp_path, capsys):
     pet = pd.read_csv(group / "pet.tsv", sep="\t")
     assert len(pet) == 20 and "putamen_L" in pet
     assert "Volumes:" in printed and "DAT SBR:" in printed
+    # and a MID run per participant, whose ventral-striatal contrast reaches the statistics
+    task = pd.read_csv(group / "task_mid.tsv", sep="\t")
+    assert len(task) == 20 and "gain_minus_neutral__NAcc_L" in task
+    assert "MID task:" in printed
 
 
 def test_demo_refuses_a_cohort_too_small_for_the_statistics(tmp_path, capsys):

@@ -5,10 +5,10 @@ known effects with :func:`danemap.simulate.simulate_cohort`, runs the BIDS-App
 participant and group levels, and prints the recovered network effects, regional
 volumes and DAT SBR next to the planted ones, then the paths of the outputs and the report.
 
-Every participant has BOLD and DaTscan SPECT; the raw-T1w structural path (ANTsPy
-registration, about 30-60 s per participant on the ``--quick`` path) runs on
-``--n-anat`` of them (default 6), balanced over sites, then groups, so the demo stays a few minutes.
-The PVC is given the simulator's PSF (8 mm FWHM).
+Every participant has resting-state BOLD, a Monetary Incentive Delay run and DaTscan
+SPECT; the raw-T1w structural path (ANTsPy registration, about 30-60 s per participant on
+the ``--quick`` path) runs on ``--n-anat`` of them (default 6), balanced over sites, then
+groups, so the demo stays a few minutes. The PVC is given the simulator's PSF (8 mm FWHM).
 """
 
 from __future__ import annotations
@@ -87,16 +87,18 @@ def run(args: argparse.Namespace, config: Config) -> int:
     console.print(f"[bold]danemap demo[/]: simulating {args.n_subjects} participants at "
                   f"{args.n_sites} sites into {bids}")
     simulate_cohort(bids, n_subjects=args.n_subjects, n_sites=args.n_sites, seed=args.seed,
-                    resolution=args.resolution, n_volumes=args.n_volumes, verbose=True)
+                    resolution=args.resolution, n_volumes=args.n_volumes, verbose=True,
+                    modalities=("anat", "func", "pet", "task"))
     kept = _keep_anat(bids, args.n_anat)
     console.print(f"raw-T1w structural path (quick) on {len(kept)} participants: "
                   f"{', '.join(kept) or 'none'}")
-    # resolution 2: the simulator draws its anatomical labels on the 2 mm atlas, so the
-    # volumes are measured with the same atlas the truth was written with
-    config = config.updated({"run": {"n_jobs": args.n_jobs, "resolution": 2},
+    config = config.updated({"run": {"n_jobs": args.n_jobs},
                              "structural": {"quick": True},
                              "pet": {"fwhm_mm": 8.0},
-                             "stats": {"n_permutations": 1000, "classify_permutations": 20,
+                             # the demo's classifiers: fewer label permutations and
+                             # bootstrap draws than a study needs (nine tables to fit)
+                             "stats": {"n_permutations": 1000, "classify_permutations": 5,
+                                       "classify": {"n_bootstrap": 200},
                                        "seed": args.seed}})
     rc_part = run_participant(bids, results, config, verbose=True)
     rc_group = run_group(bids, results, config, verbose=True)
@@ -162,15 +164,20 @@ def _print_summary(console: Any, bids: Path, root: Path) -> None:
                   "cohort this small: wide intervals are the honest answer, not a bug.")
     _print_volumes(console, truth, root)
     _print_pet(console, truth, root)
+    _print_task(console, truth, root)
     console.print(f"Outputs:   {root}")
     report = root / "group" / "group_report.html"
     if report.exists():
         console.print(f"Report:    [bold]{report}[/]")
+    pages = sorted(root.glob("sub-*.html"))
+    if pages:
+        console.print(f"Participant reports: {len(pages)} in {root} ({pages[0].name} ... "
+                      f"{pages[-1].name})")
     console.print("danemap is a research tool, not a diagnostic device.")
 
 
 def _print_volumes(console: Any, truth: dict[str, Any], root: Path) -> None:
-    """Print the accuracy of the raw-T1w volumes against the simulator's truth."""
+    """Print the raw-T1w ICV accuracy and the striatal volume effects against the planted."""
     import numpy as np
     import pandas as pd
 
@@ -180,16 +187,19 @@ def _print_volumes(console: Any, truth: dict[str, Any], root: Path) -> None:
         return
     vols = pd.read_csv(path, sep="\t", na_values="n/a").set_index("participant_id")
     parts = truth["participants"]
+    icv = [vols.loc[s, "ICV"] / parts[s]["anat"]["icv_mm3"] - 1 for s in vols.index
+           if "anat" in parts.get(s, {})]
+    planted = truth.get("structural", {}).get("planted_cohens_d", {})
+    head_path = root / "group" / "stats" / "volumes" / "headline.tsv"
     cells = []
-    for region in ("Caudate_L", "Putamen_L", "NAcc_L", "DLPFC_L", "Cerebellum_L", "ICV"):
-        key = "icv_mm3" if region == "ICV" else "volume_mm3"
-        err = [vols.loc[s, region] / (parts[s]["anat"][key] if region == "ICV"
-                                      else parts[s]["anat"][key][region]) - 1
-               for s in vols.index if "anat" in parts.get(s, {})]
-        if err:
-            cells.append(f"{region} {np.median(np.abs(err)):.1%}")
-    console.print(f"Volumes:   raw T1w (quick) on {len(vols)} participants; median |error| "
-                  f"against the simulator's truth: {', '.join(cells)}")
+    if head_path.is_file():
+        head = pd.read_csv(head_path, sep="\t", na_values="n/a").set_index("feature")
+        cells = [f"{r} d {head.loc[r, 'd']:+.2f} (planted {planted.get(r, 0.0):+.2f})"
+                 for r in ("Caudate_L", "Putamen_L", "NAcc_L") if r in head.index]
+    console.print(f"Volumes:   raw T1w (quick) on {len(vols)} participants: ICV median |error| "
+                  f"{np.median(np.abs(icv)):.1%}; {'; '.join(cells)}. Atlas volumes from a "
+                  "T1w shrink group differences (see the sidecar's Caution); with this few "
+                  "participants the intervals are wide.")
 
 
 def _print_pet(console: Any, truth: dict[str, Any], root: Path) -> None:
@@ -212,6 +222,24 @@ def _print_pet(console: Any, truth: dict[str, Any], root: Path) -> None:
     console.print(f"DAT SBR:   putamen (GTM PVC) median {np.median(put):.2f} (true "
                   f"{np.median(true):.2f}); ADHD vs TD {measured:+.1f}% (planted "
                   f"{planted:+.1f}%)")
+
+
+def _print_task(console: Any, truth: dict[str, Any], root: Path) -> None:
+    """Print the ventral-striatal MID contrast's headline d against the planted one."""
+    import pandas as pd
+
+    path = root / "group" / "stats" / "task_mid" / "headline.tsv"
+    if not path.is_file():
+        console.print("MID task:  none")
+        return
+    head = pd.read_csv(path, sep="\t", na_values="n/a").set_index("feature")
+    planted = truth.get("task", {}).get("planted_d_nacc_gain_minus_neutral")
+    cells = [f"{h} d {head.loc[f, 'd']:+.2f} [{head.loc[f, 'd_ci_low']:+.2f}, "
+             f"{head.loc[f, 'd_ci_high']:+.2f}]"
+             for h, f in (("L", "gain_minus_neutral__NAcc_L"), ("R", "gain_minus_neutral__NAcc_R"))
+             if f in head.index]
+    console.print(f"MID task:  ventral striatum (NAcc) gain - neutral anticipation, ADHD vs TD: "
+                  f"{'; '.join(cells)} (planted d = -{planted})")
 
 
 def _planted_network_means(truth: dict[str, Any]) -> dict[str, tuple[float, float]]:

