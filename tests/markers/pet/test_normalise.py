@@ -54,3 +54,25 @@ def test_a_moved_image_is_brought_back_by_the_template_route(spect):
         i = atlas.names.index(name)
         # measured 0.1-0.5% after a 6 degree, 11 mm move
         assert after[i] == pytest.approx(before[i], rel=0.02), name
+
+
+def test_the_t1w_route_registers_rigidly_then_applies_the_t1w_transforms(spect, tmp_path):
+    import ants
+    from nilearn.datasets import load_mni152_template
+
+    atlas, img = spect
+    # the "participant's T1w" is the MNI152 template itself, so its T1w -> MNI transform is
+    # the identity, and the route's result is the rigid PET -> T1w registration alone
+    tpl = load_mni152_template(resolution=2)
+    t1w = nib.Nifti1Image(np.asarray(tpl.dataobj, np.float32), tpl.affine)
+    identity = tmp_path / "identity.mat"
+    ants.write_transform(ants.create_ants_transform(transform_type="AffineTransform",
+                                                    dimension=3), str(identity))
+    out = normalise_to_mni(_moved(img), name="moved", atlas=atlas,
+                           t1w_to_mni=(t1w, [str(identity)]))
+    assert out.route == "t1w"
+    before, after = region_means(img, atlas), region_means(out.img, atlas)
+    for name in ("Caudate_L", "Putamen_R", "Occipital_L"):
+        i = atlas.names.index(name)
+        # measured: caudate -1.7%, putamen -1.2%, occipital +0.3% (SPECT to T1 by MI)
+        assert after[i] == pytest.approx(before[i], rel=0.03), name
