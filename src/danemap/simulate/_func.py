@@ -49,10 +49,11 @@ def _ar1(x: np.ndarray, phi: float) -> np.ndarray:
     """
     g = np.sqrt(1.0 - phi * phi)
     out = np.empty(x.shape, dtype=np.float64)
-    if out.shape[0] == 0:
+    n = len(x)
+    if n == 0:
         return out
     np.multiply(x[0], g, out=out[0])
-    for t in range(1, out.shape[0]):
+    for t in range(1, n):
         np.multiply(out[t - 1], phi, out=out[t])
         out[t] += g * x[t]
     return out
