@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+# ITK (ANTsPy) reads its thread count once per process, at its first use, whichever test
+# that is: one thread makes the raw-T1w path deterministic (see markers/structural/_ants.py)
+os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 

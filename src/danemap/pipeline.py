@@ -31,6 +31,7 @@ __all__ = ["process_participant", "run_group", "run_participant"]
 
 log = get_logger("pipeline")
 
+
 def process_participant(label: str, bids_dir: str, output_dir: str, config: Config,
                         sessions: Sequence[SessionData] | None = None) -> dict[str, Any]:
     """Compute every available marker of one participant and write its derivatives.
@@ -280,14 +281,18 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
     report = write_group_report(group_dir, summaries,
                                 titles={t.name: t.title for t in tables})
     log.info("group report: %s", report)
-    log.info("writing the participant reports")
-    try:
-        reports = write_participant_reports(writer.root)
-        log.info("participant reports: %d in %s (%s ... %s)", len(reports), writer.root,
-                 reports[0].name, reports[-1].name)
-    except DanemapError as exc:  # the group results stand; the reports are reported failed
-        log.error("participant reports failed: %s", exc)
-        failed.append("participant reports")
+    if not (any(writer.root.glob("sub-*")) or (writer.root / "logs"
+                                                / "participant_status.tsv").is_file()):
+        log.info("no participant outputs in %s: no participant reports", writer.root)
+    else:
+        log.info("writing the participant reports")
+        try:
+            reports = write_participant_reports(writer.root)
+            log.info("participant reports: %d in %s (%s ... %s)", len(reports), writer.root,
+                     reports[0].name, reports[-1].name)
+        except DanemapError as exc:  # the group results stand; the reports are said failed
+            log.error("participant reports failed: %s", exc)
+            failed.append("participant reports")
     if failed:
         log.error("group level: failed: %s (see each table's summary.json for the errors)",
                   ", ".join(failed))

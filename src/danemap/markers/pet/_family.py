@@ -155,7 +155,7 @@ class PetFamily(MarkerFamily):
         from danemap.markers.structural._qc import write_qc_figure
 
         session = item.session
-        sub, ses = session.participant, _label(session.session)
+        sub, ses = session.participant, session.session
         trc = _trc(item)
         desc = "sbr" if result.measure == "SBR" else "bpnd"
         path = writer.path(sub, "pet", "stats", ".tsv", ses=ses, trc=trc, atlas=atlas_name,
@@ -203,9 +203,6 @@ class PetFamily(MarkerFamily):
                                      moderator="med_status"))
         return tables
 
-
-def _label(ses: str | None) -> str | None:
-    return ses[4:] if ses and ses.startswith("ses-") else ses
 
 
 def _trc(item: PetInput) -> str:

@@ -196,6 +196,9 @@ class T1wResult:
 def _ants() -> Any:
     from danemap._utils.optional import import_optional
 
+    # ITK reads its thread count once per process: fix it before ANTs starts (see the
+    # module notes on determinism)
+    os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(DEFAULT_THREADS))
     return import_optional("ants", extra="ants", package="antspyx",
                            purpose="the raw-T1w structural path")
 

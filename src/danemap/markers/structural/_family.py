@@ -146,7 +146,7 @@ class StructuralFamily(MarkerFamily):
         session = item.session
         sub, ses = session.participant, session.session
         vs = result.volumes
-        path = writer.path(sub, "anat", "stats", ".tsv", ses=_label(ses), atlas=atlas_name,
+        path = writer.path(sub, "anat", "stats", ".tsv", ses=ses, atlas=atlas_name,
                            desc="volumes")
         table = volume_table(vs)
         docs = {k: v for k, v in _COLUMN_DOCS.items() if k in table.columns}
@@ -188,9 +188,6 @@ class StructuralFamily(MarkerFamily):
                                      analyses=analyses, family=self.name, icv=ICV_REGION))
         return tables
 
-
-def _label(ses: str | None) -> str | None:
-    return ses[4:] if ses and ses.startswith("ses-") else ses
 
 
 def _work_root(config: Config) -> Path:
@@ -242,19 +239,18 @@ def _write_t1w_outputs(res: Any, writer: Any, sub: str, ses: str | None,
     from danemap.io import atomic_write_bytes, write_nifti
     from danemap.markers.structural._qc import write_qc_figure
 
-    label = _label(ses)
-    out = [write_nifti(res.labels_img, writer.path(sub, "anat", "dseg", ".nii.gz", ses=label,
+    out = [write_nifti(res.labels_img, writer.path(sub, "anat", "dseg", ".nii.gz", ses=ses,
                                                    space="T1w", atlas=atlas_name))]
     for src in res.transforms.get("forward", []):
         src = Path(src)
         kind = "warp" if src.name.endswith(".nii.gz") else "affine"
         ext = ".nii.gz" if kind == "warp" else src.suffix
-        dest = writer.path(sub, "anat", "xfm", ext, ses=label, desc=kind)
+        dest = writer.path(sub, "anat", "xfm", ext, ses=ses, desc=kind)
         dest = dest.with_name(dest.name.replace(
             "_desc-", "_from-T1w_to-MNI152NLin2009cAsym_mode-image_desc-"))
         dest.parent.mkdir(parents=True, exist_ok=True)
         out.append(atomic_write_bytes(dest, src.read_bytes()))
-    fig = writer.path(sub, "figures", "T1w", ".png", ses=label, atlas=atlas_name, desc="qc")
+    fig = writer.path(sub, "figures", "T1w", ".png", ses=ses, atlas=atlas_name, desc="qc")
     write_qc_figure(res.t1w_n4_img, res.labels_img, fig)
     out.append(fig)
     return out

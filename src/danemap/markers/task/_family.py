@@ -170,7 +170,7 @@ class TaskFamily(MarkerFamily):
         from danemap.io import write_nifti
 
         session = item.session
-        sub, ses = session.participant, _label(session.session)
+        sub, ses = session.participant, session.session
         task = item.runs[0].entities.get("task", "mid")
         sources = [str(r.preproc.path) for r in item.runs if r.preproc is not None] + [
             str(e) for e in item.events]
@@ -224,9 +224,6 @@ class TaskFamily(MarkerFamily):
                            title=f"Task fMRI ({task}): first-level contrast estimates",
                            kind="region", analyses=GROUP_ANALYSES, family=self.name)]
 
-
-def _label(ses: str | None) -> str | None:
-    return ses[4:] if ses and ses.startswith("ses-") else ses
 
 
 def _camel(name: str) -> str:
