@@ -245,8 +245,10 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
         {"name": t.name, "title": t.title, "kind": t.kind, "analyses": list(t.analyses),
          "family": t.family, "path": t.path.name, "icv": t.icv or None,
          "moderator": t.moderator or None} for t in tables]})
+    # resolved only when a table asks for the comparison (a bad path fails no other table)
     reference = resolve_reference(config.stats.reference, config.stats.reference_age,
-                                  start=Path.cwd())
+                                  start=Path.cwd()) if any(
+        "reference" in t.analyses for t in tables) else None
     atomic_write_text(group_dir / "config.toml", config.to_toml())
     # the configured atlas's networks reach NBS (a user atlas brings its own)
     networks = atlas_from_setting(config.run.atlas, config.run.resolution).networks

@@ -209,7 +209,8 @@ def families(names: Sequence[str] | None = None) -> list[MarkerFamily]:
     if unknown:
         raise InputError(f"marker families: unknown {unknown}; registered are "
                          f"{list(_REGISTRY)}")
-    return [_REGISTRY[n]() for n in names]
+    # the registry's order, whatever the order asked: PET needs the structural transforms
+    return [cls() for n, cls in _REGISTRY.items() if n in names]
 
 
 def get_family(name: str) -> MarkerFamily:

@@ -1044,6 +1044,10 @@ def _icv_from_features(F: pd.DataFrame, P: pd.DataFrame, cfg: StatsConfig, colum
     if F.shape[1] < 2:
         raise InputError(f"{path}: the table holds only its ICV column {column!r}; no "
                          "feature is left to analyse")
+    if not F[column].notna().any():
+        raise InputError(f"{path}: the ICV column {column!r} is empty for every participant "
+                         "(inputs without an ICV: SynthSeg 1, a dseg); give participants.tsv "
+                         "an ICV column and set [stats] icv, or use inputs that have one")
     if cfg.icv and cfg.icv != column:
         log.info("stats: %s brings its own ICV column %r; [stats] icv = %r is not used for "
                  "it", path, column, cfg.icv)

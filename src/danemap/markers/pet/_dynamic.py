@@ -133,13 +133,20 @@ def quantify_dynamic(img: Any, atlas: Atlas, frames: PetFrames, *, reference: np
     idx = atlas.regions["index"].to_numpy()
     start, end = frames.start_min, frames.end_min
     ct = regional_tacs(data, labels, idx)
-    cr = data[reference].mean(axis=0)
+    with np.errstate(invalid="ignore"):
+        cr = np.nanmean(data[reference], axis=0)
+    if not np.all(np.isfinite(cr)):
+        raise InputError(f"dynamic PET: the reference region {reference_name!r} has no finite "
+                         "value in some frame")
     ok = np.all(np.isfinite(ct), axis=0)
-    high = [i for i, n in enumerate(names) if n.rsplit("_", 1)[0] in high_binding and ok[i]]
-    if not high:
-        raise InputError(f"dynamic PET: none of the high-binding regions {list(high_binding)} "
-                         "has voxels on the image grid; k2' cannot be estimated")
-    k2_ref = kin.estimate_k2_ref(ct[:, high], cr, start, end)
+    k2_ref = float("nan")
+    if {"mrtm2", "logan"} & {*models, map_model}:  # the models that need k2'
+        high = [i for i, n in enumerate(names) if n.rsplit("_", 1)[0] in high_binding and ok[i]]
+        if not high:
+            raise InputError(f"dynamic PET: none of the high-binding regions "
+                             f"{list(high_binding)} has voxels on the image grid, so k2' for "
+                             "MRTM2/Logan cannot be estimated; set [pet] models = ['srtm']")
+        k2_ref = kin.estimate_k2_ref(ct[:, high], cr, start, end)
     hemis = atlas.regions["hemisphere"].to_numpy()
     rows: list[dict[str, Any]] = []
     t_star: dict[str, float] = {}

@@ -95,6 +95,7 @@ class PetFamily(MarkerFamily):
         from danemap.io import load_nifti
         from danemap.markers.pet import _regions
         from danemap.markers.pet._normalise import normalise_to_mni
+        from danemap.markers.structural._family import _work_root
 
         cfg = config.pet
         img = load_nifti(item.path, expect_ndim=(3, 4),
@@ -105,7 +106,8 @@ class PetFamily(MarkerFamily):
             img, name=item.path.name, atlas=atlas, setting=cfg.space,
             durations=item.frames.duration_s if item.frames is not None else None,
             t1w_to_mni=_t1w_transforms(item.session, config),
-            template=cfg.template or None, tracer_family=defaults.target)
+            template=cfg.template or None, tracer_family=defaults.target,
+            work_dir=_work_root(config))
         mni = norm.img
         meta: dict[str, Any] = {
             "TracerName": item.tracer, "Normalisation": {"Route": norm.route, **norm.qc},
@@ -129,6 +131,7 @@ class PetFamily(MarkerFamily):
             return PetResult(table, "SBR", mni3, atlas.resample_to(mni3).img, maps=maps,
                              meta=meta)
         from danemap.markers.pet._dynamic import quantify_dynamic
+        from danemap.markers.pet._normalise import _mean_image
 
         on_grid = atlas.resample_to(mni)
         ref_mask = _regions.reference_mask(on_grid, reference)
@@ -141,10 +144,8 @@ class PetFamily(MarkerFamily):
                 for k, v in res.maps.items()}
         meta.update(Models=list(cfg.models), MapModel=cfg.map_model, k2_ref_per_min=res.k2_ref,
                     t_star_min=res.t_star)
-        frames = np.asarray(mni.dataobj, dtype=np.float32)
-        mean = nib.Nifti1Image(np.tensordot(frames, item.frames.duration_s
-                                            / item.frames.duration_s.sum(), axes=([3], [0])),
-                               mni.affine)
+        mean = nib.Nifti1Image(_mean_image(np.asarray(mni.dataobj, dtype=np.float32),
+                                           item.frames.duration_s), mni.affine)
         return PetResult(res.table, "BPND", mean, on_grid.img, tacs=res.tacs, maps=maps,
                          meta=meta)
 
@@ -155,31 +156,31 @@ class PetFamily(MarkerFamily):
         from danemap.markers.structural._qc import write_qc_figure
 
         session = item.session
-        sub, ses = session.participant, session.session
-        trc = _trc(item)
+        sub = session.participant
+        # every entity that tells two images of a session apart (tracer, acq, rec, run)
+        ents = {"ses": session.session, "trc": _trc(item),
+                **{k: item.file.entities.get(k) for k in ("acq", "rec", "run")}}
         desc = "sbr" if result.measure == "SBR" else "bpnd"
-        path = writer.path(sub, "pet", "stats", ".tsv", ses=ses, trc=trc, atlas=atlas_name,
-                           desc=desc)
+        path = writer.path(sub, "pet", "stats", ".tsv", **ents, atlas=atlas_name, desc=desc)
         docs = {k: v for k, v in _COLUMN_DOCS.items() if k in result.table.columns}
         docs["_metadata"] = {**result.meta, "Sources": [str(item.path)]}
         written = [writer.write_tsv(result.table, path, sidecar=docs)]
-        for key, img in result.maps.items():
-            name = {"bpnd": "bpnd", "r1": "r1", "rbv": "rbv"}.get(key, key)
-            out = writer.path(sub, "pet", "pet", ".nii.gz", ses=ses, trc=trc,
+        for name, img in result.maps.items():
+            out = writer.path(sub, "pet", "pet", ".nii.gz", **ents,
                               space="MNI152NLin2009cAsym", desc=name)
             written.append(write_nifti(img, out))
             writer.write_json(out.with_name(out.name.replace(".nii.gz", ".json")), {
-                "Description": f"Voxel-wise {name} ({result.meta.get('MapModel', key)})",
+                "Description": f"Voxel-wise {name} ({result.meta.get('MapModel', name)})",
                 "Sources": [str(item.path)], "Reference": result.meta.get("Reference")})
         if result.tacs is not None:
-            tac = writer.path(sub, "pet", "tacs", ".tsv", ses=ses, trc=trc, atlas=atlas_name)
+            tac = writer.path(sub, "pet", "tacs", ".tsv", **ents, atlas=atlas_name)
             written.append(writer.write_tsv(result.tacs, tac, sidecar={
                 "frame_start_min": {"Description": "Frame start after injection",
                                     "Units": "min"},
                 "frame_end_min": {"Description": "Frame end after injection", "Units": "min"},
                 "_metadata": {"Description": "Frame-mean activity per atlas region (image "
                                              "units), and of the reference region"}}))
-        fig = writer.path(sub, "figures", "pet", ".png", ses=ses, trc=trc, atlas=atlas_name,
+        fig = writer.path(sub, "figures", "pet", ".png", **ents, atlas=atlas_name,
                           desc="qc")
         write_qc_figure(result.mni, result.labels, fig)
         written.append(fig)

@@ -1,9 +1,10 @@
 """Group PET tables: one row per participant, one column per region, one table per tracer.
 
 A static tracer's table holds the SBR of each region (partial-volume corrected by the
-configured ``[pet] pvc`` where computed, else uncorrected), then the putamen/caudate ratio
-and asymmetry columns; a dynamic tracer's holds the BP_ND of ``[pet] map_model``. With one
-tracer in the cohort the table is ``group/pet.tsv``, else ``group/pet_<trc>.tsv`` each.
+configured ``[pet] pvc`` when every participant has it, else uncorrected for everyone, with a
+warning), then the putamen/caudate ratio and asymmetry columns; a dynamic tracer's holds the
+BP_ND of ``[pet] map_model``. With one tracer in the cohort the table is ``group/pet.tsv``,
+else ``group/pet_<trc>.tsv`` each (``pet_<trc>_<sbr|bpnd>.tsv`` when a tracer has both).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _column(measure: str, region: str, hemi: Any) -> str:
     return name if measure not in _RATIOS else f"{measure}_{name}"
 
 
-def _row(path: Path, pvc: str, model: str) -> tuple[dict[str, Any], str, str]:
+def _read(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     from danemap.io import parse_entities, read_tsv
 
     table = read_tsv(path)
@@ -39,20 +40,16 @@ def _row(path: Path, pvc: str, model: str) -> tuple[dict[str, Any], str, str]:
     missing = [c for c in need if c not in table.columns]
     if missing:
         raise InputError(f"{path}: expected the columns {list(need)}, missing {missing}")
-    ents = parse_entities(path.name)
-    static = ents.get("desc") == "sbr"
-    if static:
-        methods = set(table["method"].astype(str))
-        method = pvc if pvc in methods else "uncorrected"
-        keep = table[table["measure"].isin(("SBR", *_RATIOS)) & (table["method"] == method)]
-        what = f"SBR ({method})"
-    else:
-        keep = table[(table["measure"] == "BPND") & (table["method"] == model)]
-        what = f"BP_ND ({model})"
+    return table, parse_entities(path.name)
+
+
+def _row(table: pd.DataFrame, ents: dict[str, str], measures: tuple[str, ...],
+         method: str) -> dict[str, Any]:
+    keep = table[table["measure"].isin(measures) & (table["method"] == method)]
     row: dict[str, Any] = {"participant_id": f"sub-{ents['sub']}", "session": ents.get("ses")}
     for r in keep.itertuples(index=False):
         row[_column(str(r.measure), str(r.region), r.hemisphere)] = r.value
-    return row, ents.get("trc", "unknown"), what
+    return row
 
 
 def collect_pet(derivatives_root: str | os.PathLike[str], out_group_dir: str | os.PathLike[str],
@@ -86,23 +83,35 @@ def collect_pet(derivatives_root: str | os.PathLike[str], out_group_dir: str | o
         pattern = f"*_atlas-{atlas}_desc-{desc}_stats.tsv"
         files += sorted(root.glob(f"sub-*/pet/{pattern}"))
         files += sorted(root.glob(f"sub-*/ses-*/pet/{pattern}"))
-    by_tracer: dict[str, list[dict[str, Any]]] = {}
-    what: dict[str, str] = {}
+    # one table per tracer and kind (static SBR, dynamic BP_ND), one method per table
+    groups: dict[tuple[str, str], list[tuple[pd.DataFrame, dict[str, str]]]] = {}
     for f in files:
-        row, trc, desc = _row(f, pvc, model)
-        by_tracer.setdefault(trc, []).append(row)
-        what[trc] = desc
+        table, ents = _read(f)
+        groups.setdefault((ents.get("trc", "unknown"), ents.get("desc", "")), []).append(
+            (table, ents))
     out: dict[str, tuple[Path, str]] = {}
-    for trc, rows in sorted(by_tracer.items()):
-        name = "pet" if len(by_tracer) == 1 else f"pet_{trc}"
+    for (trc, desc), items in sorted(groups.items()):
+        measures: tuple[str, ...]
+        if desc == "sbr":
+            have = [pvc in set(t["method"].astype(str)) for t, _ in items]
+            method = pvc if all(have) else "uncorrected"
+            if any(have) and not all(have):
+                log.warning("pet %s: %d of %d participants have no %s SBR; the group table "
+                            "holds the uncorrected SBR of everyone", trc, len(have) - sum(have),
+                            len(have), pvc)
+            measures, what = ("SBR", *_RATIOS), f"SBR ({method})"
+        else:
+            method, measures, what = model, ("BPND",), f"BP_ND ({model})"
+        rows = [_row(t, e, measures, method) for t, e in items]
+        name = "pet" if len(groups) == 1 else f"pet_{trc}" + (
+            f"_{desc}" if sum(k[0] == trc for k in groups) > 1 else "")
         df = pd.DataFrame(rows)
         if df["session"].isna().all():
             df = df.drop(columns="session")
         path = Path(out_group_dir) / f"{name}.tsv"
-        cols = {c: f"{what[trc]} of {c}" for c in df.columns
+        cols = {c: f"{what} of {c}" for c in df.columns
                 if c not in ("participant_id", "session")}
-        write_table(df, path, table_sidecar(df.columns, cols, {"Tracer": trc,
-                                                               "Measure": what[trc]},
+        write_table(df, path, table_sidecar(df.columns, cols, {"Tracer": trc, "Measure": what},
                                             where=path.name))
-        out[name] = (path, f"{trc}: regional {what[trc]}")
+        out[name] = (path, f"{trc}: regional {what}")
     return out

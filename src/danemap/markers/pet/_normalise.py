@@ -9,8 +9,8 @@ Three routes, chosen per image:
    normalised images and of group templates.
 2. **With the participant's T1w**: ANTsPy registers the PET mean image rigidly (Mattes MI)
    to the T1w, then applies the structural family's T1w -> MNI transforms
-   (:func:`danemap.markers.structural.t1w_to_mni`), which are computed once per T1w and
-   cached in the work folder.
+   (:func:`danemap.markers.structural.cached_t1w_transforms`), which are computed once per
+   T1w and cached in the work folder.
 3. **Without a T1w**: an affine registration (Mattes MI) to a tracer template: the user's
    ``[pet] template`` (``--pet-template``), else one synthesised from the atlas (the
    tracer's high-binding regions at a typical BP_ND on a unit brain, blurred by 8 mm FWHM).
@@ -226,6 +226,8 @@ def normalise_to_mni(img: Any, *, name: str, atlas: Atlas, setting: str = "auto"
     shape, affine = _mni_grid()
     fixed_grid = _to_ants(ants, np.zeros(shape, np.float32), affine)
     moving = _to_ants(ants, _mean_image(data, durations), img.affine)
+    if work_dir is not None:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="danemap-pet-", dir=work_dir) as tmp:
         if t1w_to_mni is not None:
             t1w_img, to_mni = t1w_to_mni

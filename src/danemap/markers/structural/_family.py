@@ -228,7 +228,10 @@ def cached_t1w_transforms(session: SessionData, config: Config
         return None
     info = read_json(record, "transform record")
     paths = [str(p) for p in info.get("forward", [])]
-    if not paths or not all(Path(p).is_file() for p in paths) or not Path(info["t1w"]).is_file():
+    t1w = session.get_files("anat/T1w")
+    # the work folder may be shared between datasets: only this session's own T1w counts
+    if not t1w or Path(str(info.get("t1w", ""))).resolve() != t1w[0].path.resolve() \
+            or not paths or not all(Path(p).is_file() for p in paths):
         return None
     return load_nifti(info["t1w"], expect_ndim=3), paths
 

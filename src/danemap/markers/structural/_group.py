@@ -38,8 +38,8 @@ ENIGMA_COLUMNS: dict[str, str] = {
     enigma: name for name, enigma in ENIGMA_FREESURFER.items() if "Proper" not in name}
 
 
-def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return (identity + volumes, sidecar metadata) of one participant's table."""
+def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """Return (identity + volumes, sidecar metadata, FreeSurfer-style) of one table."""
     from danemap.io import parse_entities, read_json, read_tsv
 
     table = read_tsv(path)
@@ -50,7 +50,9 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     meta = read_json(side, "volume table sidecar") if side.is_file() else {}
     ents = parse_entities(path.name)
     row: dict[str, Any] = {"participant_id": f"sub-{ents['sub']}", "session": ents.get("ses")}
-    like_fs = bool(meta.get("LikeFreeSurfer", False))
+    # the sidecar says; without it, the rows' own method does
+    like_fs = bool(meta.get("LikeFreeSurfer", "method" in table.columns
+                            and (table["method"].iloc[:-1] != "ants-atlas").all()))
     for r in table.itertuples(index=False):
         name = str(r.region)
         if like_fs and name != "ICV":
@@ -59,7 +61,7 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
                 continue  # only the like-for-like ENIGMA structures reach the group table
             name = ENIGMA_COLUMNS[enigma]
         row[name] = float(r.volume_mm3) if pd.notna(r.volume_mm3) else None
-    return row, meta
+    return row, meta, like_fs
 
 
 def collect_volumes(derivatives_root: str | os.PathLike[str],
@@ -87,8 +89,8 @@ def collect_volumes(derivatives_root: str | os.PathLike[str],
         root.glob(f"sub-*/ses-*/anat/*_atlas-{atlas}_desc-volumes_stats.tsv"))
     kinds: dict[bool, list[tuple[dict[str, Any], str]]] = {True: [], False: []}
     for f in files:
-        row, meta = _read(f)
-        kinds[bool(meta.get("LikeFreeSurfer", False))].append((row, str(meta.get("Method"))))
+        row, meta, like_fs = _read(f)
+        kinds[like_fs].append((row, str(meta.get("Method", "unknown"))))
     out: dict[str, tuple[Path, bool]] = {}
     for like_fs in (True, False):
         rows = kinds[like_fs]
