@@ -355,6 +355,19 @@ def _draw_signals(rng: np.random.Generator, c: np.ndarray, unit_region: np.ndarr
     return _Signals(y, motion, spikes, nuis)
 
 
+def _to_image(y: np.ndarray, grid: Any) -> np.ndarray:
+    """Paint (T, units) voxel series into a (X, Y, Z, T) float32 image of ``grid``.
+
+    Fortran order (voxels contiguous per volume, as NIfTI stores them): a C-order
+    (T, Z, Y, X) buffer transposed to (X, Y, Z, T) is that layout, filled row by row.
+    """
+    labels, vox = grid.labels, grid.vox
+    f_index = np.ravel_multi_index(np.unravel_index(vox, labels.shape), labels.shape, order="F")
+    buf = np.zeros((y.shape[0], labels.size), dtype=np.float32)
+    buf[:, f_index] = y
+    return buf.reshape(y.shape[0], *labels.shape[::-1]).transpose(3, 2, 1, 0)
+
+
 def _amplitude(eff: SimulationEffects) -> float:
     return eff.bold_baseline * eff.bold_signal_pct / 100.0 / np.sqrt(1.0 + eff.fc_noise_var)
 
@@ -427,13 +440,7 @@ def bold_arrays(atlas: Any, n_volumes: int, tr: float, seed: int | Sequence[int]
     y = sig.y
     y *= np.float32(_amplitude(eff) * intensity_scale)
     y += np.float32(eff.bold_baseline * intensity_scale)
-    labels, vox = grid.labels, grid.vox
-    # Fortran order (voxels contiguous per volume, as NIfTI stores them): a C-order
-    # (T, Z, Y, X) buffer transposed to (X, Y, Z, T) is that layout, filled row by row.
-    f_index = np.ravel_multi_index(np.unravel_index(vox, labels.shape), labels.shape, order="F")
-    buf = np.zeros((n_volumes, labels.size), dtype=np.float32)
-    buf[:, f_index] = y
-    data = buf.reshape(n_volumes, *labels.shape[::-1]).transpose(3, 2, 1, 0)
+    data = _to_image(y, grid)
 
     confounds = _run_confounds(rng, sig, y.mean(axis=1, dtype=np.float64), eff,
                                intensity_scale, tr)

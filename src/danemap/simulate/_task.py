@@ -38,7 +38,14 @@ import numpy as np
 from danemap.errors import InputError
 from danemap.simulate._common import STREAMS, nifti_bytes, stem, write_bytes, write_json
 from danemap.simulate._effects import SimulationEffects
-from danemap.simulate._func import _amplitude, _draw_coupling, _draw_signals, _grid, _run_confounds
+from danemap.simulate._func import (
+    _amplitude,
+    _draw_coupling,
+    _draw_signals,
+    _grid,
+    _run_confounds,
+    _to_image,
+)
 
 __all__ = ["TASK", "TASK_STREAM", "TaskSimParams", "mid_events", "simulate_mid_roi",
            "simulate_mid_run", "task_responses", "task_subject"]
@@ -396,11 +403,7 @@ def simulate_mid_run(atlas: Any, seed: int | Sequence[int] = 0, group: str = "TD
     y += np.float32(base)
     inside = grid.vreg >= 0
     y[:, inside] += resp.astype(np.float32)[:, grid.vreg[inside]]
-    labels, vox = grid.labels, grid.vox
-    f_index = np.ravel_multi_index(np.unravel_index(vox, labels.shape), labels.shape, order="F")
-    buf = np.zeros((n_volumes, labels.size), dtype=np.float32)
-    buf[:, f_index] = y
-    data = buf.reshape(n_volumes, *labels.shape[::-1]).transpose(3, 2, 1, 0)
+    data = _to_image(y, grid)
     confounds = _run_confounds(rng, sig, y.mean(axis=1, dtype=np.float64), eff,
                                intensity_scale, p.tr)
     truth = _truth(grid.names, amp, events, n_volumes, group, p, confounds)
