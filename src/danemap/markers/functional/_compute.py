@@ -468,6 +468,21 @@ _ALFF_REFERENCE = (
     "voxels, not DPABI's whole-brain-mask mean")
 
 
+def open_bold(bold: Any, max_bytes: float | None, sidecar: Any, tr: float | None
+              ) -> tuple[Any, str, tuple[int, int, int], np.ndarray, Any, float, int]:
+    """Check a BOLD header and settle its TR, before any voxel is read.
+
+    Returns ``(header, name, shape, affine, sidecar, tr, n_volumes)``; the sidecar is the
+    one beside the file when none is given (shared by the resting-state and task runs).
+    """
+    header, bold_name = _load_header(bold, max_bytes)
+    shape, affine = _grid(header)
+    if sidecar is None:
+        sidecar = _sidecar_for(bold)
+    tr_used = resolve_tr(header, sidecar, tr, bold_name)
+    return header, bold_name, shape, affine, sidecar, tr_used, int(header.get_data_shape()[3])
+
+
 def process_run(bold: Any, confounds: Any, atlas: Any,
                 config: FunctionalConfig | None = None, mask: Any = None,
                 tr: float | None = None,
@@ -508,12 +523,8 @@ def process_run(bold: Any, confounds: Any, atlas: Any,
         rows not matching the volumes, every volume censored.
     """
     cfg = _check_cfg(config)
-    header, bold_name = _load_header(bold, max_bytes)
-    shape, affine = _grid(header)
-    if sidecar is None:
-        sidecar = _sidecar_for(bold)
-    tr_used = resolve_tr(header, sidecar, tr, bold_name)
-    n_t = int(header.get_data_shape()[3])
+    header, bold_name, shape, affine, sidecar, tr_used, n_t = open_bold(bold, max_bytes,
+                                                                        sidecar, tr)
 
     df, cmeta, csource = _confounds_frame(confounds)
     selection = None

@@ -43,8 +43,7 @@ from danemap.markers.functional._compute import (
     _grid,
     _load_header,
     _mask_array,
-    _sidecar_for,
-    resolve_tr,
+    open_bold,
 )
 from danemap.markers.functional._confounds import (
     ConfoundSelection,
@@ -318,12 +317,8 @@ def process_task_run(bold: str | os.PathLike[str] | Any, confounds: str | os.Pat
     cfg = TaskConfig() if config is None else config
     mapping = parse_conditions(cfg.conditions)
     contrasts = parse_contrasts(cfg.contrasts, sorted(set(mapping.values())))
-    header, bold_name = _load_header(bold, max_bytes)
-    shape, affine = _grid(header)
-    if sidecar is None:
-        sidecar = _sidecar_for(bold)
-    tr_used = resolve_tr(header, sidecar, tr, bold_name)
-    n_t = int(header.get_data_shape()[3])
+    header, bold_name, shape, affine, sidecar, tr_used, n_t = open_bold(bold, max_bytes,
+                                                                        sidecar, tr)
     ev = read_events(events, n_t, tr_used, mapping, cfg.ignore)
     selection = None
     if confounds is not None:
