@@ -67,6 +67,12 @@ class RunConfig:
     #: Folder for intermediate files (a participant's is removed when it succeeds and kept
     #: when it fails); empty: ``OUTPUT_DIR/work``.
     work_dir: str = ""
+    #: Derivative datasets (fMRIPrep output stored outside ``BIDS_DIR``) searched for
+    #: preprocessed inputs, in order (``--derivatives``, repeatable).
+    derivatives: list[str] = field(default_factory=list)
+    #: Memory limit per worker process in GiB (``--memory-limit``); a worker that exceeds it
+    #: is stopped and its participant marked failed. 0: no limit.
+    memory_limit_gib: float = 0.0
 
 
 @dataclass
@@ -152,6 +158,12 @@ class FunctionalConfig:
     connectivity: list[str] = field(
         default_factory=lambda: ["correlation", "partial correlation", "tangent"]
     )
+    #: Repetition time in seconds that overrides the image header and sidecar
+    #: (``--repetition-time``), for files whose two disagree; 0: read them.
+    repetition_time: float = 0.0
+    #: Accept a run without its confounds file; the run is then flagged
+    #: (``qc_exclude``) so the group level leaves it out. False: a missing file is an error.
+    allow_missing_confounds: bool = False
 
 
 @dataclass

@@ -19,6 +19,11 @@ from typing import TypeVar
 
 logger = logging.getLogger("danemap")
 
+#: Level of the few lines a user sees by default (between INFO and WARNING): one summary
+#: per level, progress per group table, where the outputs are.
+SUMMARY = 25
+logging.addLevelName(SUMMARY, "SUMMARY")
+
 T = TypeVar("T")
 
 
