@@ -64,7 +64,8 @@ def process_participant(label: str, bids_dir: str, output_dir: str, config: Conf
 
     if sessions is None:
         sessions = list(discover(bids_dir, participant_label=[label],
-                                 session_label=config.run.session_label or None))
+                                 session_label=config.run.session_label or None,
+                                 derivatives=config.run.derivatives or None))
     writer = DerivativesWriter(output_dir, config=config, bids_dir=bids_dir, describe=False)
     atlas = atlas_from_setting(config.run.atlas, config.run.resolution)
     files: list[str] = []
@@ -129,7 +130,8 @@ def run_participant(bids_dir: str | os.PathLike[str], output_dir: str | os.PathL
     from danemap.io import DerivativesWriter, discover
 
     dataset = discover(bids_dir, participant_label=config.run.participant_label or None,
-                       session_label=config.run.session_label or None)
+                       session_label=config.run.session_label or None,
+                       derivatives=config.run.derivatives or None)
     writer = DerivativesWriter(output_dir, config=config, bids_dir=bids_dir)
     sessions = {sub: [item for (s, _), item in dataset.data.items() if s == sub]
                 for sub in dataset.participants}

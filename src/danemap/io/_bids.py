@@ -28,7 +28,7 @@ Conventions
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -336,8 +336,15 @@ def bids_file(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> BID
 
 
 def _resolve_derivatives(root: Path, derivatives: str | os.PathLike[str]
-                         | Mapping[str, str | os.PathLike[str]] | None) -> dict[str, Path]:
+                         | Mapping[str, str | os.PathLike[str]]
+                         | Sequence[str | os.PathLike[str]] | None) -> dict[str, Path]:
     found: dict[str, Path] = {}
+    if isinstance(derivatives, Sequence) and not isinstance(derivatives, str):
+        # several folders (``--derivatives`` repeated): the first to provide a tool wins
+        for folder in derivatives:
+            for tool, path in _resolve_derivatives(root, folder).items():
+                found.setdefault(tool, path)
+        return found
     if isinstance(derivatives, Mapping):
         for tool, folder in derivatives.items():
             if tool not in _DERIVATIVE_TOOLS:
@@ -394,7 +401,8 @@ def discover(
     bids_dir: str | os.PathLike[str],
     participant_label: Iterable[str] | str | None = None,
     session_label: Iterable[str] | str | None = None,
-    derivatives: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]] | None = None,
+    derivatives: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]]
+    | Sequence[str | os.PathLike[str]] | None = None,
 ) -> BIDSDataset:
     """Find the raw data and derivatives of a BIDS dataset.
 
@@ -406,8 +414,9 @@ def discover(
         Participants to keep (``"01"`` or ``"sub-01"``); ``None`` keeps all.
     session_label : str, iterable of str or None
         Sessions to keep (``"1"`` or ``"ses-1"``); ``None`` keeps all.
-    derivatives : path, mapping or None
-        Where the derivatives are (see the module docstring).
+    derivatives : path, mapping, sequence of paths or None
+        Where the derivatives are (see the module docstring); with several folders, the
+        first that provides a tool is used for it.
 
     Returns
     -------
