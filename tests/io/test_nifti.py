@@ -334,5 +334,45 @@ def test_deflate_corrupted_right_after_the_gzip_header(tmp_path):
     data = bytearray(gzip.compress(raw))
     data[10:18] = b"\x00" * 8  # the deflate stream starts after the 10-byte gzip header
     path.write_bytes(bytes(data))
-    with pytest.raises(InputError, match=r"early\.nii\.gz: corrupt or truncated"):
+    with pytest.raises(InputError, match=r"early\.nii\.gz: corrupt gzip stream"):
         load_nifti_header(path)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4), (20, 20, 20)])
+def test_gz_trailing_garbage_is_named_as_such(tmp_path, shape):
+    # a small image: the reader hits the garbage while it reads the header (read-ahead)
+    p = tmp_path / "tail.nii.gz"
+    p.write_bytes(gzip.compress(_raw_bytes(_img(shape=shape))) + b"garbage" * 10)
+    with pytest.raises(InputError, match=r"tail\.nii\.gz: trailing garbage after the gzip "
+                                         r"stream: the image data are complete") as err:
+        load_nifti(p)
+    assert "70 bytes" in str(err.value)
+    assert "truncated" not in str(err.value)
+
+
+def test_gz_zero_padding_and_second_member_are_accepted(tmp_path):
+    img = _img()
+    for tail in (b"\x00" * 64, gzip.compress(b"extra")):
+        p = tmp_path / "pad.nii.gz"
+        p.write_bytes(gzip.compress(_raw_bytes(img)) + tail)
+        np.testing.assert_array_equal(np.asarray(load_nifti(p).dataobj), np.asarray(img.dataobj))
+
+
+def test_gz_short_member_then_garbage_is_truncated(tmp_path):
+    raw = _raw_bytes(_img(shape=(20, 20, 20)))
+    p = tmp_path / "short.nii.gz"
+    p.write_bytes(gzip.compress(raw[:10000]) + b"garbage")
+    with pytest.raises(InputError, match=r"short\.nii\.gz: file is truncated"):
+        load_nifti(p)
+
+
+def test_gz_crc_and_length_damage_named(tmp_path):
+    full = gzip.compress(_raw_bytes(_img()))
+    for pos, what in ((-8, "CRC"), (-2, "CRC/length")):
+        data = bytearray(full)
+        data[pos] ^= 0xFF
+        p = tmp_path / "crc.nii.gz"
+        p.write_bytes(bytes(data))
+        with pytest.raises(InputError, match=rf"crc\.nii\.gz: corrupt gzip stream: the "
+                                             rf".*{what}.* check"):
+            load_nifti(p)

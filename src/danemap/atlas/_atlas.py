@@ -127,6 +127,15 @@ def _grid_of(target: Any, what: str) -> tuple[tuple[int, int, int], np.ndarray]:
     return s3, aff
 
 
+def _extent(shape: Sequence[int], affine: np.ndarray) -> str:
+    """World bounding box of a grid's voxel centres, as ``x a..b, y a..b, z a..b``."""
+    corners = np.array([[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)
+                        for k in (0, shape[2] - 1)], dtype=float)
+    world = corners @ np.asarray(affine, dtype=float)[:3, :3].T + np.asarray(affine)[:3, 3]
+    lo, hi = world.min(axis=0), world.max(axis=0)
+    return ", ".join(f"{ax} {a:.0f}..{b:.0f}" for ax, a, b in zip("xyz", lo, hi, strict=True))
+
+
 def _warn_empty(regions: pd.DataFrame, context: str) -> None:
     empty = regions.loc[regions["empty"], "name"].tolist()
     if empty:
@@ -258,9 +267,24 @@ class Atlas:
         Atlas
             Same rows, networks and name; ``n_voxels`` recomputed and ``empty``
             flagged. Empty regions are listed in a :class:`DanemapWarning`.
+
+        Raises
+        ------
+        InputError
+            If ``target`` is not a valid grid, or if it does not overlap the atlas (no
+            region keeps a voxel): the message gives both world extents.
         """
         shape, affine = _grid_of(target, "Atlas.resample_to 'target'")
         data = _resample_labels(np.asarray(self.img.dataobj), self.img.affine, shape, affine)
+        if not data.any() and np.asarray(self.img.dataobj).any():
+            where = getattr(target, "get_filename", lambda: None)() or f"grid {shape}"
+            raise InputError(
+                f"{where}: the image does not overlap atlas {self.name!r}: none of its "
+                f"{len(self.regions)} regions has a voxel on the image grid. Expected an "
+                f"image in the atlas space; found an image spanning {_extent(shape, affine)}"
+                f" (world mm), the atlas spans {_extent(self.shape, self.img.affine)}. Check "
+                "the image's space (affine, sform/qform) and the atlas setting"
+            )
         out = Atlas(_label_image(data, affine), self.regions, self.networks, self.name)
         _warn_empty(out.regions, f"atlas {self.name!r} resampled to grid {shape}")
         return out

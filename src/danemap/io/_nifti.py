@@ -140,8 +140,9 @@ def _open(path: Path) -> tuple[BinaryIO, bool, int]:
     return stream, True, size
 
 
-def _read_exact(stream: BinaryIO, n: int, name: str, what: str) -> bytes:
-    data = _guarded_read(stream, n, name)
+def _read_exact(stream: BinaryIO, n: int, name: str, what: str,
+                path: Path | None = None) -> bytes:
+    data = _guarded_read(stream, n, name, path)
     if len(data) < n:
         raise _fail(name, f"file is truncated: {what} needs {n} bytes, found {len(data)}")
     return data
@@ -159,21 +160,135 @@ def is_gzip_error(exc: BaseException) -> bool:
     return type(exc).__module__.startswith(("isal", "igzip_lib", "zlib", "gzip"))
 
 
-def _guarded_read(stream: BinaryIO, n: int, name: str) -> bytes:
+def _gzip_members(path: Path) -> tuple[int, int, bytes]:
+    """Scan a gzip file's members with zlib.
+
+    Only called on an error path, to say what follows the valid gzip data.
+
+    Returns
+    -------
+    tuple
+        The bytes decompressed from the complete members at the start of the file, how
+        many bytes follow them that do not start another member (-1: a member is
+        corrupt or truncated), and the first 544 decompressed bytes (the header).
+    """
+    import zlib
+
+    total = 0
+    head = bytearray()
+    with open(path, "rb") as f:
+        pending = b""
+        while True:
+            d = zlib.decompressobj(wbits=31)
+            data = pending or f.read(_CHUNK)
+            if data[:2] != _GZIP_MAGIC:
+                return total, len(data) + len(f.read()), bytes(head)
+            member = 0
+            while True:
+                try:
+                    out = d.decompress(data, _CHUNK)
+                    while True:
+                        member += len(out)
+                        if len(head) < 544:
+                            head += out[:544 - len(head)]
+                        if not d.unconsumed_tail:
+                            break
+                        out = d.decompress(d.unconsumed_tail, _CHUNK)
+                except zlib.error:
+                    return total, -1, bytes(head)
+                if d.eof:
+                    break
+                data = f.read(_CHUNK)
+                if not data:
+                    return total, -1, bytes(head)  # a truncated member
+            total += member
+            pending = d.unused_data
+            if not pending:
+                pending = f.read(_CHUNK)
+                if not pending:
+                    return total, 0, bytes(head)
+            if pending.strip(b"\x00") == b"":
+                rest = f.read()
+                if rest.strip(b"\x00") == b"":
+                    return total, 0, bytes(head)  # zero padding, which readers skip
+                pending += rest
+
+
+def _declared_size(head: bytes) -> int | None:
+    """Bytes (vox_offset + data) a decompressed NIfTI header declares; None if unknown."""
+    import nibabel as nib
+
+    for klass, size in ((nib.Nifti1Header, 348), (nib.Nifti2Header, 540)):
+        for endian in "<>":
+            if len(head) >= size and struct.unpack(endian + "i", head[:4])[0] == size:
+                try:
+                    hdr = klass(head[:size], endianness=endian, check=False)
+                    n = int(np.prod(hdr.get_data_shape(), dtype=np.float64))
+                    return int(hdr["vox_offset"]) + n * hdr.get_data_dtype().itemsize
+                except Exception:  # a header too damaged to say; the caller says less
+                    return None
+    return None
+
+
+def _describe_gzip_error(exc: BaseException, path: Path | None = None,
+                         needed: int | None = None) -> str:
+    """Say what a decompression error means: truncation, corruption or trailing data.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What the gzip reader raised.
+    path : Path or None
+        The file, scanned again (with zlib) when the error is "not a gzipped file",
+        which a reader raises for bytes after the end of a complete gzip member.
+    needed : int or None
+        Bytes the header declares (vox_offset + data), to say whether the image data
+        were complete before the trailing bytes.
+    """
+    text = str(exc)
+    low = text.lower()
+    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if isinstance(exc, EOFError) or "ended before" in low or "end-of-stream" in low:
+        return (f"file is truncated: the gzip stream ends before its end-of-stream marker "
+                f"({detail})")
+    if "not a gzipped file" in low or "bad magic" in low or "invalid magic" in low:
+        decompressed, trailing, head = (_gzip_members(path) if path is not None
+                                        else (0, -1, b""))
+        if needed is None:
+            needed = _declared_size(head)
+        extra = f"{trailing} bytes" if trailing > 0 else "bytes"
+        if needed is not None and decompressed >= needed:
+            return (f"trailing garbage after the gzip stream: the image data are complete "
+                    f"(the header declares {needed} bytes), but {extra} that are not gzip "
+                    f"data follow them ({detail}); remove them, e.g. by re-compressing "
+                    "the image")
+        if needed is not None and trailing > 0:
+            return (f"file is truncated and has trailing garbage: its gzip data hold "
+                    f"{decompressed} bytes where the header declares {needed}, and "
+                    f"{extra} that are not gzip data follow them ({detail})")
+        return f"corrupt gzip stream: data that are not gzip follow a member ({detail})"
+    if "crc" in low or "length" in low:
+        return (f"corrupt gzip stream: the CRC/length check of the decompressed data "
+                f"failed ({detail})")
+    return f"corrupt gzip stream ({detail})"
+
+
+def _guarded_read(stream: BinaryIO, n: int, name: str, path: Path | None = None) -> bytes:
     """Read up to ``n`` bytes, turning decompression errors into InputError."""
     try:
         return stream.read(n)
     except Exception as exc:
         if is_gzip_error(exc):
-            raise _fail(name, f"corrupt or truncated gzip stream ({exc})") from exc
+            raise _fail(name, _describe_gzip_error(exc, path)) from exc
         raise
 
 
-def _parse_header(stream: BinaryIO, name: str) -> tuple[Any, bytes]:
+def _parse_header(stream: BinaryIO, name: str, path: Path | None = None,
+                  ) -> tuple[Any, bytes]:
     """Read and parse the fixed header; return (nibabel header, header bytes)."""
     import nibabel as nib
 
-    first = _guarded_read(stream, 348, name)
+    first = _guarded_read(stream, 348, name, path)
     if len(first) < 4:
         raise _fail(name, f"file is truncated: only {len(first)} bytes, "
                           "a NIfTI header needs 348")
@@ -194,8 +309,8 @@ def _parse_header(stream: BinaryIO, name: str) -> tuple[Any, bytes]:
         raise _fail(name, f"file is truncated: only {len(first)} bytes, "
                           f"a NIfTI header needs {size}")
     if size > 348:
-        first += _read_exact(stream, size - 348, name, "the NIfTI-2 header")
-    ext_flag = _read_exact(stream, 4, name, "the header extension flag")
+        first += _read_exact(stream, size - 348, name, "the NIfTI-2 header", path)
+    ext_flag = _read_exact(stream, 4, name, "the header extension flag", path)
     blob = first + ext_flag
     try:
         hdr = klass(first, endianness=endian, check=False)
@@ -335,11 +450,12 @@ def _inspect(path: str | os.PathLike[str], max_bytes: float | None,
     stream, is_gz, size = _open(p)
     name = p.name
     try:
-        hdr, blob = _parse_header(stream, name)
+        hdr, blob = _parse_header(stream, name, p)
         shape, dtype, vox_offset, nbytes, affine = _check_header(
             hdr, blob, name, size if is_gz else None, size, cap)
         if vox_offset > len(blob):
-            ext = _read_exact(stream, vox_offset - len(blob), name, "the header extensions")
+            ext = _read_exact(stream, vox_offset - len(blob), name,
+                              "the header extensions", p)
             blob += ext
         hdr_size = 540 if len(hdr.binaryblock) == 540 else 348
         if blob[hdr_size:hdr_size + 1] != b"\x00" and vox_offset > hdr_size + 4:
@@ -439,15 +555,13 @@ def load_nifti(
                 if not n:
                     break
                 got += n
-            if got == layout.nbytes and layout.is_gz:
-                # drain the gzip trailer so that its CRC and length are verified
-                while stream.read(_CHUNK):
-                    pass
         except Exception as exc:
             if is_gzip_error(exc):
-                raise _fail(name, f"corrupt or truncated data ({type(exc).__name__}: "
-                                  f"{exc})") from exc
+                raise _fail(name, _describe_gzip_error(
+                    exc, p, layout.vox_offset + layout.nbytes)) from exc
             raise
+        if got == layout.nbytes and layout.is_gz:
+            _drain(stream, p, layout.vox_offset + layout.nbytes)
         if got < layout.nbytes:
             raise _fail(name, f"file is truncated: the header declares {layout.nbytes} data "
                               f"bytes, only {got} could be read")
@@ -481,6 +595,17 @@ def load_nifti(
 
 
 _NATIVE = "<" if sys.byteorder == "little" else ">"
+
+
+def _drain(stream: BinaryIO, path: Path, needed: int) -> None:
+    """Read a gzip stream to its end, so that its CRC and length are verified."""
+    try:
+        while stream.read(_CHUNK):
+            pass
+    except Exception as exc:
+        if is_gzip_error(exc):
+            raise _fail(path.name, _describe_gzip_error(exc, path, needed)) from exc
+        raise
 
 
 def write_nifti(img: Any, path: str | os.PathLike[str]) -> Path:
