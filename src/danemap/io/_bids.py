@@ -22,7 +22,23 @@ Conventions
 * ``derivatives`` may be ``None`` (look in
   ``<bids_dir>/derivatives/{fmriprep,freesurfer,fastsurfer,synthseg}``), a
   folder (a derivatives root if it holds one of those sub-folders, otherwise
-  the fMRIPrep output itself), or a mapping ``{"fmriprep": path, ...}``.
+  the fMRIPrep output itself), a mapping ``{"fmriprep": path, ...}``, or a sequence
+  of folders (``--derivatives`` repeated; the first to provide a tool wins). Given
+  folders override ``<bids_dir>/derivatives`` per tool: a tool they do not provide is
+  still looked for there.
+* A **derivative dataset** as ``bids_dir`` (``"DatasetType": "derivative"`` in its
+  ``dataset_description.json``, such as an fMRIPrep output folder) is read as the output
+  of the tool that made it (``GeneratedBy[0].Name``: FreeSurfer, FastSurfer or SynthSeg;
+  anything else is taken as fMRIPrep), not as raw data: its ``sub-*`` folders are that
+  tool's participant folders, and its ``freesurfer``, ``fastsurfer``, ``synthseg`` (or
+  ``sourcedata/<tool>``) sub-folders are those tools' outputs.
+* **Unsafe names and links.** A ``sub-*`` folder whose label is not letters and digits
+  only is skipped with a warning. A symbolic link that leads outside the dataset (a
+  ``sub-*`` folder, a datatype folder or a data file resolving outside ``bids_dir``, or
+  outside its derivative tool's folder) is skipped with a warning naming the link and
+  its target; a participant requested by label whose folder was skipped is an
+  :class:`~danemap.errors.InputError` saying why. Links that stay inside (DataLad's
+  annexed files) are followed.
 """
 
 from __future__ import annotations
@@ -54,6 +70,20 @@ logger = get_logger("io")
 
 _DERIVATIVE_TOOLS = ("fmriprep", "freesurfer", "fastsurfer", "synthseg")
 _NII = (".nii", ".nii.gz")
+
+
+def _escapes(path: Path, top: Path) -> Path | None:
+    """Return where ``path`` really leads when that is outside ``top`` (else ``None``).
+
+    ``top`` is compared resolved, so a dataset reached through a link is not "outside".
+    """
+    real = path.resolve()
+    return None if real.is_relative_to(top.resolve()) else real
+
+
+def _warn_escape(what: str, path: Path, target: Path, top: Path) -> None:
+    logger.warning("%s %s is a symbolic link to %s, outside %s; skipped (danemap reads "
+                   "only files inside the dataset)", what, path, target, top)
 
 
 def parse_entities(filename: str | os.PathLike[str]) -> dict[str, str]:
@@ -253,7 +283,7 @@ def _unknown(what: str, value: str, existing: Iterable[str]) -> str:
 
 
 def _select(requested: Iterable[str] | str | None, existing: list[str], entity: str,
-            prefix: str) -> list[str]:
+            prefix: str, skipped: Mapping[str, str] | None = None) -> list[str]:
     if requested is None:
         return existing
     if isinstance(requested, str):
@@ -261,6 +291,9 @@ def _select(requested: Iterable[str] | str | None, existing: list[str], entity: 
     out = []
     for label in requested:
         full = prefix + validate_label(label, entity)
+        if skipped and full in skipped:
+            raise InputError(f"{entity} label '{full}': its folder was skipped because "
+                             f"{skipped[full]}")
         if full not in existing:
             raise InputError(_unknown(f"{entity} label", full, existing))
         if full not in out:
@@ -268,14 +301,21 @@ def _select(requested: Iterable[str] | str | None, existing: list[str], entity: 
     return sorted(out)
 
 
-def _raw_nii_by_suffix(folder: Path) -> dict[str, list[Path]]:
-    """Every NIfTI of a datatype folder, by its BIDS suffix (the last ``_`` part)."""
+def _raw_nii_by_suffix(folder: Path, top: Path) -> dict[str, list[Path]]:
+    """Every NIfTI of a datatype folder, by its BIDS suffix (the last ``_`` part).
+
+    Files (or the folder) that link outside ``top`` are skipped with a warning.
+    """
     out: dict[str, list[Path]] = {}
     if not folder.is_dir():
         return out
     for p in sorted(folder.iterdir()):
         ext = next((e for e in _NII if p.name.endswith(e)), None)
         if p.is_file() and ext and "_" in p.name:
+            target = _escapes(p, top)
+            if target is not None:
+                _warn_escape("data file", p, target, top)
+                continue
             out.setdefault(p.name[: -len(ext)].rsplit("_", 1)[1], []).append(p)
     return out
 
@@ -362,7 +402,10 @@ def _resolve_derivatives(root: Path, derivatives: str | os.PathLike[str]
     else:
         base = Path(derivatives)
         if not base.is_dir():
-            raise InputError(f"derivatives folder {base} does not exist")
+            raise InputError(f"derivatives folder {base} does not exist"
+                             + (" (it is a file)" if base.exists() else "")
+                             + ": expected an fMRIPrep output folder, or a folder holding "
+                             f"{', '.join(_DERIVATIVE_TOOLS)} sub-folders")
         if not any((base / t).is_dir() for t in _DERIVATIVE_TOOLS):
             return {"fmriprep": base}
     for tool in _DERIVATIVE_TOOLS:
@@ -371,18 +414,71 @@ def _resolve_derivatives(root: Path, derivatives: str | os.PathLike[str]
     return found
 
 
+def _derivative_dataset(root: Path, description: Mapping[str, Any]) -> dict[str, Path]:
+    """Return the tool folders of a derivative dataset given as ``bids_dir``."""
+    generated = description.get("GeneratedBy")
+    name = ""
+    if isinstance(generated, list) and generated and isinstance(generated[0], Mapping):
+        name = str(generated[0].get("Name", "")).casefold()
+    tool = next((t for t in _DERIVATIVE_TOOLS[1:] if t in name), "fmriprep")
+    found = {tool: root}
+    for other in _DERIVATIVE_TOOLS:
+        for sub in (root / other, root / "sourcedata" / other):
+            if other not in found and sub.is_dir():
+                found[other] = sub
+    return found
+
+
 def _participant_files(folder: Path, sub: str, ses: str | None) -> list[Path]:
-    """Return every file of one participant (and session) under a derivative tool's folder."""
+    """Return every file of one participant (and session) under a derivative tool's folder.
+
+    Files that link outside ``folder`` are skipped with a warning (linked folders are not
+    walked into).
+    """
     out: list[Path] = []
     own = [folder / sub] + ([folder / f"{sub}_{ses}"] if ses else [])
     for top in own:
         if not top.is_dir():
             continue
+        target = _escapes(top, folder)
+        if target is not None:
+            _warn_escape("participant folder", top, target, folder)
+            continue
         for dirpath, dirnames, filenames in os.walk(top):
             if ses and Path(dirpath) == folder / sub:  # other sessions' folders are theirs
                 dirnames[:] = [d for d in dirnames if not d.startswith("ses-") or d == ses]
-            out.extend(Path(dirpath) / f for f in filenames)
+            for f in filenames:
+                p = Path(dirpath) / f
+                target = _escapes(p, folder) if p.is_symlink() else None
+                if target is not None:
+                    _warn_escape("derivative file", p, target, folder)
+                    continue
+                out.append(p)
     return sorted(out)
+
+
+def _subject_folders(top: Path, what: str) -> tuple[set[str], dict[str, str]]:
+    """Return the safe ``sub-*`` folders of ``top``, and why each unsafe one was skipped."""
+    safe: set[str] = set()
+    skipped: dict[str, str] = {}
+    for p in top.glob("sub-*"):
+        if not p.is_dir():
+            continue
+        try:
+            validate_label(p.name, "participant")
+        except InputError:
+            if "_" not in p.name:  # sub-XX_ses-YY is FreeSurfer's per-session naming
+                logger.warning("%s folder %s: %r is not a valid participant label (letters "
+                               "and digits only); skipped", what, p, p.name)
+                skipped[p.name] = "its name is not a valid BIDS label"
+            continue
+        target = _escapes(p, top)
+        if target is not None:
+            _warn_escape(f"{what} participant folder", p, target, top)
+            skipped[p.name] = f"its folder {p} is a symbolic link to {target}, outside {top}"
+            continue
+        safe.add(p.name)
+    return safe, skipped
 
 
 def _aseg(derivs: dict[str, Path], sub: str, ses: str | None) -> Path | None:
@@ -428,8 +524,16 @@ def discover(
     ------
     InputError
         If ``bids_dir`` does not exist, a label is invalid or not in the dataset
-        (the closest existing labels are listed), ``participants.tsv`` is invalid,
-        or a JSON file is malformed.
+        (the closest existing labels are listed), a requested participant's folder was
+        skipped as unsafe (a link outside the dataset), a derivatives folder does not
+        exist, the ids of ``participants.tsv`` are invalid (only they are checked here:
+        the other columns are the group level's), or a JSON file is malformed.
+
+    Notes
+    -----
+    A derivative dataset (``"DatasetType": "derivative"``, e.g. fMRIPrep's output folder)
+    is read as the output of its tool, not as raw data; symbolic links leading outside the
+    dataset are skipped with a warning (see the module docstring).
     """
     root = Path(bids_dir)
     if not root.is_dir():
@@ -442,21 +546,40 @@ def discover(
         logger.warning("%s: no dataset_description.json; continuing, but this is not a "
                        "valid BIDS dataset", root)
 
-    derivs = _resolve_derivatives(root, derivatives)
+    derivative_dataset = description.get("DatasetType") == "derivative"
+    # folders given by the caller win, tool by tool, over those found in the dataset
+    derivs = _resolve_derivatives(root, derivatives) if derivatives is not None else {}
+    found = (_derivative_dataset(root, description) if derivative_dataset
+             else _resolve_derivatives(root, None))
+    for tool, folder in found.items():
+        derivs.setdefault(tool, folder)
+    if derivative_dataset:
+        logger.info("%s is a derivative dataset (DatasetType 'derivative'): read as %s",
+                    root, ", ".join(f"{t} output {f}" for t, f in derivs.items()))
     # participants with raw data, plus those with only fMRIPrep outputs (a dataset whose raw
-    # images were not shared); their sessions are read from the fMRIPrep folder
-    raw_folders = {p.name for p in root.glob("sub-*") if p.is_dir()}
-    deriv_folders = ({p.name for p in derivs["fmriprep"].glob("sub-*") if p.is_dir()}
-                     if "fmriprep" in derivs else set())
+    # images were not shared, or a derivative dataset); their sessions are read from the
+    # fMRIPrep folder
+    raw_folders, skipped = (set(), {}) if derivative_dataset else _subject_folders(root, "raw")
+    deriv_folders: set[str] = set()
+    if "fmriprep" in derivs:
+        deriv_folders, more = _subject_folders(derivs["fmriprep"], "fMRIPrep")
+        skipped = {**more, **skipped}
+    if derivative_dataset and "fmriprep" not in derivs:
+        deriv_folders, skipped = _subject_folders(root, "derivative")
     folders = sorted(raw_folders | deriv_folders)
+    skipped = {k: v for k, v in skipped.items() if k not in folders}
 
     def subject_dir(sub: str) -> Path:
-        return root / sub if sub in raw_folders else derivs["fmriprep"] / sub
+        if sub in raw_folders:
+            return root / sub
+        return derivs["fmriprep"] / sub if "fmriprep" in derivs else root / sub
 
     table = None
     tsv = root / "participants.tsv"
     if tsv.is_file():
-        table = read_participants(tsv)
+        # the participant level needs the ids only: covariates (age...) are the group
+        # level's to check, against the columns it uses
+        table = read_participants(tsv, age_column=None)
         listed = list(table["participant_id"])
         no_folder = sorted(set(listed) - set(folders))
         if no_folder:
@@ -467,8 +590,10 @@ def discover(
             logger.warning("%d participant folder(s) missing from %s: %s",
                            len(not_listed), tsv, ", ".join(not_listed))
     if not folders:
-        raise InputError(f"BIDS folder {root} has no sub-* participant folders")
-    participants = _select(participant_label, folders, "participant", "sub-")
+        raise InputError(f"BIDS folder {root} has no sub-* participant folders"
+                         + (f" it can read (skipped: {', '.join(sorted(skipped))})"
+                            if skipped else ""))
+    participants = _select(participant_label, folders, "participant", "sub-", skipped)
 
     synthseg_by_sub: dict[str, list[Path]] = {}
     synthseg_tables: list[Path] = []
@@ -504,7 +629,7 @@ def discover(
             if sub in raw_folders:
                 for folder in sorted(d for d in base.iterdir() if d.is_dir()
                                      and not d.name.startswith("ses-")):
-                    for suffix, paths in _raw_nii_by_suffix(folder).items():
+                    for suffix, paths in _raw_nii_by_suffix(folder, root).items():
                         item.files[f"{folder.name}/{suffix}"] = [
                             bids_file(p, root) for p in paths]
             item.derivatives = {tool: _participant_files(folder, sub, ses)

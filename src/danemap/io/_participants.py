@@ -14,7 +14,16 @@ from danemap.errors import InputError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ENTITY_KEYS", "closest", "read_participants", "validate_label"]
+__all__ = [
+    "ENTITY_KEYS",
+    "NUMERIC_COVARIATES",
+    "closest",
+    "must_be_numeric",
+    "non_numeric_message",
+    "non_numeric_values",
+    "read_participants",
+    "validate_label",
+]
 
 _LABEL_RE = re.compile(r"[a-zA-Z0-9]+")
 
@@ -44,9 +53,46 @@ def _entity_key(entity: str) -> str:
     return ENTITY_KEYS.get(entity, entity)
 
 
+def _numeric_label(text: str) -> int | None:
+    """Return the number of a label (``"sub-007"`` -> 7, ``"1"`` -> 1), or None."""
+    bare = text.rsplit("-", 1)[-1]
+    return int(bare) if bare.isascii() and bare.isdigit() else None
+
+
 def closest(value: str, candidates: Iterable[str], n: int = 3) -> list[str]:
-    """Return up to ``n`` candidates closest to ``value`` (``difflib``)."""
-    return difflib.get_close_matches(value, list(candidates), n=n, cutoff=0.5)
+    """Return up to ``n`` candidates closest to ``value``.
+
+    Candidates that equal ``value`` once zero-padding is ignored (``sub-1`` -> ``sub-01``,
+    the label compared as a number) come first, then those equal but for letter case
+    (``sub-adhd1`` -> ``sub-ADHD1``); only when there is none are the closest spellings
+    (``difflib``, cutoff 0.5) returned.
+
+    Parameters
+    ----------
+    value : str
+        The requested name or label.
+    candidates : iterable of str
+        The existing ones.
+    n : int
+        At most this many suggestions.
+
+    Returns
+    -------
+    list of str
+        The suggestions, best first (empty when nothing is close).
+    """
+    cands = list(dict.fromkeys(candidates))
+    number = _numeric_label(value)
+    prefix = value.rsplit("-", 1)[0] if "-" in value else None
+    same: list[str] = []
+    if number is not None:
+        same = [c for c in cands if _numeric_label(c) == number
+                and (prefix is None or "-" not in c or c.rsplit("-", 1)[0] == prefix)]
+    if not same:
+        same = [c for c in cands if c.casefold() == value.casefold() and c != value]
+    if same:
+        return same[:n]
+    return difflib.get_close_matches(value, cands, n=n, cutoff=0.5)
 
 
 def validate_label(label: str | int, entity: str = "participant") -> str:
@@ -88,13 +134,21 @@ def read_participants(
     path: str | os.PathLike[str],
     groups: Iterable[str] | None = None,
     group_column: str = "group",
-    age_column: str = "age",
+    age_column: str | None = "age",
+    covariates: Iterable[str] | None = None,
 ) -> pd.DataFrame:
     """Read and validate a BIDS ``participants.tsv``.
 
     UTF-8 with or without BOM, LF or CRLF line endings; ``n/a`` (and empty
     cells) are missing values. Every problem is collected and reported together
     in one :class:`~danemap.errors.InputError`.
+
+    Only what the caller uses is validated: the ids always (present, valid, unique); the
+    group column when ``groups`` is given; the age column unless ``age_column`` is
+    ``None`` or ``covariates`` leaves it out; the ``covariates`` when they are given. So
+    discovery (the participant level needs the ids only, ``age_column=None``) is not
+    refused because of an ``age`` of ``89+`` that only a group analysis with age as a
+    covariate cannot use.
 
     Parameters
     ----------
@@ -106,8 +160,15 @@ def read_participants(
         the closest allowed value suggested).
     group_column : str
         Name of the diagnostic-group column.
-    age_column : str
-        Name of the age column; when present its values must be numeric.
+    age_column : str or None
+        The age column: its values must be numeric when it is present, unless
+        ``covariates`` is given without it; ``None`` does not check it.
+    covariates : iterable of str or None
+        Columns the caller needs (the group level's ``[stats] covariates``): each must
+        exist, and one that must be a number must be numeric on every row. A covariate
+        must be a number when it is ``age_column`` or named ``age``, or when most of its
+        values are numbers; the error names the column, the bad values with their lines,
+        and the fix. ``None``: the caller did not say (the age column is checked).
 
     Returns
     -------
@@ -115,23 +176,32 @@ def read_participants(
         One row per participant, ``participant_id`` normalised to ``sub-<label>``
         (first column). Columns whose non-missing values are all numeric are
         converted to numbers; others stay text with missing values as NaN.
+        ``attrs["source"]`` is the file (the statistics name it in their messages).
 
     Raises
     ------
     InputError
-        If the file cannot be read, or listing every problem found: missing
-        ``participant_id`` column, invalid or duplicate ids, unknown group values,
-        non-numeric ages.
+        If the file cannot be read or is empty, or listing every problem found: missing
+        ``participant_id`` column, invalid or duplicate ids, a missing group column or
+        covariate (with the columns found), unknown group values, non-numeric values
+        where numbers are needed.
     """
     import pandas as pd
 
     p = Path(path)
     name = str(p)
     try:
-        df = pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False,
-                         na_values=["n/a", ""], encoding="utf-8-sig")
+        raw = p.read_bytes()
     except FileNotFoundError as exc:
         raise InputError(f"{name}: file not found") from exc
+    except OSError as exc:
+        raise InputError(f"{name}: cannot be read ({exc})") from exc
+    if not raw.removeprefix(b"\xef\xbb\xbf").strip():
+        raise InputError(f"{name}: the file is empty; expected a tab-separated header line "
+                         "with a 'participant_id' column, then one line per participant")
+    try:
+        df = pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False,
+                         na_values=["n/a", ""], encoding="utf-8-sig")
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError,
             OSError) as exc:
         raise InputError(f"{name}: cannot be read as a UTF-8 tab-separated table "
@@ -144,22 +214,24 @@ def read_participants(
     problems: list[str] = []
     if "participant_id" not in df.columns:
         hint = closest("participant_id", df.columns, n=1)
+        sep = (" (the header has no tab: BIDS tables are tab-separated, this one looks "
+               "comma-separated)" if len(df.columns) == 1 and "," in df.columns[0] else "")
         problems.append("missing required column 'participant_id'"
                         + (f" (did you mean '{hint[0]}'?)" if hint else "")
-                        + f"; found columns {list(df.columns)}")
+                        + f"; found columns {list(df.columns)}" + sep)
     else:
         ids: list[str | None] = []
         invalid: list[str] = []
-        for i, raw in enumerate(df["participant_id"]):
+        for i, value in enumerate(df["participant_id"]):
             line = i + 2
-            if raw is None or (isinstance(raw, float)):
+            if value is None or (isinstance(value, float)):
                 invalid.append(f"line {line}: missing participant_id")
                 ids.append(None)
                 continue
             try:
-                ids.append("sub-" + validate_label(raw, "participant"))
+                ids.append("sub-" + validate_label(value, "participant"))
             except InputError:
-                invalid.append(f"line {line}: {raw!r}")
+                invalid.append(f"line {line}: {value!r}")
                 ids.append(None)
         if invalid:
             problems.append("invalid participant_id (expected sub-<letters and digits>): "
@@ -179,7 +251,8 @@ def read_participants(
         if group_column not in df.columns:
             hint = closest(group_column, df.columns, n=1)
             problems.append(f"missing column '{group_column}' required for groups "
-                            f"{allowed}" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+                            f"{allowed}" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                            + f"; found columns {list(df.columns)}")
         else:
             bad: list[str] = []
             for i, value in enumerate(df[group_column]):
@@ -192,12 +265,29 @@ def read_participants(
                 problems.append(f"unknown value in column '{group_column}' (allowed: "
                                 f"{', '.join(allowed)}): " + _join(bad))
 
-    if age_column in df.columns:
-        ages = pd.to_numeric(df[age_column], errors="coerce")
-        bad_age = [f"line {i + 2}: {v!r}" for i, (v, a) in enumerate(
-            zip(df[age_column], ages, strict=True)) if not pd.isna(v) and pd.isna(a)]
+    needed = None if covariates is None else list(dict.fromkeys(covariates))
+    if age_column is not None and age_column in df.columns and needed is None:
+        bad_age = non_numeric_values(df[age_column])
         if bad_age:
-            problems.append(f"non-numeric value in column '{age_column}': " + _join(bad_age))
+            values = list(dict.fromkeys(v for _, v in bad_age))
+            problems.append(f"non-numeric value in column '{age_column}': " + _join(
+                [f"line {i + 2}: {v!r}" for i, v in bad_age])
+                + f"; recode {', '.join(repr(v) for v in values[:3])} as a number")
+
+    for cov in needed or ():
+        if cov == group_column and groups is not None:
+            continue
+        if cov not in df.columns:
+            hint = closest(cov, df.columns, n=1)
+            problems.append(f"missing column '{cov}' required as a covariate"
+                            + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                            + f"; found columns {list(df.columns)}; add it, or remove "
+                            f"'{cov}' from [stats] covariates")
+        elif cov == age_column or must_be_numeric(cov, df[cov]):
+            bad_cov = non_numeric_values(df[cov])
+            if bad_cov:
+                problems.append(non_numeric_message(cov, [v for _, v in bad_cov],
+                                                    [f"line {i + 2}" for i, _ in bad_cov]))
 
     if problems:
         raise InputError(f"{name}: {len(problems)} problem(s) found:\n  - "
@@ -210,7 +300,90 @@ def read_participants(
         if converted.isna().equals(df[col].isna()):
             df[col] = converted
     cols = ["participant_id"] + [c for c in df.columns if c != "participant_id"]
-    return df[cols].reset_index(drop=True)
+    out = df[cols].reset_index(drop=True)
+    out.attrs["source"] = name
+    return out
+
+
+#: Covariates that must be numbers whatever their values look like.
+NUMERIC_COVARIATES = frozenset({"age"})
+
+
+def non_numeric_values(values: Iterable[object]) -> list[tuple[int, str]]:
+    """Return ``(position, value)`` of the non-missing values that are not numbers.
+
+    Parameters
+    ----------
+    values : iterable
+        A column (text or numbers; ``None`` and NaN are missing).
+
+    Returns
+    -------
+    list of (int, str)
+        Position in ``values`` and the offending value as text.
+    """
+    out: list[tuple[int, str]] = []
+    for i, v in enumerate(values):
+        if v is None or (isinstance(v, float) and v != v):
+            continue
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            continue
+        try:
+            float(str(v))
+        except ValueError:
+            out.append((i, str(v)))
+    return out
+
+
+def must_be_numeric(column: str, values: Iterable[object]) -> bool:
+    """Whether a covariate must be a number: named ``age``, or mostly numbers already.
+
+    Parameters
+    ----------
+    column : str
+        The column name (``age`` must always be numeric, see :data:`NUMERIC_COVARIATES`).
+    values : iterable
+        Its values.
+
+    Returns
+    -------
+    bool
+        True when the column is ``age`` (any case), or when more than half of its
+        non-missing values are numbers (``10, 12, 89+``: a number column with a code in it,
+        not a categorical one).
+    """
+    if column.casefold() in NUMERIC_COVARIATES:
+        return True
+    vals = [v for v in values if not (v is None or (isinstance(v, float) and v != v))]
+    if not vals:
+        return False
+    bad = len(non_numeric_values(vals))
+    return 0 < bad < len(vals) / 2
+
+
+def non_numeric_message(column: str, values: list[str], where: list[str]) -> str:
+    """Describe a covariate that must be numeric but is not, with the fix.
+
+    Parameters
+    ----------
+    column : str
+        The covariate.
+    values : list of str
+        Its non-numeric values.
+    where : list of str
+        Where each is (``"line 5"``, ``"sub-03"``), parallel to ``values``.
+
+    Returns
+    -------
+    str
+        ``"covariate 'age' must be a number, found '89+' (line 5) ...; recode '89+' as a
+        number, or remove 'age' from [stats] covariates"``.
+    """
+    examples = list(dict.fromkeys(values))
+    shown = _join([f"{v!r} ({w})" for v, w in zip(values, where, strict=True)])
+    return (f"covariate '{column}' must be a number, found non-numeric value(s) {shown}; "
+            f"recode {', '.join(repr(v) for v in examples[:3])} as a number, or remove "
+            f"'{column}' from [stats] covariates")
 
 
 def _join(items: list[str]) -> str:
