@@ -4,6 +4,11 @@ Every file is written to a temporary file in the destination folder, flushed,
 ``fsync``-ed and moved into place with ``os.replace``, so a reader (or a resumed
 run) never sees a half-written file; on failure the temporary file is removed
 and any previous version of the file is left intact.
+
+A participant's folder is atomic too (:meth:`DerivativesWriter.staged`): its files are
+written under ``OUT/danemap/.partial/sub-<label>`` and the folder is renamed to
+``OUT/danemap/sub-<label>`` only once the participant is complete, so no reader (a group
+collector, a participant report, a resumed run) ever sees a partial participant.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import functools
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -28,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTITY_ORDER",
+    "PARTIAL",
     "DerivativesWriter",
     "atomic_open",
     "atomic_write_bytes",
@@ -43,6 +50,10 @@ __all__ = [
 ENTITY_ORDER = ("sub", "ses", "task", "acq", "trc", "rec", "run", "space", "res", "atlas",
                 "desc")
 BIDS_VERSION = "1.9.0"
+
+#: Folder of ``OUT/danemap`` where participants are written before they are complete
+#: (hidden: no ``sub-*`` pattern of a reader matches it).
+PARTIAL = ".partial"
 
 #: Cells per block of rows when a table is written (each cell is formatted as a Python
 #: string first, about 100 bytes: a few MiB per block, whatever the size of the table).
@@ -487,6 +498,14 @@ class DerivativesWriter:
     ----------
     root : Path
         ``output_dir/danemap``.
+
+    Examples
+    --------
+    A participant's files become visible together, once all are written:
+
+    >>> writer = DerivativesWriter(out, describe=False)  # doctest: +SKIP
+    >>> with writer.staged("01"):  # doctest: +SKIP
+    ...     writer.write_tsv(df, writer.path("01", "func", "stats", ".tsv"))
     """
 
     def __init__(
@@ -502,6 +521,7 @@ class DerivativesWriter:
         self.output_dir = Path(output_dir)
         self.root = self.output_dir / "danemap"
         self.config = config
+        self._staged: set[str] = set()
         sources: list[str | os.PathLike[str] | Mapping[str, Any]]
         if source_datasets is None:
             sources = [bids_dir] if bids_dir is not None else []
@@ -566,7 +586,8 @@ class DerivativesWriter:
         -------
         Path
             e.g. ``OUT/danemap/sub-01/func/``
-            ``sub-01_task-rest_atlas-danemap_desc-corr_connectivity.tsv``.
+            ``sub-01_task-rest_atlas-danemap_desc-corr_connectivity.tsv``; under
+            ``OUT/danemap/.partial/sub-01`` while the participant is :meth:`staged`.
 
         Raises
         ------
@@ -578,7 +599,8 @@ class DerivativesWriter:
         if subject is not None:
             sub = validate_label(subject, "participant")
             parts.append(f"sub-{sub}")
-            folder = folder / f"sub-{sub}"
+            folder = (self.staging_dir(sub) if sub in self._staged
+                      else self.participant_dir(sub))
             ses = entities.get("ses")
             if ses is not None:
                 folder = folder / f"ses-{validate_label(ses, 'ses')}"
@@ -600,6 +622,196 @@ class DerivativesWriter:
                              f"found {extension!r}")
         parts.append(suffix)
         return folder / datatype / ("_".join(parts) + extension)
+
+    def participant_dir(self, subject: str) -> Path:
+        """Return the visible folder of a participant, ``root/sub-<label>``.
+
+        Parameters
+        ----------
+        subject : str
+            ``"01"`` or ``"sub-01"``.
+
+        Returns
+        -------
+        Path
+
+        Raises
+        ------
+        InputError
+            If the label is not a valid BIDS label.
+        """
+        return self.root / f"sub-{validate_label(subject, 'participant')}"
+
+    def staging_dir(self, subject: str) -> Path:
+        """Return the folder a participant is written to before promotion.
+
+        Parameters
+        ----------
+        subject : str
+            ``"01"`` or ``"sub-01"``.
+
+        Returns
+        -------
+        Path
+            ``root/.partial/sub-<label>``.
+
+        Raises
+        ------
+        InputError
+            If the label is not a valid BIDS label.
+        """
+        return self.root / PARTIAL / f"sub-{validate_label(subject, 'participant')}"
+
+    @contextlib.contextmanager
+    def staged(self, subject: str) -> Iterator[Path]:
+        """Write a participant's files out of sight; show them only when all are written.
+
+        Inside the block, :meth:`path` puts the participant's files under
+        :meth:`staging_dir` (a stale staging folder of a killed run is cleared first, see
+        :meth:`recover`). When the block completes, :meth:`promote` moves the folder into
+        place; when it raises (or is interrupted), the staging folder is removed and the
+        participant's previous outputs, if any, are left as they were.
+
+        Parameters
+        ----------
+        subject : str
+            ``"01"`` or ``"sub-01"``.
+
+        Yields
+        ------
+        Path
+            The staging folder.
+
+        Raises
+        ------
+        InputError
+            If the label is invalid or the participant is already staged.
+        """
+        sub = validate_label(subject, "participant")
+        if sub in self._staged:
+            raise InputError(f"participant sub-{sub} is already being written (staged)")
+        self.recover(sub)
+        self._staged.add(sub)
+        try:
+            yield self.staging_dir(sub)
+        except BaseException:
+            self._staged.discard(sub)
+            self.discard(sub)
+            raise
+        self._staged.discard(sub)
+        self.promote(sub)
+
+    def final_path(self, path: str | os.PathLike[str]) -> Path:
+        """Map a path under a staging folder to where it is after promotion.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A path given by :meth:`path` while staged (other paths are returned as given).
+
+        Returns
+        -------
+        Path
+        """
+        p = Path(path)
+        partial = self.root / PARTIAL
+        try:
+            rel = p.relative_to(partial)
+        except ValueError:
+            return p
+        return self.root / rel
+
+    def promote(self, subject: str) -> Path:
+        """Move a complete staging folder into place as ``root/sub-<label>``.
+
+        Outputs of an earlier run that the new one did not rewrite (another marker family,
+        another atlas) are kept: they are hard-linked (or copied) into the staging folder
+        first, so the new folder is whole before it is shown. The old folder is then
+        renamed aside, the new one renamed into place and the old one removed: a reader
+        sees either the old participant or the new one, never a mixture. A run killed
+        between the two renames is repaired by :meth:`recover` (the old folder returns).
+
+        Parameters
+        ----------
+        subject : str
+            ``"01"`` or ``"sub-01"``.
+
+        Returns
+        -------
+        Path
+            The participant's folder.
+
+        Raises
+        ------
+        InputError
+            If the label is invalid or there is nothing staged for the participant.
+        """
+        stage, final = self.staging_dir(subject), self.participant_dir(subject)
+        if not stage.is_dir():
+            raise InputError(f"promote {final.name}: nothing staged in {stage}")
+        if final.is_dir():
+            _merge_missing(final, stage)
+            old = stage.with_name(stage.name + ".old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.rename(final, old)
+            os.rename(stage, final)
+            _fsync_dir(self.root)
+            shutil.rmtree(old)
+        else:
+            os.rename(stage, final)
+            _fsync_dir(self.root)
+        with contextlib.suppress(OSError):  # only when empty: others may be staging
+            (self.root / PARTIAL).rmdir()
+        return final
+
+    def discard(self, subject: str) -> None:
+        """Remove a participant's staging folder (its visible outputs are untouched).
+
+        Parameters
+        ----------
+        subject : str
+            ``"01"`` or ``"sub-01"``.
+        """
+        stage = self.staging_dir(subject)
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (self.root / PARTIAL).rmdir()
+
+    def recover(self, subject: str) -> bool:
+        """Clean what a killed run left of a participant in ``root/.partial``.
+
+        A staging folder is removed (it was never complete, or was not promoted); an old
+        folder renamed aside during :meth:`promote` comes back as ``sub-<label>`` when
+        the new one never took its place, and is removed otherwise.
+
+        Parameters
+        ----------
+        subject : str
+            ``"01"`` or ``"sub-01"``.
+
+        Returns
+        -------
+        bool
+            Whether anything was left to clean.
+        """
+        stage, final = self.staging_dir(subject), self.participant_dir(subject)
+        old = stage.with_name(stage.name + ".old")
+        found = False
+        if old.is_dir():
+            found = True
+            if final.exists():
+                shutil.rmtree(old)
+            else:
+                os.rename(old, final)
+                _fsync_dir(self.root)
+        if stage.exists():
+            found = True
+            shutil.rmtree(stage)
+        with contextlib.suppress(OSError):
+            (self.root / PARTIAL).rmdir()
+        return found
 
     def write_json(self, path: str | os.PathLike[str], obj: Any) -> Path:
         """Write ``obj`` as JSON atomically (see :func:`write_json`).
@@ -657,3 +869,21 @@ class DerivativesWriter:
         extra = given.pop("_metadata", {})
         side = table_sidecar(table.columns, given, extra, where=f"write_tsv {dest.name}")
         return write_table(table, dest, side)
+
+
+def _merge_missing(old: Path, new: Path) -> None:
+    """Link (or copy) into ``new`` every file of ``old`` that ``new`` does not have.
+
+    Temporary files of an interrupted atomic write (``.name.*.tmp``) are not carried over.
+    """
+    for src in sorted(old.rglob("*")):
+        if src.is_dir() or (src.name.startswith(".") and src.name.endswith(".tmp")):
+            continue
+        dest = new / src.relative_to(old)
+        if dest.exists() or dest.is_symlink():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dest, follow_symlinks=False)
+        except OSError:
+            shutil.copy2(src, dest, follow_symlinks=False)
