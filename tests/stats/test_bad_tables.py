@@ -17,7 +17,7 @@ import pytest
 
 from danemap.cli import main
 from danemap.config import ClassifyConfig, NormativeConfig, StatsConfig
-from danemap.errors import DanemapWarning
+from danemap.errors import DanemapWarning, InputError
 from danemap.stats._tables import load_inputs
 from danemap.stats.classify import save_classifier
 from danemap.stats.pipeline import run_stats
@@ -140,3 +140,38 @@ def test_group_level_exits_1_when_analyses_fail(tmp_path, monkeypatch, caplog):
     assert listed in caplog.text
     monkeypatch.setattr(sp, "run_stats", lambda *a, **k: {"summary": {"errors": {}}})
     assert run_group(bids, tmp_path / "out", Config()) == 0
+
+
+def _edit_text(path, changes):
+    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    for (row, col), value in changes.items():
+        df.loc[row, col] = value
+    df.to_csv(path, sep="\t", index=False)
+
+
+@pytest.mark.parametrize("harmonize", ["combat", "none"])
+def test_a_text_code_in_a_numeric_covariate_names_file_column_values_and_fix(tmp_path,
+                                                                             harmonize):
+    # issue 13: an IQ of "<70" among numbers is a number column with a code in it; the
+    # design used to dummy-encode it (one group per IQ value), silently
+    fp, pp, _ = write_cohort(tmp_path)
+    _edit_text(pp, {(5, "full4_iq"): "<70", (8, "full4_iq"): "<70"})
+    cfg = StatsConfig(harmonize=harmonize, covariates=["age", "sex", "full4_iq"])
+    with pytest.raises(InputError) as err:
+        run_stats(fp, pp, tmp_path / "o", cfg, analyses=["glm"])
+    msg = str(err.value)
+    assert str(pp) in msg
+    assert "covariate 'full4_iq' must be a number" in msg and "'<70'" in msg
+    assert "recode '<70' as a number, or remove 'full4_iq' from [stats] covariates" in msg
+    if harmonize == "none":  # the GLM still has the ids (ComBat's covariates have not)
+        assert "'<70' (sub-005); '<70' (sub-008)" in msg
+
+
+def test_a_non_numeric_age_at_the_group_level_says_the_fix(tmp_path):
+    fp, pp, _ = write_cohort(tmp_path)
+    _edit_text(pp, {(2, "age"): "89+"})
+    with pytest.raises(InputError) as err:
+        run_stats(fp, pp, tmp_path / "o", StatsConfig(harmonize="none"), analyses=["glm"])
+    msg = str(err.value)
+    assert str(pp) in msg and "column 'age'" in msg and "'89+'" in msg
+    assert "recode '89+' as a number" in msg

@@ -361,7 +361,7 @@ def must_be_numeric(column: str, values: Iterable[object]) -> bool:
     return 0 < bad < len(vals) / 2
 
 
-def non_numeric_message(column: str, values: list[str], where: list[str]) -> str:
+def non_numeric_message(column: str, values: list[str], where: list[str] | None = None) -> str:
     """Describe a covariate that must be numeric but is not, with the fix.
 
     Parameters
@@ -370,8 +370,9 @@ def non_numeric_message(column: str, values: list[str], where: list[str]) -> str
         The covariate.
     values : list of str
         Its non-numeric values.
-    where : list of str
-        Where each is (``"line 5"``, ``"sub-03"``), parallel to ``values``.
+    where : list of str or None
+        Where each is (``"line 5"``, ``"sub-03"``), parallel to ``values``; ``None``: not
+        known.
 
     Returns
     -------
@@ -380,7 +381,8 @@ def non_numeric_message(column: str, values: list[str], where: list[str]) -> str
         number, or remove 'age' from [stats] covariates"``.
     """
     examples = list(dict.fromkeys(values))
-    shown = _join([f"{v!r} ({w})" for v, w in zip(values, where, strict=True)])
+    shown = _join([repr(v) for v in values] if where is None else
+                  [f"{v!r} ({w})" for v, w in zip(values, where, strict=True)])
     return (f"covariate '{column}' must be a number, found non-numeric value(s) {shown}; "
             f"recode {', '.join(repr(v) for v in examples[:3])} as a number, or remove "
             f"'{column}' from [stats] covariates")

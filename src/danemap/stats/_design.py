@@ -38,6 +38,7 @@ __all__ = [
     "as_labels",
     "check_columns",
     "check_complete",
+    "check_numeric_covariates",
     "column_blocks",
     "drop_incomplete",
     "is_categorical",
@@ -375,6 +376,60 @@ def check_complete(df: pd.DataFrame, columns: Iterable[str], name: str = "partic
                          f"values in rows [{_listing(rows)}]")
 
 
+def check_numeric_covariates(df: pd.DataFrame, columns: Iterable[Any], name: str) -> None:
+    """Refuse a text covariate that must be a number (an ``age`` of ``89+``), with the fix.
+
+    A covariate must be a number when it is named ``age`` or when most of its values are
+    numbers (:func:`danemap.io._participants.must_be_numeric`): dummy-encoding it would
+    silently turn each value into a group of its own. The message names the file when
+    the table came from :func:`danemap.io.read_participants` (``df.attrs["source"]``),
+    the column, the bad values with their participants (when the table still has them)
+    and the fix.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table (participants or covariates).
+    columns : iterable
+        The covariates to check (absent ones are left to :func:`check_columns`).
+    name : str
+        The table or analysis named in the message.
+
+    Raises
+    ------
+    InputError
+        ``"<file> (<name>): covariate 'age' must be a number, found non-numeric value(s)
+        '89+' (sub-03); recode '89+' as a number, or remove 'age' from [stats]
+        covariates"``.
+    """
+    import pandas as pd
+
+    from danemap.io._participants import must_be_numeric, non_numeric_message, non_numeric_values
+
+    for col in columns:
+        if col not in df.columns:
+            continue
+        s = df[col]
+        if not is_categorical(s) or pd.api.types.is_bool_dtype(s.dtype):
+            continue
+        values = [None if pd.isna(v) else v for v in s.to_numpy(dtype=object)]
+        if not must_be_numeric(str(col), values):
+            continue
+        bad = non_numeric_values(values)
+        if not bad:
+            continue
+        if "participant_id" in df.columns:
+            rows: list[str] | None = [str(v) for v in df["participant_id"].to_numpy(object)]
+        elif isinstance(df.index, pd.RangeIndex):
+            rows = None  # reset by the caller: a position would not be a line of the file
+        else:
+            rows = [str(v) for v in df.index]
+        source = df.attrs.get("source")
+        where = f"{source} ({name})" if source and str(source) != name else name
+        raise InputError(f"{where}: " + non_numeric_message(
+            str(col), [v for _, v in bad], None if rows is None else [rows[i] for i, _ in bad]))
+
+
 def drop_incomplete(df: pd.DataFrame, columns: Iterable[str],
                     name: str = "participants") -> tuple[pd.DataFrame, int]:
     """Drop rows with a missing value in any of ``columns``, logging how many went.
@@ -398,10 +453,12 @@ def drop_incomplete(df: pd.DataFrame, columns: Iterable[str],
     Raises
     ------
     InputError
-        If a column is absent or no row is left.
+        If a column is absent, a covariate that must be a number is not (see
+        :func:`check_numeric_covariates`), or no row is left.
     """
     columns = list(columns)
     check_columns(df, columns, name)
+    check_numeric_covariates(df, columns, name)
     mask = df[columns].notna().all(axis=1)
     n_dropped = int((~mask).sum())
     if n_dropped:
@@ -474,6 +531,7 @@ def join_features(features: pd.DataFrame, participants: pd.DataFrame,
     # the (possibly large) feature columns
     joined = pd.concat([f, participants.drop(columns=on).iloc[pos[found]]
                         .reset_index(drop=True)], axis=1)
+    joined.attrs = dict(participants.attrs)  # the participants file, for messages
     n_f, n_p, n_j = len(features), len(participants), len(joined)
     if n_j == 0:
         raise InputError(f"features/participants: no '{on}' in common (features has {n_f} "
@@ -532,6 +590,7 @@ class CovariateEncoder:
                              f"{self.single_level!r}")
         self._check(df, list(df.columns), name)
         forced = set(self.categorical or ())
+        check_numeric_covariates(df, [c for c in df.columns if c not in forced], name)
         self.columns_ = list(df.columns)
         self.levels_ = {}
         self.names_ = []
