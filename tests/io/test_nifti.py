@@ -376,3 +376,22 @@ def test_gz_crc_and_length_damage_named(tmp_path):
         with pytest.raises(InputError, match=rf"crc\.nii\.gz: corrupt gzip stream: the "
                                              rf".*{what}.* check"):
             load_nifti(p)
+
+
+def test_describe_gzip_error_for_other_readers(tmp_path):
+    # the functional family streams BOLD voxels with its own reader and words errors so
+    from isal import igzip
+
+    from danemap.io._nifti import describe_gzip_error
+
+    raw = _raw_bytes(_img(shape=(20, 20, 20)))
+    p = tmp_path / "tail.nii.gz"
+    p.write_bytes(gzip.compress(raw) + b"junk" * 5)
+    with pytest.raises(Exception) as err, igzip.open(p, "rb") as f:
+        while f.read(4096):
+            pass
+    text = describe_gzip_error(err.value, p)
+    assert text.startswith("trailing garbage after the gzip stream: the image data are "
+                           f"complete (the header declares {len(raw)} bytes), but 20 bytes")
+    assert describe_gzip_error(EOFError("Compressed file ended before the end-of-stream "
+                                        "marker was reached")).startswith("file is truncated")

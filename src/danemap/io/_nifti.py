@@ -40,7 +40,8 @@ from danemap.errors import InputError
 if TYPE_CHECKING:
     import nibabel as nib
 
-__all__ = ["DEFAULT_MAX_BYTES", "load_nifti", "load_nifti_header", "write_nifti"]
+__all__ = ["DEFAULT_MAX_BYTES", "describe_gzip_error", "load_nifti", "load_nifti_header",
+           "write_nifti"]
 
 #: Default cap on the declared data size of one image (4 GiB); the run
 #: configuration's ``run.max_nifti_gib`` is the same number in GiB.
@@ -230,20 +231,30 @@ def _declared_size(head: bytes) -> int | None:
     return None
 
 
-def _describe_gzip_error(exc: BaseException, path: Path | None = None,
-                         needed: int | None = None) -> str:
+def describe_gzip_error(exc: BaseException, path: str | os.PathLike[str] | None = None,
+                        needed: int | None = None) -> str:
     """Say what a decompression error means: truncation, corruption or trailing data.
+
+    For every reader of ``.nii.gz`` files (the functional family streams BOLD voxels
+    itself): ``f"{name}: {describe_gzip_error(exc, path)}"`` is the message.
 
     Parameters
     ----------
     exc : BaseException
-        What the gzip reader raised.
+        What the gzip reader raised (gzip, zlib or isal; see :func:`is_gzip_error`).
     path : Path or None
         The file, scanned again (with zlib) when the error is "not a gzipped file",
         which a reader raises for bytes after the end of a complete gzip member.
     needed : int or None
         Bytes the header declares (vox_offset + data), to say whether the image data
-        were complete before the trailing bytes.
+        were complete before the trailing bytes; None: read from the file's header.
+
+    Returns
+    -------
+    str
+        One sentence: "file is truncated: ...", "trailing garbage after the gzip
+        stream: ...", "corrupt gzip stream: the CRC/length check ... failed" or
+        "corrupt gzip stream (...)", ending with the reader's own message.
     """
     text = str(exc)
     low = text.lower()
@@ -252,7 +263,7 @@ def _describe_gzip_error(exc: BaseException, path: Path | None = None,
         return (f"file is truncated: the gzip stream ends before its end-of-stream marker "
                 f"({detail})")
     if "not a gzipped file" in low or "bad magic" in low or "invalid magic" in low:
-        decompressed, trailing, head = (_gzip_members(path) if path is not None
+        decompressed, trailing, head = (_gzip_members(Path(path)) if path is not None
                                         else (0, -1, b""))
         if needed is None:
             needed = _declared_size(head)
@@ -279,7 +290,7 @@ def _guarded_read(stream: BinaryIO, n: int, name: str, path: Path | None = None)
         return stream.read(n)
     except Exception as exc:
         if is_gzip_error(exc):
-            raise _fail(name, _describe_gzip_error(exc, path)) from exc
+            raise _fail(name, describe_gzip_error(exc, path)) from exc
         raise
 
 
@@ -557,7 +568,7 @@ def load_nifti(
                 got += n
         except Exception as exc:
             if is_gzip_error(exc):
-                raise _fail(name, _describe_gzip_error(
+                raise _fail(name, describe_gzip_error(
                     exc, p, layout.vox_offset + layout.nbytes)) from exc
             raise
         if got == layout.nbytes and layout.is_gz:
@@ -604,7 +615,7 @@ def _drain(stream: BinaryIO, path: Path, needed: int) -> None:
             pass
     except Exception as exc:
         if is_gzip_error(exc):
-            raise _fail(path.name, _describe_gzip_error(exc, path, needed)) from exc
+            raise _fail(path.name, describe_gzip_error(exc, path, needed)) from exc
         raise
 
 
