@@ -17,7 +17,8 @@ from danemap.report._figures import PALETTE, fmt_tick, nice_limit
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DISCLAIMER", "Section", "forest_plot_svg", "render_html", "write_report"]
+__all__ = ["DISCLAIMER", "Section", "forest_plot_svg", "paired_forest_svg", "render_html",
+           "write_report"]
 
 
 _CSS = """
@@ -182,6 +183,98 @@ def forest_plot_svg(labels: Sequence[str], estimates: Sequence[float],
                      f"{fmt_tick(tick)}</text>")
     parts.append(f'<text x="{left + width / 2}" y="{axis_y + 30}" text-anchor="middle">'
                  f"{_esc(xlabel)}</text></svg>")
+    return "".join(parts)
+
+
+def paired_forest_svg(labels: Sequence[str],
+                      series: Sequence[tuple[str, Sequence[float], Sequence[float],
+                                             Sequence[float]]],
+                      flags: Sequence[str] | None = None,
+                      xlabel: str = "Cohen's d (95% CI)", cap: float = 3.0) -> str:
+    """Return an inline SVG forest plot of two (or more) estimates per row, side by side.
+
+    Each row shows every series' estimate and CI, offset vertically, in the series' colour
+    (danemap's first, the reference's or the second analysis' next); an interval that runs
+    past the axis is cut at it and ends in an arrowhead, so one wide interval (a 2-site
+    meta-analysis) does not squash the others.
+
+    Parameters
+    ----------
+    labels : sequence of str
+        Row labels (escaped).
+    series : sequence of (name, estimates, lows, highs)
+        The series (at most four), each with one value per row (NaN: not drawn).
+    flags : sequence of str or None
+        A short text per row drawn right of the axis (escaped), e.g. the agreement flag.
+    xlabel : str
+        Axis label.
+    cap : float
+        The axis never extends beyond ``±cap`` (a round limit at or below it is used).
+
+    Returns
+    -------
+    str
+        SVG markup.
+    """
+    colours = (PALETTE["primary"], PALETTE["reference"], PALETTE["secondary"], PALETTE["pass"])
+    n, k = len(labels), len(series)
+    finite = [abs(v) for _, est, lo, hi in series for v in [*est, *lo, *hi]
+              if v == v and math.isfinite(v)]
+    lim, ticks = nice_limit(min(max([0.5, *finite]), cap))
+    row_h = 12 + 8 * k
+    left, width, top, right = 220, 400, 10, 90 if flags else 20
+    height = top + row_h * n + 58
+
+    def x(v: float) -> float:
+        return left + (max(-lim, min(lim, v)) + lim) / (2 * lim) * width
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + right}" '
+             f'height="{height}" font-size="12" role="img">',
+             f'<line x1="{x(0):.1f}" y1="{top}" x2="{x(0):.1f}" y2="{top + row_h * n}" '
+             'stroke="#999" stroke-dasharray="3,3"/>']
+    for i, label in enumerate(labels):
+        yc = top + row_h * i + row_h / 2
+        if i % 2:
+            parts.append(f'<rect x="0" y="{top + row_h * i}" width="{left + width + right}" '
+                         f'height="{row_h}" fill="#f6f6f6"/>')
+        parts.append(f'<text x="{left - 8}" y="{yc + 4:.1f}" text-anchor="end">'
+                     f"{_esc(label)}</text>")
+        for j, (_, est, lo, hi) in enumerate(series):
+            y = yc + (j - (k - 1) / 2) * 8
+            e, a, b = est[i], lo[i], hi[i]
+            c = colours[j % len(colours)]
+            if all(math.isfinite(v) for v in (a, b)):
+                parts.append(f'<line x1="{x(a):.1f}" y1="{y:.1f}" x2="{x(b):.1f}" '
+                             f'y2="{y:.1f}" stroke="{c}" stroke-width="2"/>')
+                for v, sign in ((a, -1), (b, 1)):
+                    if abs(v) > lim:
+                        tip = x(v)
+                        parts.append(f'<path d="M{tip:.1f},{y:.1f} l{-6 * sign},-4 l0,8 z" '
+                                     f'fill="{c}"/>')
+            if math.isfinite(e):
+                shape = (f'<circle cx="{x(e):.1f}" cy="{y:.1f}" r="3.5" fill="{c}"/>'
+                         if j == 0 else
+                         f'<rect x="{x(e) - 3.5:.1f}" y="{y - 3.5:.1f}" width="7" height="7" '
+                         f'fill="{c}"/>')
+                parts.append(shape)
+        if flags:
+            parts.append(f'<text x="{left + width + 8}" y="{yc + 4:.1f}">{_esc(flags[i])}'
+                         "</text>")
+    axis_y = top + row_h * n + 5
+    for tick in ticks:
+        parts.append(f'<line x1="{x(tick):.1f}" y1="{axis_y - 5}" x2="{x(tick):.1f}" '
+                     f'y2="{axis_y - 1}" stroke="#444"/>')
+        parts.append(f'<text x="{x(tick):.1f}" y="{axis_y + 12}" text-anchor="middle">'
+                     f"{fmt_tick(tick)}</text>")
+    parts.append(f'<text x="{left + width / 2}" y="{axis_y + 28}" text-anchor="middle">'
+                 f"{_esc(xlabel)}</text>")
+    lx = left
+    for j, (name, *_) in enumerate(series):
+        c = colours[j % len(colours)]
+        parts.append(f'<rect x="{lx}" y="{axis_y + 38}" width="10" height="10" fill="{c}"/>'
+                     f'<text x="{lx + 14}" y="{axis_y + 47}">{_esc(name)}</text>')
+        lx += 24 + 7 * len(name)
+    parts.append("</svg>")
     return "".join(parts)
 
 

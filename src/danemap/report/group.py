@@ -15,6 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from danemap.report._group_views import (
+    connectome_section,
+    harmonisation_section,
+    mega_meta_forest,
+    normative_section,
+    reference_section,
+    symptoms_forest,
+)
 from danemap.report._html import Section, forest_plot_svg, write_report
 
 __all__ = ["FAILURES", "MANIFEST", "write_group_report"]
@@ -27,16 +35,20 @@ MANIFEST = "tables.json"
 FAILURES = "failures.json"
 
 
-def _manifest_titles(group_dir: Path) -> dict[str, str]:
-    """Titles of the group tables from the workflow's manifest (empty when absent)."""
+def _manifest(group_dir: Path) -> dict[str, Mapping[str, Any]]:
+    """Return the group tables of the workflow's manifest by name (empty when absent)."""
     from danemap.io import read_json
 
     path = group_dir / MANIFEST
     if not path.is_file():
         return {}
     tables = read_json(path, "group tables manifest").get("tables") or []
-    return {str(t["name"]): str(t["title"]) for t in tables
-            if isinstance(t, Mapping) and "name" in t and "title" in t}
+    return {str(t["name"]): t for t in tables if isinstance(t, Mapping) and "name" in t}
+
+
+def _manifest_titles(group_dir: Path) -> dict[str, str]:
+    """Titles of the group tables from the workflow's manifest (empty when absent)."""
+    return {n: str(t["title"]) for n, t in _manifest(group_dir).items() if "title" in t}
 
 
 def _read(path: Path) -> Any:
@@ -120,7 +132,8 @@ def _headline_section(title: str, head: Any, summary: Mapping[str, Any]) -> Sect
                    notes=notes)
 
 
-def _mega_meta_section(title: str, effects: Any, meta: Any, checks: Any) -> Section:
+def _mega_meta_section(title: str, effects: Any, meta: Any, checks: Any,
+                       head: Any = None) -> Section:
     """Mega- and meta-analysis side by side, with the site checks behind the choice."""
     import pandas as pd
 
@@ -150,18 +163,30 @@ def _mega_meta_section(title: str, effects: Any, meta: Any, checks: Any) -> Sect
                 f"{f}: {r}" for f, r in excluded["reason"].head(10).items()))
     both = both.reset_index()
     order = both["mega d"].abs().sort_values(ascending=False).index
-    return Section(f"{title}: mega-analysis and per-site meta-analysis", table=both.loc[
-        order].head(30), text=("The pooled GLM (mega) and the random-effects pooling of the "
-                               "within-site GLMs (meta) estimate the same effect under "
-                               "different assumptions; they should agree."), notes=notes)
+    notes.insert(0, "Circles: the mega-analysis' d (95% CI); squares: the meta-analysis' "
+                    "(Hartung-Knapp 95% CI); right: the agreement flag of headline.tsv. "
+                    "Intervals cut at the axis end in an arrowhead.")
+    return Section(
+        f"{title}: mega-analysis and per-site meta-analysis", table=both.loc[order].head(30),
+        svg=mega_meta_forest(_group_rows(effects), meta, head),
+        text=("The pooled GLM (mega) and the random-effects pooling of the within-site GLMs "
+              "(meta) estimate the same effect under different assumptions; they should "
+              "agree."), notes=notes)
 
 
-def _sections_for(name: str, title: str, folder: Path,
-                  summary: Mapping[str, Any]) -> list[Section]:
+def _sections_for(name: str, title: str, folder: Path, summary: Mapping[str, Any],
+                  group_dir: Path | None = None,
+                  entry: Mapping[str, Any] | None = None) -> list[Section]:
+    entry = entry or {}
+    planned_raw = entry.get("analyses")
+    planned = [str(a) for a in planned_raw] if isinstance(planned_raw, list) else None
     sections: list[Section] = []
     status = _status_section(title, summary)
     if status is not None:
         sections.append(status)
+    sections += harmonisation_section(
+        title, name, folder, group_dir if group_dir is not None else folder.parent.parent,
+        summary, str(entry["path"]) if entry.get("path") else None, planned)
     effects = _read(folder / "effects.tsv")
     head = _read(folder / "headline.tsv")
     meta = _read(folder / "meta_effects.tsv")
@@ -169,7 +194,7 @@ def _sections_for(name: str, title: str, folder: Path,
         sections.append(_headline_section(title, head, summary))
         if effects is not None and meta is not None and len(meta):
             sections.append(_mega_meta_section(title, effects, meta,
-                                               _read(folder / "site_checks.tsv")))
+                                               _read(folder / "site_checks.tsv"), head))
     elif effects is not None and len(effects):
         eff = _group_rows(effects)
         show = eff.reindex(eff["d"].abs().sort_values(ascending=False).index).head(30)
@@ -184,6 +209,13 @@ def _sections_for(name: str, title: str, folder: Path,
             notes=["Largest |d| first (at most 30 shown); every feature is in effects.tsv.",
                    "d is computed from the GLM t with covariates; the interval is a 95% CI."],
         ))
+    ref = reference_section(title, folder, summary, planned)
+    if ref is not None:
+        sections.append(ref)
+    conn = connectome_section(title, folder, _group_rows(effects) if effects is not None
+                              else None, summary, planned)
+    if conn is not None:
+        sections.append(conn)
     perm = _read(folder / "permutation.tsv")
     if perm is not None and len(perm):
         sort_col = "p_fwe" if "p_fwe" in perm.columns else perm.columns[-1]
@@ -221,11 +253,15 @@ def _sections_for(name: str, title: str, folder: Path,
         sections.append(Section(
             f"{title}: association with symptom scores",
             text=_describe(summary, "symptoms") or "Partial correlations with symptom scores.",
+            svg=symptoms_forest(sym),
             table=sym.sort_values(sort_col).head(20)[
                 [c for c in ("feature", "symptom", "sample", "n", "r", "ci_low", "ci_high", "p",
                              "p_fdr", "symptom_scaling") if c in sym.columns]],
             notes=["Strongest 20 associations shown; all are in symptoms.tsv."],
         ))
+    norm = normative_section(title, folder, summary, planned)
+    if norm is not None:
+        sections.append(norm)
     return sections
 
 
@@ -317,6 +353,7 @@ def write_group_report(group_dir: str | Path,
     group_dir = Path(group_dir)
     stats_dir = group_dir / "stats"
     found = [p.name for p in stats_dir.iterdir() if p.is_dir()] if stats_dir.is_dir() else []
+    manifest = _manifest(group_dir)
     titles = dict(titles) if titles is not None else _manifest_titles(group_dir)
     order = list(titles)
     names = sorted(found, key=lambda n: (order.index(n) if n in order else len(order), n))
@@ -332,7 +369,7 @@ def write_group_report(group_dir: str | Path,
                      _failures_section(loaded, titles, _table_errors(group_dir))]
     for name in names:
         sections += _sections_for(name, titles.get(name, name), stats_dir / name,
-                                  loaded[name])
+                                  loaded[name], group_dir, manifest.get(name))
     if not sections and _table_errors(group_dir):
         sections.append(_failures_section(loaded, titles, _table_errors(group_dir)))
     if not sections:
