@@ -246,3 +246,86 @@ def test_read_tsv_errors(tmp_path):
     empty.write_text("")
     with pytest.raises(InputError, match=r"cannot be read as a tab-separated table"):
         read_tsv(empty)
+
+
+# --------------------------------------------------------------------------- staging
+
+
+def _tree(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_staged_participant_is_invisible_until_complete(tmp_path):
+    w = DerivativesWriter(tmp_path, describe=False)
+    with w.staged("01") as stage:
+        p = w.path("01", "func", "stats", ".tsv", task="rest")
+        assert stage == tmp_path / "danemap" / ".partial" / "sub-01"
+        assert p.parent == stage / "func"
+        w.write_json(p.with_suffix(".json"), {"a": 1})
+        assert not (tmp_path / "danemap" / "sub-01").exists()  # nothing visible yet
+        assert list((tmp_path / "danemap").glob("sub-*")) == []
+    final = tmp_path / "danemap" / "sub-01"
+    assert _tree(final) == ["func/sub-01_task-rest_stats.json"]
+    assert w.final_path(p) == final / "func" / "sub-01_task-rest_stats.tsv"
+    assert not (tmp_path / "danemap" / ".partial").exists()  # cleaned when empty
+    assert w.path("01", "func", "stats", ".tsv").parent == final / "func"
+
+
+def test_promotion_keeps_outputs_the_new_run_did_not_rewrite(tmp_path):
+    w = DerivativesWriter(tmp_path, describe=False)
+    with w.staged("01"):
+        w.write_json(w.path("01", "anat", "stats", ".json"), {"v": "anat"})
+        w.write_json(w.path("01", "func", "stats", ".json"), {"v": "old"})
+    with w.staged("01"):  # e.g. --markers functional later
+        w.write_json(w.path("01", "func", "stats", ".json"), {"v": "new"})
+    final = tmp_path / "danemap" / "sub-01"
+    assert json.loads((final / "func" / "sub-01_stats.json").read_text()) == {"v": "new"}
+    assert json.loads((final / "anat" / "sub-01_stats.json").read_text()) == {"v": "anat"}
+    assert not (tmp_path / "danemap" / ".partial").exists()
+
+
+def test_a_failed_participant_leaves_its_previous_outputs_intact(tmp_path):
+    w = DerivativesWriter(tmp_path, describe=False)
+    with w.staged("sub-02"):
+        w.write_json(w.path("02", "func", "stats", ".json"), {"v": 1})
+    with pytest.raises(RuntimeError, match="boom"), w.staged("02"):
+        w.write_json(w.path("02", "func", "stats", ".json"), {"v": 2})
+        w.write_json(w.path("02", "func", "other", ".json"), {"v": 2})
+        raise RuntimeError("boom")
+    final = tmp_path / "danemap" / "sub-02"
+    assert _tree(final) == ["func/sub-02_stats.json"]
+    assert json.loads((final / "func" / "sub-02_stats.json").read_text()) == {"v": 1}
+    assert not (tmp_path / "danemap" / ".partial").exists()
+
+
+def test_recover_cleans_what_a_killed_run_left(tmp_path):
+    w = DerivativesWriter(tmp_path, describe=False)
+    root = tmp_path / "danemap"
+    # killed while writing: a staging folder, no visible participant
+    (root / ".partial" / "sub-01" / "func").mkdir(parents=True)
+    (root / ".partial" / "sub-01" / "func" / "half.tsv").write_text("x")
+    # killed between the two renames of a promotion: the old folder is aside
+    (root / ".partial" / "sub-02.old" / "func").mkdir(parents=True)
+    (root / ".partial" / "sub-02.old" / "func" / "old.tsv").write_text("old")
+    (root / ".partial" / "sub-02" / "func").mkdir(parents=True)
+    assert w.recover("01") and w.recover("02")
+    assert not (root / "sub-01").exists()
+    assert (root / "sub-02" / "func" / "old.tsv").read_text() == "old"  # never lost
+    assert not (root / ".partial").exists()
+    assert not w.recover("03")
+
+
+def test_staging_clears_a_stale_folder_first(tmp_path):
+    w = DerivativesWriter(tmp_path, describe=False)
+    stale = tmp_path / "danemap" / ".partial" / "sub-01" / "func"
+    stale.mkdir(parents=True)
+    (stale / "sub-01_stale.tsv").write_text("x")
+    with w.staged("01"):
+        w.write_json(w.path("01", "func", "stats", ".json"), {})
+    assert _tree(tmp_path / "danemap" / "sub-01") == ["func/sub-01_stats.json"]
+
+
+def test_promote_refuses_an_empty_stage(tmp_path):
+    w = DerivativesWriter(tmp_path, describe=False)
+    with pytest.raises(InputError, match=r"promote sub-01: nothing staged"), w.staged("01"):
+        pass
