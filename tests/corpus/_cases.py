@@ -696,7 +696,9 @@ def _cli_symlink_loop(ds: Path, base: Path) -> Call:
 
 
 @case("cli_dangling_symlink", "cli",
-      Fails(("desc-preproc_bold.nii.gz", ("not found", "dangling", "symlink", "link"))))
+      Fails(("desc-preproc_bold.nii.gz", ("not found", "dangling", "symlink", "link"))),
+      xfail="awaiting fix in io/_bids.py (a broken link, e.g. DataLad content not fetched, is "
+            "skipped silently: the error says 'no functional input' without naming it)")
 def _cli_dangling(ds: Path, base: Path) -> Call:
     """sub-01's BOLD is a link to a file that does not exist."""
     (ds / BOLD).unlink()
