@@ -331,7 +331,8 @@ def test_tr_sources(tmp_path):
 def test_tr_disagreement_names_both(tmp_path):
     side = tmp_path / "bold.json"
     side.write_text(json.dumps({"RepetitionTime": 0.8}))
-    with pytest.raises(InputError, match=r"bold.json RepetitionTime=0.8 s.*pixdim\[4\]=2.0"):
+    with pytest.raises(InputError, match=r"x_bold.nii.gz: its JSON sidecar .*bold.json has "
+                       r"RepetitionTime=0.8 s .*pixdim\[4\]=2.0 s.*--repetition-time"):
         resolve_tr(_hdr(2.0), side, bold_name="x_bold.nii.gz")
 
 
@@ -549,7 +550,9 @@ def test_process_timeseries_equals_signal_clean():
 
 
 def test_partial_correlation_nan_when_too_few_volumes():
-    df = pd.DataFrame(np.random.default_rng(0).normal(size=(5, 8)), columns=list("abcdefgh"))
+    # 15 volumes: 14 residual degrees of freedom (enough for the correlation) < 20 regions
+    df = pd.DataFrame(np.random.default_rng(0).normal(size=(15, 20)),
+                      columns=[f"r{i}" for i in range(20)])
     res = process_timeseries(df, config=FunctionalConfig(high_pass=0, low_pass=0, detrend=False),
                              networks={})
     assert np.isnan(res.connectivity["partialcorr"].to_numpy()).all()

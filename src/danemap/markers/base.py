@@ -137,8 +137,19 @@ class MarkerFamily(ABC):
         """Name a work item in messages (default: ``str(item)``)."""
         return str(item)
 
-    def missing_input_hint(self) -> str:
-        """Say what input the family looks for, for the 'nothing to compute' error."""
+    def missing_input_hint(self, sessions: Sequence[SessionData] = ()) -> str:
+        """Say what input the family looks for, for the 'nothing to compute' error.
+
+        Parameters
+        ----------
+        sessions : sequence of SessionData, optional
+            The participant's discovered sessions, so that the hint can name what was
+            found instead (e.g. raw BOLD without fMRIPrep output); empty: unknown.
+
+        Returns
+        -------
+        str
+        """
         return f"no input for the {self.name} markers"
 
 

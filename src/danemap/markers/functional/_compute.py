@@ -60,9 +60,15 @@ import pandas as pd
 
 from danemap._utils.logging import get_logger
 from danemap.config import FunctionalConfig
-from danemap.errors import InputError
+from danemap.errors import ConfigError, InputError
 from danemap.markers.functional._alff import normalise_alff, voxel_alff
-from danemap.markers.functional._clean import cleaning_operator, residual_basis
+from danemap.markers.functional._clean import (
+    MIN_RESIDUAL_DOF,
+    check_filter_length,
+    cleaning_operator,
+    residual_basis,
+    residual_dof,
+)
 from danemap.markers.functional._confounds import (
     ConfoundSelection,
     read_confounds,
@@ -170,7 +176,8 @@ def _sidecar_for(bold: Any) -> Path | None:
 
 
 def resolve_tr(header: Any, sidecar: str | os.PathLike[str] | Mapping[str, Any] | None,
-               tr: float | None = None, bold_name: str = "BOLD image") -> float:
+               tr: float | None = None, bold_name: str = "BOLD image",
+               sidecar_name: str | None = None) -> float:
     """Repetition time in seconds from the argument, the JSON sidecar and the header.
 
     Parameters
@@ -180,9 +187,13 @@ def resolve_tr(header: Any, sidecar: str | os.PathLike[str] | Mapping[str, Any] 
     sidecar : path, mapping or None
         The BOLD JSON sidecar (``RepetitionTime`` in seconds); a missing file is ignored.
     tr : float or None
-        Explicit TR; wins over the files (a disagreement is logged).
+        Explicit TR (``tr=``, ``--repetition-time``, ``[functional] repetition_time``);
+        wins over the files (a disagreement is logged).
     bold_name : str
         Name of the BOLD file for messages.
+    sidecar_name : str, optional
+        The JSON file a mapping ``sidecar`` was read from, for messages (e.g. the
+        nearest sidecar of the BIDS inheritance chain that sets ``RepetitionTime``).
 
     Returns
     -------
@@ -192,13 +203,15 @@ def resolve_tr(header: Any, sidecar: str | os.PathLike[str] | Mapping[str, Any] 
     ------
     InputError
         When the sidecar and header disagree by more than 1 ms, a value is not positive,
-        or no TR is found.
+        or no TR is found; the message names the BOLD file, the JSON file and both values,
+        and says how to set the TR.
     """
     side_tr: float | None = None
     side_name = "no sidecar"
     if isinstance(sidecar, Mapping):
         meta: Any = sidecar
-        side_name = "sidecar (mapping)"
+        side_name = (sidecar_name if sidecar_name is not None
+                     else f"the JSON metadata of {bold_name} (given as a mapping)")
     elif sidecar is not None and Path(sidecar).is_file():
         side_name = str(sidecar)
         from danemap.io import read_json
@@ -219,32 +232,79 @@ def resolve_tr(header: Any, sidecar: str | os.PathLike[str] | Mapping[str, Any] 
         if not np.isfinite(side_tr) or side_tr <= 0:
             raise InputError(f"{side_name}: 'RepetitionTime' must be > 0, found {side_tr}")
     head_tr: float | None = None
+    head_raw = ""
     if header is not None:
         zooms = header.get_zooms()
         if len(zooms) > 3 and float(zooms[3]) > 0:
             unit = header.get_xyzt_units()[1]
             scale = {"msec": 1e-3, "usec": 1e-6}.get(unit, 1.0)
             head_tr = float(zooms[3]) * scale
+            head_raw = f" (xyzt_units time unit: {unit})"
     if tr is not None:
         if not np.isfinite(tr) or tr <= 0:
             raise InputError(f"tr: expected a positive number of seconds, found {tr}")
         for name, val in ((side_name, side_tr), (f"{bold_name} header pixdim[4]", head_tr)):
             if val is not None and abs(val - tr) > TR_TOLERANCE:
-                log.warning("tr=%s given explicitly overrides %s (%s s)", tr, name, val)
+                log.warning("%s: the repetition time set explicitly (%s s) overrides %s "
+                            "(%s s)", bold_name, tr, name, val)
         return float(tr)
     if side_tr is not None and head_tr is not None and abs(side_tr - head_tr) > TR_TOLERANCE:
         raise InputError(
-            f"repetition time disagrees: {side_name} RepetitionTime={side_tr} s but "
-            f"{bold_name} header pixdim[4]={head_tr} s; fix one or pass tr="
+            f"repetition time disagrees for {bold_name}: its JSON sidecar {side_name} has "
+            f"RepetitionTime={side_tr} s but its NIfTI header has pixdim[4]={head_tr} s"
+            f"{head_raw}; fix the file that is wrong, or set the TR in seconds with "
+            f"{_TR_HOW}"
         )
     if side_tr is not None:
         return side_tr
     if head_tr is not None:
         return head_tr
     raise InputError(
-        f"no repetition time: {side_name} has no RepetitionTime and {bold_name} header "
-        "pixdim[4] is 0; pass tr= (seconds)"
+        f"no repetition time for {bold_name}: {side_name} has no RepetitionTime and its "
+        f"NIfTI header pixdim[4] is 0; set the TR in seconds with {_TR_HOW}"
     )
+
+
+#: How a user sets the repetition time (for messages).
+_TR_HOW = ("--repetition-time SECONDS, or 'repetition_time = SECONDS' in the [functional] "
+           "section of the configuration file (tr= in Python)")
+
+
+def _tr_setting(tr: float | None, cfg: FunctionalConfig) -> float | None:
+    """Return the explicit TR: ``tr`` when given, else ``repetition_time`` (0: None)."""
+    if tr is not None:
+        return tr
+    value = cfg.repetition_time
+    try:
+        value = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"functional.repetition_time: expected seconds (0: read the files), found "
+            f"{cfg.repetition_time!r}") from exc
+    if not np.isfinite(value) or value < 0:
+        raise ConfigError(
+            f"functional.repetition_time: expected seconds > 0 (0: read the files), found "
+            f"{value}")
+    return value if value > 0 else None
+
+
+def expected_confounds(bold: Any) -> str:
+    """Name fMRIPrep's confounds file for a BOLD image (its folder, without ``space`` etc.).
+
+    ``sub-01_task-rest_run-1_space-MNI152NLin2009cAsym_res-2_desc-preproc_bold.nii.gz``
+    gives ``sub-01_task-rest_run-1_desc-confounds_timeseries.tsv`` beside it: fMRIPrep
+    names the confounds by the run's acquisition entities only.
+    """
+    if not isinstance(bold, str | os.PathLike):
+        return "a '*_desc-confounds_timeseries.tsv' table (none given)"
+    p = Path(bold)
+    parts = p.name.split("_")[:-1]  # drop '<suffix>.<ext>'
+    keep = [x for x in parts if x.split("-", 1)[0] in _CONFOUND_ENTITIES]
+    return str(p.with_name("_".join([*keep, "desc-confounds_timeseries.tsv"])))
+
+
+#: Entities fMRIPrep keeps in a run's confounds file name (not space, res, den, desc).
+_CONFOUND_ENTITIES = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "part")
 
 
 def _load_header(bold: Any, max_bytes: float | None = None) -> tuple[Any, str]:
@@ -348,8 +408,26 @@ def _finish(raw: np.ndarray, names: list[str], n_voxels: np.ndarray | None,
             f"BOLD data have {n_t} volumes"
         )
     sample_mask = None if selection is None else selection.sample_mask
+    source = str(meta.get("bold_source", "the time series"))
+    _check_signal(raw, n_voxels, source)
+    check_filter_length(n_t, tr, cfg.high_pass, cfg.low_pass, source)
+    n_kept = n_t if sample_mask is None else int(np.unique(sample_mask).size)
+    conf_names = [] if selection is None else [str(c) for c in selection.confounds.columns]
+    dof, regressors = residual_dof(n_t, n_kept, len(conf_names),
+                                   sum("cosine" in c for c in conf_names), tr, cfg.detrend,
+                                   cfg.high_pass)
+    if dof < MIN_RESIDUAL_DOF:
+        raise InputError(
+            f"{source}: too few degrees of freedom left after denoising: {n_t} volumes "
+            f"({n_kept} kept after censoring) less {sum(regressors.values())} regressors ("
+            + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in regressors.items())
+            + f") leave {dof} residual degrees of freedom, below the minimum of "
+            f"{MIN_RESIDUAL_DOF}: the correlations would be noise. Use a longer run, or "
+            "regress fewer confounds (functional.strategy, functional.motion, "
+            "functional.wm_csf) or censor fewer volumes"
+        )
     op = cleaning_operator(n_t, conf, sample_mask, tr, cfg.detrend, cfg.high_pass,
-                           cfg.low_pass)
+                           cfg.low_pass, source)
     good = np.isfinite(raw).all(axis=0)
     clean = np.full((op.shape[0], raw.shape[1]), np.nan)
     clean[:, good] = op @ raw[:, good]
@@ -374,6 +452,8 @@ def _finish(raw: np.ndarray, names: list[str], n_voxels: np.ndarray | None,
         alff_df, meta["alff"] = _alff_table(voxels, names, conf, sample_mask, tr, cfg)
     qc = {} if selection is None else dict(selection.qc)
     qc["n_volumes_analysed"] = int(op.shape[0])
+    qc["residual_dof"] = dof
+    qc["regressors"] = regressors
     known = (np.full(len(names), np.nan) if n_voxels is None
              else np.asarray(n_voxels, dtype=float))
     regions = pd.DataFrame({
@@ -468,26 +548,74 @@ _ALFF_REFERENCE = (
     "voxels, not DPABI's whole-brain-mask mean")
 
 
-def open_bold(bold: Any, max_bytes: float | None, sidecar: Any, tr: float | None
+def open_bold(bold: Any, max_bytes: float | None, sidecar: Any, tr: float | None,
+              sidecar_name: str | None = None
               ) -> tuple[Any, str, tuple[int, int, int], np.ndarray, Any, float, int]:
     """Check a BOLD header and settle its TR, before any voxel is read.
 
     Returns ``(header, name, shape, affine, sidecar, tr, n_volumes)``; the sidecar is the
     one beside the file when none is given (shared by the resting-state and task runs).
+    ``tr`` overrides the files (``[functional] repetition_time``); ``sidecar_name`` names
+    the JSON file a mapping ``sidecar`` came from, for messages.
+
+    Raises
+    ------
+    InputError
+        An unreadable or non-4D header, a BOLD of fewer than ``MIN_VOLUMES`` volumes, or
+        a TR that is missing or disagrees between the header and the sidecar.
     """
     header, bold_name = _load_header(bold, max_bytes)
     shape, affine = _grid(header)
+    n_t = int(header.get_data_shape()[3])
+    where = str(bold) if isinstance(bold, str | os.PathLike) else bold_name
+    if n_t < MIN_VOLUMES:
+        raise InputError(
+            f"{where}: a BOLD time series needs at least {MIN_VOLUMES} volumes; found "
+            f"{n_t} (shape {tuple(header.get_data_shape())})"
+        )
     if sidecar is None:
         sidecar = _sidecar_for(bold)
-    tr_used = resolve_tr(header, sidecar, tr, bold_name)
-    return header, bold_name, shape, affine, sidecar, tr_used, int(header.get_data_shape()[3])
+    tr_used = resolve_tr(header, sidecar, tr, where, sidecar_name)
+    return header, bold_name, shape, affine, sidecar, tr_used, n_t
+
+
+#: Fewest volumes of any BOLD run (a correlation needs a time series); the filter and the
+#: degrees of freedom ask for more (:func:`~._clean.filter_min_volumes`, ``MIN_RESIDUAL_DOF``).
+MIN_VOLUMES = 3
+
+
+def _check_signal(raw: np.ndarray, n_voxels: np.ndarray | None, source: str) -> None:
+    """Raise when no atlas region has a usable (finite, non-constant) mean series."""
+    if raw.shape[1] == 0:
+        raise InputError(f"{source}: no atlas region to analyse (0 columns)")
+    finite = np.isfinite(raw).all(axis=0)
+    varying = finite.copy()
+    if finite.any():
+        varying[finite] = np.ptp(raw[:, finite], axis=0) > 0
+    if varying.any():
+        return
+    if n_voxels is not None and not np.nansum(np.asarray(n_voxels, dtype=float)):
+        raise InputError(
+            f"{source}: no atlas region has a voxel in the image (the atlas does not "
+            "overlap the BOLD field of view, or the brain mask excludes every atlas voxel)"
+        )
+    if finite.any():
+        raise InputError(
+            f"{source}: no signal: every atlas region's mean series is constant over the "
+            f"{raw.shape[0]} volumes (e.g. an all-zero or constant image); expected a "
+            "preprocessed BOLD time series"
+        )
+    raise InputError(
+        f"{source}: no signal: every atlas region's mean series has NaN or infinite values"
+    )
 
 
 def process_run(bold: Any, confounds: Any, atlas: Any,
                 config: FunctionalConfig | None = None, mask: Any = None,
                 tr: float | None = None,
                 sidecar: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-                max_bytes: float | None = None) -> FunctionalResult:
+                max_bytes: float | None = None,
+                sidecar_name: str | None = None) -> FunctionalResult:
     """Denoise one BOLD run and compute every functional marker.
 
     Parameters
@@ -496,7 +624,8 @@ def process_run(bold: Any, confounds: Any, atlas: Any,
         4D BOLD in the atlas space (fMRIPrep ``*_desc-preproc_bold.nii.gz``).
     confounds : path, pandas.DataFrame or None
         fMRIPrep ``*_desc-confounds_timeseries.tsv`` (its JSON sidecar is read for
-        CompCor masks) or a table; None: no confound regression and no motion QC.
+        CompCor masks) or a table; None: an error unless
+        ``config.allow_missing_confounds`` (see Notes).
     atlas : danemap.atlas.Atlas
         Regions and networks; resampled to the BOLD grid (nearest neighbour).
     config : FunctionalConfig, optional
@@ -505,12 +634,15 @@ def process_run(bold: Any, confounds: Any, atlas: Any,
     mask : path or image, optional
         Brain mask; atlas voxels outside it are ignored (like ``NiftiLabelsMasker``).
     tr : float, optional
-        Explicit repetition time in seconds, overriding the files.
+        Explicit repetition time in seconds, overriding the files (default:
+        ``config.repetition_time`` when > 0).
     sidecar : path or mapping, optional
         BOLD JSON sidecar; default: the ``.json`` next to ``bold``.
     max_bytes : float, optional
         Cap on the BOLD file's declared data size, checked on the header before any
         voxel is read (default 4 GiB; the CLI passes ``run.max_nifti_gib``).
+    sidecar_name : str, optional
+        The JSON file a mapping ``sidecar`` was read from (for messages).
 
     Returns
     -------
@@ -519,21 +651,42 @@ def process_run(bold: Any, confounds: Any, atlas: Any,
     Raises
     ------
     InputError
-        Unreadable inputs, TR disagreement or absence, missing confound columns, confound
-        rows not matching the volumes, every volume censored.
+        Unreadable inputs, fewer than 3 volumes, TR disagreement or absence, no
+        confounds (unless ``allow_missing_confounds``), an empty or non-numeric confounds
+        table, missing confound columns, confound rows not matching the volumes, every
+        volume censored, a run too short for the band-pass filter, fewer than
+        ``MIN_RESIDUAL_DOF`` residual degrees of freedom, no signal.
+    ConfigError
+        A negative ``repetition_time``.
+
+    Notes
+    -----
+    Without confounds (``confounds=None``) the run is an error, since it would be
+    processed with no confound regression and no motion QC; with
+    ``FunctionalConfig(allow_missing_confounds=True)`` it is processed, with a warning,
+    and its QC says ``qc_reason = "no confounds"`` and ``exclude = true``, so the group
+    tables leave it out. ``FunctionalConfig.repetition_time`` (> 0) sets the TR when
+    ``tr`` is None.
     """
     cfg = _check_cfg(config)
-    header, bold_name, shape, affine, sidecar, tr_used, n_t = open_bold(bold, max_bytes,
-                                                                        sidecar, tr)
+    tr = _tr_setting(tr, cfg)
+    header, bold_name, shape, affine, sidecar, tr_used, n_t = open_bold(
+        bold, max_bytes, sidecar, tr, sidecar_name)
+    where = str(bold) if isinstance(bold, str | os.PathLike) else bold_name
+    check_filter_length(n_t, tr_used, cfg.high_pass, cfg.low_pass, where)
 
     df, cmeta, csource = _confounds_frame(confounds)
     selection = None
+    missing_conf = None
     if df is not None:
         if len(df) != n_t:
             raise InputError(
-                f"{csource}: has {len(df)} rows but {bold_name} has {n_t} volumes"
+                f"{csource}: has {len(df)} rows but {where} has {n_t} volumes; expected one "
+                "row per volume"
             )
         selection = select_confounds(df, cfg, cmeta, csource)
+    else:
+        missing_conf = _missing_confounds(bold, where, cfg)
 
     res_atlas = atlas.resample_to((shape, affine))
     labels = np.asarray(res_atlas.img.dataobj)
@@ -548,9 +701,31 @@ def process_run(bold: Any, confounds: Any, atlas: Any,
     names = [str(n) for n in res_atlas.names]
     meta: dict[str, Any] = {"Sources": [str(bold) if not hasattr(bold, "dataobj")
                                         else "in-memory image", csource],
-                            "confounds_source": csource}
-    return _finish(raw, names, counts, selection, cfg, tr_used, res_atlas.networks, voxels,
-                   meta)
+                            "confounds_source": csource, "bold_source": where}
+    res = _finish(raw, names, counts, selection, cfg, tr_used, res_atlas.networks, voxels,
+                  meta)
+    if missing_conf is not None:
+        res.qc.update({"strategy": "none", "confounds": [], "qc_reason": "no confounds",
+                       "exclude": True, "exclusion_reasons": [missing_conf]})
+    return res
+
+
+def _missing_confounds(bold: Any, where: str, cfg: FunctionalConfig) -> str:
+    """Refuse a run without confounds, or (when allowed) warn and return the QC reason."""
+    expected = expected_confounds(bold)
+    if not cfg.allow_missing_confounds:
+        raise InputError(
+            f"{where}: no fMRIPrep confounds file; expected {expected}. Without it the run "
+            "would be processed with no confound regression and no motion QC. Provide "
+            "the confounds, or set --allow-missing-confounds ([functional] "
+            "allow_missing_confounds = true) to process it anyway, flagged and left out "
+            "of the group tables"
+        )
+    reason = (f"no confounds: {expected} not found; processed without confound regression "
+              "or motion QC (allow_missing_confounds)")
+    log.warning("%s: %s; the run is flagged and excluded from the group tables", where,
+                reason)
+    return reason
 
 
 def process_timeseries(timeseries: pd.DataFrame, tr: float | None = None,
@@ -644,7 +819,8 @@ def process_timeseries(timeseries: pd.DataFrame, tr: float | None = None,
             qc={"confounds": [str(c) for c in cdf.columns], "n_volumes": len(ts)},
         )
     nv = None if n_voxels is None else _voxel_counts(n_voxels, names)
-    meta: dict[str, Any] = {"Sources": ["precomputed time series"]}
+    meta: dict[str, Any] = {"Sources": ["precomputed time series"],
+                            "bold_source": "timeseries (precomputed)"}
     return _finish(raw, names, nv, selection, cfg, tr, networks, None, meta)
 
 

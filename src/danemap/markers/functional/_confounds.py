@@ -85,6 +85,12 @@ def read_confounds(path: str | os.PathLike[str]) -> pd.DataFrame:
     -------
     pandas.DataFrame
         One column per confound, float64.
+
+    Raises
+    ------
+    InputError
+        Naming the file: missing, empty (no header, or a header without rows), not a
+        tab-separated table, or a column with text.
     """
     p = Path(path)
     try:
@@ -92,13 +98,30 @@ def read_confounds(path: str | os.PathLike[str]) -> pd.DataFrame:
                          keep_default_na=False)
     except FileNotFoundError as exc:
         raise InputError(f"{p}: confounds file not found") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise InputError(
+            f"{p}: the confounds file is empty; expected a tab-separated table with a "
+            "header row of confound names and one row per BOLD volume") from exc
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise InputError(f"{p}: not a readable tab-separated table ({exc})") from exc
+    except (OSError, ValueError) as exc:  # a folder, unreadable bytes
+        raise InputError(f"{p}: cannot read the confounds file ({exc})") from exc
+    if len(df) == 0:
+        raise InputError(
+            f"{p}: the confounds table has a header ({len(df.columns)} columns) but no "
+            "rows; expected one row per BOLD volume")
     bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
+        examples = []
+        for c in bad[:3]:
+            vals = pd.to_numeric(df[c], errors="coerce")
+            rows = np.flatnonzero(vals.isna().to_numpy() & df[c].notna().to_numpy())
+            if rows.size:
+                examples.append(f"{c!r} line {int(rows[0]) + 2}: {df[c].iloc[rows[0]]!r}")
         raise InputError(
-            f"{p}: confound columns must be numeric (or n/a); found text in {bad[:5]}"
-        )
+            f"{p}: confound columns must be numeric (or n/a); found text in "
+            f"{[str(c) for c in bad[:5]]}" + (f" (e.g. {'; '.join(examples)})" if examples
+                                             else ""))
     return df.astype(np.float64)
 
 
@@ -260,7 +283,15 @@ def select_confounds(df: pd.DataFrame, cfg: Any, meta: Mapping[str, Any] | None 
     if conf.isna().to_numpy().any():
         bad = conf.columns[conf.isna().any()].tolist()
         raise InputError(
-            f"{source}: confound columns {bad[:5]} have missing values after the first row"
+            f"{source}: confound columns {bad[:5]} have missing values (n/a) after the "
+            "first row; only the first row may be n/a (fMRIPrep's derivative columns), and "
+            "it is filled with the second row as nilearn's load_confounds does"
+        )
+    if np.isinf(conf.to_numpy()).any():
+        bad = conf.columns[np.isinf(conf.to_numpy()).any(axis=0)].tolist()
+        raise InputError(
+            f"{source}: confound columns {bad[:5]} have infinite values; expected finite "
+            "numbers"
         )
     keep = ~censored
     if not keep.any():
@@ -297,6 +328,7 @@ def select_confounds(df: pd.DataFrame, cfg: Any, meta: Mapping[str, Any] | None 
         "confounds": [str(c) for c in conf.columns],
         "exclude": bool(reasons),
         "exclusion_reasons": reasons,
+        "qc_reason": "motion" if reasons else None,
         "max_mean_fd": cfg.max_mean_fd,
         "max_scrubbed_pct": cfg.max_scrubbed_pct,
     }

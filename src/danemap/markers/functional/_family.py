@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -77,7 +78,8 @@ class FunctionalFamily(MarkerFamily):
             run.preproc.path, run.confounds.path if run.confounds else None, atlas,
             config=config.functional, mask=run.mask.path if run.mask else None,
             sidecar=run.preproc.metadata or None,
-            max_bytes=config.run.max_nifti_gib * 2**30)
+            max_bytes=config.run.max_nifti_gib * 2**30,
+            sidecar_name=_tr_sidecar(run.preproc))
 
     def write(self, result: FunctionalResult, writer: Any, item: Any,
               atlas_name: str) -> list[Path]:
@@ -91,12 +93,36 @@ class FunctionalFamily(MarkerFamily):
         """Tell whether motion QC flags the run for exclusion."""
         return bool(result.qc.get("exclude"))
 
-    def missing_input_hint(self) -> str:
-        """Say which functional inputs the family looks for."""
-        return ("no functional input; expected fMRIPrep "
-                f"'*_space-{self.space}*_desc-preproc_bold.nii.gz' under "
-                "<bids_dir>/derivatives/fmriprep, or a 4D BOLD in MNI space with a "
-                "'*_desc-confounds_timeseries.tsv' beside it")
+    def missing_input_hint(self, sessions: Sequence[SessionData] = ()) -> str:
+        """Say which functional inputs the family looks for, and what was found instead.
+
+        When a session has raw ``func/*_bold`` images but no preprocessed BOLD (bids-examples
+        ``ds001``), the hint says so: danemap reads fMRIPrep outputs, it does not
+        preprocess raw BOLD.
+
+        Parameters
+        ----------
+        sessions : sequence of SessionData, optional
+            The participant's discovered sessions.
+
+        Returns
+        -------
+        str
+        """
+        expected = ("expected fMRIPrep "
+                    f"'*_space-{self.space}*_desc-preproc_bold.nii.gz' under "
+                    "<bids_dir>/derivatives/fmriprep, or a 4D BOLD in MNI space with a "
+                    "'*_desc-confounds_timeseries.tsv' beside it")
+        raw = [run.bold.path.name for s in sessions for run in functional_runs(s, self.space)
+               if run.bold is not None and run.preproc is None]
+        if raw:
+            shown = ", ".join(raw[:3]) + (f" and {len(raw) - 3} more" if len(raw) > 3 else "")
+            return (f"no functional input: found {len(raw)} raw, unpreprocessed BOLD "
+                    f"file(s) ({shown}) but no fMRIPrep output for them; danemap needs "
+                    "fMRIPrep's preprocessed BOLD and confounds: run fMRIPrep first, then "
+                    "point danemap at its output with --derivatives PATH or put it in "
+                    f"BIDS_DIR/derivatives/fmriprep ({expected})")
+        return f"no functional input; {expected}"
 
     def collect(self, out_root: Path, atlas_name: str, config: Config) -> list[GroupTable]:
         """Gather every run's outputs into the group tables (``out_root/group``)."""
@@ -112,3 +138,24 @@ class FunctionalFamily(MarkerFamily):
             tables.append(GroupTable(name=name, path=paths[name], title=title, kind=kind,
                                      analyses=analyses, family=self.name))
         return tables
+
+
+def _tr_sidecar(bold: Any) -> str | None:
+    """Name the JSON file that sets a BOLD's ``RepetitionTime`` (nearest first).
+
+    Discovery merges the BIDS inheritance chain of sidecars into ``metadata``; this finds
+    the file the merged value came from, so that a TR disagreement names it.
+    """
+    sidecars = list(getattr(bold, "sidecars", []) or [])
+    if not sidecars:
+        return None
+    from danemap.io import read_json
+
+    for path in reversed(sidecars):
+        try:
+            meta = read_json(path, "BOLD sidecar")
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and "RepetitionTime" in meta:
+            return str(path)
+    return " + ".join(str(p) for p in sidecars)

@@ -153,7 +153,7 @@ def collect_functional_group(derivatives_root: str | os.PathLike[str],
             tables["motion_qc"].append({**ids, **{k: q.get(k) for k in _MOTION_COLUMNS}})
             if exclude_flagged and q.get("exclude"):
                 excluded.append(stem)
-                log.warning("%s: excluded from the group tables by motion QC (%s)", stem,
+                log.warning("%s: excluded from the group tables by QC (%s)", stem,
                             q.get("exclusion_reasons") or "exclude flag")
                 continue
         for kind in (k for k in KINDS if k in kinds):
@@ -233,8 +233,12 @@ _MOTION_COLUMNS: dict[str, dict[str, str]] = {
                      "Units": "percent"},
     "n_volumes_analysed": {"Description": "volumes left after censoring",
                            "Units": "volumes"},
-    "exclude": {"Description": "true when the run exceeds max_mean_fd or max_scrubbed_pct "
-                               "and is left out of the feature tables"},
+    "exclude": {"Description": "true when the run exceeds max_mean_fd or max_scrubbed_pct, "
+                               "or was processed without its confounds file "
+                               "(allow_missing_confounds), and is left out of the feature "
+                               "tables"},
+    "qc_reason": {"Description": "why the run is excluded: 'motion' or 'no confounds'; n/a "
+                                 "when it is not"},
 }
 _ID_COLUMNS: dict[str, dict[str, str]] = {
     "participant_id": {"Description": "participant label, 'sub-<label>'"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -186,7 +187,7 @@ class PetFamily(MarkerFamily):
         written.append(fig)
         return written
 
-    def missing_input_hint(self) -> str:
+    def missing_input_hint(self, sessions: Sequence[SessionData] = ()) -> str:
         """Say which PET inputs the family looks for."""
         return ("no PET/SPECT input; expected pet/sub-XX_trc-<tracer>_pet.nii.gz with a "
                 "_pet.json (TracerName; FrameTimesStart/FrameDuration for a dynamic series)")

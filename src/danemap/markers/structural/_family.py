@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,7 +168,7 @@ class StructuralFamily(MarkerFamily):
             written += _write_t1w_outputs(result.t1w, writer, sub, ses, atlas_name)
         return written
 
-    def missing_input_hint(self) -> str:
+    def missing_input_hint(self, sessions: Sequence[SessionData] = ()) -> str:
         """Say which structural inputs the family looks for."""
         return ("no structural input; expected derivatives/{freesurfer,fastsurfer}/sub-XX/"
                 "stats/aseg.stats, a SynthSeg volume CSV under derivatives/synthseg, a "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -206,7 +207,7 @@ class TaskFamily(MarkerFamily):
         """Tell whether motion QC flags every run for exclusion."""
         return bool(result.runs) and all(bool(r.qc.get("exclude")) for r in result.runs)
 
-    def missing_input_hint(self) -> str:
+    def missing_input_hint(self, sessions: Sequence[SessionData] = ()) -> str:
         """Say which task inputs the family looks for."""
         return ("no task input; expected fMRIPrep '*_task-<task>_space-"
                 f"{self.space}*_desc-preproc_bold.nii.gz' with its confounds, and the raw "
