@@ -319,3 +319,137 @@ def test_fastsurfer_aseg_stats_found(tmp_path):
     ds = discover(root)
     assert ds.derivatives == {"fastsurfer": root / "derivatives" / "fastsurfer"}
     assert ds.get("01").aseg_stats == aseg
+
+
+# --- issue 13: the datasets users have -------------------------------------------------
+
+def _sixteen(tmp_path):
+    root = tmp_path / "ds16"
+    _touch(root / "dataset_description.json", '{"Name": "x", "BIDSVersion": "1.9.0"}')
+    for i in range(1, 17):
+        _touch(root / f"sub-{i:02d}" / "anat" / f"sub-{i:02d}_T1w.nii.gz")
+    return root
+
+
+@pytest.mark.parametrize("label", ["1", "sub-1", "001"])
+def test_label_suggestion_prefers_the_zero_padded_label(tmp_path, label):
+    # difflib alone suggested "sub-16, sub-15, sub-14" for "1"
+    with pytest.raises(InputError, match=r"participant label 'sub-0*1' not found in the "
+                                         r"dataset; closest existing: sub-01$"):
+        discover(_sixteen(tmp_path), participant_label=label)
+
+
+def test_label_suggestion_falls_back_to_close_spellings(tmp_path):
+    root = _sixteen(tmp_path)
+    _touch(root / "sub-ADHD7" / "anat" / "sub-ADHD7_T1w.nii.gz")
+    with pytest.raises(InputError, match=r"closest existing: sub-ADHD7$"):
+        discover(root, participant_label="adhd7")  # letter case only
+    with pytest.raises(InputError, match=r"closest existing: sub-ADHD7"):
+        discover(root, participant_label="ADHD07")  # not the same number: spelling
+    with pytest.raises(InputError, match=r"participant label 'sub-17' not found.*closest "
+                                         r"existing: sub-1"):
+        discover(root, participant_label="17")
+
+
+def test_participant_level_discovery_ignores_columns_it_does_not_use(tmp_path, caplog):
+    # genetics_ukbb has an age of "89+", mrs_fmrs "35-40": only the group level needs age
+    root = _sixteen(tmp_path)
+    rows = "".join(f"sub-{i:02d}\t{'89+' if i == 3 else '35-40' if i == 4 else 30 + i}\t"
+                   f"{'M' if i % 2 else 'F'}\n" for i in range(1, 17))
+    _touch(root / "participants.tsv", "participant_id\tage\tsex\n" + rows)
+    ds = discover(root)
+    assert ds.participants == [f"sub-{i:02d}" for i in range(1, 17)]
+    table = ds.participants_table
+    assert list(table["age"].iloc[2:4]) == ["89+", "35-40"]  # kept as text, not refused
+    # the ids are still checked
+    _touch(root / "participants.tsv", "participant_id\tage\nsub-01\t89+\nsub-01\t35-40\n")
+    with pytest.raises(InputError, match=r"participants.tsv: 1 problem.*\n.*duplicate "
+                                         r"participant_id: sub-01 \(lines 2, 3\)$"):
+        discover(root)
+
+
+def test_participants_tsv_with_bom_and_crlf_is_read_by_discovery(tmp_path):
+    root = _sixteen(tmp_path)
+    text = "participant_id\tgroup\r\n" + "".join(f"sub-{i:02d}\tTD\r\n" for i in range(1, 17))
+    (root / "participants.tsv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    table = discover(root).participants_table
+    assert list(table.columns) == ["participant_id", "group"]
+    assert table["participant_id"].iloc[0] == "sub-01" and set(table["group"]) == {"TD"}
+
+
+@pytest.mark.parametrize("label", ["sub-../../etc", "../../etc", "sub-01/../02", "sub-01/",
+                                   "/etc", "sub-01\x00"])
+def test_unsafe_participant_labels_are_input_errors(bids, label):
+    with pytest.raises(InputError, match=r"is not a valid BIDS label: expected letters and "
+                                         r"digits only"):
+        discover(bids, participant_label=label)
+    ds = discover(bids)
+    with pytest.raises(InputError, match=r"is not a valid BIDS label"):
+        ds.get(label)
+
+
+def test_sub_folders_with_invalid_labels_are_skipped_with_a_warning(bids, caplog):
+    _touch(bids / "sub-01.bak" / "anat" / "sub-01_T1w.nii.gz")
+    _touch(bids / "sub-0 2" / "anat" / "x_T1w.nii.gz")
+    _touch(bids / "sub-03_ses-1" / "anat" / "x_T1w.nii.gz")  # FreeSurfer-style: no warning
+    with caplog.at_level(logging.WARNING, logger="danemap"):
+        ds = discover(bids)
+    assert ds.participants == ["sub-01", "sub-02"]
+    assert "'sub-01.bak' is not a valid participant label" in caplog.text
+    assert "'sub-0 2' is not a valid participant label" in caplog.text
+    assert "sub-03_ses-1" not in caplog.text
+
+
+def test_symlinks_outside_the_dataset_are_skipped_with_a_warning(tmp_path, caplog):
+    root = tmp_path / "ds"
+    _touch(root / "dataset_description.json", '{"Name": "x", "BIDSVersion": "1.9.0"}')
+    _touch(root / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
+    outside = tmp_path / "elsewhere"
+    _touch(outside / "sub-02" / "anat" / "sub-02_T1w.nii.gz")
+    secret = _touch(outside / "secret.nii.gz")
+    (root / "sub-02").symlink_to(outside / "sub-02", target_is_directory=True)
+    (root / "sub-01" / "anat" / "sub-01_acq-x_T1w.nii.gz").symlink_to(secret)
+    # a link that stays inside (DataLad's annexed files) is followed
+    blob = _touch(root / ".git" / "annex" / "objects" / "ab" / "blob")
+    (root / "sub-01" / "anat" / "sub-01_acq-annex_T1w.nii.gz").symlink_to(blob)
+    # and a derivative file linking outside its tool's folder is skipped too
+    func = root / "derivatives" / "fmriprep" / "sub-01" / "func"
+    _touch(func / f"sub-01_task-rest_{SPACE}_desc-preproc_bold.nii.gz")
+    (func / f"sub-01_task-rest_{SPACE}_desc-brain_mask.nii.gz").symlink_to(secret)
+    # links elsewhere inside the dataset are fine, and a dangling link is kept (with a
+    # warning) so that its reader names the missing file
+    shared = _touch(root / "shared" / "confounds.tsv")
+    (func / "sub-01_task-rest_desc-confounds_timeseries.tsv").symlink_to(shared)
+    (root / "sub-01" / "anat" / "sub-01_acq-notfetched_T1w.nii.gz").symlink_to(
+        root / ".git" / "annex" / "objects" / "missing")
+    with caplog.at_level(logging.WARNING, logger="danemap"):
+        ds = discover(root)
+    assert ds.participants == ["sub-01"]
+    assert [f.path.name for f in ds.get("01").get_files("anat/T1w")] == [
+        "sub-01_T1w.nii.gz", "sub-01_acq-annex_T1w.nii.gz", "sub-01_acq-notfetched_T1w.nii.gz"]
+    assert "sub-01_acq-notfetched_T1w.nii.gz is a symbolic link to " in caplog.text
+    assert "which does not exist (a DataLad file not fetched yet?" in caplog.text
+    assert [p.name for p in ds.get("01").derivatives["fmriprep"]] == [
+        "sub-01_task-rest_desc-confounds_timeseries.tsv",
+        f"sub-01_task-rest_{SPACE}_desc-preproc_bold.nii.gz"]
+    text = caplog.text
+    assert f"participant folder {root / 'sub-02'} is a symbolic link to " \
+           f"{(outside / 'sub-02').resolve()}, outside {root}; skipped" in text
+    assert f"data file {root / 'sub-01' / 'anat' / 'sub-01_acq-x_T1w.nii.gz'} is a " \
+           f"symbolic link to {secret.resolve()}" in text
+    assert "desc-brain_mask.nii.gz is a symbolic link" in text
+    # asked for by label, the skipped participant is an error that says why
+    with pytest.raises(InputError, match=r"participant label 'sub-02': its folder was "
+                                         r"skipped because its folder .* is a symbolic link "
+                                         r"to .*elsewhere/sub-02, outside"):
+        discover(root, participant_label="02")
+
+
+def test_a_dataset_reached_through_a_symlink_is_not_outside_itself(tmp_path):
+    real = tmp_path / "real"
+    _touch(real / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    ds = discover(link)
+    assert ds.participants == ["sub-01"]
+    assert len(ds.get("01").get_files("anat/T1w")) == 1

@@ -72,13 +72,19 @@ _DERIVATIVE_TOOLS = ("fmriprep", "freesurfer", "fastsurfer", "synthseg")
 _NII = (".nii", ".nii.gz")
 
 
-def _escapes(path: Path, top: Path) -> Path | None:
-    """Return where ``path`` really leads when that is outside ``top`` (else ``None``).
+def _escapes(path: Path, *tops: Path) -> Path | None:
+    """Return where ``path`` really leads when that is outside every ``tops`` (else ``None``).
 
-    ``top`` is compared resolved, so a dataset reached through a link is not "outside".
+    The folders are compared resolved, so a dataset reached through a link is not
+    "outside". A dangling link is not "outside" either: it is kept, with a warning, so
+    that the reader names the missing file (a DataLad file not fetched yet).
     """
     real = path.resolve()
-    return None if real.is_relative_to(top.resolve()) else real
+    if path.is_symlink() and not real.exists():
+        logger.warning("%s is a symbolic link to %s, which does not exist (a DataLad file "
+                       "not fetched yet? run 'datalad get')", path, real)
+        return None
+    return None if any(real.is_relative_to(t.resolve()) for t in tops) else real
 
 
 def _warn_escape(what: str, path: Path, target: Path, top: Path) -> None:
@@ -311,7 +317,7 @@ def _raw_nii_by_suffix(folder: Path, top: Path) -> dict[str, list[Path]]:
         return out
     for p in sorted(folder.iterdir()):
         ext = next((e for e in _NII if p.name.endswith(e)), None)
-        if p.is_file() and ext and "_" in p.name:
+        if (p.is_file() or p.is_symlink()) and ext and "_" in p.name:
             target = _escapes(p, top)
             if target is not None:
                 _warn_escape("data file", p, target, top)
@@ -429,36 +435,43 @@ def _derivative_dataset(root: Path, description: Mapping[str, Any]) -> dict[str,
     return found
 
 
-def _participant_files(folder: Path, sub: str, ses: str | None) -> list[Path]:
+def _participant_files(folder: Path, sub: str, ses: str | None,
+                       root: Path | None = None) -> list[Path]:
     """Return every file of one participant (and session) under a derivative tool's folder.
 
-    Files that link outside ``folder`` are skipped with a warning (linked folders are not
-    walked into).
+    Files that link outside ``folder`` (and outside the dataset ``root`` holding it) are
+    skipped with a warning (linked folders are not walked into).
     """
+    tops = (folder,) if root is None or not folder.is_relative_to(root) else (folder, root)
     out: list[Path] = []
     own = [folder / sub] + ([folder / f"{sub}_{ses}"] if ses else [])
     for top in own:
         if not top.is_dir():
             continue
-        target = _escapes(top, folder)
+        target = _escapes(top, *tops)
         if target is not None:
-            _warn_escape("participant folder", top, target, folder)
+            _warn_escape("participant folder", top, target, tops[-1])
             continue
         for dirpath, dirnames, filenames in os.walk(top):
             if ses and Path(dirpath) == folder / sub:  # other sessions' folders are theirs
                 dirnames[:] = [d for d in dirnames if not d.startswith("ses-") or d == ses]
             for f in filenames:
                 p = Path(dirpath) / f
-                target = _escapes(p, folder) if p.is_symlink() else None
+                target = _escapes(p, *tops) if p.is_symlink() else None
                 if target is not None:
-                    _warn_escape("derivative file", p, target, folder)
+                    _warn_escape("derivative file", p, target, tops[-1])
                     continue
                 out.append(p)
     return sorted(out)
 
 
-def _subject_folders(top: Path, what: str) -> tuple[set[str], dict[str, str]]:
-    """Return the safe ``sub-*`` folders of ``top``, and why each unsafe one was skipped."""
+def _subject_folders(top: Path, what: str,
+                     root: Path | None = None) -> tuple[set[str], dict[str, str]]:
+    """Return the safe ``sub-*`` folders of ``top``, and why each unsafe one was skipped.
+
+    A folder may link anywhere inside ``top``, or inside the dataset ``root`` holding it.
+    """
+    tops = (top,) if root is None or not top.is_relative_to(root) else (top, root)
     safe: set[str] = set()
     skipped: dict[str, str] = {}
     for p in top.glob("sub-*"):
@@ -472,10 +485,11 @@ def _subject_folders(top: Path, what: str) -> tuple[set[str], dict[str, str]]:
                                "and digits only); skipped", what, p, p.name)
                 skipped[p.name] = "its name is not a valid BIDS label"
             continue
-        target = _escapes(p, top)
+        target = _escapes(p, *tops)
         if target is not None:
-            _warn_escape(f"{what} participant folder", p, target, top)
-            skipped[p.name] = f"its folder {p} is a symbolic link to {target}, outside {top}"
+            _warn_escape(f"{what} participant folder", p, target, tops[-1])
+            skipped[p.name] = (f"its folder {p} is a symbolic link to {target}, outside "
+                               f"{tops[-1]}")
             continue
         safe.add(p.name)
     return safe, skipped
@@ -562,7 +576,7 @@ def discover(
     raw_folders, skipped = (set(), {}) if derivative_dataset else _subject_folders(root, "raw")
     deriv_folders: set[str] = set()
     if "fmriprep" in derivs:
-        deriv_folders, more = _subject_folders(derivs["fmriprep"], "fMRIPrep")
+        deriv_folders, more = _subject_folders(derivs["fmriprep"], "fMRIPrep", root)
         skipped = {**more, **skipped}
     if derivative_dataset and "fmriprep" not in derivs:
         deriv_folders, skipped = _subject_folders(root, "derivative")
@@ -632,7 +646,7 @@ def discover(
                     for suffix, paths in _raw_nii_by_suffix(folder, root).items():
                         item.files[f"{folder.name}/{suffix}"] = [
                             bids_file(p, root) for p in paths]
-            item.derivatives = {tool: _participant_files(folder, sub, ses)
+            item.derivatives = {tool: _participant_files(folder, sub, ses, root)
                                 for tool, folder in derivs.items()}
             item.aseg_stats = _aseg(derivs, sub, ses)
             item.synthseg = [c for c in synthseg_by_sub.get(sub, [])
