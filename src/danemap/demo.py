@@ -37,12 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("danemap-demo"),
                         help="folder for the simulated dataset and the outputs "
                         "(default ./danemap-demo)")
-    parser.add_argument("--n-subjects", type=int, default=24)
-    parser.add_argument("--n-sites", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-subjects", type=int, default=24,
+                        help="simulated participants, ADHD and TD balanced within each site "
+                        "(at least 3 per site)")
+    parser.add_argument("--n-sites", type=int, default=2, help="simulated sites")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the simulation and of the statistics")
     parser.add_argument("--resolution", type=int, choices=[2, 3], default=3,
                         help="simulated BOLD/PET grid in mm (default 3, fast)")
-    parser.add_argument("--n-volumes", type=int, default=150)
+    parser.add_argument("--n-volumes", type=int, default=150,
+                        help="BOLD volumes per simulated run")
     parser.add_argument("--n-anat", type=int, default=6,
                         help="participants whose simulated T1w goes through the raw-T1w "
                         "structural path (quick mode; default 6, 0 for none)")

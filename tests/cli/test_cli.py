@@ -116,8 +116,9 @@ def test_size_cap_from_config_is_enforced_before_reading(cohort, tmp_path):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text("[run]\nmax_nifti_gib = 0.000001\n")
     out = tmp_path / "out"
+    # its only participant failed: nothing done, exit 2 (1 is for a partial run)
     assert main([str(cohort), str(out), "participant", "--participant-label", "05",
-                 "--config", str(cfg)]) == 1
+                 "--config", str(cfg)]) == 2
     status = pd.read_csv(out / "danemap" / "logs" / "participant_status.tsv", sep="\t")
     assert "exceeds the limit" in status.loc[0, "error"]
 

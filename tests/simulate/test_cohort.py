@@ -269,7 +269,8 @@ def test_same_seed_identical_other_seed_differs(cohort, tmp_path):
 
 def test_overwrites_previous_simulation_but_not_foreign_folder(tmp_path):
     out = simulate_cohort(tmp_path / "x", n_subjects=2, n_sites=1, modalities=("pet",))
-    simulate_cohort(out, n_subjects=2, n_sites=1, modalities=("pet",))  # allowed
+    simulate_cohort(out, n_subjects=2, n_sites=1, modalities=("pet",),
+                    overwrite=True)  # allowed with overwrite (refused without: see below)
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "data.txt").write_text("keep me")
@@ -344,3 +345,54 @@ def test_site_effects_off(tmp_path):
     truth = json.loads((out / "ground_truth.json").read_text())
     for site in truth["sites"].values():
         assert site["spect_calibration_scale"] == 1.0 and site["fc_shift_z"] == 0.0
+
+
+def test_existing_simulation_is_refused_without_overwrite_and_replaced_with_it(tmp_path):
+    out = simulate_cohort(tmp_path / "x", n_subjects=8, n_sites=1, modalities=("pet",))
+    assert len(list(out.glob("sub-*"))) == 8
+    before = (out / "participants.tsv").read_bytes()
+    with pytest.raises(InputError, match=r"not empty: it holds a previous simulation .*"
+                                         r"ground_truth\.json.*overwrite=True"):
+        simulate_cohort(out, n_subjects=2, n_sites=1, modalities=("pet",))
+    assert (out / "participants.tsv").read_bytes() == before  # nothing touched
+    assert len(list(out.glob("sub-*"))) == 8
+    simulate_cohort(out, n_subjects=2, n_sites=1, modalities=("pet",), overwrite=True)
+    # the old dataset is removed first: no sub-03...08 left behind
+    assert sorted(p.name for p in out.glob("sub-*")) == ["sub-01", "sub-02"]
+    truth = json.loads((out / "ground_truth.json").read_text())
+    assert sorted(truth["participants"]) == ["sub-01", "sub-02"]
+
+
+def test_overwrite_never_removes_a_foreign_folder(tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "data.txt").write_text("keep me")
+    with pytest.raises(InputError, match=r"holds no ground_truth\.json.*even with overwrite"):
+        simulate_cohort(foreign, n_subjects=2, modalities=("pet",), overwrite=True)
+    assert (foreign / "data.txt").read_text() == "keep me"
+
+
+def test_invalid_arguments_remove_nothing_even_with_overwrite(tmp_path):
+    out = simulate_cohort(tmp_path / "x", n_subjects=2, n_sites=1, modalities=("pet",))
+    with pytest.raises(InputError, match="site_scale"):
+        simulate_cohort(out, n_subjects=2, n_sites=1, modalities=("pet",), overwrite=True,
+                        effects=SimulationEffects(site_scale=(1.0, 2.0)))
+    assert (out / "ground_truth.json").is_file() and len(list(out.glob("sub-*"))) == 2
+
+
+def test_cli_refuses_an_existing_simulation_unless_overwrite(tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["simulate", str(out), "--n-subjects", "2", "--n-sites", "1", "--modalities", "pet"]
+    assert main([*args, "--n-subjects", "4"]) == 0
+    capsys.readouterr()
+    assert main(args) == 2
+    cap = capsys.readouterr()
+    assert cap.out == ""
+    assert "previous simulation" in cap.err and "--overwrite" in cap.err
+    assert cap.err.count("previous simulation") == 1  # reported once
+    assert len(list(out.glob("sub-*"))) == 4
+    assert main([*args, "--overwrite"]) == 0
+    cap = capsys.readouterr()
+    assert cap.out.strip() == str(out)
+    assert " SUMMARY simulate: 2 participants at 1 site(s), pet" in cap.err
+    assert sorted(p.name for p in out.glob("sub-*")) == ["sub-01", "sub-02"]

@@ -7,7 +7,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from danemap._utils.logging import SUMMARY, get_logger
 from danemap.simulate._cohort import MODALITIES
+
+log = get_logger("simulate")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,24 +23,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """
     parser.description = ("Write a seeded synthetic BIDS cohort with planted ADHD effects "
                           "(fMRI coupling, DAT SPECT, regional volumes) and ground_truth.json.")
-    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="dataset root to write")
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR",
+                        help="dataset root to write: a missing or empty folder, or a previous "
+                        "simulation with --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="remove a previous simulation in OUT_DIR (a folder holding "
+                        "ground_truth.json) first; a folder with other content is refused "
+                        "even then")
     g = parser.add_argument_group("cohort")
-    g.add_argument("--n-subjects", type=int, default=24)
-    g.add_argument("--n-sites", type=int, default=2)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--resolution", type=int, choices=[2, 3], default=3, help="grid in mm")
+    g.add_argument("--n-subjects", type=int, default=24,
+                   help="participants (>= 2), ADHD and TD balanced within each site")
+    g.add_argument("--n-sites", type=int, default=2, help="sites (1 to --n-subjects)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="master seed: the same seed writes identical files")
+    g.add_argument("--resolution", type=int, choices=[2, 3], default=3,
+                   help="grid of the BOLD and PET images in mm")
     g.add_argument("--anat-resolution", type=int, choices=[2, 3], default=2,
                    help="T1w/label grid in mm")
     g.add_argument("--anat-base", choices=["mni152", "colin27"], default="mni152",
                    help="T1w base brain: the MNI152 template or the real Colin27 T1 "
                    "(needs the Debian package mricron-data; adds head pose, bias field, "
                    "Rician noise and site contrast)")
-    g.add_argument("--modalities", nargs="+", choices=list(MODALITIES), default=list(MODALITIES))
+    g.add_argument("--modalities", nargs="+", choices=list(MODALITIES), default=list(MODALITIES),
+                   metavar="MODALITY",
+                   help=f"what to simulate, of {', '.join(MODALITIES)} (default: all)")
     g.add_argument("--n-volumes", type=int, default=120, help="BOLD volumes per run")
     g.add_argument("--tr", type=float, default=2.0, help="BOLD repetition time (s)")
     g.add_argument("--dynamic-pet", action="store_true",
                    help="also write a dynamic FE-PE2I PET series (SRTM)")
-    g.add_argument("--no-site-effects", dest="site_effects", action="store_false")
+    g.add_argument("--no-site-effects", dest="site_effects", action="store_false",
+                   help="identity site scales and no site shifts (except --site-scale; "
+                   "default: site effects drawn from the seed)")
     g = parser.add_argument_group("planted effects")
     g.add_argument("--effect-frontostriatal", type=float, default=None, metavar="Z",
                    help="ADHD - TD frontostriatal coupling, Fisher z (default -0.045, "
@@ -55,7 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Any) -> int:
-    """Run the ``simulate`` sub-command and print the dataset path.
+    """Run the ``simulate`` sub-command and print the dataset path (stdout).
+
+    A one-line summary (participants, sites, modalities, where the ground truth is) is
+    logged at :data:`~danemap._utils.logging.SUMMARY` level (stderr).
 
     Parameters
     ----------
@@ -68,6 +87,11 @@ def run(args: argparse.Namespace, config: Any) -> int:
     -------
     int
         0 on success.
+
+    Raises
+    ------
+    InputError
+        On an invalid option, or an ``OUT_DIR`` that is not empty (see ``--overwrite``).
     """
     from danemap.simulate._cohort import simulate_cohort
     from danemap.simulate._effects import SimulationEffects
@@ -88,7 +112,10 @@ def run(args: argparse.Namespace, config: Any) -> int:
         anat_resolution=args.anat_resolution, modalities=tuple(args.modalities),
         n_volumes=args.n_volumes, tr=args.tr, effects=effects,
         site_effects=args.site_effects, dynamic_pet=args.dynamic_pet,
-        verbose=args.verbose > 0, anat_base=args.anat_base,
+        verbose=True, anat_base=args.anat_base, overwrite=args.overwrite,
     )
+    log.log(SUMMARY, "simulate: %d participants at %d site(s), %s, written to %s (planted "
+            "effects in %s)", args.n_subjects, args.n_sites, ", ".join(args.modalities), out,
+            out / "ground_truth.json")
     print(out)
     return 0

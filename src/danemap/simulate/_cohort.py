@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ AGE_RANGE = (7.0, 21.0)
 
 
 def _check_args(out_dir: Any, n_subjects: int, n_sites: int, modalities: Sequence[str],
-                n_volumes: int, tr: float) -> tuple[Path, tuple[str, ...]]:
+                n_volumes: int, tr: float, overwrite: bool = False) -> tuple[Path, tuple[str, ...]]:
     if isinstance(modalities, str):
         modalities = (modalities,)
     bad = sorted(set(modalities) - set(MODALITIES))
@@ -63,14 +64,60 @@ def _check_args(out_dir: Any, n_subjects: int, n_sites: int, modalities: Sequenc
     if not tr > 0:
         raise InputError(f"tr: expected a positive repetition time in seconds, found {tr!r}")
     out = Path(os.fspath(out_dir))
+    _check_out_dir(out, overwrite)
+    return out, tuple(m for m in MODALITIES if m in modalities)
+
+
+def _check_out_dir(out: Path, overwrite: bool) -> bool:
+    """Check that ``out`` may receive a simulated dataset.
+
+    Parameters
+    ----------
+    out : pathlib.Path
+        The dataset root to write.
+    overwrite : bool
+        Whether a previous simulation there may be replaced.
+
+    Returns
+    -------
+    bool
+        True when ``out`` holds a previous simulation that must be removed first
+        (``overwrite`` given), false when it is missing or empty.
+
+    Raises
+    ------
+    InputError
+        If ``out`` is a file; if it is a non-empty folder without ``ground_truth.json``
+        (never removed, even with ``overwrite``); or if it holds a previous simulation and
+        ``overwrite`` is false.
+    """
     if out.exists() and not out.is_dir():
         raise InputError(f"out_dir {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "ground_truth.json").is_file():
+    if not out.is_dir() or not any(out.iterdir()):
+        return False
+    if not (out / "ground_truth.json").is_file():
         raise InputError(
             f"out_dir {out}: folder is not empty and holds no ground_truth.json (not a previous "
-            "simulation); refusing to write into it"
+            "simulation); refusing to write into it, even with overwrite: expected a missing "
+            "or empty folder"
         )
-    return out, tuple(m for m in MODALITIES if m in modalities)
+    if not overwrite:
+        raise InputError(
+            f"out_dir {out}: folder is not empty: it holds a previous simulation "
+            f"({out / 'ground_truth.json'}); expected a missing or empty folder. Pass "
+            "overwrite=True (danemap simulate --overwrite) to remove it and write a new one, "
+            "or choose another folder"
+        )
+    return True
+
+
+def _remove_contents(out: Path) -> None:
+    """Remove everything inside ``out`` (links are removed, never followed)."""
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def _participants(n: int, n_sites: int, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -233,14 +280,16 @@ def simulate_cohort(
     verbose: bool = False,
     anat_base: str = "mni152",
     anat_realistic: bool | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a seeded BIDS cohort with planted group and site effects.
 
     Parameters
     ----------
     out_dir : path-like
-        Dataset root; created if missing. A non-empty folder is refused unless it holds a
-        previous simulation (``ground_truth.json``), whose files are then overwritten.
+        Dataset root; created if missing. A non-empty folder is refused, unless it holds a
+        previous simulation (``ground_truth.json``) and ``overwrite`` is true: that
+        simulation is then removed first, so no participant of it is left behind.
     n_subjects : int
         Number of participants (>= 2); groups ADHD/TD are balanced within each site.
     n_sites : int
@@ -274,6 +323,10 @@ def simulate_cohort(
         Random head pose, bias field, Rician noise and site contrast (the T1w is then not
         in MNI space; labels in ``{sub}_dseg.nii.gz``). Default: true for Colin27, false
         for MNI152 (the legacy output).
+    overwrite : bool
+        Remove a previous simulation in ``out_dir`` (a folder holding ``ground_truth.json``)
+        before writing. A non-empty folder without ``ground_truth.json`` is refused even
+        then.
 
     Returns
     -------
@@ -284,7 +337,8 @@ def simulate_cohort(
     ------
     InputError
         On an invalid argument (including an ``effects.site_scale`` whose length is not
-        ``n_sites``) or a non-empty foreign ``out_dir``.
+        ``n_sites``), a non-empty foreign ``out_dir``, or a previous simulation in
+        ``out_dir`` without ``overwrite``.
     """
     from danemap.atlas import load_atlas
 
@@ -295,7 +349,8 @@ def simulate_cohort(
         )
     res = check_resolution(resolution)
     anat_res = check_resolution(anat_resolution)
-    out, mods = _check_args(out_dir, n_subjects, n_sites, modalities, n_volumes, tr)
+    out, mods = _check_args(out_dir, n_subjects, n_sites, modalities, n_volumes, tr,
+                            bool(overwrite))
     if eff.site_scale is not None and len(eff.site_scale) != n_sites:
         raise InputError(
             f"effects.site_scale: expected one factor per site ({n_sites}), found "
@@ -309,6 +364,9 @@ def simulate_cohort(
             and not (COLIN27_PATH.is_file() and COLIN27_BRAIN_PATH.is_file())):
         raise InputError(f"anat_base 'colin27': {COLIN27_PATH} is missing; install the Debian "
                          "package mricron-data (apt-get install mricron-data)")
+    if _check_out_dir(out, bool(overwrite)):  # every argument checked: only now remove
+        log.info("removing the previous simulation in %s (overwrite)", out)
+        _remove_contents(out)
     out.mkdir(parents=True, exist_ok=True)
     atlas = load_atlas(res)
     anat_atlas = atlas if anat_res == res or "anat" not in mods else load_atlas(anat_res)

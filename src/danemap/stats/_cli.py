@@ -12,11 +12,10 @@ written to ``--out`` as ``config.toml``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from danemap._utils.logging import get_logger
+from danemap._utils.logging import SUMMARY, get_logger
 from danemap.errors import InputError
 
 __all__ = ["add_arguments", "run"]
@@ -27,83 +26,181 @@ COMMANDS = ("all", "harmonize", "glm", "meta", "permutation", "nbs", "symptoms",
             "classify", "reference", "predict")
 
 
-def _common() -> argparse.ArgumentParser:
+#: Every command but ``predict`` (which takes its design from the saved model).
+_FIT = tuple(c for c in COMMANDS if c != "predict")
+#: Commands that run the GLM (``meta`` and ``reference`` need it, ``glm`` runs ``meta``).
+_GLM = ("all", "glm", "meta", "reference")
+
+#: Which sub-commands read each option (``dest`` -> commands), from what :func:`run` and
+#: :func:`danemap.stats.pipeline.run_stats` use: a sub-command accepts only its own.
+USES: dict[str, tuple[str, ...]] = {
+    "features": COMMANDS, "participants": COMMANDS, "out": COMMANDS, "session": COMMANDS,
+    "group": _FIT, "case": _FIT, "control": _FIT, "covariates": _FIT, "site": _FIT,
+    "icv": _FIT, "harmonize": _FIT, "transform": _FIT, "scale_threshold": _FIT,
+    "combat_method": _FIT,
+    "meta_method": _GLM, "interaction": _GLM, "stratify": _GLM, "moderator": _GLM,
+    "symptoms": ("all", "symptoms"), "raw_symptoms": ("all", "symptoms"),
+    "n_permutations": ("all", "permutation", "nbs"),
+    "classify_permutations": ("all", "classify"),
+    "nbs_threshold": ("all", "nbs"),
+    "folds": ("all", "normative", "classify"),
+    "seed": ("all", "permutation", "nbs", "normative", "classify"),
+    "loso_harmonize": ("all", "classify"),
+    "model": ("normative", "predict"),
+    "save_model": ("all", "normative", "classify"),
+    "reference": ("all", "reference"),
+    "feature_measure": ("all", "reference"),
+    "normative_heteroscedastic": ("all", "normative"),
+}
+
+
+def _options() -> list[tuple[str, list[tuple[tuple[str, ...], dict[str, Any]]]]]:
+    """Return the option groups: ``(title, [(flags, add_argument keywords), ...])``."""
+    from danemap.cli import config_default as d
     from danemap.stats.combat import COMBAT_METHODS
     from danemap.stats.meta import META_METHODS
     from danemap.stats.sitecheck import TRANSFORMS
 
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("inputs and outputs")
-    g.add_argument("--features", nargs="+", required=True, type=Path, metavar="T.tsv",
-                   help="feature table(s): participant_id + one numeric column per feature")
-    g.add_argument("--participants", required=True, type=Path, metavar="P.tsv",
-                   help="participants.tsv with group, covariates and site")
-    g.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
-    g.add_argument("--session", default=None, metavar="LABEL",
-                   help="session to analyse when a feature table has several per participant "
-                        "(runs are always averaged within participant)")
-    g = p.add_argument_group("design (defaults from the [stats] configuration)")
-    g.add_argument("--group", default=None, help="group column")
-    g.add_argument("--case", default=None, help="case label of the group column")
-    g.add_argument("--control", default=None, help="control label of the group column")
-    g.add_argument("--covariates", nargs="*", default=None, metavar="COL",
-                   help="covariate columns (e.g. age sex)")
-    g.add_argument("--site", default=None, help="site column (ComBat batch, LOSO)")
-    g.add_argument("--icv", default=None, help="intracranial-volume column (volumes)")
-    g.add_argument("--harmonize", choices=["combat", "none"], default=None,
-                   help="site harmonisation of the group analyses (default combat)")
-    g.add_argument("--transform", choices=list(TRANSFORMS), default=None,
-                   help="log-transform features with multiplicative site effects before "
-                        "harmonisation: auto (strictly positive features whose site SD ratio "
-                        "is credibly above --scale-threshold), log or none (default auto)")
-    g.add_argument("--scale-threshold", type=float, default=None, metavar="RATIO",
-                   help="site SD ratio above which auto takes the log and the headline "
-                        "prefers the per-site meta-analysis (default 1.5)")
-    g.add_argument("--meta-method", choices=list(META_METHODS), default=None,
-                   help="between-site variance of the per-site meta-analysis: reml or dl "
-                        "(default reml)")
-    g.add_argument("--combat-method", choices=list(COMBAT_METHODS), default=None,
-                   help="ComBat estimation: parametric or nonparametric empirical Bayes, or "
-                        "no-eb (default parametric)")
-    g.add_argument("--symptoms", nargs="+", default=None, metavar="COL",
-                   help="symptom columns (default adhd_index inattentive hyperimpulsive)")
-    g.add_argument("--raw-symptoms", action="store_true", default=None,
-                   help="do not z-score symptoms within site ([stats.symptoms] standardize)")
-    g.add_argument("--interaction", default=None, metavar="COL",
-                   help="GLM: also test the group x COL interaction (e.g. age)")
-    g.add_argument("--stratify", default=None, metavar="COL",
-                   help="GLM: also fit the group effect within each level of COL (e.g. sex)")
-    g.add_argument("--moderator", default=None, metavar="COL",
-                   help="GLM: also compare each COL level of cases with all controls "
-                        "(e.g. med_status)")
-    g = p.add_argument_group("inference")
-    g.add_argument("--n-permutations", type=int, default=None,
-                   help="permutations of the max-T test")
-    g.add_argument("--classify-permutations", type=int, default=None,
-                   help="label permutations of the classification p-values (default 100)")
-    g.add_argument("--nbs-threshold", type=float, default=None,
-                   help="primary |t| threshold of the network-based statistic (default 3)")
-    g.add_argument("--folds", type=int, default=None,
-                   help="outer CV folds of classification and the normative model (default 5)")
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--loso-harmonize", choices=["none", "refit"], default=None,
-                   help="harmonisation under leave-one-site-out (default none)")
-    g = p.add_argument_group("models and references")
-    g.add_argument("--model", type=Path, default=None, metavar="M.json",
-                   help="saved model to score the table with (normative, predict)")
-    g.add_argument("--save-model", type=Path, default=None, metavar="M.json",
-                   help="where to save the fitted model (normative, classify)")
-    g.add_argument("--reference", type=Path, default=None, metavar="ENIGMA.csv",
-                   help="reference effect sizes (ENIGMA format, see danemap.stats.reference)")
-    g.add_argument("--feature-measure", default=None,
-                   help="what the features measure, e.g. ALFF (default: table file name)")
-    g.add_argument("--normative-heteroscedastic", action="store_true", default=None,
-                   help="normative model: residual SD as a smooth function of age")
-    return p
+    return [
+        ("inputs and outputs", [
+            (("--features",), dict(nargs="+", required=True, type=Path, metavar="T.tsv",
+                                   help="feature table(s): participant_id + one numeric "
+                                   "column per feature (required)")),
+            (("--participants",), dict(required=True, type=Path, metavar="P.tsv",
+                                       help="participants.tsv with group, covariates and "
+                                       "site (required)")),
+            (("--out",), dict(required=True, type=Path, metavar="DIR",
+                              help="output folder (required)")),
+            (("--session",), dict(default=None, metavar="LABEL",
+                                  help="session to analyse when a feature table has several "
+                                  "per participant (runs are always averaged within "
+                                  "participant; default: every session averaged)")),
+        ]),
+        ("design (defaults from the [stats] configuration)", [
+            (("--group",), dict(default=None, metavar="COL",
+                                help=f"group column (default: {d('stats.group')})")),
+            (("--case",), dict(default=None, metavar="LABEL",
+                               help=f"case label of the group column (default: "
+                               f"{d('stats.case')})")),
+            (("--control",), dict(default=None, metavar="LABEL",
+                                  help="control label of the group column (default: "
+                                  f"{d('stats.control')})")),
+            (("--covariates",), dict(nargs="*", default=None, metavar="COL",
+                                     help="covariate columns (default: "
+                                     f"{d('stats.covariates')}; none with no COL)")),
+            (("--site",), dict(default=None, metavar="COL",
+                               help=f"site column: ComBat batch, LOSO (default: "
+                               f"{d('stats.site')})")),
+            (("--icv",), dict(default=None, metavar="COL",
+                              help="intracranial-volume column, a covariate of volumes "
+                              "(default: none)")),
+            (("--interaction",), dict(default=None, metavar="COL",
+                                      help="GLM: also test the group x COL interaction "
+                                      "(e.g. age; default: none)")),
+            (("--stratify",), dict(default=None, metavar="COL",
+                                   help="GLM: also fit the group effect within each level "
+                                   "of COL (e.g. sex; default: none)")),
+            (("--moderator",), dict(default=None, metavar="COL",
+                                    help="GLM: also compare each COL level of cases with "
+                                    "all controls (e.g. med_status; default: none)")),
+            (("--symptoms",), dict(nargs="+", default=None, metavar="COL",
+                                   help="symptom columns (default: adhd_index inattentive "
+                                   "hyperimpulsive)")),
+            (("--raw-symptoms",), dict(action="store_true", default=None,
+                                       help="do not z-score symptoms within site "
+                                       "([stats.symptoms] standardize; default: "
+                                       "z-scored)")),
+        ]),
+        ("harmonisation", [
+            (("--harmonize",), dict(choices=["combat", "none"], default=None,
+                                    help="site harmonisation of the group analyses "
+                                    f"(default: {d('stats.harmonize')})")),
+            (("--transform",), dict(choices=list(TRANSFORMS), default=None,
+                                    help="log-transform features with multiplicative site "
+                                    "effects before harmonisation: auto (strictly positive "
+                                    "features whose site SD ratio is credibly above "
+                                    "--scale-threshold), log or none (default: "
+                                    f"{d('stats.transform')})")),
+            (("--scale-threshold",), dict(type=float, default=None, metavar="RATIO",
+                                          help="site SD ratio above which auto takes the "
+                                          "log and the headline prefers the per-site "
+                                          "meta-analysis (default: "
+                                          f"{d('stats.scale_threshold')})")),
+            (("--combat-method",), dict(choices=list(COMBAT_METHODS), default=None,
+                                        help="ComBat estimation: parametric or "
+                                        "nonparametric empirical Bayes, or no-eb (default: "
+                                        f"{d('stats.combat_method')})")),
+            (("--meta-method",), dict(choices=list(META_METHODS), default=None,
+                                      help="between-site variance of the per-site "
+                                      "meta-analysis: reml or dl (default: "
+                                      f"{d('stats.meta_method')})")),
+        ]),
+        ("inference", [
+            (("--n-permutations",), dict(type=int, default=None, metavar="N",
+                                         help="permutations of the max-T test and the NBS "
+                                         f"(default: {d('stats.n_permutations')})")),
+            (("--classify-permutations",), dict(type=int, default=None, metavar="N",
+                                                help="label permutations of the "
+                                                "classification p-values (default: "
+                                                f"{d('stats.classify_permutations')})")),
+            (("--nbs-threshold",), dict(type=float, default=None, metavar="T",
+                                        help="primary |t| threshold of the network-based "
+                                        f"statistic (default: {d('stats.nbs.threshold')})")),
+            (("--folds",), dict(type=int, default=None, metavar="K",
+                                help="outer CV folds of classification and the normative "
+                                f"model (default: {d('stats.classify.n_folds')})")),
+            (("--seed",), dict(type=int, default=None,
+                               help=f"random seed (default: {d('stats.seed')})")),
+            (("--loso-harmonize",), dict(choices=["none", "refit"], default=None,
+                                         help="harmonisation under leave-one-site-out "
+                                         f"(default: {d('stats.classify.loso_harmonize')})")),
+        ]),
+        ("models and references", [
+            (("--model",), dict(type=Path, default=None, metavar="M.json",
+                                help="saved model to score the table with (required by "
+                                "predict; normative: score instead of fitting; default: "
+                                "none)")),
+            (("--save-model",), dict(type=Path, default=None, metavar="M.json",
+                                     help="where to save the fitted model (the classifier "
+                                     "for all and classify; default: not saved)")),
+            (("--reference",), dict(type=Path, default=None, metavar="ENIGMA.csv",
+                                    help="reference effect sizes (ENIGMA format, see "
+                                    "danemap.stats.reference; required by reference; "
+                                    "default for all: none)")),
+            (("--feature-measure",), dict(default=None,
+                                          help="what the features measure, e.g. ALFF "
+                                          "(default: the table's file name)")),
+            (("--normative-heteroscedastic",), dict(action="store_true", default=None,
+                                                    help="normative model: residual SD as a "
+                                                    "smooth function of age (default: "
+                                                    "constant)")),
+        ]),
+    ]
+
+
+class _StatsParser(argparse.ArgumentParser):
+    """A ``danemap stats ANALYSIS`` parser that names the sub-commands of a foreign option.
+
+    An option of another analysis (``glm --n-permutations``) is a usage error (exit 2)
+    that says which sub-commands take it.
+    """
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        ns, extras = super().parse_known_args(args, namespace)
+        command = self.prog.rsplit(" ", 1)[-1]
+        if command in COMMANDS:
+            for item in extras:
+                flag = item.split("=", 1)[0]
+                dest = flag.lstrip("-").replace("-", "_")
+                if flag.startswith("--") and dest in USES and command not in USES[dest]:
+                    users = ", ".join(f"'{c}'" for c in USES[dest])
+                    self.error(f"{flag} applies only to {users}; 'stats {command}' does not "
+                               "use it")
+        return ns, extras
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``stats`` sub-commands and their options to ``parser``.
+    """Add the ``stats`` sub-commands, each with only the options it uses, to ``parser``.
 
     Parameters
     ----------
@@ -111,9 +208,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         The ``danemap stats`` parser.
     """
     parser.description = ("Group statistics on any feature table. A research tool, not a "
-                          "diagnostic device.")
-    sub = parser.add_subparsers(dest="stats_command", metavar="ANALYSIS", required=True)
-    common = _common()
+                          "diagnostic device. Each ANALYSIS takes only the options it uses "
+                          "(see 'danemap stats ANALYSIS --help'). On success the output "
+                          "files are printed on stdout, one per line, and a one-line "
+                          "summary on stderr.")
+    sub = parser.add_subparsers(dest="stats_command", metavar="ANALYSIS", required=True,
+                                parser_class=_StatsParser)
     helps = {
         "all": "run every analysis", "harmonize": "ComBat harmonisation",
         "glm": "case-control GLM with effect sizes, the per-site meta-analysis and the "
@@ -128,8 +228,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "reference": "compare effect sizes with a reference table (--reference)",
         "predict": "score a table with a saved classifier (--model)",
     }
+    groups = _options()
     for name in COMMANDS:
-        sub.add_parser(name, parents=[common], help=helps[name], description=helps[name])
+        p = sub.add_parser(name, help=helps[name], description=helps[name],
+                           formatter_class=parser.formatter_class, epilog=parser.epilog)
+        g = p.add_argument_group("messages")  # also after ANALYSIS, as users type them
+        g.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                       help="more messages on stderr: -v adds info, -vv debug (default: "
+                       "summaries, warnings and errors)")
+        g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="only warnings and errors on stderr (wins over -v)")
+        for title, options in groups:
+            mine = [(flags, kw) for flags, kw in options
+                    if name in USES[flags[0].lstrip("-").replace("-", "_")]]
+            if mine:
+                g = p.add_argument_group(title)
+                for flags, kw in mine:
+                    g.add_argument(*flags, **kw)
 
 
 def _config(args: argparse.Namespace, config: Any) -> Any:
@@ -223,7 +338,9 @@ def _score_normative(args: argparse.Namespace, cfg: Any) -> int:
                     model.n_train_)
     args.out.mkdir(parents=True, exist_ok=True)
     path = write_result(out, args.out / "normative_z.tsv", side)
-    log.info("wrote %s", path)
+    print(path)
+    log.log(SUMMARY, "stats normative: %d participants scored with %s; z-scores in %s",
+            len(F), args.model, path)
     return 0
 
 
@@ -251,7 +368,9 @@ def _predict(args: argparse.Namespace, cfg: Any) -> int:
         harmonization=info["harmonization"], Model=str(args.model))
     args.out.mkdir(parents=True, exist_ok=True)
     path = write_result(res, args.out / "predictions.tsv", side)
-    log.info("wrote %s", path)
+    print(path)
+    log.log(SUMMARY, "stats predict: %d participants scored with %s; predictions in %s",
+            len(F), args.model, path)
     return 0
 
 
@@ -273,6 +392,9 @@ def run(args: argparse.Namespace, config: Any) -> int:
     from danemap.io import atomic_write_text
     from danemap.stats.pipeline import ANALYSES, run_stats
 
+    for dest in USES:  # an option this sub-command does not take: not given
+        if not hasattr(args, dest):
+            setattr(args, dest, None)
     cfg = _config(args, config)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "config.toml", cfg.to_toml())
@@ -294,10 +416,20 @@ def run(args: argparse.Namespace, config: Any) -> int:
         on_error="record" if command == "all" else "raise")
     for key, path in result["files"].items():
         log.info("%s: %s", key, path)
-    errors = result["summary"]["errors"]
-    if errors:
-        for name, message in errors.items():
-            print(f"danemap stats: {name} failed: {message}", file=sys.stderr)
-        print(f"danemap stats: {len(errors)} analysis(es) failed: {', '.join(errors)} "
-              f"(recorded in {result['summary_path']})", file=sys.stderr)
-    return 1 if errors else 0
+    summary = result["summary"]
+    errors = summary["errors"]
+    paths = [*result["files"].values(), result["summary_path"]]
+    for path in paths:  # the command's output: stdout, one path per line
+        print(path)
+    n, grp = summary["n"], summary["group"]
+    done = [a for a, info in summary["analyses"].items() if info.get("status") == "done"]
+    line = (f"stats {command}: {len(done)} analysis(es) done ({', '.join(done) or 'none'}) "
+            f"on {summary['n_features']} feature(s) of {n['participants']} participants "
+            f"({n['case']} {grp['case']}, {n['control']} {grp['control']}); {len(paths)} "
+            f"files in {args.out}")
+    if errors:  # each failure was logged by run_stats; one line says how many
+        log.error("%s; %d analysis(es) failed: %s (recorded in %s)", line, len(errors),
+                  ", ".join(errors), result["summary_path"])
+        return 1
+    log.log(SUMMARY, "%s", line)
+    return 0
