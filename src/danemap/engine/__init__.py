@@ -9,6 +9,7 @@ item (participant), isolates failures, resumes finished work, and shows progress
 from __future__ import annotations
 
 from danemap.engine._run import Outcome, blas_threads, run_many, usable_cores
-from danemap.engine._slurm import write_slurm_array
+from danemap.engine._slurm import SlurmScripts, write_slurm_array
 
-__all__ = ["Outcome", "blas_threads", "run_many", "usable_cores", "write_slurm_array"]
+__all__ = ["Outcome", "SlurmScripts", "blas_threads", "run_many", "usable_cores",
+           "write_slurm_array"]

@@ -313,6 +313,9 @@ def _worker_main(conn: Connection, func: Callable[[str], Any], threads: int, log
     """Loop of one pool worker: receive items until ``None``, send back each outcome."""
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers
+    # a forked worker must not write through the parent's progress bar (rich redirects
+    # the streams while it draws; its lock may be held by the bar's thread at the fork)
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     for var in THREAD_ENV:  # before the function's modules load BLAS
         os.environ[var] = str(threads)
     lock = threading.Lock()
