@@ -213,9 +213,9 @@ def read_participants(
 
     problems: list[str] = []
     if "participant_id" not in df.columns:
-        hint = closest("participant_id", df.columns, n=1)
         sep = (" (the header has no tab: BIDS tables are tab-separated, this one looks "
                "comma-separated)" if len(df.columns) == 1 and "," in df.columns[0] else "")
+        hint = [] if sep else closest("participant_id", df.columns, n=1)
         problems.append("missing required column 'participant_id'"
                         + (f" (did you mean '{hint[0]}'?)" if hint else "")
                         + f"; found columns {list(df.columns)}" + sep)
