@@ -174,3 +174,58 @@ def test_missing_derivatives_folder_is_an_input_error_naming_it(cohort, tmp_path
     with pytest.raises(InputError, match=r"does not exist \(it is a file\): expected an "
                                          r"fMRIPrep output folder"):
         discover(bids, derivatives=[a_file])
+
+
+def test_cli_derivatives_flags_repeated(cohort, tmp_path, capsys):
+    from danemap.cli import main
+
+    bids, normal = cohort
+    raw = tmp_path / "raw"
+    shutil.copytree(bids, raw, ignore=shutil.ignore_patterns("derivatives"))
+    elsewhere = tmp_path / "scratch" / "fmriprep"
+    shutil.copytree(bids / "derivatives" / "fmriprep", elsewhere)
+    empty = tmp_path / "scratch2" / "fmriprep"  # provides no participant: the first wins
+    empty.mkdir(parents=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DanemapWarning)
+        code = main([str(raw), str(tmp_path / "out"), "participant", "--markers", "functional",
+                     "--derivatives", str(elsewhere), "--derivatives", str(empty)])
+    assert code == 0
+    _assert_same_connectivity(tmp_path / "out" / "danemap", normal)
+    missing = tmp_path / "nowhere"
+    code = main([str(raw), str(tmp_path / "out2"), "participant", "--markers", "functional",
+                 "--derivatives", str(missing)])
+    assert code == 2
+    assert f"derivatives folder {missing} does not exist" in capsys.readouterr().err
+
+
+def test_cli_fmriprep_folder_as_bids_dir(cohort, tmp_path):
+    from danemap.cli import main
+
+    bids, normal = cohort
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DanemapWarning)
+        code = main([str(bids / "derivatives" / "fmriprep"), str(tmp_path / "out"),
+                     "participant", "--markers", "functional", "--participant-label", "01"])
+    assert code == 0
+    got = _connectivity(tmp_path / "out" / "danemap")
+    assert sorted(str(k) for k in got) == [
+        f"sub-01/func/sub-01_task-rest_atlas-danemap_desc-{k}_connectivity.tsv"
+        for k in ("corr", "partialcorr")]
+    want = _connectivity(normal)
+    for name, table in got.items():
+        np.testing.assert_allclose(table.to_numpy(), want[name].to_numpy(), rtol=1e-10,
+                                   atol=0, equal_nan=True)
+
+
+def test_participant_level_runs_with_an_age_it_does_not_use(cohort, tmp_path):
+    # genetics_ukbb's "89+", mrs_fmrs's "35-40": the participant level needs the ids only
+    bids, normal = cohort
+    ds = tmp_path / "bids"
+    shutil.copytree(bids, ds)
+    table = pd.read_csv(ds / "participants.tsv", sep="\t", dtype=str)
+    table["age"] = ["89+", "35-40"]
+    table.to_csv(ds / "participants.tsv", sep="\t", index=False)
+    code, root = _run(ds, tmp_path / "out")
+    assert code == 0
+    _assert_same_connectivity(root, normal)
