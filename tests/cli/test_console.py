@@ -336,6 +336,11 @@ def test_each_stats_command_accepts_only_the_options_it_uses(capsys):
     assert "'stats predict' does not use it" in capsys.readouterr().err
     assert main(["stats", "glm", *base, "--bogus"]) == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+    # the common options also after ANALYSIS, where users type them
+    args = parser.parse_args(["glm", *base, "-vv", "--config", "c.toml"])
+    assert args.verbose == 2 and args.config == "c.toml" and args.quiet is False
+    args = parser.parse_args(["-v", "--config", "d.toml", "glm", *base])
+    assert args.verbose == 1 and args.config == "d.toml"
 
 
 def test_stats_options_table_matches_the_parsers():
@@ -345,7 +350,7 @@ def test_stats_options_table_matches_the_parsers():
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for command in COMMANDS:
         dests = {a.dest for a in subs.choices[command]._actions if a.option_strings} - {
-            "help", "verbose", "quiet"}
+            "help", "verbose", "quiet", "config"}
         assert dests == {d for d, users in USES.items() if command in users}, command
     assert "n_permutations" not in {a.dest for a in subs.choices["glm"]._actions}
     assert "meta_method" not in {a.dest for a in subs.choices["classify"]._actions}

@@ -232,12 +232,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in COMMANDS:
         p = sub.add_parser(name, help=helps[name], description=helps[name],
                            formatter_class=parser.formatter_class, epilog=parser.epilog)
-        g = p.add_argument_group("messages")  # also after ANALYSIS, as users type them
+        g = p.add_argument_group("messages and configuration")  # also after ANALYSIS
         g.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                        help="more messages on stderr: -v adds info, -vv debug (default: "
                        "summaries, warnings and errors)")
         g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                        help="only warnings and errors on stderr (wins over -v)")
+        g.add_argument("--config", metavar="FILE.toml", default=argparse.SUPPRESS,
+                       help="TOML configuration file, as before ANALYSIS (default: none)")
         for title, options in groups:
             mine = [(flags, kw) for flags, kw in options
                     if name in USES[flags[0].lstrip("-").replace("-", "_")]]
