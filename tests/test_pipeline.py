@@ -283,6 +283,20 @@ def test_run_participant_checks_the_atlas_first(base, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_the_memory_limit_reaches_the_engine(base, tmp_path, monkeypatch):
+    import danemap.engine
+
+    seen = {}
+
+    def fake_run_many(func, items, **kwargs):
+        seen.update(kwargs)
+        return []
+
+    monkeypatch.setattr(danemap.engine, "run_many", fake_run_many)
+    run_participant(base, tmp_path / "out", _config(memory_limit_gib=3.5))
+    assert seen["memory_limit_gib"] == 3.5
+
+
 # --------------------------------------------------------------------------- settings
 
 

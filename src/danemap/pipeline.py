@@ -257,7 +257,8 @@ def run_participant(bids_dir: str | os.PathLike[str], output_dir: str | os.PathL
                         # [stats] does not recompute anyone
                         state_dir=_marker_dir(logs, participant_hash),
                         description="participants", verbose=verbose,
-                        dask_address=config.run.dask_address or None)
+                        dask_address=config.run.dask_address or None,
+                        memory_limit_gib=config.run.memory_limit_gib)
     settings = _settings(config, sections)
     path = _write_status(writer, outcomes, participant_hash, settings)
     failures = _write_failures(writer)

@@ -691,9 +691,16 @@ class DerivativesWriter:
         if sub in self._staged:
             raise InputError(f"participant sub-{sub} is already being written (staged)")
         self.recover(sub)
+        stage = self.staging_dir(sub)
+        for _ in range(100):  # another process may remove an empty .partial meanwhile
+            try:
+                stage.mkdir(parents=True, exist_ok=True)
+                break
+            except FileNotFoundError:
+                continue
         self._staged.add(sub)
         try:
-            yield self.staging_dir(sub)
+            yield stage
         except BaseException:
             self._staged.discard(sub)
             self.discard(sub)
@@ -747,7 +754,7 @@ class DerivativesWriter:
             If the label is invalid or there is nothing staged for the participant.
         """
         stage, final = self.staging_dir(subject), self.participant_dir(subject)
-        if not stage.is_dir():
+        if not stage.is_dir() or not any(stage.iterdir()):
             raise InputError(f"promote {final.name}: nothing staged in {stage}")
         if final.is_dir():
             _merge_missing(final, stage)
