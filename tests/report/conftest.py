@@ -37,6 +37,22 @@ def _png(path: Path, seed: int) -> None:
     fig.savefig(path, format="png")
 
 
+def _boldref(path: Path, volumes: int = 0) -> None:
+    """Write a brain-like blob on the 3 mm MNI grid (4-D with ``volumes`` > 0)."""
+    import nibabel as nib
+
+    from danemap.atlas._atlas import mni_grid
+
+    shape, affine = mni_grid(3)
+    ijk = np.indices(shape, dtype=float)
+    centre = np.asarray(shape, float)[:, None, None, None] / 2
+    r2 = (((ijk - centre) / (np.asarray(shape, float)[:, None, None, None] * 0.4)) ** 2).sum(0)
+    data = (1000 * np.exp(-r2 * 2) * (r2 < 1)).astype(np.float32)
+    if volumes:
+        data = data[..., None] * np.linspace(0.9, 1.1, volumes, dtype=np.float32)
+    nib.save(nib.Nifti1Image(data, affine), path)
+
+
 def _tsv(df: pd.DataFrame, path: Path, meta: dict | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(path, sep="\t", index=False, na_rep="n/a")
@@ -65,6 +81,7 @@ def build_tree(base: Path) -> Path:
     fmriprep.mkdir(parents=True)
     bold = fmriprep / "sub-01_task-rest_desc-preproc_bold.nii.gz"
     bold.write_bytes(b"abc")
+    _boldref(fmriprep / "sub-01_task-rest_boldref.nii.gz")
     n = PLANTED["n_volumes"]
     fd = np.abs(rng.normal(0.15, 0.05, n))
     fd[PLANTED["censored"]] = 1.2
@@ -172,8 +189,10 @@ def output_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tree() -> dict:
-    """The tree's builder and what it plants: ``build``, ``planted``, ``script``, ``img``."""
-    return {"build": build_tree, "planted": PLANTED, "script": SCRIPT, "img": IMG}
+    """The tree's builder and what it plants: ``build``, ``planted``, ``script``, ``img``,
+    and ``boldref`` (writes a 3-D or 4-D brain-like image)."""
+    return {"build": build_tree, "planted": PLANTED, "script": SCRIPT, "img": IMG,
+            "boldref": _boldref}
 
 
 def run_group_stats(group_dir: Path, n_per_site: tuple[int, ...], keep: list[int] | None,

@@ -38,8 +38,8 @@ def test_participant_report_sections_and_planted_values(output_tree, tree):
     assert "configuration hash c0ffee42" in html
     n, cens = PLANTED["n_volumes"], PLANTED["censored"]
     assert f"{len(cens)} of {n} volume(s) censored or dropped" in html
-    # images: T1w QC, FD trace, PET QC, matrix, SBR bars, TACs, normative z
-    assert html.count('<img src="data:image/png;base64,') == 7
+    # images: T1w QC, BOLD mean, FD trace, PET QC, matrix, SBR bars, TACs, normative z
+    assert html.count('<img src="data:image/png;base64,') == 8
     assert "status-pass" in heads["qc"]
     assert "SMALL REFERENCE" in html and "research measurement, not a diagnosis" in html
     assert "pet: failed: normative model: 2 controls are too few" in html
@@ -124,3 +124,46 @@ def test_forest_ticks_at_round_values():
     svg = forest_plot_svg(["a", "b"], [0.3, -0.2], [-0.5, -1.09], [0.99, 0.4])
     ticks = re.findall(r'text-anchor="middle">([-0-9.]+)</text>', svg)
     assert ticks == ["-1.5", "-1", "-0.5", "0", "0.5", "1", "1.5"]
+
+
+def test_bold_mean_with_atlas_contours(output_tree):
+    html = write_participant_report(output_tree, "01").read_text()
+    heads = _sections(html)
+    assert "qc-bold" in heads
+    block = html.split('id="qc-bold"')[1].split("<h2")[0]
+    assert block.count("<img") == 1 and "fMRIPrep&#x27;s reference image" in block
+    assert "danemap atlas" in block
+    # sub-02's run has no time series: the section says why instead of drawing nothing
+    html2 = write_participant_report(output_tree, "02").read_text()
+    block2 = html2.split('id="qc-bold"')[1].split("<h2")[0]
+    assert "<img" not in block2 and "no time series TSV" in block2
+
+
+def test_bold_mean_image_from_the_series(tmp_path, tree):
+    import numpy as np
+
+    _boldref = tree["boldref"]
+    from danemap.report.participant import BOLD_MEAN_VOLUMES, bold_mean_image
+
+    bold = tmp_path / "sub-01_task-rest_desc-preproc_bold.nii.gz"
+    _boldref(bold, volumes=2 * BOLD_MEAN_VOLUMES + 1)  # volumes scaled 0.9 ... 1.1
+    img, how = bold_mean_image(bold)
+    assert img.shape == (61, 73, 61)
+    n = 2 * BOLD_MEAN_VOLUMES + 1
+    k = len(range(0, n, -(-n // BOLD_MEAN_VOLUMES)))  # evenly spaced, at most the cap
+    assert k <= BOLD_MEAN_VOLUMES and f"{k} of the {n} volumes" in how
+    data = np.asarray(img.dataobj)
+    import nibabel as nib
+
+    full = np.asarray(nib.load(bold).dataobj).mean(axis=3)
+    # evenly spaced volumes of a linear ramp, first and last included: the same mean
+    np.testing.assert_allclose(data, full, rtol=1e-5)
+    (tmp_path / "bad_desc-preproc_bold.nii.gz").write_bytes(b"not an image")
+    with pytest.raises(InputError, match="expected a readable BOLD image"):
+        bold_mean_image(tmp_path / "bad_desc-preproc_bold.nii.gz")
+
+
+def test_dynamic_pet_says_fit_curves_not_written(output_tree):
+    html = write_participant_report(output_tree, "01").read_text()
+    pet = html.split('id="pet"')[1].split('id="task"')[0]
+    assert "time-activity curves" in pet and "Fit curves not written" in pet

@@ -260,6 +260,134 @@ def _fd_trace(motion: Path, qc: Mapping[str, Any]) -> tuple[str | None, str]:
     return tag, caption
 
 
+#: At most this many evenly spaced volumes enter the BOLD mean drawn (display only).
+BOLD_MEAN_VOLUMES = 60
+
+
+def _bold_source(ts: Path) -> Path | None:
+    srcs = _sidecar(ts).get("Sources") or []
+    return next((Path(str(s)) for s in srcs if str(s).endswith(("_bold.nii.gz", "_bold.nii"))),
+                None)
+
+
+def bold_mean_image(bold: Path) -> tuple[Any, str]:
+    """Return the run's mean BOLD image and how it was obtained (display only).
+
+    fMRIPrep's ``_boldref`` beside the preprocessed BOLD is used when present; otherwise
+    the mean of at most :data:`BOLD_MEAN_VOLUMES` evenly spaced volumes of the BOLD.
+
+    Parameters
+    ----------
+    bold : pathlib.Path
+        The preprocessed BOLD the time series were extracted from.
+
+    Returns
+    -------
+    image : nibabel.Nifti1Image
+        A 3-D image on the BOLD's grid.
+    how : str
+        A phrase for the caption.
+
+    Raises
+    ------
+    InputError
+        When neither a boldref nor a readable 4-D BOLD exists.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    img: Any
+    for old in ("_desc-preproc_bold.nii.gz", "_desc-preproc_bold.nii"):
+        if bold.name.endswith(old):
+            ref = bold.with_name(bold.name[: -len(old)] + "_boldref.nii.gz")
+            if ref.is_file():
+                img = nib.load(ref)
+                if len(img.shape) == 3:
+                    return img, f"fMRIPrep's reference image ({ref.name})"
+    try:
+        img = nib.load(bold)
+    except (OSError, ValueError, nib.filebasedimages.ImageFileError) as exc:
+        raise InputError(f"{bold}: expected a readable BOLD image, found: {exc}") from exc
+    if len(img.shape) != 4 or img.shape[3] < 1:
+        raise InputError(f"{bold}: expected a 4-D BOLD series, found shape {img.shape}")
+    n = img.shape[3]
+    step = max(1, math.ceil(n / BOLD_MEAN_VOLUMES))
+    data = np.asarray(img.dataobj[..., ::step], dtype=np.float32)
+    mean = np.nanmean(data, axis=3)
+    k = data.shape[3]
+    return (nib.Nifti1Image(mean, img.affine),
+            f"the mean of {k} of the {n} volumes of {bold.name}" if k < n else
+            f"the mean of the {n} volumes of {bold.name}")
+
+
+def _bold_mean_figure(motion: Path) -> tuple[str | None, str]:
+    """Draw one run's BOLD mean with the atlas contours; return (img tag, caption)."""
+    import logging
+    import warnings
+
+    import numpy as np
+    from scipy import ndimage
+
+    from danemap.atlas import load_atlas
+
+    stem = motion.name.replace("_desc-qc_motion.json", "")
+    ts = sorted(motion.parent.glob(f"{stem}_atlas-*_timeseries.tsv"))
+    if not ts:
+        return None, (f"{_label(motion)}: no BOLD mean: the run has no time series TSV, so "
+                      "its BOLD file is not known.")
+    atlas = _entities(ts[0]).get("atlas", "")
+    bold = _bold_source(ts[0])
+    if bold is None:
+        return None, (f"{_label(motion)}: no BOLD mean: the time series sidecar names no "
+                      "BOLD source.")
+    if atlas != "danemap":
+        return None, (f"{_label(motion)}: no BOLD mean with contours: the atlas "
+                      f"{atlas!r} is not the built-in one, and the run's atlas image is "
+                      "not among the outputs.")
+    if not (bold.is_file() or bold.with_name(bold.name.replace(
+            "_desc-preproc_bold", "_boldref")).is_file()):
+        return None, (f"{_label(motion)}: no BOLD mean: {bold} is no longer readable (the "
+                      "functional family writes region time series, not a mean image).")
+    try:
+        img, how = bold_mean_image(bold)
+        atlas_log = logging.getLogger("danemap.atlas")
+        level = atlas_log.level
+        atlas_log.setLevel(logging.ERROR)  # empty regions on this grid: not a report problem
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                labels = np.asarray(load_atlas(2).resample_to(img).img.dataobj).astype(int)
+        finally:
+            atlas_log.setLevel(level)
+    except InputError as exc:
+        return None, f"{_label(motion)}: no BOLD mean: {exc}"
+    mean = np.asarray(img.dataobj, dtype=np.float32)
+    sel = labels > 0
+    finite = mean[np.isfinite(mean) & (mean > 0)]
+    lo, hi = np.percentile(finite, [1, 99.5]) if finite.size else (0.0, 1.0)
+    with figure(9.0, 6.0) as fig:
+        axes = fig.subplots(2, 3)
+        for row, axis in enumerate((2, 1)):
+            ext = np.flatnonzero(sel.any(axis=tuple(a for a in range(3) if a != axis)))
+            for col, q in enumerate((0.3, 0.5, 0.7)):
+                k = round(ext[0] + q * (ext[-1] - ext[0])) if ext.size else \
+                    mean.shape[axis] // 2
+                ax = axes[row, col]
+                ax.imshow(np.take(mean, k, axis=axis).T, cmap="gray", vmin=lo, vmax=hi,
+                          origin="lower")
+                lb = np.take(labels, k, axis=axis).T
+                edges = (lb != ndimage.grey_erosion(lb, size=3)) & (lb > 0)
+                ax.imshow(np.ma.masked_where(~edges, lb), cmap="tab20", origin="lower",
+                          interpolation="nearest", vmin=0, vmax=max(int(labels.max()), 1))
+                ax.set_title(f"{'axial' if axis == 2 else 'coronal'} slice {k}")
+                ax.set_axis_off()
+        fig.suptitle(f"BOLD mean with the atlas contours, {_label(motion)}")
+        tag = img_tag(fig, f"BOLD mean with atlas contours, {_label(motion)}")
+    return tag, (f"{_label(motion)}: {how}, with the outlines of the danemap atlas "
+                 "regions resampled to the BOLD grid (the BOLD is in MNI space); a "
+                 "misregistered run shows outlines off the grey matter.")
+
+
 def _qc(out: _Outputs) -> list[Section]:
     import pandas as pd
 
@@ -310,9 +438,13 @@ def _qc(out: _Outputs) -> list[Section]:
         if tag:
             fd_figs.append(tag)
         fd_notes.append(f"{_label(m)}: {caption}")
-    if motions:
-        fd_notes.append("BOLD mean with atlas contours: not available; the functional family "
-                        "writes region time series, not a mean BOLD image or its overlay.")
+    bold_figs: list[str] = []
+    bold_notes: list[str] = []
+    for m in motions:
+        tag, caption = _bold_mean_figure(m)
+        if tag:
+            bold_figs.append(tag)
+        bold_notes.append(caption)
     # PET
     pets, pet_png = out.pet, out.figure("pet")
     if not pets:
@@ -352,6 +484,8 @@ def _qc(out: _Outputs) -> list[Section]:
                             "in MNI space with the atlas ROIs."] if vols or pets else [])]
     for title, anchor, figs, notes, have in (
             ("QC: T1w with the warped atlas contours", "qc-t1w", t1_figs, t1_notes, vols),
+            ("QC: BOLD mean with the atlas contours", "qc-bold", bold_figs, bold_notes,
+             motions),
             ("QC: framewise displacement", "qc-fd", fd_figs, fd_notes, motions),
             ("QC: PET with the striatal ROIs", "qc-pet", pet_figs, pet_notes, pets)):
         if have:
@@ -703,8 +837,10 @@ def _pet(out: _Outputs, norm: _Normative) -> list[Section]:
         stem = p.name.split("_atlas-")[0]
         for tac in sorted(p.parent.glob(f"{stem}*_tacs.tsv")):
             figures.append(_tac_figure(tac))
-            notes.append("TACs as written; the kinetic fits are summarised by the BPND "
-                         "values (the fitted curves are not among the outputs).")
+            notes.append("Fit curves not written: the PET family writes the TACs and the "
+                         "fitted BPND and R1, not the fitted curves or k2, so the model "
+                         "fits cannot be drawn over the TACs; the kinetic results are the "
+                         "BPND/R1 values in the table.")
         if not any("_tacs" in f for f in map(str, p.parent.glob(f"{stem}*_tacs.tsv"))):
             notes.append("Static image: no time-activity curves (a dynamic series writes "
                          "_tacs.tsv).")
