@@ -557,6 +557,9 @@ def test_partial_correlation_nan_when_too_few_volumes():
                              networks={})
     assert np.isnan(res.connectivity["partialcorr"].to_numpy()).all()
     assert np.isfinite(res.connectivity["corr"].to_numpy()).all()
+    assert res.qc["residual_dof"] == 14 and res.qc["partialcorr_estimable"] is False
+    assert "14 residual degrees of freedom for 20 usable regions" in res.qc[
+        "partialcorr_reason"]
 
 
 # ----------------------------------------------------------------------------- outputs

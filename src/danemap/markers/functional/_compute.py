@@ -2,14 +2,24 @@
 
 Pipeline of :func:`process_run` (one BOLD run):
 
-1. **TR** from the explicit ``tr=`` argument, else the JSON sidecar ``RepetitionTime``
-   and the NIfTI header (``pixdim[4]`` with its time unit); when both exist and differ
-   by more than 1 ms, or neither gives a TR, an :class:`~danemap.errors.InputError`
-   names both values and files.
+1. **TR** from the explicit ``tr=`` argument or ``FunctionalConfig.repetition_time``
+   (``--repetition-time``; 0: unset), else the JSON sidecar ``RepetitionTime`` and the
+   NIfTI header (``pixdim[4]`` with its time unit); when both exist and differ by more
+   than 1 ms, or neither gives a TR, an :class:`~danemap.errors.InputError` names the
+   BOLD file, the JSON file, both values and how to set the TR. A BOLD of fewer than
+   ``MIN_VOLUMES`` volumes, and a run shorter than the band-pass filter's padding needs
+   (:func:`~._clean.filter_min_volumes`: 34 volumes for the default band-pass), are
+   refused before any voxel is read.
 2. **Confounds** from the fMRIPrep table, selected like nilearn's
    ``load_confounds_strategy`` (``simple``, ``scrubbing``, ``compcor``) or a user list
    (``custom``), with motion QC (mean FD, % volumes flagged/scrubbed, exclusion flag
-   against ``max_mean_fd`` and ``max_scrubbed_pct``). See ``_confounds``.
+   against ``max_mean_fd`` and ``max_scrubbed_pct``). See ``_confounds``. A run without
+   its confounds file is an error, unless ``allow_missing_confounds``: it is then
+   processed without regression and flagged (``qc_reason = "no confounds"``,
+   ``exclude``), so the group tables leave it out. The residual degrees of freedom
+   (kept volumes less confounds, mean and trend, high-pass terms; see
+   :func:`~._clean.residual_dof`) must be at least ``MIN_RESIDUAL_DOF`` (10), and an
+   image whose every region series is constant (all zero) is refused as having no signal.
 3. **Extraction**: the atlas is resampled to the BOLD grid (nearest neighbour; rows never
    disappear; intersected with ``mask`` when given); the file is decompressed with isal a
    few volumes at a time and only atlas voxels are kept. Region means equal
@@ -79,6 +89,7 @@ from danemap.markers.functional._connectivity import (
     SMALL_REGION_VOXELS,
     connectivity,
     network_scores,
+    usable_columns,
 )
 from danemap.markers.functional._extract import (
     AtlasVoxels,
@@ -454,6 +465,16 @@ def _finish(raw: np.ndarray, names: list[str], n_voxels: np.ndarray | None,
     qc["n_volumes_analysed"] = int(op.shape[0])
     qc["residual_dof"] = dof
     qc["regressors"] = regressors
+    if part is not None:
+        n_usable = int(usable_columns(clean).sum())
+        estimable = bool(np.isfinite(part).any())
+        qc["partialcorr_estimable"] = estimable
+        if not estimable:
+            # flagged, not an error: the correlation and ALFF of the run stay usable
+            qc["partialcorr_reason"] = (
+                f"singular covariance: {dof} residual degrees of freedom for {n_usable} "
+                "usable regions (partial correlation needs more degrees of freedom than "
+                "regions)")
     known = (np.full(len(names), np.nan) if n_voxels is None
              else np.asarray(n_voxels, dtype=float))
     regions = pd.DataFrame({
