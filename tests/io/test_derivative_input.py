@@ -229,3 +229,47 @@ def test_participant_level_runs_with_an_age_it_does_not_use(cohort, tmp_path):
     code, root = _run(ds, tmp_path / "out")
     assert code == 0
     _assert_same_connectivity(root, normal)
+
+
+def test_a_derivatives_folder_of_one_tool_is_that_tool(tmp_path):
+    root = tmp_path / "ds"
+    (root / "sub-01" / "anat").mkdir(parents=True)
+    by_name = tmp_path / "store" / "freesurfer"
+    (by_name / "sub-01" / "stats").mkdir(parents=True)
+    (by_name / "sub-01" / "stats" / "aseg.stats").write_text("#\n")
+    assert discover(root, derivatives=[by_name]).derivatives == {"freesurfer": by_name}
+    by_desc = tmp_path / "store" / "fastsurfer-2.0"
+    (by_desc / "sub-01" / "stats").mkdir(parents=True)
+    (by_desc / "dataset_description.json").write_text(json.dumps(
+        {"Name": "x", "DatasetType": "derivative", "GeneratedBy": [{"Name": "FastSurfer"}]}))
+    assert discover(root, derivatives=[by_desc]).derivatives == {"fastsurfer": by_desc}
+    other = tmp_path / "store" / "fmriprep-23.2"  # neither: fMRIPrep output, as before
+    other.mkdir()
+    assert discover(root, derivatives=[other]).derivatives == {"fmriprep": other}
+
+
+def test_a_derivatives_root_as_bids_dir_says_what_to_pass(tmp_path):
+    deriv = tmp_path / "ds" / "derivatives"
+    (deriv / "fmriprep" / "sub-01").mkdir(parents=True)
+    (deriv / "freesurfer").mkdir()
+    with pytest.raises(InputError, match=rf"has no sub-\* participant folders; it holds "
+                                         rf"fmriprep, freesurfer: give the raw dataset as "
+                                         rf"BIDS_DIR and --derivatives {deriv}, or the tool's "
+                                         rf"own folder \(e.g. {deriv / 'fmriprep'}\)"):
+        discover(deriv)
+
+
+def test_fmriprep_folder_without_dataset_description_is_recognised(cohort, tmp_path, caplog):
+    import logging
+
+    bids, normal = cohort
+    bare = tmp_path / "bare"
+    shutil.copytree(bids / "derivatives" / "fmriprep", bare)
+    (bare / "dataset_description.json").unlink()
+    with caplog.at_level(logging.WARNING, logger="danemap"):
+        ds = discover(bare)
+    assert "holds fMRIPrep outputs (*_desc-preproc_bold)" in caplog.text
+    assert ds.derivatives == {"fmriprep": bare} and ds.get("01").files == {}
+    code, root = _run(bare, tmp_path / "out")
+    assert code == 0
+    _assert_same_connectivity(root, normal)

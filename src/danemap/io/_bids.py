@@ -315,10 +315,14 @@ def _raw_nii_by_suffix(folder: Path, top: Path) -> dict[str, list[Path]]:
     out: dict[str, list[Path]] = {}
     if not folder.is_dir():
         return out
+    target = _escapes(folder, top)  # a linked datatype (or session) folder
+    if target is not None:
+        _warn_escape("folder", folder, target, top)
+        return out
     for p in sorted(folder.iterdir()):
         ext = next((e for e in _NII if p.name.endswith(e)), None)
         if (p.is_file() or p.is_symlink()) and ext and "_" in p.name:
-            target = _escapes(p, top)
+            target = _escapes(p, top) if p.is_symlink() else None
             if target is not None:
                 _warn_escape("data file", p, target, top)
                 continue
@@ -413,7 +417,14 @@ def _resolve_derivatives(root: Path, derivatives: str | os.PathLike[str]
                              + ": expected an fMRIPrep output folder, or a folder holding "
                              f"{', '.join(_DERIVATIVE_TOOLS)} sub-folders")
         if not any((base / t).is_dir() for t in _DERIVATIVE_TOOLS):
-            return {"fmriprep": base}
+            # one tool's output: the tool its dataset_description.json names, else the
+            # folder's own name (".../freesurfer"), else fMRIPrep
+            desc_file = base / "dataset_description.json"
+            desc = read_json(desc_file, "dataset description") if desc_file.is_file() else {}
+            if desc.get("DatasetType") == "derivative":
+                return _derivative_dataset(base, desc)
+            name = base.resolve().name.casefold()
+            return {name if name in _DERIVATIVE_TOOLS else "fmriprep": base}
     for tool in _DERIVATIVE_TOOLS:
         if (base / tool).is_dir():
             found[tool] = base / tool
@@ -433,6 +444,12 @@ def _derivative_dataset(root: Path, description: Mapping[str, Any]) -> dict[str,
             if other not in found and sub.is_dir():
                 found[other] = sub
     return found
+
+
+def _looks_like_fmriprep(root: Path) -> bool:
+    """Whether ``root``'s participant folders hold fMRIPrep BOLD outputs (never raw data)."""
+    patterns = ("sub-*/func/*_desc-preproc_bold.nii*", "sub-*/ses-*/func/*_desc-preproc_bold.nii*")
+    return any(next(iter(root.glob(pattern)), None) is not None for pattern in patterns)
 
 
 def _participant_files(folder: Path, sub: str, ses: str | None,
@@ -561,6 +578,11 @@ def discover(
                        "valid BIDS dataset", root)
 
     derivative_dataset = description.get("DatasetType") == "derivative"
+    if not derivative_dataset and _looks_like_fmriprep(root):
+        logger.warning("%s holds fMRIPrep outputs (*_desc-preproc_bold) in its sub-*/func "
+                       "folders but its dataset_description.json does not say "
+                       "\"DatasetType\": \"derivative\"; read as fMRIPrep output", root)
+        derivative_dataset = True
     # folders given by the caller win, tool by tool, over those found in the dataset
     derivs = _resolve_derivatives(root, derivatives) if derivatives is not None else {}
     found = (_derivative_dataset(root, description) if derivative_dataset
@@ -604,9 +626,13 @@ def discover(
             logger.warning("%d participant folder(s) missing from %s: %s",
                            len(not_listed), tsv, ", ".join(not_listed))
     if not folders:
+        tools = [t for t in _DERIVATIVE_TOOLS if (root / t).is_dir()]
         raise InputError(f"BIDS folder {root} has no sub-* participant folders"
                          + (f" it can read (skipped: {', '.join(sorted(skipped))})"
-                            if skipped else ""))
+                            if skipped else "")
+                         + (f"; it holds {', '.join(tools)}: give the raw dataset as "
+                            f"BIDS_DIR and --derivatives {root}, or the tool's own folder "
+                            f"(e.g. {root / tools[0]}) as BIDS_DIR" if tools else ""))
     participants = _select(participant_label, folders, "participant", "sub-", skipped)
 
     synthseg_by_sub: dict[str, list[Path]] = {}
