@@ -130,8 +130,9 @@ def test_missing_confounds_through_the_family_is_an_error(tmp_path):
     family = FunctionalFamily()
     items = family.inputs(session, Config())
     assert len(items) == 1
-    with pytest.raises(InputError, match=r"no fMRIPrep confounds file; expected .*"
-                                         r"sub-01_task-rest_desc-confounds_timeseries\.tsv"):
+    with pytest.raises(InputError, match=r"no fMRIPrep confounds file: expected .*"
+                                         r"sub-01_task-rest_desc-confounds_timeseries\.tsv, "
+                                         "not found"):
         family.compute(items[0], _atlas(), Config())
 
 

@@ -736,9 +736,9 @@ def _missing_confounds(bold: Any, where: str, cfg: FunctionalConfig) -> str:
     expected = expected_confounds(bold)
     if not cfg.allow_missing_confounds:
         raise InputError(
-            f"{where}: no fMRIPrep confounds file; expected {expected}. Without it the run "
-            "would be processed with no confound regression and no motion QC. Provide "
-            "the confounds, or set --allow-missing-confounds ([functional] "
+            f"{where}: no fMRIPrep confounds file: expected {expected}, not found. Without "
+            "it the run would be processed with no confound regression and no motion QC. "
+            "Provide the confounds, or set --allow-missing-confounds ([functional] "
             "allow_missing_confounds = true) to process it anyway, flagged and left out "
             "of the group tables"
         )
