@@ -260,8 +260,8 @@ def run_participant(bids_dir: str | os.PathLike[str], output_dir: str | os.PathL
                         dask_address=config.run.dask_address or None,
                         memory_limit_gib=config.run.memory_limit_gib)
     settings = _settings(config, sections)
-    path = _write_status(writer, outcomes, participant_hash, settings)
-    failures = _write_failures(writer)
+    path, records = _write_status(writer, outcomes, participant_hash, settings)
+    failures = _write_failures(writer, records)
     failed = [o.item for o in outcomes if o.status == "failed"]
     n_ok = sum(o.status == "ok" for o in outcomes)
     n_resumed = sum(o.status == "skipped" for o in outcomes)
@@ -272,10 +272,10 @@ def run_participant(bids_dir: str | os.PathLike[str], output_dir: str | os.PathL
         log.log(SUMMARY, "failures (participant, stage, error): %s", failures)
     if n_ok or n_resumed:
         log.log(SUMMARY, "participant outputs: %s", writer.root)
-    mixed = _settings_groups(writer.root)
+    mixed = _settings_groups(writer.root, records)
     if len(mixed) > 1:
         log.warning("%s; the group level will refuse this folder until they agree",
-                    _describe_mixed(writer.root, mixed))
+                    _describe_mixed(writer.root, mixed, records))
     if failed and not (n_ok or n_resumed):
         return 2
     return 1 if failed else 0
@@ -293,8 +293,16 @@ def _settings(config: Config, sections: Sequence[str]) -> dict[str, Any]:
     return flat
 
 
+def _status_records(root: Path) -> dict[str, dict[str, Any]]:
+    """Read every participant's status record (``logs/status/<sub>.json``), by participant."""
+    from danemap.io import read_json
+
+    folder = root / "logs" / "status"
+    return {p.stem: read_json(p, "participant status") for p in sorted(folder.glob("*.json"))}
+
+
 def _write_status(writer: Any, outcomes: Sequence[Outcome], settings_hash: str,
-                  settings: Mapping[str, Any]) -> Path:
+                  settings: Mapping[str, Any]) -> tuple[Path, dict[str, dict[str, Any]]]:
     """Record each outcome in ``logs/status/<sub>.json``; rebuild the status table from all.
 
     One file per participant keeps every outcome when participants run in separate
@@ -328,8 +336,8 @@ def _write_status(writer: Any, outcomes: Sequence[Outcome], settings_hash: str,
             "settings": (previous.get("settings") if kept else None)
             if o.status == "failed" else dict(settings),
         })
-    records = [read_json(p, "participant status") for p in sorted(folder.glob("*.json"))]
-    status = pd.DataFrame.from_records(records, columns=[
+    records = _status_records(writer.root)
+    status = pd.DataFrame.from_records(list(records.values()), columns=[
         "participant_id", "status", "seconds", "runs", "qc_excluded_runs", "settings_sha256",
         "stage", "error"])
     for column in ("runs", "qc_excluded_runs"):  # counts: never written as 1.0
@@ -357,19 +365,15 @@ def _write_status(writer: Any, outcomes: Sequence[Outcome], settings_hash: str,
                                "promote (n/a when it did not fail)"},
         "error": {"Description": "Why the participant failed (n/a when it did not)"},
     })
-    return path
+    return path, records
 
 
-def _write_failures(writer: Any) -> Path:
+def _write_failures(writer: Any, records: Mapping[str, Mapping[str, Any]]) -> Path:
     """Rebuild ``logs/failures.tsv`` (participant, stage, error) from the status records."""
     import pandas as pd
 
-    from danemap.io import read_json
-
-    folder = writer.root / "logs" / "status"
-    records = [read_json(p, "participant status") for p in sorted(folder.glob("*.json"))]
     table = pd.DataFrame.from_records(
-        [r for r in records if r.get("status") == "failed"],
+        [r for r in records.values() if r.get("status") == "failed"],
         columns=["participant_id", "stage", "error"])
     path = writer.root / "logs" / "failures.tsv"
     writer.write_tsv(table, path, sidecar={
@@ -383,34 +387,26 @@ def _write_failures(writer: Any) -> Path:
     return path
 
 
-def _settings_groups(root: Path) -> dict[str, list[str]]:
+def _settings_groups(root: Path, records: Mapping[str, Mapping[str, Any]]
+                     ) -> dict[str, list[str]]:
     """Group the participants with outputs in ``root`` by the settings they were made with.
 
     Participants without a recorded settings hash (an output folder of an older danemap)
     are left out.
     """
-    from danemap.io import read_json
-
-    folder = root / "logs" / "status"
     groups: dict[str, list[str]] = {}
     for sub in sorted(p.name for p in root.glob("sub-*") if p.is_dir()):
-        record = folder / f"{sub}.json"
-        if not record.is_file():
-            continue
-        digest = read_json(record, "participant status").get("settings_sha256")
+        digest = records.get(sub, {}).get("settings_sha256")
         if isinstance(digest, str) and digest:
             groups.setdefault(digest, []).append(sub)
     return groups
 
 
-def _describe_mixed(root: Path, groups: Mapping[str, Sequence[str]]) -> str:
+def _describe_mixed(root: Path, groups: Mapping[str, Sequence[str]],
+                    records: Mapping[str, Mapping[str, Any]]) -> str:
     """Say which participants were made with which settings, and how they differ."""
-    from danemap.io import read_json
-
-    settings: dict[str, dict[str, Any]] = {}
-    for digest, subs in groups.items():
-        record = read_json(root / "logs" / "status" / f"{subs[0]}.json", "participant status")
-        settings[digest] = record.get("settings") or {}
+    settings: dict[str, Mapping[str, Any]] = {
+        digest: records[subs[0]].get("settings") or {} for digest, subs in groups.items()}
     keys = sorted({k for s in settings.values() for k in s})
     differ = [k for k in keys if len({repr(s.get(k)) for s in settings.values()}) > 1]
     parts = []
@@ -470,10 +466,11 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
     ptable = read_participants(participants, groups=(config.stats.case, config.stats.control),
                                group_column=config.stats.group)
     writer = DerivativesWriter(output_dir, config=config, bids_dir=bids_dir, describe=False)
-    mixed = _settings_groups(writer.root)
+    records = _status_records(writer.root)
+    mixed = _settings_groups(writer.root, records)
     if len(mixed) > 1:
         raise InputError(
-            _describe_mixed(writer.root, mixed) + ". Group statistics need one set of "
+            _describe_mixed(writer.root, mixed, records) + ". Group statistics need one set of "
             "settings: rerun the participant level of the others with the same settings "
             "(--participant-label ... and the same options or --config), or write the new "
             "settings to a new output folder")
