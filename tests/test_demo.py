@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import pandas as pd
 
 from danemap.cli import main
+
+
+def _browser_helpers():
+    """The headless-chromium checks shared with tests/report/test_browser.py."""
+    name = "danemap_tests_browser"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).parent / "report" / "_browser.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def test_demo_end_to_end(tmp_path, capsys):
@@ -39,6 +55,26 @@ def test_demo_end_to_end(tmp_path, capsys):
     task = pd.read_csv(group / "task_mid.tsv", sep="\t")
     assert len(task) == 20 and "gain_minus_neutral__NAcc_L" in task
     assert "MID task:" in printed
+    # the demo's group report and a participant report, opened in headless chromium
+    _demo_reports_in_chromium(out / "results" / "danemap", tmp_path)
+
+
+def _demo_reports_in_chromium(root, tmp_path):
+    B = _browser_helpers()
+    shots = B.artefact_dir(tmp_path)
+    with B.chromium() as browser:
+        seen = B.check_report(browser, root / "group" / "group_report.html",
+                              shots / "demo_group.png", ("failures",))
+        heads = " | ".join(seen["headings"])
+        for part in ("Cohort and methods", "harmonisation before and after",
+                     "ADHD vs controls", "mega-analysis and per-site meta-analysis",
+                     "connectome view", "association with symptom scores",
+                     "normative z-scores"):
+            assert part in heads, part
+        assert len(seen["images"]) >= 4  # harmonisation, connectome, normative ...
+        seen = B.check_report(browser, root / "sub-01.html", shots / "demo_sub-01.png", (
+            "header", "qc", "qc-bold", "qc-fd", "qc-pet", "functional", "pet", "normative"))
+        assert "research measurement, not a diagnosis" in seen["text"]
 
 
 def test_demo_refuses_a_cohort_too_small_for_the_statistics(tmp_path, capsys):

@@ -3,6 +3,7 @@ mega/meta and reference forests, the connectome matrix, symptom and normative vi
 the sentence each says when its input is absent."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -86,6 +87,8 @@ def test_harmonisation_in_the_report_escapes_names(tmp_path):
     assert "harmonisation before and after" in html and "site checks" in html
     assert SCRIPT not in html and IMG not in html
     assert "site &lt;script&gt;alert(1)&lt;/script&gt; has a constant feature" in html
+    # no external URL: only the SVG namespace (data: URIs hold none)
+    assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", html, re.I)
 
 
 def test_mega_meta_forest_flags_disagreement():
