@@ -453,3 +453,15 @@ def test_a_dataset_reached_through_a_symlink_is_not_outside_itself(tmp_path):
     ds = discover(link)
     assert ds.participants == ["sub-01"]
     assert len(ds.get("01").get_files("anat/T1w")) == 1
+
+
+def test_session_folders_with_invalid_labels_are_skipped_with_a_warning(tmp_path, caplog):
+    root = tmp_path / "ds"
+    _touch(root / "sub-01" / "ses-1" / "anat" / "sub-01_ses-1_T1w.nii.gz")
+    _touch(root / "sub-01" / "ses-..x" / "anat" / "sub-01_T1w.nii.gz")
+    _touch(root / "sub-01" / "ses-1 old" / "anat" / "sub-01_T1w.nii.gz")
+    with caplog.at_level(logging.WARNING, logger="danemap"):
+        ds = discover(root)
+    assert ds.sessions == {"sub-01": ["ses-1"]}
+    assert "'ses-..x' is not a valid session label" in caplog.text
+    assert "'ses-1 old' is not a valid session label" in caplog.text

@@ -482,6 +482,25 @@ def _participant_files(folder: Path, sub: str, ses: str | None,
     return sorted(out)
 
 
+def _session_folders(subdir: Path) -> list[str]:
+    """Return the ``ses-*`` folders of a participant whose labels are valid, sorted.
+
+    Others (``ses-1 2``, ``ses-..x``) are skipped with a warning.
+    """
+    out = []
+    for p in sorted(subdir.glob("ses-*")):
+        if not p.is_dir():
+            continue
+        try:
+            validate_label(p.name, "session")
+        except InputError:
+            logger.warning("session folder %s: %r is not a valid session label (letters and "
+                           "digits only); skipped", p, p.name)
+            continue
+        out.append(p.name)
+    return out
+
+
 def _subject_folders(top: Path, what: str,
                      root: Path | None = None) -> tuple[set[str], dict[str, str]]:
     """Return the safe ``sub-*`` folders of ``top``, and why each unsafe one was skipped.
@@ -649,14 +668,14 @@ def discover(
 
     sessions: dict[str, list[str]] = {}
     data: dict[tuple[str, str | None], SessionData] = {}
-    all_sessions = sorted({p.name for sub in participants
-                           for p in subject_dir(sub).glob("ses-*") if p.is_dir()})
+    own_sessions = {sub: _session_folders(subject_dir(sub)) for sub in participants}
+    all_sessions = sorted({ses for names in own_sessions.values() for ses in names})
     if session_label is not None and not all_sessions:
         raise InputError(f"session_label given but {root} has no ses-* folders")
     wanted = _select(session_label, all_sessions, "session", "ses-") if all_sessions else []
     for sub in participants:
         subdir = subject_dir(sub)
-        own = sorted(p.name for p in subdir.glob("ses-*") if p.is_dir())
+        own = own_sessions[sub]
         ses_list: list[str | None] = [s for s in own if s in wanted] if own else [None]
         if not ses_list:
             logger.info("%s has none of the selected sessions; skipped", sub)
