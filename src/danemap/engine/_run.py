@@ -535,7 +535,8 @@ def _run_dask(func: Callable[[str], Any], items: list[str], address: str | None,
 
     if address:
         try:
-            client = distributed.Client(address, timeout="20s")
+            # waits distributed.comm.timeouts.connect (Dask's configuration; 30 s)
+            client = distributed.Client(address)
         except OSError as exc:
             raise ConfigError(f"run.dask_address: cannot reach the Dask scheduler at "
                               f"{address!r}: {exc}") from exc
@@ -561,9 +562,11 @@ def _run_dask(func: Callable[[str], Any], items: list[str], address: str | None,
                 outcome = fut.result()
             except Exception as exc:  # the worker died, or the task could not run
                 killed = type(exc).__name__ == "KilledWorker"
-                what = ("its Dask worker died while running it (its memory limit, or a "
-                        "crash; see the worker's log)" if killed else
-                        f"the Dask task failed: {type(exc).__name__}: {exc}")
+                limit = (f"over the {memory_limit_gib:g} GiB each local worker may use "
+                         "(run.memory_limit_gib), or a crash" if memory_limit_gib and not address
+                         else "its memory limit, or a crash")
+                what = (f"its Dask worker died while running it ({limit}; see the worker's "
+                        "log)" if killed else f"the Dask task failed: {type(exc).__name__}: {exc}")
                 outcome = Outcome(item, "failed", error=f"[worker] {what}",
                                   detail=traceback.format_exc())
             fut.release()
