@@ -5,6 +5,21 @@ selected participant through :func:`danemap.engine.run_many` (failure isolation,
 local processes or Dask). ``run_group`` gathers the per-participant tables and runs the
 statistics on each, then writes the group report.
 
+Reliability of the participant level:
+
+* a participant's files are written under ``OUT/danemap/.partial/sub-<label>`` and the
+  folder is promoted to ``OUT/danemap/sub-<label>`` only when complete, so no reader (group
+  collectors, participant reports) ever sees a partial participant; what a killed run left
+  there is removed by the next run;
+* one failing participant never stops the others; ``logs/failures.tsv`` names each failed
+  participant with the stage it failed in and the error;
+* exit codes: 0 when every selected participant succeeded or was resumed, 1 when some
+  failed, 2 when all failed (nothing done);
+* each participant's status record (``logs/status/<sub>.json``) holds the hash of the
+  participant-level settings its outputs were made with; the participant level accepts a
+  rerun with other settings (a warning says the folder is now mixed), and the group level
+  refuses a folder whose participants disagree, naming who has which settings.
+
 Provenance: the level's own process writes ``dataset_description.json`` (its
 ``ConfigHash`` covers only result-changing settings, so every task of a SLURM array agrees)
 and ``config.toml``; the group level writes its configuration to ``group/config.toml``.
