@@ -193,8 +193,9 @@ def test_dataset_with_only_unclaimed_data_names_what_it_found(tmp_path, caplog):
     from danemap.config import Config
     from danemap.pipeline import run_participant
 
-    with caplog.at_level(logging.WARNING, logger="danemap"):  # the library call: main's
-        assert run_participant(bids, tmp_path / "out", Config()) == 1  # handler is rich's
+    with caplog.at_level(logging.WARNING, logger="danemap"):  # the library call
+        # its only participant failed: nothing done, 2
+        assert run_participant(bids, tmp_path / "out", Config()) == 2
     # found by discovery whatever the modality, and named because no family consumes it
     assert "has data for dwi/dwi, which no marker family" in caplog.text
     status = pd.read_csv(tmp_path / "out" / "danemap" / "logs" / "participant_status.tsv",
@@ -213,7 +214,7 @@ def test_a_broken_image_fails_its_participant_with_the_file_named(tmp_path):
         (bids / sub / "pet").mkdir(parents=True)
     (bids / "sub-01" / "pet" / "sub-01_trc-FPCIT_pet.nii.gz").write_bytes(b"")  # broken
     (bids / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
-    assert run_participant(bids, tmp_path / "out", Config()) == 1
+    assert run_participant(bids, tmp_path / "out", Config()) == 2  # both failed: nothing done
     status = pd.read_csv(tmp_path / "out" / "danemap" / "logs" / "participant_status.tsv",
                          sep="\t").set_index("participant_id")
     assert "sub-01_trc-FPCIT_pet.nii.gz" in status.loc["sub-01", "error"]
