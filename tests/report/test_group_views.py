@@ -103,6 +103,11 @@ def test_mega_meta_forest_flags_disagreement():
     assert SCRIPT not in svg and "&lt;script&gt;" in svg
     assert svg.count("<path") == 2  # meta's +-9 interval cut at the axis, two arrowheads
     assert ">-3<" in svg and ">3<" in svg  # the axis is capped at a round 3
+    # a meta d off the axis is drawn open at its end; danemap's estimates widen the axis
+    far = views.mega_meta_forest(eff, meta.assign(d=[6.0, 0.4]), head)
+    assert ">3<" in far and 'fill="white"' in far
+    wide = views.mega_meta_forest(eff.assign(d=[4.5, 0.1]), meta, head)
+    assert ">5<" in wide and ">6<" not in wide
 
 
 def _ref_table():

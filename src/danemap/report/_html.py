@@ -209,7 +209,9 @@ def paired_forest_svg(labels: Sequence[str],
     xlabel : str
         Axis label.
     cap : float
-        The axis never extends beyond ``±cap`` (a round limit at or below it is used).
+        The intervals and the later series widen the axis up to ``±cap`` at most (the
+        first series' estimates, up to ±10, always fit on it); an estimate beyond the
+        axis is drawn open at its end.
 
     Returns
     -------
@@ -218,11 +220,17 @@ def paired_forest_svg(labels: Sequence[str],
     """
     colours = (PALETTE["primary"], PALETTE["reference"], PALETTE["secondary"], PALETTE["pass"])
     n, k = len(labels), len(series)
-    finite = [abs(v) for _, est, lo, hi in series for v in [*est, *lo, *hi]
-              if v == v and math.isfinite(v)]
-    lim, ticks = nice_limit(min(max([0.5, *finite]), cap))
+    def largest(values: Sequence[float]) -> float:
+        return max([0.0, *(abs(v) for v in values if v == v and math.isfinite(v))])
+
+    # danemap's (the first series') estimates in view (up to 10); the intervals and the
+    # other series up to the cap, cut beyond it (an open marker at the axis end)
+    ests = largest(list(series[0][1])) if series else 0.0
+    ci = largest([v for _, _, lo, hi in series for v in [*lo, *hi]])
+    lim, ticks = nice_limit(max(0.5, min(ci, cap), min(ests, 10.0)))
     row_h = 12 + 8 * k
-    left, width, top, right = 220, 400, 10, 90 if flags else 20
+    longest = max([10, *(len(str(label)) for label in labels)])
+    left, width, top, right = min(340, 7 * longest + 16), 400, 10, 90 if flags else 20
     height = top + row_h * n + 58
 
     def x(v: float) -> float:
@@ -252,10 +260,11 @@ def paired_forest_svg(labels: Sequence[str],
                         parts.append(f'<path d="M{tip:.1f},{y:.1f} l{-6 * sign},-4 l0,8 z" '
                                      f'fill="{c}"/>')
             if math.isfinite(e):
-                shape = (f'<circle cx="{x(e):.1f}" cy="{y:.1f}" r="3.5" fill="{c}"/>'
-                         if j == 0 else
+                fill = "white" if abs(e) > lim else c  # off the axis: open, at its end
+                shape = (f'<circle cx="{x(e):.1f}" cy="{y:.1f}" r="3.5" fill="{fill}" '
+                         f'stroke="{c}"/>' if j == 0 else
                          f'<rect x="{x(e) - 3.5:.1f}" y="{y - 3.5:.1f}" width="7" height="7" '
-                         f'fill="{c}"/>')
+                         f'fill="{fill}" stroke="{c}"/>')
                 parts.append(shape)
         if flags:
             parts.append(f'<text x="{left + width + 8}" y="{yc + 4:.1f}">{_esc(flags[i])}'
