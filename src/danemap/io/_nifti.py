@@ -259,24 +259,30 @@ def describe_gzip_error(exc: BaseException, path: str | os.PathLike[str] | None 
     text = str(exc)
     low = text.lower()
     detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    if isinstance(exc, EOFError) or "ended before" in low or "end-of-stream" in low:
-        return (f"file is truncated: the gzip stream ends before its end-of-stream marker "
-                f"({detail})")
-    if "not a gzipped file" in low or "bad magic" in low or "invalid magic" in low:
-        decompressed, trailing, head = (_gzip_members(Path(path)) if path is not None
-                                        else (0, -1, b""))
+    cut = isinstance(exc, EOFError) or "ended before" in low or "end-of-stream" in low
+    alien = "not a gzipped file" in low or "bad magic" in low or "invalid magic" in low
+    if path is not None and (cut or alien):
+        # what follows the complete members decides: garbage, a cut member, or nothing
+        decompressed, trailing, head = _gzip_members(Path(path))
         if needed is None:
             needed = _declared_size(head)
-        extra = f"{trailing} bytes" if trailing > 0 else "bytes"
-        if needed is not None and decompressed >= needed:
-            return (f"trailing garbage after the gzip stream: the image data are complete "
-                    f"(the header declares {needed} bytes), but {extra} that are not gzip "
-                    f"data follow them ({detail}); remove them, e.g. by re-compressing "
-                    "the image")
+        if needed is not None and decompressed >= needed and trailing != 0:
+            if trailing > 0:
+                return (f"trailing garbage after the gzip stream: the image data are "
+                        f"complete (the header declares {needed} bytes), but {trailing} "
+                        f"bytes that are not gzip data follow them ({detail}); remove "
+                        "them, e.g. by re-compressing the image")
+            return (f"corrupt gzip stream: the image data are complete (the header "
+                    f"declares {needed} bytes), but the gzip member that follows them is "
+                    f"truncated or corrupt ({detail})")
         if needed is not None and trailing > 0:
             return (f"file is truncated and has trailing garbage: its gzip data hold "
                     f"{decompressed} bytes where the header declares {needed}, and "
-                    f"{extra} that are not gzip data follow them ({detail})")
+                    f"{trailing} bytes that are not gzip data follow them ({detail})")
+    if cut:
+        return (f"file is truncated: the gzip stream ends before its end-of-stream marker "
+                f"({detail})")
+    if alien:
         return f"corrupt gzip stream: data that are not gzip follow a member ({detail})"
     if "crc" in low or "length" in low:
         return (f"corrupt gzip stream: the CRC/length check of the decompressed data "
@@ -333,6 +339,16 @@ def _parse_header(stream: BinaryIO, name: str, path: Path | None = None,
             b"ni1", b"ni2") else ""
         raise _fail(name, f"header field magic must be 'n+1' or 'n+2' for a single-file "
                           f"NIfTI, found {magic!r}{hint}")
+    version, want = ("NIfTI-1", b"n+1") if size == 348 else ("NIfTI-2", b"n+2")
+    if magic != want:
+        raise _fail(name, f"header field magic must be {want.decode()!r} for a {version} "
+                          f"header (sizeof_hdr {size}), found {magic!r}")
+    if size == 540:
+        eol = tuple(int(x) for x in hdr["eol_check"])
+        if eol not in ((0, 0, 0, 0), (13, 10, 26, 10)):
+            raise _fail(name, f"header field eol_check (bytes 8-11 of the NIfTI-2 magic) must "
+                              f"be 13, 10, 26, 10 (or zeros), found {', '.join(map(str, eol))}:"
+                              " the file was probably damaged by a text-mode (EOL) conversion")
     return hdr, blob
 
 
@@ -600,7 +616,12 @@ def load_nifti(
     if squeeze:
         data = data[..., 0]
     klass = nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image
-    img = klass(data, layout.affine, hdr)
+    try:
+        img = klass(data, layout.affine, hdr)
+    except Exception as exc:  # nibabel's own header checks (HeaderDataError)
+        if not type(exc).__module__.startswith("nibabel"):
+            raise
+        raise _fail(name, f"header refused by nibabel's checks ({exc})") from exc
     img.set_filename(str(p))
     return img
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -246,16 +247,26 @@ def read_events(path: str | os.PathLike[str], n_volumes: int, tr: float,
     Raises
     ------
     InputError
-        The file is missing or unreadable, or an event is invalid.
+        The file is missing or unreadable (not UTF-8, a row with more cells than the
+        header), or an event is invalid.
     """
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: events file not found; a task run needs its BIDS "
                          "'*_events.tsv' (onset, duration, trial_type)")
     try:
-        df = pd.read_csv(p, sep="\t", dtype={"trial_type": str}, keep_default_na=False,
-                         na_values={"onset": ["n/a", "NaN", "nan", ""],
-                                    "duration": ["n/a", "NaN", "nan", ""]})
+        with warnings.catch_warnings():
+            # a row longer than the header: pandas would take its first cells as the index
+            # (index_col=None) or drop its last ones (index_col=False), shifting the columns
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(p, sep="\t", dtype={"trial_type": str}, keep_default_na=False,
+                             index_col=False, encoding="utf-8-sig",
+                             na_values={"onset": ["n/a", "NaN", "nan", ""],
+                                        "duration": ["n/a", "NaN", "nan", ""]})
+    except pd.errors.ParserWarning as exc:
+        raise InputError(f"{p}: a row has more cells than the header's columns; expected "
+                         "one tab-separated value per column (onset, duration, trial_type...) "
+                         f"({exc})") from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(f"{p}: not a readable tab-separated events table ({exc})") from exc
     return validate_events(df, str(p), n_volumes, tr, mapping, ignore)
