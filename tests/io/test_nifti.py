@@ -395,3 +395,16 @@ def test_describe_gzip_error_for_other_readers(tmp_path):
                            f"complete (the header declares {len(raw)} bytes), but 20 bytes")
     assert describe_gzip_error(EOFError("Compressed file ended before the end-of-stream "
                                         "marker was reached")).startswith("file is truncated")
+
+
+@pytest.mark.parametrize("klass", [nib.Nifti1Image, nib.Nifti2Image])
+def test_unset_vox_offset_reads_the_data_after_the_header(tmp_path, klass):
+    data = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    blob = bytearray(klass(data, np.eye(4)).to_bytes())
+    offset, fmt = (108, "<f") if klass is nib.Nifti1Image else (168, "<q")
+    struct.pack_into(fmt, blob, offset, 0)
+    p = tmp_path / "zero.nii"
+    p.write_bytes(bytes(blob))
+    np.testing.assert_array_equal(np.asanyarray(load_nifti(p).dataobj), data)
+    # nibabel reads from byte 0 here: the header bytes come back as voxels
+    assert not np.array_equal(np.asanyarray(nib.load(p).dataobj), data)

@@ -22,6 +22,17 @@ Design choices
 * For ``.nii.gz`` the declared data size is compared with the compressed file
   size: deflate cannot compress better than 1032:1, so a header that declares
   more than that is rejected as truncated before anything is allocated.
+* An unset ``vox_offset`` (0) without header extensions is read as the end of the
+  header (352 for NIfTI-1, 544 for NIfTI-2), where the data of such a file are.
+  This is the one place where the data differ from nibabel's, which reads from
+  byte 0 and returns the header bytes as voxels.
+* gzip damage is named for what it is (:func:`describe_gzip_error`): a stream cut
+  short ("truncated"), a failed CRC/length check ("corrupt"), or bytes that are not
+  gzip after complete image data ("trailing garbage"). Zero padding and further
+  gzip members after the image are accepted, as gzip readers (and nibabel) do.
+* nibabel's own header checks (magic of the wrong NIfTI version, a NIfTI-2
+  ``eol_check`` damaged by a text-mode transfer) are made here first, so that its
+  ``HeaderDataError`` never escapes.
 """
 
 from __future__ import annotations
