@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import io
 import logging
 import re
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from danemap._utils.logging import SUMMARY, cli_logging, get_logger, progress
+from danemap._utils.logging import SUMMARY, cli_logging, get_logger
 from danemap.cli import SUBCOMMANDS, build_bids_app_parser, build_parser, main
 from danemap.errors import DanemapWarning, InputError
 
@@ -200,34 +199,6 @@ def test_subprocess_streams_stdout_clean_stderr_one_line_per_message(tmp_path):
     assert res.returncode == 2 and res.stdout == ""
     lines = res.stderr.splitlines()
     assert len(lines) == 1 and LINE.match(lines[0]) and " ERROR " in lines[0], res.stderr
-
-
-# ---------------------------------------------------------------------------- progress
-
-def test_progress_is_silent_off_a_terminal(capsys):
-    assert list(progress(range(5), "work")) == [0, 1, 2, 3, 4]
-    assert list(progress(iter(range(3)), "work", total=3, verbose=False)) == [0, 1, 2]
-    cap = capsys.readouterr()
-    assert cap.out == "" and cap.err == ""
-
-
-class _Tty(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_on_a_terminal_draws_elapsed_and_eta_on_stderr(monkeypatch):
-    fake_err, fake_out = _Tty(), _Tty()
-    monkeypatch.setattr(sys, "stderr", fake_err)
-    monkeypatch.setattr(sys, "stdout", fake_out)
-    monkeypatch.setenv("TERM", "xterm")
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    assert list(progress([1, 2, 3], "Participants")) == [1, 2, 3]
-    text = fake_err.getvalue()
-    assert "Participants" in text and "3/3" in text
-    assert "elapsed" in text and "remaining" in text
-    assert re.search(r"\d:\d\d:\d\d", text)  # the time columns
-    assert fake_out.getvalue() == ""  # never on stdout
 
 
 # ------------------------------------------------------------------------ help, flags
