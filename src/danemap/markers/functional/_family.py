@@ -121,7 +121,9 @@ class FunctionalFamily(MarkerFamily):
                     f"file(s) ({shown}) but no fMRIPrep output for them; danemap needs "
                     "fMRIPrep's preprocessed BOLD and confounds: run fMRIPrep first, then "
                     "point danemap at its output with --derivatives PATH or put it in "
-                    f"BIDS_DIR/derivatives/fmriprep ({expected})")
+                    f"BIDS_DIR/derivatives/fmriprep (danemap reads its "
+                    f"'*_space-{self.space}*_desc-preproc_bold.nii.gz' and "
+                    "'*_desc-confounds_timeseries.tsv')")
         return f"no functional input; {expected}"
 
     def collect(self, out_root: Path, atlas_name: str, config: Config) -> list[GroupTable]:
