@@ -121,7 +121,7 @@ class FunctionalFamily(MarkerFamily):
                     f"file(s) ({shown}) but no fMRIPrep output for them; danemap needs "
                     "fMRIPrep's preprocessed BOLD and confounds: run fMRIPrep first, then "
                     "point danemap at its output with --derivatives PATH or put it in "
-                    f"BIDS_DIR/derivatives/fmriprep (danemap reads its "
+                    "BIDS_DIR/derivatives/fmriprep (danemap reads its "
                     f"'*_space-{self.space}*_desc-preproc_bold.nii.gz' and "
                     "'*_desc-confounds_timeseries.tsv')")
         return f"no functional input; {expected}"
