@@ -123,3 +123,73 @@ def test_pool_progress_bar_counts_every_participant(monkeypatch):
                    description="participants")
     assert [o.status for o in out] == ["ok"] * 3
     assert calls == [("participants", 3, True)]
+
+
+def _sleepy(item):
+    import time
+
+    time.sleep(0.1 if item == "sub-01" else 60)
+    return item
+
+
+def _gone(pids, seconds=10.0):
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if psutil.pid_exists(p)
+                 and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_an_error_in_the_parent_stops_every_worker(monkeypatch):
+    import psutil
+
+    import danemap._utils.logging as dlog
+
+    workers = []
+
+    def interrupted(items, description, total=None, verbose=True):
+        for item in items:
+            workers.extend(p.pid for p in psutil.Process().children())
+            yield item
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(dlog, "progress", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_many(functools.partial(_sleepy), ["sub-01", "sub-02", "sub-03"], n_jobs=2)
+    assert len(workers) >= 2
+    assert _gone(workers, 5.0), "workers outlived the interrupted run"
+
+
+_KILLED_PARENT = """
+import functools, os, sys, time
+sys.path.insert(0, {here!r})
+from danemap.engine import run_many
+
+def slow(item):
+    print("worker", os.getpid(), flush=True)
+    time.sleep(60)
+
+run_many(functools.partial(slow), ["sub-01", "sub-02"], n_jobs=2, verbose=False)
+"""
+
+
+def test_workers_die_with_a_killed_parent(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_PARENT.format(here=str(tmp_path))],
+                            stdout=subprocess.PIPE, text=True)
+    pids = [int(proc.stdout.readline().split()[1]) for _ in range(2)]
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert _gone(pids), "a worker outlived its SIGKILLed parent (it could go on writing)"

@@ -180,10 +180,12 @@ def run_many(
         local cluster on the loopback interface.
     memory_limit_gib : float
         Resident memory (GiB) one worker process, with its children, may use; 0 for no
-        limit. The local pool stops a worker past it and fails its item with the limit
-        and the peak; the others go on. A local Dask cluster gets it as each worker's
-        ``memory_limit`` (Dask's nanny restarts a worker near it); a remote cluster keeps
-        its own workers' limits.
+        limit. The local pool checks each busy worker's RSS every
+        :data:`POLL_SECONDS` (pages it shares with the parent since the fork count too),
+        stops a worker past the limit and fails its item with the limit and the peak; the
+        others go on, and a fresh worker takes its place. A local Dask cluster gets it as
+        each worker's ``memory_limit`` (Dask's nanny restarts a worker near it); a remote
+        cluster keeps its own workers' limits.
 
     Returns
     -------
