@@ -7,6 +7,12 @@ analysis; each sub-command runs one (``reference`` also runs the GLM). With
 Defaults come from the ``[stats]`` section of the configuration (``--config``, then the
 ``DANEMAP_STATS__*`` environment); flags override it. The effective configuration is
 written to ``--out`` as ``config.toml``.
+
+Each sub-command accepts only the options it uses (:data:`USES`): an option of another
+analysis is a usage error (exit 2) naming the analyses that take it. On success the
+written files are printed on stdout, one per line, and a one-line summary (analyses done,
+participants per group) is logged at ``SUMMARY`` level on stderr; a failed analysis under
+``all`` is logged and the exit code is 1.
 """
 
 from __future__ import annotations
