@@ -214,3 +214,22 @@ def test_missing_participant_id_and_group_columns_list_the_columns_found(tmp_pat
                                          r"groups \['ADHD', 'TD'\]; found columns "
                                          r"\['participant_id', 'diagnosis', 'age'\]"):
         read_participants(p, groups=["ADHD", "TD"], group_column="dx")
+
+
+def test_rows_longer_than_the_header_and_repeated_columns_are_named(tmp_path):
+    # a longer row used to become pandas' index (a ValueError with repeated ids)
+    p = _tsv(tmp_path, "participant_id\tgroup\nsub-01\tADHD\n\nsub-02\tTD\textra\n")
+    with pytest.raises(InputError, match=rf"{p}: 1 problem.*\n  - row\(s\) with more cells "
+                                         r"than the 2 columns of the header: line 4 \(3 "
+                                         r"cells\)$"):
+        read_participants(p)
+    p = _tsv(tmp_path, "participant_id\tparticipant_id\tage\na\tb\t\t\na\tb\n", name="r.tsv")
+    with pytest.raises(InputError, match=r"the header repeats column\(s\) \['participant_id'\]"):
+        read_participants(p)
+
+
+def test_trailing_tabs_are_harmless(tmp_path):
+    p = _tsv(tmp_path, "\nparticipant_id\tgroup\t\nsub-01\tADHD\t\nsub-02\tTD\t\t\n")
+    df = read_participants(p, groups={"ADHD", "TD"})
+    assert list(df.columns) == ["participant_id", "group"]
+    assert list(df["group"]) == ["ADHD", "TD"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import io
 import os
 import re
 from collections.abc import Iterable
@@ -200,16 +201,30 @@ def read_participants(
         raise InputError(f"{name}: the file is empty; expected a tab-separated header line "
                          "with a 'participant_id' column, then one line per participant")
     try:
-        df = pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False,
-                         na_values=["n/a", ""], encoding="utf-8-sig")
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError,
-            OSError) as exc:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{name}: cannot be read as a UTF-8 tab-separated table "
+                         f"({exc})") from exc
+    # trailing tabs (spreadsheet exports) are empty cells: the row is short, not long
+    text = "\n".join(line.rstrip("\t\r") for line in text.splitlines()) + "\n"
+    _check_shape(text, name)
+    try:
+        # index_col=False: a row longer than the header must not become pandas' index
+        df = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False,
+                         na_values=["n/a", ""], index_col=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         raise InputError(f"{name}: cannot be read as a UTF-8 tab-separated table "
                          f"({exc})") from exc
     df.columns = [str(c).strip() for c in df.columns]
     for col in df.columns:
         df[col] = df[col].str.strip()
         df.loc[df[col].isin(["n/a", ""]), col] = None
+    # a trailing tab in the header makes an unnamed, empty column: not data
+    header = next(ln for ln in text.splitlines() if ln.strip()).split("\t")
+    unnamed = [c for c, h in zip(df.columns, header, strict=False)
+               if not h.strip() and df[c].isna().all()]
+    if unnamed:
+        df = df.drop(columns=unnamed)
 
     problems: list[str] = []
     if "participant_id" not in df.columns:
@@ -303,6 +318,27 @@ def read_participants(
     out = df[cols].reset_index(drop=True)
     out.attrs["source"] = name
     return out
+
+
+def _check_shape(text: str, name: str) -> None:
+    """Refuse a header that repeats a column, and rows with more cells than the header."""
+    lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip()]
+    header = [c.strip() for c in lines[0][1].split("\t")]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    problems = []
+    if repeated:
+        problems.append(f"the header repeats column(s) {repeated}; name each column once")
+    long_rows = []
+    for number, line in lines[1:]:
+        cells = line.split("\t")
+        if len(cells) > len(header):
+            long_rows.append(f"line {number} ({len(cells)} cells)")
+    if long_rows:
+        problems.append(f"row(s) with more cells than the {len(header)} columns of the "
+                        f"header: " + _join(long_rows))
+    if problems:
+        raise InputError(f"{name}: {len(problems)} problem(s) found:\n  - "
+                         + "\n  - ".join(problems))
 
 
 #: Covariates that must be numbers whatever their values look like.
