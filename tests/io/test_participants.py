@@ -224,7 +224,9 @@ def test_rows_longer_than_the_header_and_repeated_columns_are_named(tmp_path):
                                          r"cells\)$"):
         read_participants(p)
     p = _tsv(tmp_path, "participant_id\tparticipant_id\tage\na\tb\t\t\na\tb\n", name="r.tsv")
-    with pytest.raises(InputError, match=r"the header repeats column\(s\) \['participant_id'\]"):
+    with pytest.raises(InputError, match=r"the header names the same column more than "
+                                         r"once: \['participant_id'\]; the columns must "
+                                         r"have unique names"):
         read_participants(p)
 
 

@@ -327,7 +327,8 @@ def _check_shape(text: str, name: str) -> None:
     repeated = sorted({c for c in header if header.count(c) > 1})
     problems = []
     if repeated:
-        problems.append(f"the header repeats column(s) {repeated}; name each column once")
+        problems.append(f"the header names the same column more than once: {repeated}; "
+                        "the columns must have unique names")
     long_rows = []
     for number, line in lines[1:]:
         cells = line.split("\t")
