@@ -118,3 +118,31 @@ def test_other_task_is_not_an_input(dataset: tuple[Path, dict[str, dict]]) -> No
     root, _ = dataset
     cfg = Config().updated({"task": {"task": "stopsignal"}})
     assert TaskFamily().inputs(discover(root).data[("sub-01", None)], cfg) == []
+
+
+def test_tr_disagreement_names_the_sidecar_and_repetition_time_resolves_it(
+        dataset: tuple[Path, dict[str, dict]], tmp_path: Path) -> None:
+    import shutil
+
+    from danemap.atlas import load_atlas
+    from danemap.io import discover
+    from danemap.markers.task import TaskFamily
+
+    root, _ = dataset
+    copy = tmp_path / "ds"
+    shutil.copytree(root, copy)
+    sidecars = sorted((copy / "derivatives" / "fmriprep" / "sub-01").rglob(
+        "*task-mid*desc-preproc_bold.json"))
+    assert sidecars, "the simulator writes the preprocessed BOLD's sidecar"
+    meta = json.loads(sidecars[0].read_text())
+    tr = float(meta["RepetitionTime"])
+    meta["RepetitionTime"] = tr * 2  # disagrees with the header
+    sidecars[0].write_text(json.dumps(meta))
+    family, atlas = TaskFamily(), load_atlas(3)
+    session = discover(copy).data[("sub-01", None)]
+    item = family.inputs(session, Config())[0]
+    with pytest.raises(InputError, match=sidecars[0].name + r".*--repetition-time"):
+        family.compute(item, atlas, Config())
+    result = family.compute(item, atlas,
+                            Config().updated({"functional": {"repetition_time": tr}}))
+    assert np.isfinite(result.table["effect"]).any()

@@ -278,7 +278,8 @@ def process_task_run(bold: str | os.PathLike[str] | Any, confounds: str | os.Pat
                      functional: FunctionalConfig | None = None,
                      mask: str | os.PathLike[str] | None = None,
                      sidecar: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-                     tr: float | None = None, max_bytes: float | None = None) -> TaskRun:
+                     tr: float | None = None, max_bytes: float | None = None,
+                     sidecar_name: str | None = None) -> TaskRun:
     """Fit one MID run's first-level model at the region level (and voxel-wise if asked).
 
     Parameters
@@ -300,9 +301,12 @@ def process_task_run(bold: str | os.PathLike[str] | Any, confounds: str | os.Pat
     sidecar : path, mapping or None
         BOLD JSON sidecar (``RepetitionTime``).
     tr : float or None
-        Explicit TR.
+        Explicit TR; ``None`` takes ``functional.repetition_time`` when it is set, else
+        the header and sidecar.
     max_bytes : float or None
         Largest NIfTI accepted.
+    sidecar_name : str or None
+        The JSON file a mapping ``sidecar`` came from, named in TR messages.
 
     Returns
     -------
@@ -317,8 +321,10 @@ def process_task_run(bold: str | os.PathLike[str] | Any, confounds: str | os.Pat
     cfg = TaskConfig() if config is None else config
     mapping = parse_conditions(cfg.conditions)
     contrasts = parse_contrasts(cfg.contrasts, sorted(set(mapping.values())))
-    header, bold_name, shape, affine, sidecar, tr_used, n_t = open_bold(bold, max_bytes,
-                                                                        sidecar, tr)
+    if tr is None and functional is not None and functional.repetition_time > 0:
+        tr = functional.repetition_time
+    header, bold_name, shape, affine, sidecar, tr_used, n_t = open_bold(
+        bold, max_bytes, sidecar, tr, sidecar_name)
     ev = read_events(events, n_t, tr_used, mapping, cfg.ignore)
     selection = None
     if confounds is not None:
@@ -384,7 +390,8 @@ def process_task_runs(runs: Sequence[Mapping[str, Any]], atlas: Any,
     ----------
     runs : sequence of mapping
         Keyword arguments of :func:`process_task_run` per run (``bold``, ``confounds``,
-        ``events``, ``mask``, ``sidecar``), plus an optional ``run`` label.
+        ``events``, ``mask``, ``sidecar``, ``sidecar_name``), plus an optional ``run``
+        label.
     atlas : Atlas
         Regions.
     config : TaskConfig or None

@@ -150,6 +150,7 @@ class TaskFamily(MarkerFamily):
 
     def compute(self, item: TaskItem, atlas: Any, config: Config) -> TaskResult:
         """Fit every run at the region level (voxel-wise when asked); fixed effects."""
+        from danemap.markers.functional._family import _tr_sidecar
         from danemap.markers.task._compute import process_task_runs
 
         runs = []
@@ -161,6 +162,7 @@ class TaskFamily(MarkerFamily):
                          "confounds": run.confounds.path if run.confounds else None,
                          "mask": run.mask.path if run.mask else None,
                          "sidecar": run.preproc.metadata or None,
+                         "sidecar_name": _tr_sidecar(run.preproc),
                          "run": run.entities.get("run")})
         return process_task_runs(runs, atlas, config.task, config.functional,
                                  max_bytes=config.run.max_nifti_gib * 2**30)
