@@ -235,3 +235,26 @@ def test_trailing_tabs_are_harmless(tmp_path):
     df = read_participants(p, groups={"ADHD", "TD"})
     assert list(df.columns) == ["participant_id", "group"]
     assert list(df["group"]) == ["ADHD", "TD"]
+
+
+@pytest.mark.parametrize("column, values, expected", [
+    ("iq", ["101", "99", "<70"], True),  # a censored value in a number column
+    ("iq", ["101", "99", ">= 130", "35-40", "89+"], False),  # not mostly numbers
+    ("x", ["1", "2", "3", "35-40"], True),
+    ("site", ["1", "2", "X"], False),  # site codes: categorical
+    ("site", ["1", "2", "3", "S3"], False),
+    ("sex", ["M", "F"], False),
+    ("age", ["child", "adult"], True),  # age is a number whatever it holds
+    ("Age", [None, float("nan")], True),
+    ("iq", [None, float("nan")], False),
+])
+def test_must_be_numeric(column, values, expected):
+    from danemap.io._participants import must_be_numeric
+
+    assert must_be_numeric(column, values) is expected
+
+
+def test_a_site_coded_with_numbers_and_letters_is_categorical(tmp_path):
+    p = _tsv(tmp_path, "participant_id\tsite\tage\n01\t1\t9\n02\t2\t10\n03\tX\t11\n")
+    df = read_participants(p, covariates=["age", "site"])
+    assert list(df["site"]) == ["1", "2", "X"]

@@ -28,7 +28,7 @@ _mod = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_mod)
 write_cohort = _mod.write_cohort
 
-FAST_CLI = ["--classify-permutations", "0", "--folds", "3", "--n-permutations", "19"]
+FAST_CLI = ["--classify-permutations", "0", "--folds", "3"]  # classify's own options
 FAST = StatsConfig(classify_permutations=0, normative=NormativeConfig(n_folds=3),
                    classify=ClassifyConfig(n_bootstrap=20, c_grid=[1.0], n_folds=3))
 
@@ -175,3 +175,15 @@ def test_a_non_numeric_age_at_the_group_level_says_the_fix(tmp_path):
     msg = str(err.value)
     assert str(pp) in msg and "column 'age'" in msg and "'89+'" in msg
     assert "recode '89+' as a number" in msg
+
+
+def test_a_site_coded_with_numbers_and_letters_is_not_refused(tmp_path):
+    from danemap.stats._design import CovariateEncoder
+
+    covars = pd.DataFrame({"site": ["1", "2", "X", "1"], "iq": [1.0, 2.0, 3.0, 4.0]})
+    enc = CovariateEncoder().fit(covars)
+    assert enc.names_ == ["site[2]", "site[X]", "iq"]
+    covars["iq"] = ["101", "<70", "99", "98"]
+    with pytest.raises(InputError, match=r"covariate 'iq' must be a number, found "
+                                         r"non-numeric value\(s\) '<70'; recode '<70'"):
+        CovariateEncoder().fit(covars)

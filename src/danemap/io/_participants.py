@@ -372,8 +372,14 @@ def non_numeric_values(values: Iterable[object]) -> list[tuple[int, str]]:
     return out
 
 
+#: A number with a qualifier, as censored or binned values are written: ``89+``, ``<70``,
+#: ``>= 130``, ``35-40``, ``~12``, ``9,5``.
+_NUMBER_LIKE = re.compile(r"\s*(<=|>=|[<>~≤≥])?\s*\d+([.,]\d+)?\s*"
+                          r"(\+|(-|–|to)\s*\d+([.,]\d+)?)?\s*")
+
+
 def must_be_numeric(column: str, values: Iterable[object]) -> bool:
-    """Whether a covariate must be a number: named ``age``, or mostly numbers already.
+    """Whether a covariate must be a number: named ``age``, or numbers with a coded value.
 
     Parameters
     ----------
@@ -386,16 +392,18 @@ def must_be_numeric(column: str, values: Iterable[object]) -> bool:
     -------
     bool
         True when the column is ``age`` (any case), or when more than half of its
-        non-missing values are numbers (``10, 12, 89+``: a number column with a code in it,
-        not a categorical one).
+        non-missing values are numbers and every other one is a number with a qualifier
+        (``10, 12, <70``: a number column with a censored value in it, not a categorical
+        one). A site coded ``1, 2, X`` stays categorical.
     """
     if column.casefold() in NUMERIC_COVARIATES:
         return True
     vals = [v for v in values if not (v is None or (isinstance(v, float) and v != v))]
     if not vals:
         return False
-    bad = len(non_numeric_values(vals))
-    return 0 < bad < len(vals) / 2
+    bad = non_numeric_values(vals)
+    return (0 < len(bad) < len(vals) / 2
+            and all(_NUMBER_LIKE.fullmatch(v) for _, v in bad))
 
 
 def non_numeric_message(column: str, values: list[str], where: list[str] | None = None) -> str:
