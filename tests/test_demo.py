@@ -74,7 +74,7 @@ def _demo_reports_in_chromium(root, tmp_path):
         assert len(seen["images"]) >= 4  # harmonisation, connectome, normative ...
         seen = B.check_report(browser, root / "sub-01.html", shots / "demo_sub-01.png", (
             "header", "qc", "qc-bold", "qc-fd", "qc-pet", "functional", "pet", "normative"))
-        assert "research measurement, not a diagnosis" in seen["text"]
+        assert "not a diagnostic device" in seen["text"]  # the disclaimer banner
 
 
 def test_demo_refuses_a_cohort_too_small_for_the_statistics(tmp_path, capsys):
@@ -82,3 +82,13 @@ def test_demo_refuses_a_cohort_too_small_for_the_statistics(tmp_path, capsys):
                  "--n-sites", "4"]) == 2
     assert "at least 3 participants per site" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+def test_demo_refuses_a_folder_that_is_not_a_previous_demo(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert main(["demo", "--out", str(out), "--n-subjects", "6"]) == 2
+    assert "expected a new folder or a previous danemap demo" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

@@ -88,11 +88,20 @@ def run(args: argparse.Namespace, config: Config) -> int:
     out = Path(args.out).resolve()
     bids = out / "bids"
     results = out / "results"
+    # the demo owns OUT/bids and OUT/results: a previous demo is replaced whole (stale
+    # results would be resumed against a new cohort); any other folder is refused
+    previous = (bids / "ground_truth.json").is_file()
+    if not previous and out.is_dir() and any(out.iterdir()):
+        raise InputError(f"--out {out}: expected a new folder or a previous danemap demo "
+                         "(with bids/ground_truth.json); found a folder with other contents")
+    if previous:
+        console.print(f"replacing the previous demo in {out}")
+        shutil.rmtree(results, ignore_errors=True)
     console.print(f"[bold]danemap demo[/]: simulating {args.n_subjects} participants at "
                   f"{args.n_sites} sites into {bids}")
     simulate_cohort(bids, n_subjects=args.n_subjects, n_sites=args.n_sites, seed=args.seed,
                     resolution=args.resolution, n_volumes=args.n_volumes, verbose=True,
-                    modalities=("anat", "func", "pet", "task"))
+                    modalities=("anat", "func", "pet", "task"), overwrite=previous)
     kept = _keep_anat(bids, args.n_anat)
     console.print(f"raw-T1w structural path (quick) on {len(kept)} participants: "
                   f"{', '.join(kept) or 'none'}")

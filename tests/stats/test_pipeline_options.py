@@ -173,10 +173,9 @@ def test_cli_icv_is_a_covariate_of_glm_permutation_and_combat(tmp_path):
     vol = P.icv.to_numpy()[:, None] / 120.0 + rng.normal(size=(len(P), 2))
     vol[:, 1] += 1.0 * case  # a true effect that the smaller ICV of cases hides
     fp = _write(tmp_path, "volumes.tsv", P.participant_id, vol, ["Caudate_L", "Putamen_L"])
-    base = ["--features", str(fp), "--participants", str(pp), "--harmonize", "none",
-            "--n-permutations", "99"]
-    assert main(["stats", "permutation", *base, "--out", str(tmp_path / "icv"),
-                 "--icv", "icv"]) == 0
+    base = ["--features", str(fp), "--participants", str(pp), "--harmonize", "none"]
+    assert main(["stats", "permutation", *base, "--n-permutations", "99",
+                 "--out", str(tmp_path / "icv"), "--icv", "icv"]) == 0
     assert main(["stats", "glm", *base, "--out", str(tmp_path / "icv"), "--icv", "icv"]) == 0
     assert main(["stats", "glm", *base, "--out", str(tmp_path / "raw")]) == 0
     eff = pd.read_csv(tmp_path / "icv" / "effects.tsv", sep="\t").set_index("feature")
