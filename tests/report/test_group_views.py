@@ -169,6 +169,10 @@ def test_connectome_section(tmp_path):
     assert "empty by result, not by failure" in sec.text
     assert views.connectome_section("Nets", tmp_path, eff.assign(feature="frontostriatal"),
                                     {}, None) is None
+    # the task table's contrast__region columns are not edges: its kind says so
+    task = eff.assign(feature=[f"gain_minus_neutral__{r}" for r in range(len(eff))])
+    assert views.connectome_section("MID", tmp_path, task, {}, None, "region") is None
+    assert views.connectome_section("Edges", tmp_path, eff, {}, None, "edge") is not None
 
 
 def test_symptoms_forest():

@@ -439,17 +439,20 @@ def edge_matrices(effects: Any, perm: Any, alpha: float) -> tuple[list[str], Any
 
 
 def connectome_section(title: str, folder: Path, effects: Any, summary: Mapping[str, Any],
-                       planned: Sequence[str] | None) -> Section | None:
+                       planned: Sequence[str] | None,
+                       kind: str | None = None) -> Section | None:
     """Draw a matrix of the group-difference t of the edges, thresholded by the corrected p.
 
-    Returns None when the table's features are not connectivity edges ``A__B``.
+    Returns None when the table is not one of connectivity edges: its ``kind`` in
+    ``tables.json`` is not ``edge`` (the task table's ``contrast__region`` columns are not
+    edges), or, without a kind, a feature is not named ``A__B``.
     """
     import numpy as np
     import pandas as pd
 
     from danemap.atlas import NETWORKS
 
-    if effects is None or "t" not in effects.columns:
+    if effects is None or "t" not in effects.columns or (kind is not None and kind != "edge"):
         return None
     edges = [(f, _edge_parts(f)) for f in effects["feature"].astype(str)]
     if not edges or not all(p for _, p in edges):

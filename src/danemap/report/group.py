@@ -213,7 +213,8 @@ def _sections_for(name: str, title: str, folder: Path, summary: Mapping[str, Any
     if ref is not None:
         sections.append(ref)
     conn = connectome_section(title, folder, _group_rows(effects) if effects is not None
-                              else None, summary, planned)
+                              else None, summary, planned,
+                              str(entry["kind"]) if entry.get("kind") else None)
     if conn is not None:
         sections.append(conn)
     perm = _read(folder / "permutation.tsv")
