@@ -269,6 +269,9 @@ def test_fmriprep_folder_without_dataset_description_is_recognised(cohort, tmp_p
     with caplog.at_level(logging.WARNING, logger="danemap"):
         ds = discover(bare)
     assert "holds fMRIPrep outputs (*_desc-preproc_bold)" in caplog.text
+    (bare / "dataset_description.json").write_text('{"Name": "x", "DatasetType": "raw"}')
+    assert discover(bare).derivatives == {}  # raw, as its description says
+    (bare / "dataset_description.json").unlink()
     assert ds.derivatives == {"fmriprep": bare} and ds.get("01").files == {}
     code, root = _run(bare, tmp_path / "out")
     assert code == 0

@@ -27,7 +27,9 @@ Conventions
   folders override ``<bids_dir>/derivatives`` per tool: a tool they do not provide is
   still looked for there.
 * A **derivative dataset** as ``bids_dir`` (``"DatasetType": "derivative"`` in its
-  ``dataset_description.json``, such as an fMRIPrep output folder) is read as the output
+  ``dataset_description.json``, such as an fMRIPrep output folder; or, with a warning, a
+  folder without ``DatasetType`` whose ``sub-*/func`` folders hold fMRIPrep's
+  ``*_desc-preproc_bold`` images, which raw data never has) is read as the output
   of the tool that made it (``GeneratedBy[0].Name``: FreeSurfer, FastSurfer or SynthSeg;
   anything else is taken as fMRIPrep), not as raw data: its ``sub-*`` folders are that
   tool's participant folders, and its ``freesurfer``, ``fastsurfer``, ``synthseg`` (or
@@ -597,10 +599,10 @@ def discover(
                        "valid BIDS dataset", root)
 
     derivative_dataset = description.get("DatasetType") == "derivative"
-    if not derivative_dataset and _looks_like_fmriprep(root):
+    if "DatasetType" not in description and _looks_like_fmriprep(root):
         logger.warning("%s holds fMRIPrep outputs (*_desc-preproc_bold) in its sub-*/func "
-                       "folders but its dataset_description.json does not say "
-                       "\"DatasetType\": \"derivative\"; read as fMRIPrep output", root)
+                       "folders but no dataset_description.json saying \"DatasetType\": "
+                       "\"derivative\"; read as fMRIPrep output", root)
         derivative_dataset = True
     # folders given by the caller win, tool by tool, over those found in the dataset
     derivs = _resolve_derivatives(root, derivatives) if derivatives is not None else {}
@@ -609,8 +611,8 @@ def discover(
     for tool, folder in found.items():
         derivs.setdefault(tool, folder)
     if derivative_dataset:
-        logger.info("%s is a derivative dataset (DatasetType 'derivative'): read as %s",
-                    root, ", ".join(f"{t} output {f}" for t, f in derivs.items()))
+        logger.info("%s is a derivative dataset: read as %s", root,
+                    ", ".join(f"{t} output {f}" for t, f in derivs.items()))
     # participants with raw data, plus those with only fMRIPrep outputs (a dataset whose raw
     # images were not shared, or a derivative dataset); their sessions are read from the
     # fMRIPrep folder
