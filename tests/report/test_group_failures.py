@@ -34,3 +34,20 @@ def test_group_report_escapes_and_has_no_url(group_runs, tree):
         assert not _URL.search(html)
         assert "Group configuration hash" in html and "Statistics run 20" in html
     assert "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;" in group_runs["ok"].read_text()
+
+
+def test_each_failed_analysis_section_says_so(group_runs):
+    html = group_runs["failed"].read_text()
+    heads = dict(re.findall(r'<h2 id="([^"]+)">(.*?)</h2>', html))
+    for title, analysis in (("ADHD vs controls", "glm"),
+                            ("family-wise error by permutation", "permutation"),
+                            ("can the markers tell ADHD from controls?", "classify"),
+                            ("normative z-scores", "normative")):
+        anchor = next(a for a, h in heads.items() if title in h)
+        assert "FAILED" in heads[anchor], title
+        body = html.split(f'id="{anchor}"')[1].split("<h2")[0]
+        assert f"FAILED: the {analysis} analysis failed (" in body, title
+    # harmonisation: its section says why ComBat did not run
+    harm = next(a for a, h in heads.items() if "harmonisation before and after" in h)
+    body = html.split(f'id="{harm}"')[1].split("<h2")[0]
+    assert "harmonize analysis was skipped (fewer than two of the 2 sites" in body

@@ -11,7 +11,7 @@ side by side with their agreement, and says which analyses failed or were skippe
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from danemap.report._group_views import (
     normative_section,
     reference_section,
     symptoms_forest,
+    why_absent,
 )
 from danemap.report._html import Section, forest_plot_svg, write_report
 
@@ -209,6 +210,9 @@ def _sections_for(name: str, title: str, folder: Path, summary: Mapping[str, Any
             notes=["Largest |d| first (at most 30 shown); every feature is in effects.tsv.",
                    "d is computed from the GLM t with covariates; the interval is a 95% CI."],
         ))
+    if (head is None or not len(head)) and (effects is None or not len(effects)):
+        _absent(sections, f"{title}: ADHD vs controls", summary, "glm", planned,
+                "effects.tsv")
     ref = reference_section(title, folder, summary, planned)
     if ref is not None:
         sections.append(ref)
@@ -226,6 +230,9 @@ def _sections_for(name: str, title: str, folder: Path, summary: Mapping[str, Any
             or "Freedman–Lane max-T permutation, permutations within site.",
             table=perm.sort_values(sort_col).head(20),
         ))
+    else:
+        _absent(sections, f"{title}: family-wise error by permutation", summary,
+                "permutation", planned, "permutation.tsv")
     nbs = _read(folder / "nbs.tsv")
     if nbs is not None and len(nbs) and "component" in nbs.columns:
         supra = nbs[nbs["component"].notna()].sort_values(["component", "t"])
@@ -248,6 +255,9 @@ def _sections_for(name: str, title: str, folder: Path, summary: Mapping[str, Any
             notes=["Value [95% bootstrap CI]; p from label permutations. Every metric, with "
                    "its fold SD, is in classification.tsv."],
         ))
+    else:
+        _absent(sections, f"{title}: can the markers tell ADHD from controls?", summary,
+                "classify", planned, "classification.tsv")
     sym = _read(folder / "symptoms.tsv")
     if sym is not None and len(sym):
         sort_col = "p" if "p" in sym.columns else sym.columns[-1]
@@ -260,10 +270,30 @@ def _sections_for(name: str, title: str, folder: Path, summary: Mapping[str, Any
                              "p_fdr", "symptom_scaling") if c in sym.columns]],
             notes=["Strongest 20 associations shown; all are in symptoms.tsv."],
         ))
+    else:
+        _absent(sections, f"{title}: association with symptom scores", summary, "symptoms",
+                planned, "symptoms.tsv")
     norm = normative_section(title, folder, summary, planned)
     if norm is not None:
         sections.append(norm)
     return sections
+
+
+def _absent(sections: list[Section], heading: str, summary: Mapping[str, Any], key: str,
+            planned: Sequence[str] | None, output: str) -> None:
+    """Append a section saying why ``output`` is absent, when the analysis was wanted.
+
+    Wanted: listed in the table's analyses (tables.json) or recorded in summary.json as
+    failed or skipped; an analysis neither planned nor recorded adds nothing.
+    """
+    analyses = summary.get("analyses") if isinstance(summary, Mapping) else None
+    record = analyses.get(key) if isinstance(analyses, Mapping) else None
+    recorded = isinstance(record, Mapping) and record.get("status") in (
+        "failed", "skipped", "not run")
+    if not recorded and (planned is None or key not in planned):
+        return
+    status, text = why_absent(summary, key, planned, output)
+    sections.append(Section(heading, status=status, text=text))
 
 
 def _classification_view(clf: Any) -> Any:
