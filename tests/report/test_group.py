@@ -76,3 +76,24 @@ def test_report_leads_with_headline_and_shows_failures(tmp_path):
     assert html.index("ADHD vs controls") < html.index("mega-analysis and per-site meta")
     head_table = html.split("ADHD vs controls")[1].split("</table>")[0]
     assert "meta" in head_table and "<svg" in html.split("ADHD vs controls")[1]
+
+
+def test_classification_says_when_imaging_does_not_beat_covariates(tmp_path):
+    stats = tmp_path / "stats" / "networks"
+    stats.mkdir(parents=True)
+    block = {m: {"balanced_accuracy": {"value": v}} for m, v in
+             (("covariates", 0.70), ("imaging", 0.55), ("both", 0.68))}
+    (stats / "summary.json").write_text(json.dumps({"classify": {
+        "status": "done", "kfold": {**block, "imaging_beats_covariate_baseline": False},
+        "loso": {**{m: {"balanced_accuracy": {"value": v}} for m, v in
+                    (("covariates", 0.5), ("imaging", 0.6), ("both", 0.6))},
+                 "imaging_beats_covariate_baseline": True}}}))
+    pd.DataFrame([{"scheme": "kfold", "model": m, "metric": "balanced_accuracy", "value": v,
+                   "ci_low": v - 0.1, "ci_high": v + 0.1, "p_permutation": 0.3}
+                  for m, v in (("covariates", 0.7), ("imaging", 0.55), ("both", 0.68))]
+                 ).to_csv(stats / "classification.tsv", sep="\t", index=False)
+    html = write_group_report(tmp_path).read_text()
+    clf = html.split("can the markers tell")[1].split("<h2")[0]
+    assert ("stratified k-fold: IMAGING DOES NOT BEAT THE COVARIATE-ONLY BASELINE (balanced "
+            "accuracy covariates 0.70, imaging 0.55, both 0.68)") in clf
+    assert "leave-one-site-out: imaging beats the covariate-only baseline" in clf

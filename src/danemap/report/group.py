@@ -248,9 +248,9 @@ def _sections_for(name: str, title: str, folder: Path, summary: Mapping[str, Any
     if clf is not None and len(clf):
         sections.append(Section(
             f"{title}: can the markers tell ADHD from controls?",
-            text=_describe(summary, "classify") or (
+            text="\n\n".join([_describe(summary, "classify") or (
                 "Three models side by side. The covariate-only model (age, sex, site, IQ) is "
-                "the baseline any imaging model must beat."),
+                "the baseline any imaging model must beat."), *_beats_baseline(summary)]),
             table=_classification_view(clf),
             notes=["Value [95% bootstrap CI]; p from label permutations. Every metric, with "
                    "its fold SD, is in classification.tsv."],
@@ -294,6 +294,31 @@ def _absent(sections: list[Section], heading: str, summary: Mapping[str, Any], k
         return
     status, text = why_absent(summary, key, planned, output)
     sections.append(Section(heading, status=status, text=text))
+
+
+def _beats_baseline(summary: Mapping[str, Any]) -> list[str]:
+    """Say, per scheme, whether imaging beats the covariate-only baseline."""
+    entry = summary.get("classify") if isinstance(summary, Mapping) else None
+    if not isinstance(entry, Mapping):
+        return []
+    out = []
+    for scheme, block in entry.items():
+        if not isinstance(block, Mapping) or "imaging_beats_covariate_baseline" not in block:
+            continue
+        name = {"kfold": "stratified k-fold", "loso": "leave-one-site-out"}.get(
+            str(scheme), str(scheme))
+        ba = {m: (block.get(m) or {}).get("balanced_accuracy", {}).get("value")
+              for m in ("covariates", "imaging", "both")}
+        nums = ", ".join(f"{m} {v:.2f}" for m, v in ba.items() if isinstance(v, int | float))
+        if block["imaging_beats_covariate_baseline"]:
+            out.append(f"{name}: imaging beats the covariate-only baseline (balanced "
+                       f"accuracy {nums}); check its CI and permutation p before reading "
+                       "anything into it.")
+        else:
+            out.append(f"{name}: IMAGING DOES NOT BEAT THE COVARIATE-ONLY BASELINE (balanced "
+                       f"accuracy {nums}): these markers add nothing to age, sex, site and IQ "
+                       "in telling ADHD from controls here.")
+    return out
 
 
 def _classification_view(clf: Any) -> Any:
