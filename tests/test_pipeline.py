@@ -368,3 +368,18 @@ def test_group_level_progress_and_outputs_at_summary_level(base, tmp_path, monke
     root = out / "danemap"
     assert f"group report: {root / 'group' / 'report.html'}" in lines
     assert any(m.startswith(f"participant reports: 2 in {root}") for m in lines)
+
+
+def test_group_level_names_a_covariate_missing_from_participants_tsv(tmp_path):
+    from danemap.config import Config
+    from danemap.errors import InputError
+    from danemap.pipeline import run_group
+
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    (bids / "participants.tsv").write_text(
+        "participant_id\tgroup\tage\nsub-01\tADHD\t10\nsub-02\tTD\t11\n")
+    cfg = Config().updated({"stats": {"covariates": ["age", "handedness"]}})
+    with pytest.raises(InputError, match="handedness"):
+        run_group(bids, tmp_path / "out", cfg)
+    assert not (tmp_path / "out" / "danemap" / "group").exists()

@@ -479,7 +479,8 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
                          "(participant_id, group, covariates)")
     # every problem of the table (ids, duplicates, unknown groups, ages) in one error
     ptable = read_participants(participants, groups=(config.stats.case, config.stats.control),
-                               group_column=config.stats.group)
+                               group_column=config.stats.group,
+                               covariates=[*config.stats.covariates])
     writer = DerivativesWriter(output_dir, config=config, bids_dir=bids_dir, describe=False)
     records = _status_records(writer.root)
     mixed = _settings_groups(writer.root, records)
