@@ -347,9 +347,6 @@ _tsv_case("participants_missing_group_column",
 _tsv_case("participants_row_longer_than_header",
           Raises(("participants.tsv", ("more cells", "fields", "columns"))),
           "participant_id\tparticipant_id\tparticipant_id\na\tb\t\t\na\tb", "participants",
-          xfail="awaiting fix in io/_participants.py: a row longer than the header becomes "
-                "pandas' index; with duplicate ids this raises ValueError: invalid literal "
-                "for int() with base 10: 'a' (found by tests/io/test_fuzz.py)",
           doc="a row longer than the header, in a table with repeated column names")
 _tsv_case("participants_label_traversal",
           Raises(("participants.tsv", "invalid participant_id", "../../etc")),

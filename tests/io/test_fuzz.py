@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from danemap.errors import DanemapWarning, InputError
 from danemap.io import load_nifti, load_nifti_header, read_participants
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
-FUZZ_SMALL = settings(FUZZ, max_examples=80)
+FUZZ_SMALL = settings(FUZZ, max_examples=200)
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,8 @@ def _check_load(path: Path) -> None:
         start = len(ref.header.binaryblock) + 4
         raw = np.frombuffer(_decompressed(path)[start:start + ours.nbytes],
                             dtype=ref.header.get_data_dtype())
-        theirs = raw.astype(ours.dtype).reshape(ours.shape, order="F")
+        scaled = raw * float(ref.dataobj.slope) + float(ref.dataobj.inter)
+        theirs = scaled.astype(ours.dtype).reshape(ours.shape, order="F")
     np.testing.assert_array_equal(ours, theirs)
 
 
@@ -290,16 +291,14 @@ def test_events_parser(folder: Path, data: bytes) -> None:
 
 
 # --------------------------------------------------------------------------- found bugs
-# Reproducers the fuzzers found in parsers owned elsewhere; each stays xfail until fixed.
-@pytest.mark.xfail(strict=False, reason=(
-    "awaiting fix in io/_participants.py: a row with more cells than the header becomes "
-    "pandas' index (read_csv index_col=None), so "
-    "b'participant_id\\tparticipant_id\\tparticipant_id\\na\\tb\\t\\t\\na\\tb' raises "
-    "ValueError: invalid literal for int() with base 10: 'a'"))
+# Reproducers the fuzzers found (those in parsers owned elsewhere stay xfail until fixed).
 def test_participants_row_longer_than_header(folder: Path) -> None:
     path = _write_tsv(folder, "participants.tsv",
                       b"participant_id\tparticipant_id\tparticipant_id\na\tb\t\t\na\tb")
-    with pytest.raises(InputError, match=r"participants\.tsv"):
+    with pytest.raises(InputError, match=r"(?s)participants\.tsv.*same column more than once"):
+        read_participants(path)
+    path.write_bytes(b"participant_id\tgroup\nsub-01\tADHD\textra\n")
+    with pytest.raises(InputError, match=r"(?s)participants\.tsv.*more cells than the 2 columns"):
         read_participants(path)
 
 
@@ -340,3 +339,30 @@ def test_nifti2_magic_damage_found_by_the_fuzzer(folder: Path, offset: int, fmt:
         load_nifti(path)
     with pytest.raises(InputError, match=match):
         load_nifti_header(path)
+
+
+# --------------------------------------------------------------------------- PET sidecars
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats(allow_nan=True)
+    | st.text(max_size=8) | st.sampled_from(["10:00:00", "25:61", "n/a", "inf", "1e400"]),
+    lambda children: st.lists(children, max_size=9) | st.dictionaries(st.text(max_size=3),
+                                                                     children, max_size=3),
+    max_leaves=12)
+_TIMING_KEYS = ["FrameTimesStart", "FrameDuration", "TimeZero", "InjectionStart", "ScanStart",
+                "TracerName"]
+
+
+@FUZZ
+@given(meta=st.dictionaries(st.sampled_from(_TIMING_KEYS), _json, max_size=6),
+       n_frames=st.integers(1, 9))
+def test_pet_timing_parser(meta: dict[str, Any], n_frames: int) -> None:
+    from danemap.markers.pet._inputs import read_timing
+
+    try:
+        frames = read_timing(meta, n_frames, "sub-01_trc-X_pet.nii.gz")
+    except InputError as exc:
+        assert "sub-01_trc-X_pet.nii.gz" in str(exc)
+        return
+    if frames is not None:
+        assert frames.n == n_frames > 1
+        assert np.all(np.isfinite(frames.start_s)) and np.all(frames.duration_s > 0)
