@@ -51,3 +51,14 @@ def test_each_failed_analysis_section_says_so(group_runs):
     harm = next(a for a, h in heads.items() if "harmonisation before and after" in h)
     body = html.split(f'id="{harm}"')[1].split("<h2")[0]
     assert "harmonize analysis was skipped (fewer than two of the 2 sites" in body
+
+
+def test_methods_paragraph_describes_what_ran(group_runs):
+    ok = group_runs["ok"].read_text().split('id="methods"')[1].split("<h2")[0]
+    assert "danemap 0." in ok and "ComBat" in ok and "Johnson WE" in ok
+    assert "exact 95% confidence interval" in ok and "Hartung-Knapp" in ok
+    assert "covariates: age, sex" in ok
+    assert "max-T" not in ok and "normative" not in ok.lower()  # neither ran
+    failed = group_runs["failed"].read_text().split('id="methods"')[1].split("<h2")[0]
+    assert "Cohen&#x27;s d" not in failed and "Not described (FAILED" in failed
+    assert "glm" in failed and "permutation" in failed

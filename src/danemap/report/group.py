@@ -421,7 +421,7 @@ def write_group_report(group_dir: str | Path,
             summary = json.loads((stats_dir / name / "summary.json").read_text())
         loaded[name] = summary
     if names:
-        sections += [_cohort_section(loaded[names[0]]),
+        sections += [_cohort_section(loaded[names[0]]), _methods_section(loaded, titles),
                      _failures_section(loaded, titles, _table_errors(group_dir))]
     for name in names:
         sections += _sections_for(name, titles.get(name, name), stats_dir / name,
@@ -437,6 +437,109 @@ def write_group_report(group_dir: str | Path,
             anchor="failures"))
     return write_report(group_dir / "group_report.html", "danemap group report", sections,
                         subtitle=str(group_dir), meta=_provenance(group_dir, loaded))
+
+
+def _methods_section(loaded: Mapping[str, Mapping[str, Any]],
+                     titles: Mapping[str, str]) -> Section:
+    """Write a methods paragraph from what the statistics recorded (summary.json).
+
+    Only the analyses that ran (status ``done``) in at least one table are described,
+    each naming its tables; the references are those of the methods used.
+    """
+    import platform
+    from importlib import metadata
+
+    done: dict[str, list[str]] = {}
+    info: dict[str, Mapping[str, Any]] = {}
+    for name, summary in loaded.items():
+        analyses = summary.get("analyses") if isinstance(summary, Mapping) else None
+        for key, entry in (analyses.items() if isinstance(analyses, Mapping) else ()):
+            if isinstance(entry, Mapping) and entry.get("status") == "done":
+                done.setdefault(key, []).append(titles.get(name, name))
+                info.setdefault(key, entry)
+    first = next((s for s in loaded.values() if s), {})
+    versions = []
+    for lib in ("numpy", "scipy", "pandas", "scikit-learn", "nilearn", "nibabel"):
+        try:
+            versions.append(f"{lib} {metadata.version(lib)}")
+        except metadata.PackageNotFoundError:
+            continue
+    settings = first.get("harmonization_settings") or {}
+    covs = ", ".join(first.get("covariates") or []) or "no covariates"
+
+    def which(key: str) -> str:
+        tables = done.get(key, [])
+        return "" if len(tables) == len(loaded) else f" ({'; '.join(tables)})"
+
+    parts = [f"Group statistics were computed with danemap "
+             f"{first.get('danemap_version') or 'n/a'} (Python "
+             f"{platform.python_version()}; {', '.join(versions)} in the environment that "
+             "generated this report)."]
+    refs = []
+    if "harmonize" in done:
+        transform = settings.get("transform", "auto")
+        parts.append(
+            "Before harmonisation, each feature's site standard deviations were checked; "
+            + ("features whose site SDs scaled with the site means (lower 95% bound of the "
+               f"SD ratio above {settings.get('scale_threshold', 'n/a')}) were "
+               "log-transformed" if transform == "auto" else f"transform = {transform}")
+            + f". Site effects were removed with ComBat{which('harmonize')}: "
+            f"{info['harmonize'].get('method') or 'ComBat'}.")
+        refs += ["Johnson WE et al. Biostatistics 2007;8:118-127 (ComBat)",
+                 "Fortin JP et al. NeuroImage 2018;167:104-120 (ComBat for neuroimaging)"]
+    if "glm" in done:
+        parts.append(f"Case-control differences were estimated per feature by ordinary least "
+                     f"squares ({info['glm'].get('model') or 'feature ~ group + covariates'};"
+                     f" covariates: {covs}){which('glm')}; Cohen's d was derived from the "
+                     "group t with an exact 95% confidence interval (noncentral t), and "
+                     "p-values were corrected for the false discovery rate "
+                     "(Benjamini-Hochberg) within each table.")
+        refs.append("Benjamini Y, Hochberg Y. J R Stat Soc B 1995;57:289-300 (FDR)")
+    if "meta" in done:
+        tau = str(info["meta"].get("method") or "REML").upper()
+        parts.append(f"The same model was fitted within each site and the site d's pooled by "
+                     f"a random-effects meta-analysis ({tau}"
+                     f" heterogeneity, Hartung-Knapp 95% CI){which('meta')}; the headline "
+                     "effect is the pooled (mega) analysis where the site checks pass and "
+                     "it agrees with the meta-analysis, otherwise the meta-analysis.")
+        refs.append("Hartung J, Knapp G. Stat Med 2001;20:1771-1782 (Hartung-Knapp CI)")
+    if "permutation" in done:
+        e = info["permutation"]
+        parts.append(f"Family-wise error was controlled with Freedman-Lane max-T "
+                     f"permutation ({e.get('n_permutations', 'n/a')} permutations"
+                     + (f", exchangeable within {e['blocks']}" if e.get("blocks") else "")
+                     + f"){which('permutation')}.")
+        refs.append("Winkler AM et al. NeuroImage 2014;92:381-397 (permutation inference)")
+    if "nbs" in done:
+        parts.append(f"Connectivity edges were also tested with the network-based statistic"
+                     f"{which('nbs')} on the frontostriatal and LC-PFC subnetworks.")
+        refs.append("Zalesky A et al. NeuroImage 2010;53:1197-1207 (NBS)")
+    if "symptoms" in done:
+        parts.append(f"Associations with symptom scores were partial correlations with the "
+                     f"same covariates (scores {info['symptoms'].get('symptom_scaling') or ''}"
+                     f"){which('symptoms')}.")
+    if "normative" in done:
+        parts.append(f"Normative models (feature ~ age + sex + site) were fitted on the "
+                     f"controls, scoring controls out of sample by cross-validation; "
+                     f"deviations are predictive z-scores{which('normative')}.")
+        refs.append("Marquand AF et al. Mol Psychiatry 2019;24:1415-1424 (normative "
+                    "modelling)")
+    if "classify" in done:
+        parts.append(f"Classification compared a covariate-only model, an imaging model and "
+                     f"both, by cross-validation with harmonisation inside the training "
+                     f"folds{which('classify')}.")
+    if "reference" in done:
+        parts.append(f"Effect sizes were compared with ENIGMA-ADHD's{which('reference')}.")
+        refs.append("Hoogman M et al. Lancet Psychiatry 2017;4:310-319 (ENIGMA-ADHD)")
+    parts.append(f"Significance level alpha = {first.get('alpha', 0.05)}.")
+    failed = sorted({k for s in loaded.values() for k, e in (
+        (s.get("analyses") or {}).items() if isinstance(s.get("analyses"), Mapping) else ())
+        if isinstance(e, Mapping) and e.get("status") == "failed"})
+    notes = [f"References: {'; '.join(refs)}."] if refs else []
+    if failed:
+        notes.append(f"Not described (FAILED in some table, see Failures): "
+                     f"{', '.join(failed)}.")
+    return Section("Methods", anchor="methods", text=" ".join(parts), notes=notes)
 
 
 def _table_errors(group_dir: Path) -> dict[str, str]:
