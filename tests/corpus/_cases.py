@@ -68,7 +68,8 @@ class Works:
 @dataclass(frozen=True)
 class Fails:
     """A CLI run that fails: its exit code is one of ``codes``; the words are in the
-    participant's ``participant_status.tsv`` error (``where="status"``) or on stderr."""
+    participant's ``participant_status.tsv`` row (its stage and error, ``where="status"``)
+    or on stderr."""
 
     words: Words
     where: str = "status"
@@ -720,9 +721,7 @@ def _cli_symlink_loop(ds: Path, base: Path) -> Call:
 
 
 @case("cli_dangling_symlink", "cli",
-      Fails(("desc-preproc_bold.nii.gz", ("not found", "dangling", "symlink", "link"))),
-      xfail="awaiting fix in io/_bids.py (a broken link, e.g. DataLad content not fetched, is "
-            "skipped silently: the error says 'no functional input' without naming it)")
+      Fails(("desc-preproc_bold.nii.gz", ("not found", "dangling", "symlink", "link"))))
 def _cli_dangling(ds: Path, base: Path) -> Call:
     """sub-01's BOLD is a link to a file that does not exist."""
     (ds / BOLD).unlink()
@@ -755,7 +754,8 @@ def _cli_bad_atlas(ds: Path, base: Path) -> Call:
     return Call(("--atlas", str(ds.parent / "no_such_atlas_dseg.nii.gz")))
 
 
-@case("cli_atlas_no_overlap", "cli", Fails(("does not overlap atlas 'far'",)))
+@case("cli_atlas_no_overlap", "cli",
+      Fails(("desc-preproc_bold.nii.gz", "does not overlap atlas 'far'", "world mm")))
 def _cli_atlas_far(ds: Path, base: Path) -> Call:
     """A user atlas whose label image lies 1 m away from the BOLD field of view."""
     from danemap.atlas import write_atlas

@@ -175,7 +175,8 @@ def _run_cli(c: Case, tmp: Path, base: Path) -> None:
             assert not RAW.search(str(r["error"])), f"{c.name}: raw exception text: {r['error']}"
         rows = status[status["participant_id"] == "sub-01"]
         row = rows.iloc[0].to_dict() if len(rows) else None
-    error = str(row["error"]) if row else ""
+    # the status row names the file in its stage ("functional: <file>") and says what
+    error = f"{row.get('stage', '')} {row['error']}" if row else ""
     expect = c.expect
     if isinstance(expect, Works):
         assert proc.returncode == 0, where
