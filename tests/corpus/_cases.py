@@ -770,3 +770,18 @@ def _cli_atlas_far(ds: Path, base: Path) -> Call:
     os.link(paths["tsv"], folder / "atlas-far_dseg.tsv")
     os.link(paths["networks"], folder / "atlas-far_networks.json")
     return Call(("--atlas", str(folder / "atlas-far_res-3_dseg.nii.gz")))
+
+
+@case("cli_pet_without_frame_timing", "cli",
+      Fails(("sub-01_trc-FEPE2I_pet.nii.gz", "FrameTimesStart", "8 frames")))
+def _cli_pet_no_timing(ds: Path, base: Path) -> Call:
+    """An 8-frame PET series on the BOLD grid whose _pet.json has no frame timing."""
+    mask = next((ds / FUNC).glob("*_desc-brain_mask.nii.gz"))
+    ref = nib.load(mask)
+    rng = np.random.default_rng(0)
+    img = nib.Nifti1Image(rng.random((*ref.shape[:3], 8), dtype=np.float32), ref.affine)
+    pet = ds / "sub-01" / "pet"
+    pet.mkdir(parents=True)
+    replace(pet / "sub-01_trc-FEPE2I_pet.nii.gz", gzip.compress(img.to_bytes(), compresslevel=1))
+    replace(pet / "sub-01_trc-FEPE2I_pet.json", json.dumps({"TracerName": "FE-PE2I"}))
+    return Call(("--markers", "pet"))
