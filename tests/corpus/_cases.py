@@ -401,6 +401,27 @@ def _pet_mismatch(tmp: Path) -> Callable[[], Any]:
     return lambda: pet_inputs(session)
 
 
+@case("pet_tracer_name_not_a_string", "unit",
+      Raises(("sub-01_trc-FEPE2I_pet.nii.gz", "TracerName", "string")))
+def _pet_tracer_type(tmp: Path) -> Callable[[], Any]:
+    """TracerName 5 (a number) in the _pet.json."""
+    from danemap.markers.pet._inputs import pet_inputs
+
+    session = _pet_dataset(tmp, (4, 4, 4), {"TracerName": 5})
+    return lambda: pet_inputs(session)
+
+
+@case("pet_scan_start_infinite", "unit",
+      Raises(("sub-01_trc-FEPE2I_pet.nii.gz", "ScanStart", "finite")))
+def _pet_scan_inf(tmp: Path) -> Callable[[], Any]:
+    """ScanStart Infinity (Python's json reads it) in a dynamic series' sidecar."""
+    from danemap.markers.pet._inputs import pet_inputs
+
+    session = _pet_dataset(tmp, (4, 4, 4, 8), {"TracerName": "FE-PE2I", "ScanStart":
+                                               float("inf")} | _TIMING)
+    return lambda: pet_inputs(session)
+
+
 @case("pet_static_without_timing", "unit",
       Works(check=lambda items: len(items) == 1 and not items[0].dynamic))
 def _pet_static(tmp: Path) -> Callable[[], Any]:

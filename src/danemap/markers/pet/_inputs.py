@@ -182,6 +182,9 @@ def read_timing(meta: dict[str, Any], n_frames: int, path: str | Path) -> PetFra
     if not math.isfinite(inj_s):
         raise InputError(f"{p}: InjectionStart: expected a finite number, found {inj!r}")
     scan = meta.get("ScanStart")
+    if isinstance(scan, int | float) and not math.isfinite(float(scan)):
+        raise InputError(f"{p}: ScanStart: expected a finite number of seconds from "
+                         f"TimeZero, found {scan!r}")
     if isinstance(scan, int | float) and abs(float(scan) - start[0]) > max(
             _TOLERANCE_S, float(duration[0])):
         raise InputError(f"{p}: ScanStart {float(scan):g} s disagrees with the first frame's "
@@ -211,7 +214,8 @@ def pet_inputs(session: SessionData, max_bytes: float | None = None) -> list[Pet
     Raises
     ------
     InputError
-        An image without a tracer name (neither ``TracerName`` nor a ``trc`` entity), of
+        An image without a tracer name (neither ``TracerName`` nor a ``trc`` entity; a
+        ``TracerName`` that is not a string), of
         a dimensionality other than 3 or 4, or with invalid timing (:func:`read_timing`).
     """
     from danemap.io import load_nifti_header
@@ -222,7 +226,11 @@ def pet_inputs(session: SessionData, max_bytes: float | None = None) -> list[Pet
         shape = tuple(int(s) for s in hdr.get_data_shape())
         n_frames = shape[3] if len(shape) == 4 else 1
         meta = f.metadata or {}
-        tracer = str(meta.get("TracerName") or f.entities.get("trc") or "").strip()
+        name = meta.get("TracerName")
+        if name is not None and not isinstance(name, str):
+            raise InputError(f"{f.path}: TracerName: expected the tracer's name as a string "
+                             f"in the _pet.json, found {name!r}")
+        tracer = str(name or f.entities.get("trc") or "").strip()
         if not tracer:
             raise InputError(f"{f.path}: TracerName: expected the tracer in the _pet.json "
                              "(or a trc-<label> entity in the file name), found none")
