@@ -153,10 +153,11 @@ def test_an_error_in_the_parent_stops_every_worker(monkeypatch):
     import danemap._utils.logging as dlog
 
     workers = []
+    before = {p.pid for p in psutil.Process().children()}  # e.g. Dask's resource tracker
 
     def interrupted(items, description, total=None, verbose=True):
         for item in items:
-            workers.extend(p.pid for p in psutil.Process().children())
+            workers.extend(p.pid for p in psutil.Process().children() if p.pid not in before)
             yield item
             raise KeyboardInterrupt
 
@@ -168,12 +169,12 @@ def test_an_error_in_the_parent_stops_every_worker(monkeypatch):
 
 
 _KILLED_PARENT = """
-import functools, os, sys, time
-sys.path.insert(0, {here!r})
+import functools, os, time
+from pathlib import Path
 from danemap.engine import run_many
 
 def slow(item):
-    print("worker", os.getpid(), flush=True)
+    Path({here!r}, f"{{os.getpid()}}.pid").write_text(item)
     time.sleep(60)
 
 run_many(functools.partial(slow), ["sub-01", "sub-02"], n_jobs=2, verbose=False)
@@ -187,9 +188,14 @@ def test_workers_die_with_a_killed_parent(tmp_path):
     import time
 
     proc = subprocess.Popen([sys.executable, "-c", _KILLED_PARENT.format(here=str(tmp_path))],
-                            stdout=subprocess.PIPE, text=True)
-    pids = [int(proc.stdout.readline().split()[1]) for _ in range(2)]
-    time.sleep(0.2)
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while len(list(tmp_path.glob("*.pid"))) < 2 and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the parent stopped early: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.05)
+    pids = [int(p.stem) for p in tmp_path.glob("*.pid")]
+    assert len(pids) == 2
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     assert _gone(pids), "a worker outlived its SIGKILLed parent (it could go on writing)"

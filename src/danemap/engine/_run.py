@@ -468,9 +468,17 @@ def _run_pool(func: Callable[[str], Any], items: Sequence[str], n_jobs: int,
     try:
         workers = [start() for _ in range(min(n_jobs, len(items)))]
         while True:
-            for w in workers:
+            for i, w in enumerate(workers):
                 if w.item is None and pending:
-                    w.assign(pending.popleft())
+                    item = pending.popleft()
+                    try:
+                        w.assign(item)
+                    except OSError:  # it died while idle: a fresh one takes the item
+                        log.debug("an idle worker died (%s); starting another",
+                                  _death(w.proc))
+                        w.kill()
+                        workers[i] = start()
+                        workers[i].assign(item)
             busy = [w for w in workers if w.item is not None]
             if not busy:
                 return
