@@ -366,3 +366,41 @@ def test_pet_timing_parser(meta: dict[str, Any], n_frames: int) -> None:
     if frames is not None:
         assert frames.n == n_frames > 1
         assert np.all(np.isfinite(frames.start_s)) and np.all(frames.duration_s > 0)
+
+
+# --------------------------------------------------------------------------- atlas tables
+_ATLAS_COLUMNS = ["index", "name", "hemisphere", "system", "group", "source_labels",
+                  "network", "index", "name", ""]
+_ATLAS_LABELS = np.zeros((4, 4, 4), dtype=np.int16)
+_ATLAS_LABELS[:2, :2, :2] = 1
+_ATLAS_LABELS[2:, 2:, 2:] = 2
+
+
+@FUZZ_SMALL
+@given(data=_tsv_text(_ATLAS_COLUMNS))
+def test_user_atlas_region_table(folder: Path, data: bytes) -> None:
+    from danemap.atlas import Atlas
+
+    path = _write_tsv(folder, "atlas-x_dseg.tsv", data)
+    img = nib.Nifti1Image(_ATLAS_LABELS, np.eye(4))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DanemapWarning)  # labels missing from the table
+            atlas = Atlas.from_files(img, path, name="x")
+    except InputError as exc:
+        assert "atlas-x_dseg.tsv" in str(exc) or "label image" in str(exc)
+        return
+    assert len(atlas.regions) >= 1 and atlas.regions["index"].between(1, 32767).all()
+
+
+def test_user_atlas_region_table_damage(folder: Path) -> None:
+    from danemap.atlas import Atlas
+
+    img = nib.Nifti1Image(_ATLAS_LABELS, np.eye(4))
+    for data, match in ((b"", "the file is empty"),
+                        (b"index\tname\n1\tA\t2\n", "more cells than the header"),
+                        (b"index\tname\tname\n1\tA\tB\n", "same column more than once"),
+                        (b"index\tname\n" + b"9" * 40 + b"\tA\n", "positive integers")):
+        path = _write_tsv(folder, "atlas-x_dseg.tsv", data)
+        with pytest.raises(InputError, match=match):
+            Atlas.from_files(img, path, name="x")

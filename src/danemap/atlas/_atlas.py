@@ -514,9 +514,26 @@ def _read_region_tsv(path: Path, img_name: str) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"region table {path} does not exist")
     try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        with warnings.catch_warnings():
+            # a row longer than the header: pandas would shift or drop its cells
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False,
+                             index_col=False, encoding="utf-8-sig")
+            with open(path, encoding="utf-8-sig") as f:
+                header = f.readline().rstrip("\r\n").split("\t")
+    except pd.errors.EmptyDataError as exc:
+        raise InputError(f"region table {path}: the file is empty; expected a header row "
+                         "with the columns index and name, then one row per region") from exc
+    except pd.errors.ParserWarning as exc:
+        raise InputError(f"region table {path}: a row has more cells than the header's "
+                         f"columns; expected one tab-separated value per column ({exc})") from exc
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise InputError(f"region table {path}: not a readable TSV: {exc}") from exc
+    names = [c.strip() for c in header]
+    repeated = sorted({c for c in names if names.count(c) > 1})
+    if repeated:
+        raise InputError(f"region table {path}: the header names the same column more than "
+                         f"once: {repeated}; expected unique column names")
     df.columns = [str(c).strip() for c in df.columns]
     for col in ("index", "name"):
         if col not in df.columns:
@@ -528,10 +545,11 @@ def _read_region_tsv(path: Path, img_name: str) -> pd.DataFrame:
             )
     df = df.apply(lambda s: s.str.strip())
     df = df.replace({"n/a": ""})
-    bad = df.loc[~df["index"].str.fullmatch(r"[0-9]+"), "index"].tolist()
+    bad = df.loc[~df["index"].str.fullmatch(r"[0-9]{1,9}"), "index"].tolist()
     if bad:
         raise InputError(
-            f"region table {path}: column 'index' must hold positive integers, found {bad[:10]}"
+            f"region table {path}: column 'index' must hold positive integers, found "
+            f"{bad[:10]} (expected 1..{_INT16_MAX})"
         )
     df["index"] = df["index"].astype(np.int64)
     if "hemisphere" in df.columns:
