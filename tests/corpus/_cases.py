@@ -461,6 +461,41 @@ def _atlas_partial(tmp: Path) -> Callable[[], Any]:
     return lambda: load_atlas(3).resample_to(((4, 4, 4), aff))
 
 
+def _user_atlas(tmp: Path, table: str) -> Callable[[], Any]:
+    from danemap.atlas import Atlas
+
+    labels = np.zeros((4, 4, 4), dtype=np.int16)
+    labels[:2] = 1
+    img = replace(tmp / "atlas-x_res-3_dseg.nii", bytes(nib.Nifti1Image(labels, np.eye(4))
+                                                        .to_bytes()))
+    tsv = replace(tmp / "atlas-x_dseg.tsv", table)
+    return lambda: Atlas.from_files(img, tsv, name="x")
+
+
+@case("atlas_table_empty", "unit", Raises(("atlas-x_dseg.tsv", "empty")))
+def _atlas_table_empty(tmp: Path) -> Callable[[], Any]:
+    """A user atlas whose region table is a 0-byte file."""
+    return _user_atlas(tmp, "")
+
+
+@case("atlas_table_row_longer_than_header", "unit",
+      Raises(("atlas-x_dseg.tsv", "more cells than the header")))
+def _atlas_table_long_row(tmp: Path) -> Callable[[], Any]:
+    """A region table row with a cell more than the header (pandas would shift it)."""
+    return _user_atlas(tmp, "index\tname\n1\tcaudate_L\tDA\n")
+
+
+@case("atlas_label_image_4d", "unit",
+      Raises(("atlas-x_res-3_dseg.nii", "expected a 3D", "4D")))
+def _atlas_4d(tmp: Path) -> Callable[[], Any]:
+    """A 4D image with 2 volumes given as the atlas label image."""
+    from danemap.atlas import Atlas
+
+    img = replace(tmp / "atlas-x_res-3_dseg.nii", nifti_bytes((4, 4, 4, 2), dtype="<i2"))
+    tsv = replace(tmp / "atlas-x_dseg.tsv", "index\tname\n1\tcaudate_L\n")
+    return lambda: Atlas.from_files(img, tsv, name="x")
+
+
 # --------------------------------------------------------------------------- CLI helpers
 @lru_cache(maxsize=2)
 def _base_bold(base: str) -> tuple[np.ndarray, np.ndarray]:
