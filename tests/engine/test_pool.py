@@ -199,3 +199,22 @@ def test_workers_die_with_a_killed_parent(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     assert _gone(pids), "a worker outlived its SIGKILLed parent (it could go on writing)"
+
+
+def test_participant_level_records_participants_stopped_at_the_memory_limit(tmp_path):
+    import pandas as pd
+
+    from danemap.cli import main
+    from danemap.simulate import simulate_cohort
+
+    bids = simulate_cohort(tmp_path / "bids", n_subjects=2, n_sites=1, seed=2, resolution=3,
+                           modalities=("func",), n_volumes=40)
+    out = tmp_path / "out"
+    # 0.05 GiB is below what any worker needs: every participant is stopped, nothing done
+    rc = main([str(bids), str(out), "participant", "--n-jobs", "2", "--memory-limit", "0.05"])
+    assert rc == 2
+    failures = pd.read_csv(out / "danemap" / "logs" / "failures.tsv", sep="\t")
+    assert sorted(failures["participant_id"]) == ["sub-01", "sub-02"]
+    assert set(failures["stage"]) == {"memory limit"}
+    assert failures["error"].str.contains("over the limit of 0.05 GiB").all()
+    assert not list((out / "danemap").glob("sub-*"))
