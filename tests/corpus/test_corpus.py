@@ -44,7 +44,7 @@ except ImportError:  # run from another working directory: import the module by 
 UNIT_TIMEOUT_S = 30
 CLI_TIMEOUT_S = 180
 UNIT_PEAK_BYTES = 256 * 2**20  # tracemalloc peak of one unit case
-CLI_ADDRESS_SPACE = 6 * 2**30  # RLIMIT_AS of the CLI subprocess
+CLI_ADDRESS_SPACE = 2 * 2**30  # RLIMIT_AS of the CLI subprocess (a run peaks near 0.25 GB)
 #: raw exception text that must never reach participant_status.tsv
 RAW = re.compile(r"Traceback|\b(ValueError|KeyError|IndexError|TypeError|AttributeError|"
                  r"EmptyDataError|ParserError|LinAlgError|ZeroDivisionError|RuntimeError|"
@@ -207,3 +207,39 @@ def test_corpus_case(c: Case, tmp_path: Path, request: pytest.FixtureRequest) ->
         _run_unit(c, tmp_path)
     else:
         _run_cli(c, tmp_path, request.getfixturevalue("corpus_base"))
+
+
+# --------------------------------------------------------------------------- the harness
+def _fake(build: Any, expect: Any) -> Case:
+    return Case("fake", "unit", build, expect, None, "a harness self-test")
+
+
+def test_harness_catches_a_large_allocation(tmp_path: Path) -> None:
+    import numpy as np
+
+    case = _fake(lambda tmp: lambda: np.ones(UNIT_PEAK_BYTES + 2**20, dtype=np.uint8), Works())
+    with pytest.raises(AssertionError, match="allocated"):
+        _run_unit(case, tmp_path)
+
+
+def test_harness_catches_a_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setattr(sys.modules[__name__], "UNIT_TIMEOUT_S", 1)
+    with pytest.raises(pytest.fail.Exception, match="a hang"):
+        _run_unit(_fake(lambda tmp: lambda: time.sleep(5), Works()), tmp_path)
+
+
+def test_harness_catches_another_exception_type(tmp_path: Path) -> None:
+    def boom() -> None:
+        raise KeyError("x")
+
+    with pytest.raises(AssertionError, match="expected an InputError, got KeyError"):
+        _run_unit(_fake(lambda tmp: boom, Raises(("x",))), tmp_path)
+
+
+def test_cli_address_space_limit_refuses_a_multi_gb_allocation() -> None:
+    code = "import numpy as np; a = np.ones(3 * 2**30, dtype=np.uint8)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, preexec_fn=_limit_memory)
+    assert proc.returncode != 0 and "MemoryError" in proc.stderr
