@@ -42,7 +42,7 @@ except ImportError:  # run from another working directory: import the module by 
     Fails, Raises, Rejected, Works = _mod.Fails, _mod.Raises, _mod.Rejected, _mod.Works
 
 UNIT_TIMEOUT_S = 30
-CLI_TIMEOUT_S = 180
+CLI_TIMEOUT_S = 120
 UNIT_PEAK_BYTES = 256 * 2**20  # tracemalloc peak of one unit case
 CLI_ADDRESS_SPACE = 2 * 2**30  # RLIMIT_AS of the CLI subprocess (a run peaks near 0.25 GB)
 #: raw exception text that must never reach participant_status.tsv
@@ -103,14 +103,15 @@ def _run_unit(c: Case, tmp: Path) -> None:
     error: BaseException | None = None
     previous = signal.signal(signal.SIGALRM, _alarm)
     tracemalloc.start()
-    signal.alarm(UNIT_TIMEOUT_S)
+    timeout = c.timeout_s or UNIT_TIMEOUT_S
+    signal.alarm(timeout)
     try:
         with warnings.catch_warnings(record=True) as record:
             warnings.simplefilter("always")
             try:
                 result = thunk()
             except _Hang:
-                pytest.fail(f"{c.name}: no result after {UNIT_TIMEOUT_S} s (a hang)")
+                pytest.fail(f"{c.name}: no result after {timeout} s (a hang)")
             except Exception as exc:
                 error = exc
     finally:
@@ -159,10 +160,10 @@ def _run_cli(c: Case, tmp: Path, base: Path) -> None:
                MKL_NUM_THREADS="1", NO_COLOR="1", COLUMNS="200")
     try:
         proc = subprocess.run([sys.executable, "-c", _RUN, *argv], capture_output=True,
-                              text=True, timeout=CLI_TIMEOUT_S, env=env, cwd=tmp,
-                              preexec_fn=_limit_memory)
+                              text=True, timeout=c.timeout_s or CLI_TIMEOUT_S, env=env,
+                              cwd=tmp, preexec_fn=_limit_memory)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"{c.name}: no result after {CLI_TIMEOUT_S} s (a hang)")
+        pytest.fail(f"{c.name}: no result after {c.timeout_s or CLI_TIMEOUT_S} s (a hang)")
     stderr = proc.stderr + proc.stdout
     where = f"{c.name}: exit {proc.returncode}; output:\n{stderr[-3000:]}"
     assert "Traceback" not in stderr, where
@@ -211,7 +212,7 @@ def test_corpus_case(c: Case, tmp_path: Path, request: pytest.FixtureRequest) ->
 
 # --------------------------------------------------------------------------- the harness
 def _fake(build: Any, expect: Any) -> Case:
-    return Case("fake", "unit", build, expect, None, "a harness self-test")
+    return Case("fake", "unit", build, expect, None, "a harness self-test", None)
 
 
 def test_harness_catches_a_large_allocation(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 import sys
 from pathlib import Path
@@ -126,7 +127,15 @@ def _open(path: Path) -> tuple[BinaryIO, bool, int]:
     if not (lower.endswith(".nii") or lower.endswith(".nii.gz")):
         raise _fail(name, "expected a .nii or .nii.gz file name")
     try:
-        size = path.stat().st_size
+        st = path.stat()
+    except OSError as exc:
+        raise _fail(name, f"cannot be opened ({exc.strerror or exc})") from exc
+    if not stat.S_ISREG(st.st_mode):
+        # a FIFO or a device would block or never end: refuse it before opening it
+        raise _fail(name, "is not a regular file (a pipe, socket or device); expected a "
+                          ".nii or .nii.gz file")
+    size = st.st_size
+    try:
         raw = open(path, "rb")  # returned to the caller, closed there
     except OSError as exc:
         raise _fail(name, f"cannot be opened ({exc.strerror or exc})") from exc
