@@ -408,3 +408,17 @@ def test_unset_vox_offset_reads_the_data_after_the_header(tmp_path, klass):
     np.testing.assert_array_equal(np.asanyarray(load_nifti(p).dataobj), data)
     # nibabel reads from byte 0 here: the header bytes come back as voxels
     assert not np.array_equal(np.asanyarray(nib.load(p).dataobj), data)
+
+
+def test_a_pipe_or_device_is_refused_before_it_is_opened(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.nii"
+    os.mkfifo(fifo)
+    dev = tmp_path / "dev.nii.gz"
+    os.symlink("/dev/zero", dev)
+    for p in (fifo, dev):  # opening the pipe for reading would block this test forever
+        with pytest.raises(InputError, match=rf"{p.name}: is not a regular file"):
+            load_nifti(p)
+        with pytest.raises(InputError, match="not a regular file"):
+            load_nifti_header(p)
