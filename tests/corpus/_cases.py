@@ -737,7 +737,7 @@ def _cli_bold_fifo(ds: Path, base: Path) -> Call:
 
 
 @case("cli_confounds_is_a_fifo", "cli",
-      Fails(("sub-01_task-rest_desc-confounds_timeseries.tsv", "regular file")), timeout_s=30,
+      Fails(("sub-01_task-rest_desc-confounds_timeseries.tsv", "regular file")), timeout_s=20,
       xfail="awaiting fix in markers/functional/_confounds.py (or discovery in io/_bids.py "
             "skipping what is not a regular file): the run blocks on the pipe forever")
 def _cli_confounds_fifo(ds: Path, base: Path) -> Call:
