@@ -8,8 +8,9 @@ temporary folder:
   public reader (:func:`danemap.io.load_nifti`, :func:`danemap.io.read_participants`, the
   confounds, events and PET readers, the atlas);
 * a **cli** case receives a hard-linked copy of a small simulated BIDS dataset (2
-  participants, fMRIPrep-style derivatives, 60 volumes at 3 mm), damages it, and returns
-  the :class:`Call` that ``danemap.cli.main`` runs end to end (in a subprocess).
+  participants, fMRIPrep-style derivatives at 3 mm: resting state with 60 volumes, or
+  for ``base="task"`` the MID task with its events), damages it, and returns the
+  :class:`Call` that ``danemap.cli.main`` runs end to end (in a subprocess).
 
 Its expectation is one of :class:`Raises` (an ``InputError`` whose message holds given
 words), :class:`Works` (success, possibly with a documented warning), :class:`Fails` (a
@@ -107,18 +108,20 @@ class Case:
     xfail: str | None = None
     doc: str = ""
     timeout_s: int | None = None  # None: the runner's default
+    base: str = "rest"  # CLI: the simulated dataset copied, "rest" or "task" (MID task)
 
 
 CASES: list[Case] = []
 
 
 def case(name: str, kind: str, expect: Expect, xfail: str | None = None,
-         timeout_s: int | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+         timeout_s: int | None = None, base: str = "rest",
+         ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register the decorated build function as a case."""
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         assert all(c.name != name for c in CASES), name
         CASES.append(Case(name, kind, fn, expect, xfail, (fn.__doc__ or "").strip(),
-                          timeout_s))
+                          timeout_s, base))
         return fn
     return deco
 
@@ -316,7 +319,7 @@ _tsv_case("events_missing_onset", Raises(("sub-01_task-mid_events.tsv", "onset",
 _tsv_case("events_negative_duration",
           Raises(("sub-01_task-mid_events.tsv", "row 2", "duration", ">= 0")),
           _EV + "0\t2\tgain\n10\t-1\tneutral\n", "events", doc="a duration of -1 s")
-_tsv_case("events_nan_onset", Raises(("sub-01_task-mid_events.tsv", "row 1", "onset")),
+_tsv_case("events_nan_onset", Raises(("sub-01_task-mid_events.tsv", "row 1", "onset", "n/a")),
           _EV + "n/a\t2\tgain\n10\t2\tneutral\n", "events", doc="an onset of n/a")
 _tsv_case("events_row_longer_than_header",
           Raises(("sub-01_task-mid_events.tsv", "more cells than the header")),
@@ -914,3 +917,34 @@ def _cli_pet_no_timing(ds: Path, base: Path) -> Call:
     replace(pet / "sub-01_trc-FEPE2I_pet.nii.gz", gzip.compress(img.to_bytes(), compresslevel=1))
     replace(pet / "sub-01_trc-FEPE2I_pet.json", json.dumps({"TracerName": "FE-PE2I"}))
     return Call(("--markers", "pet"))
+
+
+EVENTS = Path("sub-01/func/sub-01_task-mid_events.tsv")
+
+
+def _events(ds: Path, base: Path, edit: Callable[[list[list[str]]], None]) -> Call:
+    rows = [line.split("\t") for line in (base / EVENTS).read_text().splitlines()]
+    edit(rows)
+    replace(ds / EVENTS, "\n".join("\t".join(r) for r in rows) + "\n")
+    return Call(("--markers", "task"))
+
+
+@case("cli_events_missing_onset", "cli",
+      Fails(("sub-01_task-mid_events.tsv", "onset", "missing")), base="task")
+def _cli_events_onset(ds: Path, base: Path) -> Call:
+    """The MID events file without its onset column."""
+    return _events(ds, base, lambda rows: [r.pop(0) for r in rows])
+
+
+@case("cli_events_negative_duration", "cli",
+      Fails(("sub-01_task-mid_events.tsv", "row 2", "duration", ">= 0")), base="task")
+def _cli_events_duration(ds: Path, base: Path) -> Call:
+    """A duration of -2 s in the second event."""
+    return _events(ds, base, lambda rows: rows[2].__setitem__(1, "-2"))
+
+
+@case("cli_events_nan_onset", "cli",
+      Fails(("sub-01_task-mid_events.tsv", "row 1", "onset", "n/a")), base="task")
+def _cli_events_nan(ds: Path, base: Path) -> Call:
+    """The first event's onset is n/a."""
+    return _events(ds, base, lambda rows: rows[1].__setitem__(0, "n/a"))

@@ -90,6 +90,19 @@ def corpus_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def corpus_task_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated MID-task dataset (2 participants, 3 mm) the events cases copy."""
+    from danemap.simulate import simulate_cohort
+
+    root = tmp_path_factory.mktemp("corpus") / "task"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DanemapWarning)
+        simulate_cohort(root, n_subjects=2, n_sites=1, seed=1, resolution=3,
+                        modalities=("task",))
+    return root
+
+
 def test_corpus_is_a_list_of_at_least_40_named_cases() -> None:
     names = [c.name for c in CASES]
     assert len(names) >= 40 and len(set(names)) == len(names)
@@ -207,12 +220,13 @@ def test_corpus_case(c: Case, tmp_path: Path, request: pytest.FixtureRequest) ->
     if c.kind == "unit":
         _run_unit(c, tmp_path)
     else:
-        _run_cli(c, tmp_path, request.getfixturevalue("corpus_base"))
+        fixture = {"rest": "corpus_base", "task": "corpus_task_base"}[c.base]
+        _run_cli(c, tmp_path, request.getfixturevalue(fixture))
 
 
 # --------------------------------------------------------------------------- the harness
 def _fake(build: Any, expect: Any) -> Case:
-    return Case("fake", "unit", build, expect, None, "a harness self-test", None)
+    return Case("fake", "unit", build, expect, None, "a harness self-test")
 
 
 def test_harness_catches_a_large_allocation(tmp_path: Path) -> None:

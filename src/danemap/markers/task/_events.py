@@ -181,8 +181,10 @@ def validate_events(events: pd.DataFrame, source: str, n_volumes: int, tr: float
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             i = int(bad[0])
+            raw = events[name].iloc[i]
+            shown = "a missing value (n/a)" if pd.isna(raw) else repr(str(raw))
             raise InputError(f"{_row_where(source, i, name)}: expected a finite number of "
-                             f"seconds, found {events[name].iloc[i]!r}")
+                             f"seconds, found {shown}")
     bad = np.flatnonzero((onset < 0) | (onset >= run_s))
     if bad.size:
         i = int(bad[0])
