@@ -658,8 +658,11 @@ def _normative_figure(values: Mapping[str, Any], scored: Any, zcols: Sequence[st
         ax, ax2 = fig.subplots(1, 2, width_ratios=[1.2, 1])
         for k, (g, v) in enumerate(values.items()):
             if v.size:
+                people = int((scored["group"].astype(str) == g).sum()) if "group" in \
+                    scored.columns else len(scored)
                 ax.hist(v, bins=bins, density=True, histtype="step", lw=2,
-                        color=colours[k % len(colours)], label=f"{g} (n = {v.size} z)")
+                        color=colours[k % len(colours)],
+                        label=f"{str(g)[:20]} ({people} participants, {v.size} z)")
         grid = np.linspace(-lim, lim, 200)
         ax.plot(grid, np.exp(-grid ** 2 / 2) / math.sqrt(2 * math.pi), color="#888888",
                 ls="--", lw=1, label="N(0, 1)")
