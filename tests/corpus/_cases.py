@@ -753,8 +753,8 @@ def _cli_confounds_fifo(ds: Path, base: Path) -> Call:
 @case("cli_bold_wrong_magic", "cli", Fails(("desc-preproc_bold.nii.gz", "magic")))
 def _cli_magic(ds: Path, base: Path) -> Call:
     """A BOLD whose header magic is damaged."""
-    ref, _ = _base_bold(str(base))
-    img = nib.Nifti1Image(ref[..., :40], _base_bold(str(base))[1])
+    ref, aff = _base_bold(str(base))
+    img = nib.Nifti1Image(ref[..., :40], aff)
     replace(ds / BOLD, gzip.compress(patch(bytes(img.to_bytes()), MAGIC, "4s", b"xyz\x00"),
                                      compresslevel=1))
     replace(ds / CONFOUNDS, confounds_text(base, 40))
