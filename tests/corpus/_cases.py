@@ -805,6 +805,16 @@ def _cli_age(ds: Path, base: Path) -> Call:
     return Call()
 
 
+@case("cli_participants_without_group_column", "cli", Works())
+def _cli_no_group(ds: Path, base: Path) -> Call:
+    """participants.tsv without its group column: the participant level does not need it."""
+    lines = (base / "participants.tsv").read_text().splitlines()
+    col = lines[0].split("\t").index("group")
+    rows = ["\t".join(c for i, c in enumerate(line.split("\t")) if i != col) for line in lines]
+    _participants(ds, base, "\n".join(rows) + "\n")
+    return Call()
+
+
 @case("cli_label_traversal", "cli",
       Fails(("not a valid BIDS label", "../../etc"), where="stderr", codes=(2,)))
 def _cli_label(ds: Path, base: Path) -> Call:
