@@ -118,3 +118,12 @@ def test_a_dynamic_series_gets_regional_bpnd_a_map_and_tacs(tmp_path):
     assert bpmap.ndim == 3 and np.nanmax(np.asarray(bpmap.dataobj)) > 1.0
     tacs = read_tsv(pet / "sub-01_trc-FEPE2I_atlas-danemap_tacs.tsv")
     assert len(tacs) == 24 and "reference_cerebellum" in tacs
+    fits = read_tsv(pet / "sub-01_trc-FEPE2I_atlas-danemap_desc-fits_tacs.tsv")
+    assert list(fits["frame_mid_min"]) == pytest.approx(
+        list((tacs["frame_start_min"] + tacs["frame_end_min"]) / 2), rel=1e-9)
+    # the fitted SRTM curve follows the measured putamen TAC (blurred, noisy: within 10%
+    # of its peak)
+    dev = (fits["Putamen_L__srtm"] - tacs["Putamen_L"]).abs().max()
+    assert dev <= 0.10 * tacs["Putamen_L"].abs().max()
+    side = json.loads((pet / "sub-01_trc-FEPE2I_atlas-danemap_desc-fits_tacs.json").read_text())
+    assert side["frame_mid_min"]["Units"] == "min" and side["Models"] == ["mrtm2", "srtm"]

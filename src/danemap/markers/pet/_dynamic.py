@@ -5,6 +5,12 @@ nearest neighbour). The reference TAC is the mean over the reference region. ``k
 MRTM2 and Logan is estimated by MRTM on the tracer's high-binding regions
 (:func:`~danemap.markers.pet._kinetics.estimate_k2_ref`; Ichise et al. 2003). The voxel-wise
 map of ``map_model`` covers the brain (every atlas voxel and the MNI152 brain mask).
+
+The fitted curves (:func:`fitted_curves`) are the frame-mean model TACs of the regional
+fits: SRTM's ``R1 C_R + (k2 - R1 k2a) C_R ⊗ exp(-k2a t)`` (Gunn et al. 1997), computed with
+the same exact frame-mean basis as the fit; MRTM2's parameters (``R1``, ``k2``, ``k2a``)
+describe the same one-tissue target, drawn by the same formula. Logan's plot has no TAC
+model (it fits the integrals from ``t*`` on), so it has no fitted curve.
 """
 
 from __future__ import annotations
@@ -23,11 +29,13 @@ if TYPE_CHECKING:
     from danemap.atlas import Atlas
     from danemap.markers.pet._inputs import PetFrames
 
-__all__ = ["DynamicResult", "quantify_dynamic", "regional_tacs"]
+__all__ = ["DynamicResult", "fitted_curves", "quantify_dynamic", "regional_tacs"]
 
 log = get_logger("markers.pet")
 
 MODELS = ("srtm", "mrtm2", "logan")
+#: The models whose parameters give a model TAC (Logan's plot does not).
+CURVE_MODELS = ("srtm", "mrtm2")
 
 
 @dataclass
@@ -47,6 +55,10 @@ class DynamicResult:
         The ``k2'`` used by MRTM2 and Logan (/min).
     t_star : dict
         Model -> first frame time used (minutes).
+    fits : pandas.DataFrame or None
+        The fitted model TACs (:func:`fitted_curves`): ``frame_start_min, frame_end_min,
+        frame_mid_min`` and one ``<region>__<model>`` column per fitted region and model
+        of :data:`CURVE_MODELS` (None when no such model ran).
     """
 
     table: pd.DataFrame
@@ -54,6 +66,59 @@ class DynamicResult:
     maps: dict[str, np.ndarray]
     k2_ref: float
     t_star: dict[str, float] = field(default_factory=dict)
+    fits: pd.DataFrame | None = None
+
+
+def fitted_curves(fits: dict[str, Any], names: Sequence[str], cr: np.ndarray,
+                  start: np.ndarray, end: np.ndarray) -> pd.DataFrame | None:
+    """Return the frame-mean model TACs of the regional fits (module notes).
+
+    Parameters
+    ----------
+    fits : dict
+        Model -> :class:`~danemap.markers.pet._kinetics.KineticFit` over the regions
+        ``names`` (in that order); models outside :data:`CURVE_MODELS` are skipped.
+    names : sequence of str
+        The fitted regions.
+    cr : numpy.ndarray
+        The frame-mean reference TAC.
+    start, end : numpy.ndarray
+        Frame start and end times (minutes after injection).
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        ``frame_start_min, frame_end_min, frame_mid_min`` and one ``<region>__<model>``
+        column per region whose fit has finite ``R1``, ``k2`` and ``k2a > 0`` (the others
+        are left out and logged); None when no model of :data:`CURVE_MODELS` was fitted.
+    """
+    from danemap.markers.pet import _kinetics as kin
+
+    start = np.asarray(start, dtype=np.float64)
+    end = np.asarray(end, dtype=np.float64)
+    cols: dict[str, np.ndarray] = {}
+    ran = False
+    for model, fit in fits.items():
+        if model not in CURVE_MODELS:
+            continue
+        ran = True
+        r1, k2, k2a = (np.atleast_1d(np.asarray(x, dtype=np.float64))
+                       for x in (fit.r1, fit.k2, fit.k2a))
+        good = np.isfinite(r1) & np.isfinite(k2) & np.isfinite(k2a) & (k2a > 0)
+        if not good.all():
+            log.info("dynamic PET: no %s fitted curve for %d region(s) without a finite "
+                     "fit (%s)", model, int((~good).sum()),
+                     ", ".join(n for n, g in zip(names, good, strict=True) if not g)[:200])
+        if not good.any():
+            continue
+        basis = kin.srtm_basis(start, end, cr, k2a[good])  # (n_frames, n_good)
+        curve = r1[good] * cr[:, None] + (k2[good] - r1[good] * k2a[good]) * basis
+        for j, n in enumerate(n for n, g in zip(names, good, strict=True) if g):
+            cols[f"{n}__{model}"] = curve[:, j]
+    if not ran:
+        return None
+    return pd.DataFrame({"frame_start_min": start, "frame_end_min": end,
+                         "frame_mid_min": (start + end) / 2.0, **cols})
 
 
 def regional_tacs(data: np.ndarray, labels: np.ndarray, indices: Sequence[int]
@@ -179,7 +244,9 @@ def quantify_dynamic(img: Any, atlas: Atlas, frames: PetFrames, *, reference: np
     tacs = pd.DataFrame({"frame_start_min": start, "frame_end_min": end,
                          f"reference_{reference_name}": cr,
                          **{n: ct[:, i] for i, n in enumerate(names)}})
+    curves = fitted_curves({m: f for m, f in fits.items() if m in models},
+                           [n for n, g in zip(names, ok, strict=True) if g], cr, start, end)
     log.info("dynamic PET: %d frames, k2' = %.4f /min; map by %s", frames.n, k2_ref, map_model)
     return DynamicResult(pd.DataFrame(rows), tacs,
                          {k: v for k, v in maps.items() if k in ("bpnd", "r1")}, k2_ref,
-                         t_star)
+                         t_star, curves)

@@ -60,6 +60,9 @@ class PetResult:
         The atlas on the image's MNI grid (the QC figure's outlines).
     tacs : pandas.DataFrame or None
         Regional TACs of a dynamic series.
+    fits : pandas.DataFrame or None
+        The fitted model TACs of a dynamic series (``<region>__<model>`` columns;
+        :func:`~danemap.markers.pet._dynamic.fitted_curves`).
     maps : dict
         Voxel-wise maps (``bpnd``, ``r1``; the RBV-corrected image) as nibabel images.
     meta : dict
@@ -72,6 +75,7 @@ class PetResult:
     labels: Any
     tacs: pd.DataFrame | None = None
     maps: dict[str, Any] = field(default_factory=dict)
+    fits: pd.DataFrame | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -148,7 +152,7 @@ class PetFamily(MarkerFamily):
         mean = nib.Nifti1Image(_mean_image(np.asarray(mni.dataobj, dtype=np.float32),
                                            item.frames.duration_s), mni.affine)
         return PetResult(res.table, "BPND", mean, on_grid.img, tacs=res.tacs, maps=maps,
-                         meta=meta)
+                         meta=meta, fits=res.fits)
 
     def write(self, result: PetResult, writer: Any, item: PetInput,
               atlas_name: str) -> list[Path]:
@@ -181,6 +185,8 @@ class PetFamily(MarkerFamily):
                 "frame_end_min": {"Description": "Frame end after injection", "Units": "min"},
                 "_metadata": {"Description": "Frame-mean activity per atlas region (image "
                                              "units), and of the reference region"}}))
+        if result.fits is not None:
+            written.append(_write_fits(result, writer, sub, ents, atlas_name, item))
         fig = writer.path(sub, "figures", "pet", ".png", **ents, atlas=atlas_name,
                           desc="qc")
         write_qc_figure(result.mni, result.labels, fig)
@@ -205,6 +211,35 @@ class PetFamily(MarkerFamily):
                                      moderator="med_status"))
         return tables
 
+
+
+def _write_fits(result: PetResult, writer: Any, sub: str, ents: dict[str, Any],
+                atlas_name: str, item: PetInput) -> Path:
+    """Write the fitted model TACs beside the TACs (``..._desc-fits_tacs.tsv``)."""
+    assert result.fits is not None
+    path = writer.path(sub, "pet", "tacs", ".tsv", **ents, atlas=atlas_name, desc="fits")
+    models = sorted({c.rsplit("__", 1)[1] for c in result.fits.columns if "__" in c})
+    sidecar: dict[str, Any] = {
+        "frame_start_min": {"Description": "Frame start after injection", "Units": "min"},
+        "frame_end_min": {"Description": "Frame end after injection", "Units": "min"},
+        "frame_mid_min": {"Description": "Frame mid-time, (start + end) / 2", "Units": "min"},
+        "_metadata": {
+            "Description": "Fitted frame-mean model TACs of the regional kinetic fits, one "
+                           "<region>__<model> column per region and model, in the image "
+                           "units of the TACs (the _tacs.tsv beside this file). SRTM: "
+                           "R1 C_R + (k2 - R1 k2a) C_R conv exp(-k2a t) (Gunn et al. 1997); "
+                           "MRTM2: the same one-tissue curve from its R1, k2 and k2a. "
+                           "Logan has no model TAC. Regions without a finite fit are absent.",
+            "Units": "image units (as the TACs)", "Models": models,
+            "Reference": result.meta.get("Reference"),
+            "k2_ref_per_min": result.meta.get("k2_ref_per_min"),
+            "Sources": [str(item.path)]}}
+    for col in result.fits.columns:
+        if "__" in col:
+            region, model = col.rsplit("__", 1)
+            sidecar[col] = {"Description": f"Fitted {model.upper()} frame-mean TAC of {region}",
+                            "Units": "image units (as the TACs)"}
+    return Path(writer.write_tsv(result.fits, path, sidecar=sidecar))
 
 
 def _trc(item: PetInput) -> str:
