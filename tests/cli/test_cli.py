@@ -180,7 +180,8 @@ def test_group_level_reports_every_participants_problem(cohort, tmp_path, capsys
     err = capsys.readouterr().err
     assert "2 problem(s)" in err
     assert "unknown value in column 'group'" in err and "did you mean 'ADHD'" in err
-    assert "non-numeric value in column 'age': line 2: 'ten'" in err
+    # age is a covariate of the group level: the bad value, its line and the fix
+    assert "'ten' (line 2)" in err and "remove 'age' from [stats] covariates" in err
 
 
 def test_dataset_with_only_unclaimed_data_names_what_it_found(tmp_path, caplog):
