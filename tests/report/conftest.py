@@ -2,7 +2,8 @@
 
 The files follow the formats the families write (checked against a ``danemap demo`` run):
 functional (time series with censored volumes absent, correlation matrix, network scores,
-motion QC), structural (volumes + sidecar, QC PNG), PET (SBR table + sidecar, QC PNG, TACs),
+motion QC), structural (volumes + sidecar, QC PNG), PET (SBR table + sidecar, QC PNG, TACs
+and their fitted curves),
 task (MID contrasts) and the group level's normative z-scores with their summaries.
 """
 
@@ -140,6 +141,11 @@ def build_tree(base: Path) -> Path:
     _tsv(pd.DataFrame({"frame_start_min": t, "frame_end_min": t + 10,
                        "Putamen_L": 1 - np.exp(-t / 20 - 0.1), "reference": 0.5 + 0 * t}),
          pet / "sub-01_trc-FPCIT_atlas-danemap_tacs.tsv", {})
+    tac = 1 - np.exp(-t / 20 - 0.1)
+    _tsv(pd.DataFrame({"frame_start_min": t, "frame_end_min": t + 10,
+                       "frame_mid_min": t + 5, "Putamen_L__srtm": tac * 1.01,
+                       "Putamen_L__mrtm2": tac * 0.99}),
+         pet / "sub-01_trc-FPCIT_atlas-danemap_desc-fits_tacs.tsv", {})
     _png(root / "sub-01" / "figures" / "sub-01_trc-FPCIT_atlas-danemap_desc-qc_pet.png", 2)
     # task
     _tsv(pd.DataFrame({"contrast": ["gain_vs_neutral"] * 3, "region": ["NAcc_L", "NAcc_R",

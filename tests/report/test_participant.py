@@ -38,8 +38,8 @@ def test_participant_report_sections_and_planted_values(output_tree, tree):
     assert "configuration hash c0ffee42" in html
     n, cens = PLANTED["n_volumes"], PLANTED["censored"]
     assert f"{len(cens)} of {n} volume(s) censored or dropped" in html
-    # images: T1w QC, BOLD mean, FD trace, PET QC, matrix, SBR bars, TACs, normative z
-    assert html.count('<img src="data:image/png;base64,') == 8
+    # images: T1w QC, BOLD mean, FD trace, PET QC, matrix, SBR bars, TACs, fits, normative z
+    assert html.count('<img src="data:image/png;base64,') == 9
     assert "status-pass" in heads["qc"]
     assert "SMALL REFERENCE" in html and "research measurement, not a diagnosis" in html
     assert "pet: failed: normative model: 2 controls are too few" in html
@@ -163,7 +163,16 @@ def test_bold_mean_image_from_the_series(tmp_path, tree):
         bold_mean_image(tmp_path / "bad_desc-preproc_bold.nii.gz")
 
 
-def test_dynamic_pet_says_fit_curves_not_written(output_tree):
+def test_dynamic_pet_draws_the_fitted_curves_over_the_tacs(output_tree, tmp_path, tree):
     html = write_participant_report(output_tree, "01").read_text()
     pet = html.split('id="pet"')[1].split('id="task"')[0]
-    assert "time-activity curves" in pet and "Fit curves not written" in pet
+    assert "time-activity curves" in pet and "not written" not in pet
+    assert 'alt="kinetic model fits over the time-activity curves' in pet
+    assert pet.count("<img") == 3  # the bar chart, the TACs, the fits
+    assert "SRTM" in pet and "MRTM2" in pet and "Putamen_L" in pet
+    # outputs without the fits file: the TACs alone, and the missing file named
+    root = tree["build"](tmp_path)
+    (root / "sub-01" / "pet" / "sub-01_trc-FPCIT_atlas-danemap_desc-fits_tacs.tsv").unlink()
+    pet = write_participant_report(root, "01").read_text().split('id="pet"')[1].split(
+        'id="task"')[0]
+    assert pet.count("<img") == 2 and "desc-fits_tacs.tsv is missing" in pet

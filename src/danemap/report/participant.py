@@ -808,6 +808,72 @@ def _tac_figure(path: Path) -> str:
         return img_tag(fig, f"time-activity curves, {path.name}")
 
 
+#: The regions (atlas name stems) whose fitted curves are drawn, in panel order.
+FIT_REGIONS = ("Caudate", "Putamen", "NAcc")
+#: At most this many fit panels.
+MAX_FIT_PANELS = 6
+
+
+def fits_path(tacs: Path) -> Path:
+    """Return the fitted-curves file the PET family writes beside a TACs file."""
+    return tacs.with_name(tacs.name.replace("_tacs.tsv", "_desc-fits_tacs.tsv"))
+
+
+def _fit_figure(tacs_path: Path, fits_file: Path) -> tuple[str | None, str]:
+    """Draw the measured TAC points with the fitted model curves, one panel per region."""
+    tacs = _read_tsv(tacs_path)
+    fits = _read_tsv(fits_file)
+    missing = [c for c in ("frame_start_min", "frame_end_min") if c not in tacs.columns]
+    if missing:
+        raise InputError(f"{tacs_path}: expected the columns frame_start_min and "
+                         f"frame_end_min, found {list(tacs.columns)[:8]}")
+    mid = (tacs["frame_start_min"] + tacs["frame_end_min"]) / 2
+    fmid = fits["frame_mid_min"] if "frame_mid_min" in fits.columns else \
+        (fits["frame_start_min"] + fits["frame_end_min"]) / 2
+    curves: dict[str, list[str]] = {}
+    for col in fits.columns:
+        if "__" in col:
+            region, model = col.rsplit("__", 1)
+            curves.setdefault(region, []).append(model)
+    fitted = [r for r in curves if r in tacs.columns]
+    order = [r for stem in FIT_REGIONS for r in fitted if r.rsplit("_", 1)[0] == stem]
+    regions = (order or fitted)[:MAX_FIT_PANELS]
+    if not regions:
+        return None, (f"No fitted curves drawn: {fits_file.name} has no <region>__<model> "
+                      f"column of a region of {tacs_path.name}.")
+    ref = next((c for c in tacs.columns if str(c).startswith("reference")), None)
+    ncol = min(3, len(regions))
+    nrow = math.ceil(len(regions) / ncol)
+    colours = [PALETTE["primary"], PALETTE["secondary"], PALETTE["pass"]]
+    with figure(3.0 * ncol + 0.6, 2.6 * nrow + 0.6) as fig:
+        axes = fig.subplots(nrow, ncol, squeeze=False)
+        for k, ax in enumerate(axes.ravel()):
+            if k >= len(regions):
+                ax.set_axis_off()
+                continue
+            r = regions[k]
+            if ref is not None:
+                ax.plot(mid, tacs[ref], "s", ms=3, color=PALETTE["missing"],
+                        label=f"{ref} (measured)")
+            ax.plot(mid, tacs[r], "o", ms=4, color=PALETTE["text"], label="measured")
+            for j, model in enumerate(curves[r]):
+                ax.plot(fmid, fits[f"{r}__{model}"], ("-", "--", ":")[j % 3], lw=1.6,
+                        color=colours[j % len(colours)], label=f"{model.upper()} fit")
+            ax.set_title(r)
+            ax.set_xlabel("time after injection (min)")
+            if k % ncol == 0:
+                ax.set_ylabel("activity (image units)")
+            if k == 0:
+                ax.legend(frameon=False, fontsize=7, loc="upper right")
+        fig.suptitle(f"Kinetic model fits over the TACs, {_label(tacs_path)}")
+        tag = img_tag(fig, f"kinetic model fits over the time-activity curves, "
+                           f"{tacs_path.name}")
+    models = sorted({m.upper() for r in regions for m in curves[r]})
+    return tag, (f"Fitted curves ({', '.join(models)}; from {fits_file.name}) over the "
+                 f"measured frame means of {', '.join(regions)}; the grey squares are the "
+                 "reference region. Logan's plot has no model TAC, so it has no curve.")
+
+
 def _pet(out: _Outputs, norm: _Normative) -> list[Section]:
     import pandas as pd
 
@@ -835,13 +901,25 @@ def _pet(out: _Outputs, norm: _Normative) -> list[Section]:
         wide.columns = [f"{m} ({meth})" for m, meth in wide.columns]
         wide = wide.reset_index()
         stem = p.name.split("_atlas-")[0]
-        for tac in sorted(p.parent.glob(f"{stem}*_tacs.tsv")):
+        tac_files = [t for t in sorted(p.parent.glob(f"{stem}*_tacs.tsv"))
+                     if "_desc-fits_" not in t.name]
+        for tac in tac_files:
             figures.append(_tac_figure(tac))
-            notes.append("Fit curves not written: the PET family writes the TACs and the "
-                         "fitted BPND and R1, not the fitted curves or k2, so the model "
-                         "fits cannot be drawn over the TACs; the kinetic results are the "
-                         "BPND/R1 values in the table.")
-        if not any("_tacs" in f for f in map(str, p.parent.glob(f"{stem}*_tacs.tsv"))):
+            fit_file = fits_path(tac)
+            if fit_file.is_file():
+                try:
+                    tag, caption = _fit_figure(tac, fit_file)
+                except (DanemapError, OSError, KeyError, ValueError) as exc:
+                    tag, caption = None, f"The fit figure could not be drawn: {exc}"
+                if tag:
+                    figures.append(tag)
+                notes.append(caption)
+            else:
+                notes.append(f"No fitted curves: {fit_file.name} is missing (outputs of a "
+                             "danemap version that wrote only the TACs and the fitted "
+                             "BPND/R1); the kinetic results are the BPND/R1 values in the "
+                             "table.")
+        if not tac_files:
             notes.append("Static image: no time-activity curves (a dynamic series writes "
                          "_tacs.tsv).")
         psf = side.get("PSF_FWHM_mm")
