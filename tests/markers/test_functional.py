@@ -843,3 +843,52 @@ def test_cleaning_operator_with_confounds_equals_nilearn_clean(detrend, hp, lp):
                             filter="butterworth" if (hp or lp) else False, high_pass=hp,
                             low_pass=lp, t_r=2.0, standardize_confounds=True)
     np.testing.assert_allclose(op @ x, want, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- mean BOLD
+def test_mean_bold_is_the_mean_over_volumes_and_is_written(tmp_path):
+    from danemap.io import DerivativesWriter
+    from danemap.markers.functional._compute import mean_bold
+
+    bold, conf, atlas = _write_run(tmp_path / "in", n_t=90)
+    img = nib.load(bold)
+    data = np.asarray(img.dataobj, dtype=np.float64)
+    want = data.mean(axis=3)
+    res = _quiet_process(bold, conf, atlas)
+    got = np.asarray(res.mean_image.dataobj)
+    assert got.shape == want.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-3)
+    np.testing.assert_allclose(res.mean_image.affine, img.affine, rtol=1e-9, atol=1e-9)
+    # the in-memory image, and int16 data with a slope and an intercept, give the same mean
+    mem = mean_bold(nib.Nifti1Image(data.astype(np.float32), img.affine, img.header))
+    np.testing.assert_allclose(np.asarray(mem.dataobj), want, rtol=1e-6, atol=1e-3)
+    raw = np.round((data - 100.0) / 0.05).astype(np.int16)
+    scaled = nib.Nifti1Image(raw, img.affine, img.header)
+    scaled.header.set_data_dtype(np.int16)
+    scaled.header.set_slope_inter(0.05, 100.0)
+    p = bold.with_name("scaled_bold.nii")  # uncompressed: the seek path
+    nib.save(scaled, p)
+    np.testing.assert_allclose(np.asarray(mean_bold(p).dataobj),
+                               raw.mean(axis=3) * 0.05 + 100.0, rtol=1e-6, atol=1e-4)
+    writer = DerivativesWriter(tmp_path / "out")
+    paths = write_run(res, writer, "sub-01", space="MNI152NLin2009cAsym", res="2")
+    out = [q for q in paths if q.name.endswith("_bold.nii.gz")]
+    assert [q.name for q in out] == [
+        "sub-01_task-rest_space-MNI152NLin2009cAsym_res-2_desc-mean_bold.nii.gz"]
+    np.testing.assert_allclose(np.asarray(nib.load(out[0]).dataobj), want, rtol=1e-6,
+                               atol=1e-3)
+    side = json.loads(out[0].with_name(out[0].name.replace(".nii.gz", ".json")).read_text())
+    assert side["Sources"] == [str(bold)]
+
+
+def test_mean_bold_of_a_truncated_file_names_it(tmp_path):
+    from danemap.markers.functional._compute import mean_bold
+
+    bold, _, _ = _write_run(tmp_path, n_t=40)
+    img = nib.load(bold)
+    p = tmp_path / "cut_bold.nii"
+    nib.save(img, p)
+    header = nib.load(p).header
+    p.write_bytes(p.read_bytes()[:-5000])
+    with pytest.raises(InputError, match=r"cut_bold\.nii: file is truncated"):
+        mean_bold(p, header)

@@ -147,6 +147,9 @@ class FunctionalResult:
         Repetition time used (s).
     meta : dict
         Processing description written to the JSON sidecars.
+    mean_image : nibabel.Nifti1Image or None
+        The mean over volumes of the BOLD (float32, on the BOLD grid; the report's QC
+        image); None for precomputed time series.
     """
 
     timeseries: pd.DataFrame
@@ -157,6 +160,7 @@ class FunctionalResult:
     regions: pd.DataFrame
     tr: float | None
     meta: dict[str, Any] = field(default_factory=dict)
+    mean_image: Any = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -725,10 +729,107 @@ def process_run(bold: Any, confounds: Any, atlas: Any,
                             "confounds_source": csource, "bold_source": where}
     res = _finish(raw, names, counts, selection, cfg, tr_used, res_atlas.networks, voxels,
                   meta)
+    del voxels
+    res.mean_image = mean_bold(bold, header)
     if missing_conf is not None:
         res.qc.update({"strategy": "none", "confounds": [], "qc_reason": "no confounds",
                        "exclude": True, "exclusion_reasons": [missing_conf]})
     return res
+
+
+def mean_bold(bold: Any, header: Any = None) -> Any:
+    """Return the mean over volumes of a 4-D BOLD, streamed a block of volumes at a time.
+
+    The file is decompressed (isal) block by block into one reused buffer and the volumes
+    are summed in float64, so the memory used is one block and one float64 volume, never
+    a second copy of the series. Scaling (``scl_slope``/``scl_inter``) is applied to the
+    mean (exact: the mean is linear).
+
+    Parameters
+    ----------
+    bold : path or nibabel.Nifti1Image
+        The 4-D BOLD (a single ``.nii``/``.nii.gz`` file, or an image in memory).
+    header : nibabel.Nifti1Header, optional
+        Its header, already validated (read from the file when None).
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        3-D float32 image on the BOLD grid (its affine and ``qform``/``sform``).
+
+    Raises
+    ------
+    InputError
+        The file is truncated or its compressed stream is corrupt (named).
+    """
+    import nibabel as nib
+
+    from danemap.markers.functional import _extract as ex
+
+    if not isinstance(bold, str | os.PathLike):
+        arr = np.asanyarray(bold.dataobj)
+        total = np.zeros(arr.shape[:3], dtype=np.float64)
+        step = max(1, ex._BLOCK_BYTES // max(1, int(np.prod(arr.shape[:3])) * 8))
+        for t0 in range(0, arr.shape[3], step):
+            total += np.sum(arr[..., t0:t0 + step], axis=3, dtype=np.float64)
+        mean = total / arr.shape[3]
+        out = nib.Nifti1Image(mean.astype(np.float32), bold.affine)
+        out.header.set_xyzt_units(*bold.header.get_xyzt_units())
+        return out
+    if header is None:
+        header, _ = _load_header(bold)
+    p = Path(bold)
+    shape = tuple(int(s) for s in header.get_data_shape())
+    n_vox = int(np.prod(shape[:3]))
+    n_t = int(np.prod(shape[3:]))
+    dtype = header.get_data_dtype()
+    slope, inter = header.get_slope_inter()
+    slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
+    inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+    vol_bytes = n_vox * dtype.itemsize
+    step = max(1, min(n_t, ex._BLOCK_BYTES // vol_bytes))
+    buf = bytearray(step * vol_bytes)
+    mv = memoryview(buf)
+    total = np.zeros(n_vox, dtype=np.float64)
+    with open(p, "rb") as raw:
+        magic = raw.read(2)
+        raw.seek(0)
+        stream: Any = raw
+        if magic == b"\x1f\x8b":
+            from isal import igzip_threaded
+
+            stream = igzip_threaded.open(raw, "rb", threads=1)
+        try:
+            if stream is raw:
+                raw.seek(int(header["vox_offset"]))
+            else:
+                ex._skip(stream, int(header["vox_offset"]), p.name)
+            t0 = 0
+            while t0 < n_t:
+                k = min(step, n_t - t0)
+                need = k * vol_bytes
+                got = ex._readinto_full(stream, mv[:need])
+                if got < need:
+                    raise InputError(f"{p.name}: file is truncated: volume "
+                                     f"{t0 + got // vol_bytes} of {n_t} is incomplete")
+                block = np.frombuffer(buf, dtype=dtype, count=k * n_vox).reshape(k, n_vox)
+                total += block.sum(axis=0, dtype=np.float64)
+                t0 += k
+        except InputError:
+            raise
+        except Exception as exc:
+            if not ex._is_stream_error(exc):
+                raise
+            raise InputError(f"{p.name}: corrupt or truncated data ({type(exc).__name__}: "
+                             f"{exc})") from exc
+        finally:
+            if stream is not raw:
+                stream.close()
+    mean = (total / n_t) * slope + inter
+    vol = mean.reshape(shape[:3], order="F").astype(np.float32)
+    out = nib.Nifti1Image(vol, header.get_best_affine())
+    out.header.set_xyzt_units(*header.get_xyzt_units())
+    return out
 
 
 def _missing_confounds(bold: Any, where: str, cfg: FunctionalConfig) -> str:

@@ -83,11 +83,13 @@ class FunctionalFamily(MarkerFamily):
 
     def write(self, result: FunctionalResult, writer: Any, item: Any,
               atlas_name: str) -> list[Path]:
-        """Write the run's time series, connectivity, network, ALFF and QC files."""
+        """Write the run's time series, connectivity, networks, ALFF, QC and mean BOLD."""
         session, run = item
         ents = run.entities
+        bold_ents = getattr(run.preproc, "entities", None) or {}
         return write_run(result, writer, session.participant, session=session.session,
-                         task=ents.get("task", "rest"), run=ents.get("run"), atlas=atlas_name)
+                         task=ents.get("task", "rest"), run=ents.get("run"), atlas=atlas_name,
+                         space=bold_ents.get("space"), res=bold_ents.get("res"))
 
     def qc_excluded(self, result: FunctionalResult) -> bool:
         """Tell whether motion QC flags the run for exclusion."""

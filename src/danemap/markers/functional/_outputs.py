@@ -49,15 +49,18 @@ _ALFF_COLUMNS: dict[str, str] = {
 
 def write_run(result: FunctionalResult, writer: Any, subject: str,
               session: str | None = None, task: str = "rest",
-              run: str | int | None = None, atlas: str = "danemap") -> list[Path]:
+              run: str | int | None = None, atlas: str = "danemap",
+              space: str | None = None, res: str | None = None) -> list[Path]:
     """Write one run's outputs as BIDS derivatives (atomic, with JSON sidecars).
 
     Files (``func/`` of the participant):
     ``sub-X[_ses-Y]_task-T[_run-N]_atlas-<atlas>_timeseries.tsv``,
     ``..._atlas-<atlas>_desc-<corr|partialcorr>_connectivity.tsv`` (the kinds computed;
     square, region names as header and first column), ``..._atlas-<atlas>_desc-networks_stats.tsv``,
-    ``..._atlas-<atlas>_desc-alff_stats.tsv`` (when computed) and
-    ``..._desc-qc_motion.json``.
+    ``..._atlas-<atlas>_desc-alff_stats.tsv`` (when computed),
+    ``..._desc-qc_motion.json`` and, when the run was read from voxels, the mean BOLD
+    ``...[_space-<space>][_res-<res>]_desc-mean_bold.nii.gz`` (with a JSON sidecar naming
+    its source; the report's QC image).
 
     Parameters
     ----------
@@ -76,6 +79,9 @@ def write_run(result: FunctionalResult, writer: Any, subject: str,
     atlas : str
         The ``atlas-`` entity: the name of the atlas the regions come from
         (:attr:`danemap.atlas.Atlas.name`).
+    space, res : str or None
+        The ``space-`` and ``res-`` entities of the mean BOLD (those of the BOLD it is
+        the mean of); None: left out.
 
     Returns
     -------
@@ -137,6 +143,15 @@ def write_run(result: FunctionalResult, writer: Any, subject: str,
     p = _p("motion", ".json", desc="qc")
     write_json(p, {**result.qc, "RepetitionTime": result.tr})
     paths.append(p)
+    if result.mean_image is not None:
+        from danemap.io import write_nifti
+
+        p = _p("bold", ".nii.gz", space=space, res=res, desc="mean")
+        paths.append(write_nifti(result.mean_image, p))
+        write_json(p.with_name(p.name.replace(".nii.gz", ".json")), {
+            "Description": "Mean over volumes of the preprocessed BOLD (every volume, "
+                           "before denoising or censoring), on its grid",
+            "Sources": [meta.get("bold_source", "n/a")]})
     return paths
 
 
