@@ -132,6 +132,7 @@ def test_bold_mean_with_atlas_contours(output_tree):
     assert "qc-bold" in heads
     block = html.split('id="qc-bold"')[1].split("<h2")[0]
     assert block.count("<img") == 1 and "fMRIPrep&#x27;s reference image" in block
+    assert "from the input" in block  # the tree has no written mean BOLD: the fallback
     assert "danemap atlas" in block
     # sub-02's run has no time series: the section says why instead of drawing nothing
     html2 = write_participant_report(output_tree, "02").read_text()
@@ -176,3 +177,31 @@ def test_dynamic_pet_draws_the_fitted_curves_over_the_tacs(output_tree, tmp_path
     pet = write_participant_report(root, "01").read_text().split('id="pet"')[1].split(
         'id="task"')[0]
     assert pet.count("<img") == 2 and "desc-fits_tacs.tsv is missing" in pet
+
+
+def test_bold_mean_is_drawn_from_the_outputs_after_the_input_is_deleted(tmp_path, capsys,
+                                                                      tree):
+    import shutil
+
+    root = tree["build"](tmp_path)
+    func = root / "sub-01" / "func"
+    tree["boldref"](func / "sub-01_task-rest_space-MNI152NLin2009cAsym_res-2_desc-mean_bold"
+                           ".nii.gz")
+    # another run's mean is not this run's
+    tree["boldref"](func / "sub-01_task-rest_run-2_space-MNI152NLin2009cAsym_desc-mean_bold"
+                           ".nii.gz")
+    shutil.rmtree(tmp_path / "bids")
+    assert main(["report", str(root.parent)]) == 0
+    capsys.readouterr()
+    html = (root / "sub-01.html").read_text()
+    block = html.split('id="qc-bold"')[1].split("<h2")[0]
+    assert block.count("<img") == 1
+    assert ("the mean BOLD among the outputs (sub-01_task-rest_space-MNI152NLin2009cAsym_res-2"
+            "_desc-mean_bold.nii.gz)") in block
+    # without the written mean, the deleted input leaves no image, and the page says why
+    for p in func.glob("*_desc-mean_bold.nii.gz"):
+        p.unlink()
+    assert main(["report", str(root.parent), "--skip-group"]) == 0
+    block = (root / "sub-01.html").read_text().split('id="qc-bold"')[1].split("<h2")[0]
+    assert "<img" not in block and "is no longer readable" in block
+    assert "desc-mean_bold.nii.gz" in block

@@ -320,6 +320,38 @@ def bold_mean_image(bold: Path) -> tuple[Any, str]:
             f"the mean of the {n} volumes of {bold.name}")
 
 
+_MEAN_OUTPUT = re.compile(r"^(?P<stem>.+?)(_space-[A-Za-z0-9]+)?(_res-[A-Za-z0-9]+)?"
+                          r"_desc-mean_bold\.nii(\.gz)?$")
+
+
+def mean_bold_output(motion: Path) -> Path | None:
+    """Return the run's mean BOLD among the outputs, or None when there is none.
+
+    The functional family writes ``<run>[_space-<space>][_res-<res>]_desc-mean_bold.nii.gz``
+    beside the run's ``<run>_desc-qc_motion.json``.
+
+    Parameters
+    ----------
+    motion : pathlib.Path
+        The run's motion QC JSON.
+
+    Returns
+    -------
+    pathlib.Path or None
+    """
+    stem = motion.name.replace("_desc-qc_motion.json", "")
+    found = [p for p in sorted(motion.parent.glob(f"{stem}_*desc-mean_bold.nii*"))
+             if (m := _MEAN_OUTPUT.match(p.name)) and m.group("stem") == stem]
+    return found[0] if found else None
+
+
+def _load_mean_output(path: Path) -> tuple[Any, str]:
+    from danemap.io import load_nifti
+
+    img = load_nifti(path, expect_ndim=3)
+    return img, f"the mean BOLD among the outputs ({path.name})"
+
+
 def _bold_mean_figure(motion: Path) -> tuple[str | None, str]:
     """Draw one run's BOLD mean with the atlas contours; return (img tag, caption)."""
     import logging
@@ -336,20 +368,29 @@ def _bold_mean_figure(motion: Path) -> tuple[str | None, str]:
         return None, (f"{_label(motion)}: no BOLD mean: the run has no time series TSV, so "
                       "its BOLD file is not known.")
     atlas = _entities(ts[0]).get("atlas", "")
-    bold = _bold_source(ts[0])
-    if bold is None:
-        return None, (f"{_label(motion)}: no BOLD mean: the time series sidecar names no "
-                      "BOLD source.")
     if atlas != "danemap":
         return None, (f"{_label(motion)}: no BOLD mean with contours: the atlas "
                       f"{atlas!r} is not the built-in one, and the run's atlas image is "
                       "not among the outputs.")
-    if not (bold.is_file() or bold.with_name(bold.name.replace(
-            "_desc-preproc_bold", "_boldref")).is_file()):
-        return None, (f"{_label(motion)}: no BOLD mean: {bold} is no longer readable (the "
-                      "functional family writes region time series, not a mean image).")
+    written = mean_bold_output(motion)
     try:
-        img, how = bold_mean_image(bold)
+        if written is not None:
+            img, how = _load_mean_output(written)
+        else:
+            bold = _bold_source(ts[0])
+            if bold is None:
+                return None, (f"{_label(motion)}: no BOLD mean: the outputs have no "
+                              f"{stem}_space-<space>_desc-mean_bold.nii.gz and the time "
+                              "series sidecar names no BOLD source.")
+            if not (bold.is_file() or bold.with_name(bold.name.replace(
+                    "_desc-preproc_bold", "_boldref")).is_file()):
+                return None, (f"{_label(motion)}: no BOLD mean: the outputs have no "
+                              f"{stem}_space-<space>_desc-mean_bold.nii.gz (written by "
+                              f"newer danemap versions) and the input {bold} is no longer "
+                              "readable.")
+            img, how = bold_mean_image(bold)
+            how = (f"from the input, {how}, since the outputs have no "
+                   f"{stem}_space-<space>_desc-mean_bold.nii.gz")
         atlas_log = logging.getLogger("danemap.atlas")
         level = atlas_log.level
         atlas_log.setLevel(logging.ERROR)  # empty regions on this grid: not a report problem
