@@ -62,3 +62,27 @@ def test_methods_paragraph_describes_what_ran(group_runs):
     failed = group_runs["failed"].read_text().split('id="methods"')[1].split("<h2")[0]
     assert "Cohen&#x27;s d" not in failed and "Not described (FAILED" in failed
     assert "glm" in failed and "permutation" in failed
+
+
+def test_methods_names_the_versions_the_statistics_recorded(tmp_path, group_runs):
+    import json
+    import shutil
+
+    from danemap.report.group import write_group_report
+
+    group = tmp_path / "group"
+    shutil.copytree(group_runs["ok"].parent, group)
+    summary = group / "stats" / "networks" / "summary.json"
+    data = json.loads(summary.read_text())
+    assert data["versions"]["numpy"]  # written by run_stats
+    data["versions"].update(numpy="0.0.1planted", nilearn="0.0.2planted")
+    summary.write_text(json.dumps(data))
+    methods = write_group_report(group).read_text().split('id="methods"')[1].split("<h2")[0]
+    assert "numpy 0.0.1planted" in methods and "nilearn 0.0.2planted" in methods
+    assert "as recorded in summary.json by the statistics run" in methods
+    assert "statsmodels " in methods
+    # a summary.json without versions (older outputs): the report's own, and said so
+    del data["versions"]
+    summary.write_text(json.dumps(data))
+    methods = write_group_report(group).read_text().split('id="methods"')[1].split("<h2")[0]
+    assert "planted" not in methods and "records no library versions" in methods

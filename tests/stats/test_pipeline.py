@@ -492,3 +492,22 @@ def test_three_participants_fail_clearly_and_the_report_says_so(tmp_path):
     html = write_group_report(tmp_path).read_text()
     assert "FAILED: glm, meta, permutation" in html
     assert "<svg" not in html  # no empty forest plot
+
+
+def test_summary_records_the_library_versions(tmp_path):
+    import platform
+    from importlib import metadata
+
+    from danemap._version import __version__
+
+    fp, pp, _ = write_cohort(tmp_path, n=30)
+    res = run_stats(fp, pp, tmp_path / "o", analyses=("glm",),
+                    config=StatsConfig(harmonize="none"))
+    versions = json.loads((tmp_path / "o" / "summary.json").read_text())["versions"]
+    assert list(versions) == ["danemap", "python", "numpy", "scipy", "pandas",
+                              "scikit-learn", "statsmodels", "nilearn", "nibabel"]
+    assert versions["danemap"] == __version__ == res["summary"]["danemap_version"]
+    assert versions["python"] == platform.python_version()
+    for lib in ("numpy", "scipy", "pandas", "scikit-learn", "statsmodels", "nilearn",
+                "nibabel"):
+        assert versions[lib] == metadata.version(lib), lib

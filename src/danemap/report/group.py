@@ -458,12 +458,26 @@ def _methods_section(loaded: Mapping[str, Mapping[str, Any]],
                 done.setdefault(key, []).append(titles.get(name, name))
                 info.setdefault(key, entry)
     first = next((s for s in loaded.values() if s), {})
-    versions = []
-    for lib in ("numpy", "scipy", "pandas", "scikit-learn", "nilearn", "nibabel"):
-        try:
-            versions.append(f"{lib} {metadata.version(lib)}")
-        except metadata.PackageNotFoundError:
-            continue
+    recorded = first.get("versions")
+    if isinstance(recorded, Mapping) and recorded:
+        versions = [f"{lib} {v}" for lib, v in recorded.items()
+                    if lib not in ("danemap", "python") and v]
+        python = str(recorded.get("python") or "n/a")
+        where = "as recorded in summary.json by the statistics run"
+        others = sorted({name for name, summ in loaded.items()
+                         if isinstance(summ, Mapping) and summ.get("versions") != recorded})
+    else:
+        versions = []
+        for lib in ("numpy", "scipy", "pandas", "scikit-learn", "statsmodels", "nilearn",
+                    "nibabel"):
+            try:
+                versions.append(f"{lib} {metadata.version(lib)}")
+            except metadata.PackageNotFoundError:
+                continue
+        python = platform.python_version()
+        where = ("in the environment that generated this report: summary.json records no "
+                 "library versions")
+        others = []
     settings = first.get("harmonization_settings") or {}
     covs = ", ".join(first.get("covariates") or []) or "no covariates"
 
@@ -471,10 +485,14 @@ def _methods_section(loaded: Mapping[str, Mapping[str, Any]],
         tables = done.get(key, [])
         return "" if len(tables) == len(loaded) else f" ({'; '.join(tables)})"
 
-    parts = [f"Group statistics were computed with danemap "
-             f"{first.get('danemap_version') or 'n/a'} (Python "
-             f"{platform.python_version()}; {', '.join(versions)} in the environment that "
-             "generated this report)."]
+    version = (recorded.get("danemap") if isinstance(recorded, Mapping) else None) or \
+        first.get("danemap_version") or "n/a"
+    parts = [f"Group statistics were computed with danemap {version} (Python {python}; "
+             f"{', '.join(versions)}; {where})."]
+    if others:
+        parts.append("The library versions of "
+                     + ", ".join(titles.get(n, n) for n in others)
+                     + " differ from these (each table's summary.json has its own).")
     refs = []
     if "harmonize" in done:
         transform = settings.get("transform", "auto")

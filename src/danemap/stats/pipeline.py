@@ -97,7 +97,7 @@ if TYPE_CHECKING:
 
     from danemap.config import StatsConfig
 
-__all__ = ["ANALYSES", "run_stats"]
+__all__ = ["ANALYSES", "library_versions", "run_stats"]
 
 log = get_logger("stats.pipeline")
 
@@ -1198,6 +1198,7 @@ def run_stats(
 
     summary = {
         "danemap_version": __version__,
+        "versions": library_versions(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "sources": sources,
         "feature_measure": args.feature_measure,
@@ -1232,3 +1233,32 @@ def run_stats(
     }
     spath = write_json(out / "summary.json", summary)
     return {"files": run.files, "summary": summary, "summary_path": spath}
+
+
+#: The libraries whose versions ``summary.json`` records (``versions``), in order.
+RECORDED_LIBRARIES = ("numpy", "scipy", "pandas", "scikit-learn", "statsmodels", "nilearn",
+                      "nibabel")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Return the versions of danemap, Python and the libraries the statistics use.
+
+    Returns
+    -------
+    dict
+        ``{"danemap": ..., "python": ..., "numpy": ..., ...}`` (:data:`RECORDED_LIBRARIES`);
+        None for a library that is not installed.
+    """
+    import platform
+    from importlib import metadata
+
+    from danemap._version import __version__
+
+    out: dict[str, str | None] = {"danemap": __version__,
+                                  "python": platform.python_version()}
+    for lib in RECORDED_LIBRARIES:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            out[lib] = None
+    return out
