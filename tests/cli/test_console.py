@@ -205,7 +205,7 @@ def test_subprocess_streams_stdout_clean_stderr_one_line_per_message(tmp_path):
 
 def _parsers():
     yield "danemap", build_bids_app_parser()
-    for command in ("simulate", "demo", "atlas", "stats", "slurm"):
+    for command in ("simulate", "demo", "atlas", "stats", "slurm", "report"):
         parser = build_parser(command)
         yield f"danemap {command}", parser
         for action in parser._actions:

@@ -205,3 +205,24 @@ def test_bold_mean_is_drawn_from_the_outputs_after_the_input_is_deleted(tmp_path
     block = (root / "sub-01.html").read_text().split('id="qc-bold"')[1].split("<h2")[0]
     assert "<img" not in block and "is no longer readable" in block
     assert "desc-mean_bold.nii.gz" in block
+
+
+def test_an_exclusion_is_worded_by_its_qc_reason(tmp_path, tree):
+    import json
+
+    root = tree["build"](tmp_path)
+    motion = root / "sub-02" / "func" / "sub-02_task-rest_desc-qc_motion.json"
+    qc = json.loads(motion.read_text())
+    qc.update(qc_reason="no confounds", exclude=True, exclusion_reasons=[
+        "no confounds: sub-02_task-rest_desc-confounds_timeseries.tsv not found"])
+    motion.write_text(json.dumps(qc))
+    qc_block = write_participant_report(root, "02").read_text().split('id="qc"')[1].split(
+        "<h2")[0]
+    assert "excluded: no confounds file" in qc_block
+    assert "confounds_timeseries.tsv not found" in qc_block
+    assert "motion QC:" not in qc_block
+    qc.update(qc_reason="motion", exclusion_reasons=["mean FD 0.90 mm > 0.5 mm"])
+    motion.write_text(json.dumps(qc))
+    qc_block = write_participant_report(root, "02").read_text().split('id="qc"')[1].split(
+        "<h2")[0]
+    assert "excluded by motion QC: mean FD 0.90 mm" in qc_block

@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the output folder of the BIDS App (holding danemap/), or its "
                         "danemap/ folder itself")
     parser.add_argument("--participant-label", "--participant_label", nargs="+", default=None,
-                        metavar="LABEL", help="only these participants ('01' or 'sub-01')")
+                        metavar="LABEL", help="only these participants ('01' or 'sub-01') "
+                        "(default: all)")
     parser.add_argument("--skip-group", action="store_true",
                         help="do not rebuild the group report")
     parser.add_argument("--skip-participants", action="store_true",

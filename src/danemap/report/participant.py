@@ -429,6 +429,19 @@ def _bold_mean_figure(motion: Path) -> tuple[str | None, str]:
                  "misregistered run shows outlines off the grey matter.")
 
 
+def _exclusion(reason: Any, details: Sequence[str]) -> str:
+    """Word a run's exclusion by its QC reason (``motion``, ``no confounds``)."""
+    said = "; ".join(details)
+    if reason == "no confounds":
+        head = ("excluded: no confounds file, so the run was processed without confound "
+                "regression or motion QC")
+        # the recorded detail starts with "no confounds: ..." already
+        return f"{head} ({said})" if said else head
+    if reason in (None, "motion") or (isinstance(reason, float) and math.isnan(reason)):
+        return f"excluded by motion QC: {said}" if said else "excluded by motion QC"
+    return f"excluded ({reason}): {said}" if said else f"excluded ({reason})"
+
+
 def _qc(out: _Outputs) -> list[Section]:
     import pandas as pd
 
@@ -472,7 +485,7 @@ def _qc(out: _Outputs) -> list[Section]:
                    else "mean FD n/a")
         rows.append({"modality": f"BOLD ({_label(m)})",
                      "status": "flag" if qc.get("exclude") else "pass",
-                     "details": (f"excluded by motion QC: {'; '.join(reasons)}" if
+                     "details": (_exclusion(qc.get("qc_reason"), reasons) if
                                  qc.get("exclude") else
                                  f"{mean_fd}, {qc.get('pct_scrubbed', 'n/a')}% scrubbed")})
         tag, caption = _fd_trace(m, qc)
