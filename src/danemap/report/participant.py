@@ -5,8 +5,11 @@ QC PNGs) and, where the group level ran, from ``group/stats/<table>/normative_z.
 ``summary.json``; nothing is recomputed. The only inputs read are those the outputs name
 in their sidecars' ``Sources``: each is hashed (SHA-256) for the header, and a run's
 fMRIPrep confounds give its framewise-displacement trace (the outputs record the summary
-and the kept volumes, not the FD series). A section whose inputs are absent says what is
-missing and why; a section whose file is unreadable says it failed, and why.
+and the kept volumes, not the FD series). The BOLD mean is the functional family's
+``desc-mean_bold`` output (older outputs: fMRIPrep's boldref or the BOLD itself, when still
+there), and the kinetic fits of dynamic PET are its ``desc-fits_tacs.tsv``. A section whose
+inputs are absent says what is missing and why; a section whose file is unreadable says it
+failed, and why.
 """
 
 from __future__ import annotations
