@@ -90,7 +90,7 @@ def read_confounds(path: str | os.PathLike[str]) -> pd.DataFrame:
     ------
     InputError
         Naming the file: missing, empty (no header, or a header without rows), not a
-        tab-separated table, or a column with text.
+        tab-separated table, rows longer than the header, or a column with text.
     """
     p = Path(path)
     try:
@@ -106,6 +106,10 @@ def read_confounds(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise InputError(f"{p}: not a readable tab-separated table ({exc})") from exc
     except (OSError, ValueError) as exc:  # a folder, unreadable bytes
         raise InputError(f"{p}: cannot read the confounds file ({exc})") from exc
+    if not isinstance(df.index, pd.RangeIndex):  # pandas made the extra first cells an index
+        raise InputError(
+            f"{p}: rows have more cells than the {len(df.columns)} columns of the header; "
+            "expected one tab-separated value per confound name")
     if len(df) == 0:
         raise InputError(
             f"{p}: the confounds table has a header ({len(df.columns)} columns) but no "
