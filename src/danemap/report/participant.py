@@ -902,7 +902,7 @@ def _fit_figure(tacs_path: Path, fits_file: Path) -> tuple[str | None, str]:
     ncol = min(3, len(regions))
     nrow = math.ceil(len(regions) / ncol)
     colours = [PALETTE["primary"], PALETTE["secondary"], PALETTE["pass"]]
-    with figure(3.0 * ncol + 0.6, 2.6 * nrow + 0.6) as fig:
+    with figure(3.0 * ncol + 0.6, 2.6 * nrow + 0.9) as fig:
         axes = fig.subplots(nrow, ncol, squeeze=False)
         for k, ax in enumerate(axes.ravel()):
             if k >= len(regions):
@@ -920,8 +920,9 @@ def _fit_figure(tacs_path: Path, fits_file: Path) -> tuple[str | None, str]:
             ax.set_xlabel("time after injection (min)")
             if k % ncol == 0:
                 ax.set_ylabel("activity (image units)")
-            if k == 0:
-                ax.legend(frameon=False, fontsize=7, loc="upper right")
+        handles, names = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="outside lower center", ncol=len(names),
+                   frameon=False)
         fig.suptitle(f"Kinetic model fits over the TACs, {_label(tacs_path)}")
         tag = img_tag(fig, f"kinetic model fits over the time-activity curves, "
                            f"{tacs_path.name}")
