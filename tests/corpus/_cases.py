@@ -305,10 +305,8 @@ _tsv_case("confounds_row_longer_than_header",
           Raises(("sub-01_task-rest_desc-confounds_timeseries.tsv", ("more cells", "fields",
                                                                       "columns"))),
           _CONF + "0\t0\t0\t9\n" + _CONF_ROWS, "confounds",
-          xfail="awaiting fix in markers/functional/_confounds.py: read_confounds takes the "
-                "first cells of a row longer than the header as the index and shifts every "
-                "column silently (pandas index_col=None); reproducer: 'a\\tb\\n1\\t2\\t3\\n'",
-          doc="a data row with one cell more than the header: a wrong success today")
+          doc="a data row with one cell more than the header (pandas would shift the "
+              "columns silently; found by the fuzzer)")
 _tsv_case("confounds_text_column",
           Raises(("sub-01_task-rest_desc-confounds_timeseries.tsv", "trans_y")),
           _CONF + "0\tabc\t0\n" + _CONF_ROWS, "confounds", doc="text in a confound column")

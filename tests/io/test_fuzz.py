@@ -302,10 +302,6 @@ def test_participants_row_longer_than_header(folder: Path) -> None:
         read_participants(path)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "awaiting fix in markers/functional/_confounds.py: read_confounds takes the first cell "
-    "of a row longer than the header as the index, so b'trans_x\\ttrans_y\\n1\\t2\\t3\\n' "
-    "silently reads trans_x=2, trans_y=3 (a wrong success)"))
 def test_confounds_row_longer_than_header(folder: Path) -> None:
     from danemap.markers.functional._confounds import read_confounds
 
