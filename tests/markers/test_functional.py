@@ -892,3 +892,26 @@ def test_mean_bold_of_a_truncated_file_names_it(tmp_path):
     p.write_bytes(p.read_bytes()[:-5000])
     with pytest.raises(InputError, match=r"cut_bold\.nii: file is truncated"):
         mean_bold(p, header)
+
+
+def test_the_fd_series_is_written_for_the_report(tmp_path):
+    from danemap.io import DerivativesWriter
+    from danemap.markers.functional._family import _fd_series
+
+    bold, conf, atlas = _write_run(tmp_path / "in", n_t=90)
+    res = _quiet_process(bold, conf, atlas)
+    fd, source = _fd_series(conf, 90)
+    want = pd.read_csv(conf, sep="\t", na_values="n/a")["framewise_displacement"]
+    np.testing.assert_allclose(fd, want, rtol=1e-12)
+    assert source == str(conf)
+    assert _fd_series(conf, 91) == (None, None)  # not this run's volumes
+    assert _fd_series(None, 90) == (None, None)
+    writer = DerivativesWriter(tmp_path / "out")
+    paths = write_run(res, writer, "sub-01", fd=fd, fd_source=source)
+    out = next(q for q in paths if q.name == "sub-01_task-rest_desc-fd_timeseries.tsv")
+    table = pd.read_csv(out, sep="\t", na_values="n/a")
+    assert list(table.columns) == ["volume", "framewise_displacement"]
+    assert list(table["volume"]) == list(range(90))
+    np.testing.assert_allclose(table["framewise_displacement"], want, rtol=1e-12)
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["framewise_displacement"]["Units"] == "mm" and side["Sources"] == [str(conf)]

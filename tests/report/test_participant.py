@@ -133,6 +133,8 @@ def test_bold_mean_with_atlas_contours(output_tree):
     block = html.split('id="qc-bold"')[1].split("<h2")[0]
     assert block.count("<img") == 1 and "fMRIPrep&#x27;s reference image" in block
     assert "from the input" in block  # the tree has no written mean BOLD: the fallback
+    fd_block = html.split('id="qc-fd"')[1].split("<h2")[0]
+    assert "FD series from the input sub-01_task-rest_desc-confounds_timeseries.tsv" in fd_block
     assert "danemap atlas" in block
     # sub-02's run has no time series: the section says why instead of drawing nothing
     html2 = write_participant_report(output_tree, "02").read_text()
@@ -187,6 +189,11 @@ def test_bold_mean_is_drawn_from_the_outputs_after_the_input_is_deleted(tmp_path
     func = root / "sub-01" / "func"
     tree["boldref"](func / "sub-01_task-rest_space-MNI152NLin2009cAsym_res-2_desc-mean_bold"
                            ".nii.gz")
+    fd = [float("nan")] + [0.1] * 39
+    fd[20] = 0.9
+    (func / "sub-01_task-rest_desc-fd_timeseries.tsv").write_text(
+        "volume\tframewise_displacement\n"
+        + "".join(f"{k}\t{'n/a' if k == 0 else v}\n" for k, v in enumerate(fd)))
     # another run's mean is not this run's
     tree["boldref"](func / "sub-01_task-rest_run-2_space-MNI152NLin2009cAsym_desc-mean_bold"
                            ".nii.gz")
@@ -198,6 +205,9 @@ def test_bold_mean_is_drawn_from_the_outputs_after_the_input_is_deleted(tmp_path
     assert block.count("<img") == 1
     assert ("the mean BOLD among the outputs (sub-01_task-rest_space-MNI152NLin2009cAsym_res-2"
             "_desc-mean_bold.nii.gz)") in block
+    fd_block = html.split('id="qc-fd"')[1].split("<h2")[0]
+    assert fd_block.count("<img") == 1 and "No FD trace" not in fd_block
+    assert "FD series from the outputs (sub-01_task-rest_desc-fd_timeseries.tsv)" in fd_block
     # without the written mean, the deleted input leaves no image, and the page says why
     for p in func.glob("*_desc-mean_bold.nii.gz"):
         p.unlink()
@@ -205,6 +215,10 @@ def test_bold_mean_is_drawn_from_the_outputs_after_the_input_is_deleted(tmp_path
     block = (root / "sub-01.html").read_text().split('id="qc-bold"')[1].split("<h2")[0]
     assert "<img" not in block and "is no longer readable" in block
     assert "desc-mean_bold.nii.gz" in block
+    (func / "sub-01_task-rest_desc-fd_timeseries.tsv").unlink()
+    assert main(["report", str(root.parent), "--skip-group"]) == 0
+    fd_block = (root / "sub-01.html").read_text().split('id="qc-fd"')[1].split("<h2")[0]
+    assert "No FD trace: the outputs have no sub-01_task-rest_desc-fd_timeseries.tsv" in fd_block
 
 
 def test_an_exclusion_is_worded_by_its_qc_reason(tmp_path, tree):

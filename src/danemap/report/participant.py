@@ -218,17 +218,29 @@ def _fd_trace(motion: Path, qc: Mapping[str, Any]) -> tuple[str | None, str]:
                           and "confounds" in str(s)), None)
     fd = None
     why = ""
-    if confounds is not None and confounds.is_file():
+    from_where = ""
+    written = motion.with_name(f"{stem}_desc-fd_timeseries.tsv")
+    if written.is_file():
+        table = _read_tsv(written)
+        if "framewise_displacement" not in table.columns:
+            raise InputError(f"{written}: expected a framewise_displacement column, found "
+                             f"{list(table.columns)[:8]}")
+        fd = table["framewise_displacement"].to_numpy(float)
+        n = n or len(fd)
+        from_where = f" FD series from the outputs ({written.name})."
+    elif confounds is not None and confounds.is_file():
         table = _read_tsv(confounds)
         if "framewise_displacement" in table.columns:
             fd = table["framewise_displacement"].to_numpy(float)
             n = n or len(fd)
+            from_where = (f" FD series from the input {confounds.name} (the outputs have no "
+                          f"{written.name}).")
         else:
             why = f"{confounds.name} has no framewise_displacement column"
     else:
-        why = ("the outputs record the FD summary, not the series, and the run's confounds "
-               f"file ({confounds or 'not named in the time series sidecar'}) is not "
-               "available")
+        why = (f"the outputs have no {written.name} (older danemap versions recorded the FD "
+               "summary only), and the run's confounds file "
+               f"({confounds or 'not named in the time series sidecar'}) is not available")
     if not n:
         return None, "The run's QC JSON records no volume count; no trace can be drawn."
     censored = sorted(set(range(n)) - kept) if kept is not None else []
@@ -260,7 +272,7 @@ def _fd_trace(motion: Path, qc: Mapping[str, Any]) -> tuple[str | None, str]:
         caption += " The time series TSV is missing, so the censored volumes are unknown."
     if fd is None:
         caption += f" No FD trace: {why}."
-    return tag, caption
+    return tag, caption + from_where
 
 
 #: At most this many evenly spaced volumes enter the BOLD mean drawn (display only).

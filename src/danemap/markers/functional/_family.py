@@ -87,9 +87,12 @@ class FunctionalFamily(MarkerFamily):
         session, run = item
         ents = run.entities
         bold_ents = getattr(run.preproc, "entities", None) or {}
+        fd, fd_source = _fd_series(run.confounds.path if run.confounds else None,
+                                   int(result.qc.get("n_volumes") or 0))
         return write_run(result, writer, session.participant, session=session.session,
                          task=ents.get("task", "rest"), run=ents.get("run"), atlas=atlas_name,
-                         space=bold_ents.get("space"), res=bold_ents.get("res"))
+                         space=bold_ents.get("space"), res=bold_ents.get("res"), fd=fd,
+                         fd_source=fd_source)
 
     def qc_excluded(self, result: FunctionalResult) -> bool:
         """Tell whether motion QC flags the run for exclusion."""
@@ -142,6 +145,23 @@ class FunctionalFamily(MarkerFamily):
             tables.append(GroupTable(name=name, path=paths[name], title=title, kind=kind,
                                      analyses=analyses, family=self.name))
         return tables
+
+
+def _fd_series(confounds: Path | None, n_volumes: int) -> tuple[Any, str | None]:
+    """Return the run's framewise displacement from its confounds file (None: none).
+
+    The file was read and checked by the computation already; a table without a
+    ``framewise_displacement`` column, or with another row count, gives None.
+    """
+    if confounds is None:
+        return None, None
+    from danemap.markers.functional._confounds import read_confounds
+
+    table = read_confounds(confounds)
+    if "framewise_displacement" not in table.columns or (n_volumes and
+                                                         len(table) != n_volumes):
+        return None, None
+    return table["framewise_displacement"].to_numpy(dtype=float), str(confounds)
 
 
 def _tr_sidecar(bold: Any) -> str | None:

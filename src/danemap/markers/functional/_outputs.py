@@ -50,7 +50,8 @@ _ALFF_COLUMNS: dict[str, str] = {
 def write_run(result: FunctionalResult, writer: Any, subject: str,
               session: str | None = None, task: str = "rest",
               run: str | int | None = None, atlas: str = "danemap",
-              space: str | None = None, res: str | None = None) -> list[Path]:
+              space: str | None = None, res: str | None = None,
+              fd: Any = None, fd_source: str | None = None) -> list[Path]:
     """Write one run's outputs as BIDS derivatives (atomic, with JSON sidecars).
 
     Files (``func/`` of the participant):
@@ -58,7 +59,8 @@ def write_run(result: FunctionalResult, writer: Any, subject: str,
     ``..._atlas-<atlas>_desc-<corr|partialcorr>_connectivity.tsv`` (the kinds computed;
     square, region names as header and first column), ``..._atlas-<atlas>_desc-networks_stats.tsv``,
     ``..._atlas-<atlas>_desc-alff_stats.tsv`` (when computed),
-    ``..._desc-qc_motion.json`` and, when the run was read from voxels, the mean BOLD
+    ``..._desc-qc_motion.json``, ``..._desc-fd_timeseries.tsv`` (when ``fd`` is given) and,
+    when the run was read from voxels, the mean BOLD
     ``...[_space-<space>][_res-<res>]_desc-mean_bold.nii.gz`` (with a JSON sidecar naming
     its source; the report's QC image).
 
@@ -82,6 +84,12 @@ def write_run(result: FunctionalResult, writer: Any, subject: str,
     space, res : str or None
         The ``space-`` and ``res-`` entities of the mean BOLD (those of the BOLD it is
         the mean of); None: left out.
+    fd : array_like or None
+        The run's framewise displacement, one value per volume (NaN where undefined):
+        written as ``..._desc-fd_timeseries.tsv`` (``volume``, ``framewise_displacement``)
+        so the report's FD trace needs no input; None: not written.
+    fd_source : str or None
+        The file ``fd`` was read from (the sidecar's ``Sources``).
 
     Returns
     -------
@@ -143,6 +151,22 @@ def write_run(result: FunctionalResult, writer: Any, subject: str,
     p = _p("motion", ".json", desc="qc")
     write_json(p, {**result.qc, "RepetitionTime": result.tr})
     paths.append(p)
+    if fd is not None:
+        import numpy as np
+
+        series = np.asarray(fd, dtype=np.float64).ravel()
+        p = _p("timeseries", ".tsv", desc="fd")
+        writer.write_tsv(pd.DataFrame({"volume": np.arange(series.size),
+                                       "framewise_displacement": series}), p, sidecar={
+            "volume": "index of the volume in the run (every volume, censored ones included)",
+            "framewise_displacement": {"Description": "framewise displacement (Power et al. "
+                                                      "2012) as fMRIPrep computed it; n/a for "
+                                                      "the first volume",
+                                       "Units": "mm"},
+            "_metadata": {"Description": "The run's framewise displacement series (the "
+                                         "participant report's FD trace)",
+                          "Sources": [fd_source or "n/a"]}})
+        paths.append(p)
     if result.mean_image is not None:
         from danemap.io import write_nifti
 
