@@ -186,7 +186,8 @@ class PetFamily(MarkerFamily):
                 "_metadata": {"Description": "Frame-mean activity per atlas region (image "
                                              "units), and of the reference region"}}))
         if result.fits is not None:
-            written.append(_write_fits(result, writer, sub, ents, atlas_name, item))
+            written.append(_write_fits(result.fits, result.meta, writer, sub, ents,
+                                       atlas_name, item))
         fig = writer.path(sub, "figures", "pet", ".png", **ents, atlas=atlas_name,
                           desc="qc")
         write_qc_figure(result.mni, result.labels, fig)
@@ -213,12 +214,11 @@ class PetFamily(MarkerFamily):
 
 
 
-def _write_fits(result: PetResult, writer: Any, sub: str, ents: dict[str, Any],
-                atlas_name: str, item: PetInput) -> Path:
+def _write_fits(fits: pd.DataFrame, meta: dict[str, Any], writer: Any, sub: str,
+                ents: dict[str, Any], atlas_name: str, item: PetInput) -> Path:
     """Write the fitted model TACs beside the TACs (``..._desc-fits_tacs.tsv``)."""
-    assert result.fits is not None
     path = writer.path(sub, "pet", "tacs", ".tsv", **ents, atlas=atlas_name, desc="fits")
-    models = sorted({c.rsplit("__", 1)[1] for c in result.fits.columns if "__" in c})
+    models = sorted({c.rsplit("__", 1)[1] for c in fits.columns if "__" in c})
     sidecar: dict[str, Any] = {
         "frame_start_min": {"Description": "Frame start after injection", "Units": "min"},
         "frame_end_min": {"Description": "Frame end after injection", "Units": "min"},
@@ -231,15 +231,15 @@ def _write_fits(result: PetResult, writer: Any, sub: str, ents: dict[str, Any],
                            "MRTM2: the same one-tissue curve from its R1, k2 and k2a. "
                            "Logan has no model TAC. Regions without a finite fit are absent.",
             "Units": "image units (as the TACs)", "Models": models,
-            "Reference": result.meta.get("Reference"),
-            "k2_ref_per_min": result.meta.get("k2_ref_per_min"),
+            "Reference": meta.get("Reference"),
+            "k2_ref_per_min": meta.get("k2_ref_per_min"),
             "Sources": [str(item.path)]}}
-    for col in result.fits.columns:
+    for col in fits.columns:
         if "__" in col:
             region, model = col.rsplit("__", 1)
             sidecar[col] = {"Description": f"Fitted {model.upper()} frame-mean TAC of {region}",
                             "Units": "image units (as the TACs)"}
-    return Path(writer.write_tsv(result.fits, path, sidecar=sidecar))
+    return Path(writer.write_tsv(fits, path, sidecar=sidecar))
 
 
 def _trc(item: PetInput) -> str:
