@@ -368,6 +368,9 @@ def test_group_level_progress_and_outputs_at_summary_level(base, tmp_path, monke
     root = out / "danemap"
     assert f"group report: {root / 'group' / 'report.html'}" in lines
     assert any(m.startswith(f"participant reports: 2 in {root}") for m in lines)
+    # the participants table the statistics used is kept with them, for the report
+    assert (root / "group" / "participants.tsv").read_bytes() == \
+        (base / "participants.tsv").read_bytes()
 
 
 def test_group_level_names_a_covariate_missing_from_participants_tsv(tmp_path):

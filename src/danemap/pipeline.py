@@ -464,7 +464,13 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
         those with the settings of the others, or use a new output folder.
     """
     from danemap.atlas import atlas_from_setting, atlas_name
-    from danemap.io import DerivativesWriter, atomic_write_text, read_participants, write_json
+    from danemap.io import (
+        DerivativesWriter,
+        atomic_write_bytes,
+        atomic_write_text,
+        read_participants,
+        write_json,
+    )
     from danemap.markers.base import families
     from danemap.report.group import FAILURES, MANIFEST, write_group_report
     from danemap.report.participant import write_participant_reports
@@ -502,6 +508,9 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
                                   start=Path.cwd()) if any(
         "reference" in t.analyses for t in tables) else None
     atomic_write_text(group_dir / "config.toml", config.to_toml())
+    # the table the statistics used, kept with them: the group report is rebuilt from the
+    # outputs alone (its harmonisation view needs the sites) even once the input is gone
+    atomic_write_bytes(group_dir / "participants.tsv", participants.read_bytes())
     # the configured atlas's networks reach NBS (a user atlas brings its own)
     networks = atlas.networks
     summaries: dict[str, dict[str, Any]] = {}
