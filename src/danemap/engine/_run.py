@@ -565,7 +565,10 @@ def _run_dask(func: Callable[[str], Any], items: list[str], address: str | None,
         with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
             client = distributed.Client(**kwargs)
     with client:
-        futures = {client.submit(_call, func, item, pure=False): item for item in items}
+        # the function (with the cohort's discovered sessions bound to it) travels to each
+        # worker once, not pickled into every one of thousands of tasks
+        [shared] = client.scatter([func], broadcast=True, hash=False)
+        futures = {client.submit(_call, shared, item, pure=False): item for item in items}
         for fut in distributed.as_completed(list(futures)):
             item = futures[fut]
             try:
