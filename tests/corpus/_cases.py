@@ -374,9 +374,7 @@ def _nifti_device(tmp: Path) -> Callable[[], Any]:
 
 
 @case("confounds_fifo", "unit",
-      Raises(("sub-01_task-rest_desc-confounds_timeseries.tsv", "regular file")), timeout_s=10,
-      xfail="awaiting fix in markers/functional/_confounds.py: read_confounds opens a named "
-            "pipe and blocks forever (a hang; the CLI run never ends)")
+      Raises(("sub-01_task-rest_desc-confounds_timeseries.tsv", "regular file")), timeout_s=10)
 def _confounds_fifo(tmp: Path) -> Callable[[], Any]:
     """The confounds TSV is a named pipe."""
     from danemap.markers.functional._confounds import read_confounds
@@ -386,9 +384,7 @@ def _confounds_fifo(tmp: Path) -> Callable[[], Any]:
     return lambda: read_confounds(path)
 
 
-@case("participants_fifo", "unit", Raises(("participants.tsv", "regular file")), timeout_s=10,
-      xfail="awaiting fix in io/_participants.py: read_participants opens a named pipe and "
-            "blocks forever (a hang)")
+@case("participants_fifo", "unit", Raises(("participants.tsv", "regular file")), timeout_s=10)
 def _participants_fifo(tmp: Path) -> Callable[[], Any]:
     """participants.tsv is a named pipe."""
     from danemap.io import read_participants
@@ -703,9 +699,7 @@ def _cli_tr_resolved(ds: Path, base: Path) -> Call:
 
 
 @case("cli_bold_gz_trailing_garbage", "cli",
-      Fails(("desc-preproc_bold.nii.gz", "trailing garbage"), absent=("truncated",)),
-      xfail="awaiting fix in markers/functional/_extract.py (its own BOLD reader says "
-            "'corrupt or truncated data'; danemap.io._nifti.describe_gzip_error words it)")
+      Fails(("desc-preproc_bold.nii.gz", "trailing garbage"), absent=("truncated",)))
 def _cli_trailing(ds: Path, base: Path) -> Call:
     """Complete BOLD gzip data followed by non-gzip bytes."""
     replace(ds / BOLD, (base / BOLD).read_bytes() + b"\x00garbage" * 16)
@@ -738,9 +732,7 @@ def _cli_bold_fifo(ds: Path, base: Path) -> Call:
 
 
 @case("cli_confounds_is_a_fifo", "cli",
-      Fails(("sub-01_task-rest_desc-confounds_timeseries.tsv", "regular file")), timeout_s=20,
-      xfail="awaiting fix in markers/functional/_confounds.py (or discovery in io/_bids.py "
-            "skipping what is not a regular file): the run blocks on the pipe forever")
+      Fails(("sub-01_task-rest_desc-confounds_timeseries.tsv", "regular file")), timeout_s=20)
 def _cli_confounds_fifo(ds: Path, base: Path) -> Call:
     """sub-01's confounds TSV is a named pipe: the run must not hang."""
     (ds / CONFOUNDS).unlink()

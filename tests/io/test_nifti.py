@@ -350,6 +350,29 @@ def test_gz_trailing_garbage_is_named_as_such(tmp_path, shape):
     assert "truncated" not in str(err.value)
 
 
+def test_gz_trailing_garbage_after_a_member_larger_than_a_read_chunk(tmp_path, monkeypatch):
+    # zlib keeps the bytes after a member in unconsumed_tail when its output is capped:
+    # the scan of the members must end there, not loop forever (a hang on a real BOLD)
+    import danemap.io._nifti as nifti_mod
+
+    monkeypatch.setattr(nifti_mod, "_CHUNK", 4096)
+    # a compressible image: one read chunk holds the whole member and the garbage, and
+    # decompresses to many capped outputs
+    raw = _raw_bytes(nib.Nifti1Image(np.zeros((20, 20, 20), np.float32), AFFINE))
+    p = tmp_path / "big.nii.gz"
+    p.write_bytes(gzip.compress(raw) + b"\x00garbage" * 16)
+    assert p.stat().st_size < 4096 < len(raw)
+    import concurrent.futures
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    scan = pool.submit(nifti_mod._gzip_members, p)
+    try:  # a regression hangs: fail it after 30 s instead
+        decompressed, trailing, _ = scan.result(timeout=30)
+    finally:
+        pool.shutdown(wait=False)
+    assert (decompressed, trailing) == (len(raw), 128)
+
+
 def test_gz_zero_padding_and_second_member_are_accepted(tmp_path):
     img = _img()
     for tail in (b"\x00" * 64, gzip.compress(b"extra")):

@@ -212,7 +212,9 @@ def _gzip_members(path: Path) -> tuple[int, int, bytes]:
                         member += len(out)
                         if len(head) < 544:
                             head += out[:544 - len(head)]
-                        if not d.unconsumed_tail:
+                        # at the end of the member zlib may keep the bytes after it in
+                        # unconsumed_tail too (and return nothing for them, forever)
+                        if not d.unconsumed_tail or d.eof:
                             break
                         out = d.decompress(d.unconsumed_tail, _CHUNK)
                 except zlib.error:

@@ -191,6 +191,9 @@ def read_participants(
 
     p = Path(path)
     name = str(p)
+    if p.exists() and not p.is_file():  # a pipe or a device would block or never end
+        raise InputError(f"{name}: not a regular file (a folder, pipe or device); expected "
+                         "a tab-separated participants table")
     try:
         raw = p.read_bytes()
     except FileNotFoundError as exc:

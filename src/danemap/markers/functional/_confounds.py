@@ -93,6 +93,9 @@ def read_confounds(path: str | os.PathLike[str]) -> pd.DataFrame:
         tab-separated table, rows longer than the header, or a column with text.
     """
     p = Path(path)
+    if p.exists() and not p.is_file():  # a pipe or a device would block or never end
+        raise InputError(f"{p}: not a regular file (a folder, pipe or device); expected an "
+                         "fMRIPrep confounds table")
     try:
         df = pd.read_csv(p, sep="\t", na_values=["n/a", "N/A", "NaN", "nan", ""],
                          keep_default_na=False)

@@ -151,9 +151,10 @@ def gather_from_file(path: str | os.PathLike[str], header: Any, order: np.ndarra
         except Exception as exc:
             if not _is_stream_error(exc):
                 raise
-            raise InputError(
-                f"{p.name}: corrupt or truncated data ({type(exc).__name__}: {exc})"
-            ) from exc
+            from danemap.io._nifti import describe_gzip_error
+
+            # truncation, a corrupt stream and trailing garbage are told apart
+            raise InputError(f"{p.name}: {describe_gzip_error(exc, p)}") from exc
         finally:
             if stream is not raw:
                 stream.close()

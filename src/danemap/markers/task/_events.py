@@ -253,6 +253,9 @@ def read_events(path: str | os.PathLike[str], n_volumes: int, tr: float,
         header), or an event is invalid.
     """
     p = Path(path)
+    if p.exists() and not p.is_file():  # a pipe or a device would block or never end
+        raise InputError(f"{p}: not a regular file (a folder, pipe or device); expected a "
+                         "BIDS events table")
     if not p.is_file():
         raise InputError(f"{p}: events file not found; a task run needs its BIDS "
                          "'*_events.tsv' (onset, duration, trial_type)")
