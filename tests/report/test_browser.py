@@ -43,7 +43,7 @@ def test_participant_report_in_chromium(browser, output_tree, tmp_path):
     seen = B.check_report(browser, page, B.artefact_dir(tmp_path) / "participant.png", (
         "header", "qc", "qc-t1w", "qc-bold", "qc-fd", "qc-pet", "structural", "functional",
         "pet", "task", "normative"))
-    assert len(seen["images"]) == 8
+    assert len(seen["images"]) == 9  # every figure, the dynamic-PET fit curves included
     assert "<script>alert(1)</script>" in seen["text"]  # shown as text
     assert "research measurement, not a diagnosis" in seen["text"]
 
