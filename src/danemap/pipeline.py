@@ -529,7 +529,7 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
             summaries[name] = run_stats(table.path, participants, group_dir / "stats" / name,
                                         config=cfg, analyses=table.analyses,
                                         networks=networks, on_error="record",
-                                        icv_feature=table.icv or None,
+                                        icv_feature=table.icv or None, progress=True,
                                         reference=reference if "reference" in table.analyses
                                         else None)["summary"]
         except DanemapError as exc:  # one unusable table must not stop the others

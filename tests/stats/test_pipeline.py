@@ -511,3 +511,26 @@ def test_summary_records_the_library_versions(tmp_path):
     for lib in ("numpy", "scipy", "pandas", "scikit-learn", "statsmodels", "nilearn",
                 "nibabel"):
         assert versions[lib] == metadata.version(lib), lib
+
+
+def test_progress_per_analysis_at_summary_level(tmp_path, caplog):
+    import logging
+
+    from danemap._utils.logging import SUMMARY
+
+    fp, pp, _ = write_cohort(tmp_path, n=30)
+    with caplog.at_level(logging.INFO, logger="danemap"):
+        run_stats(fp, pp, tmp_path / "tbl", analyses=("glm", "meta"),
+                  config=StatsConfig(harmonize="none"), progress=True)
+        run_stats(fp, pp, tmp_path / "one", analyses=("glm",),
+                  config=StatsConfig(harmonize="none"))
+    progress = [(r.levelno, r.getMessage()) for r in caplog.records
+                if " done (" in r.getMessage()]
+    tbl = [m.split(" (")[0] for _, m in progress if m.startswith("stats tbl: ")]
+    assert "stats tbl: glm done" in tbl and "stats tbl: meta done" in tbl
+    n = len(tbl)
+    assert progress[0][1].startswith(f"stats tbl: {tbl[0].split(': ')[1].split()[0]} "
+                                     f"done (1/{n}, ")
+    # the group level's progress shows by default; otherwise it is INFO
+    assert {level for level, m in progress if m.startswith("stats tbl: ")} == {SUMMARY}
+    assert {level for level, m in progress if m.startswith("stats one: ")} == {logging.INFO}

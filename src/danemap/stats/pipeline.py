@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import logging
 import os
 import time
 import warnings
@@ -74,7 +75,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from danemap._utils.logging import get_logger
+from danemap._utils.logging import SUMMARY, get_logger
 from danemap.errors import DanemapError, DanemapWarning, InputError
 from danemap.io import write_json
 from danemap.stats._design import GroupDesign
@@ -1070,6 +1071,7 @@ def run_stats(
     normative_model: PathLike | None = None,
     on_error: str = "raise",
     icv_feature: str | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Run the group analyses on a feature table and write TSVs, sidecars and a summary.
 
@@ -1110,6 +1112,9 @@ def run_stats(
         A column of the feature table that holds each participant's intracranial volume
         (a volume table's ``ICV``): it leaves the features and becomes the design's ICV
         covariate, in place of ``[stats] icv``.
+    progress : bool
+        Log each analysis as it finishes at the ``SUMMARY`` level, which the command
+        line shows by default (the group level's progress); otherwise at ``INFO``.
 
     Returns
     -------
@@ -1185,7 +1190,10 @@ def run_stats(
             else:
                 log.debug("%s: %s", name, w.message)
         timings[name] = round(time.perf_counter() - t0, 3)
-        log.info("stats %s done in %.1f s", name, timings[name])
+        if name not in errors:
+            log.log(SUMMARY if progress else logging.INFO,
+                    "stats %s: %s done (%d/%d, %.1f s)", out.name, name, i + 1, len(order),
+                    timings[name])
         if not _USE_RAW.intersection(order[i + 1:]):
             run.release_raw()
     is_case, is_ctrl = group_mask(P, cfg.group, cfg.case, cfg.control, "participants")
