@@ -18,6 +18,10 @@ os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# danemap's per-machine cache (the Colin27 atlas-space map, about 2.5 minutes to compute):
+# the suite keeps its own, beside pytest's, shared by every test and the processes they
+# start, so it is computed once per checkout, never in the user's home
+os.environ.setdefault("DANEMAP_CACHE_DIR", str(REPO_ROOT / ".pytest_cache" / "danemap"))
 
 
 def _in_ci() -> bool:

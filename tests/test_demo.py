@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from danemap.cli import main
+from danemap.errors import DanemapWarning
 
 
 def _browser_helpers():
@@ -27,7 +29,10 @@ def test_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     # 20 participants: 10 per site is the fewest that classification with ComBat inside
     # every inner training fold accepts (2 x 5 folds); fewer fail it, and the exit code says so
-    assert main(["demo", "--out", str(out), "--n-subjects", "20", "--n-volumes", "100"]) == 0
+    # the demo's volumes come from the quick raw-T1w path, which the group level cautions
+    with pytest.warns(DanemapWarning, match="quick mode, whose validation"):
+        assert main(["demo", "--out", str(out), "--n-subjects", "20", "--n-volumes",
+                     "100"]) == 0
     printed = capsys.readouterr().out
     for net in ("frontostriatal", "lc_pfc", "mesolimbic", "nigrostriatal"):
         assert net in printed

@@ -211,6 +211,10 @@ def build_bids_app_parser() -> argparse.ArgumentParser:
     g.add_argument("--quick", action="store_const", const=True, default=None,
                    help="raw-T1w path: coarser registration, fewer iterations (default: "
                    "off)")
+    g.add_argument("--atlas-space", default=None, choices=["auto", "colin27", "mni152"],
+                   help="raw-T1w path: read the atlas through Colin27, where AAL3 was drawn "
+                   "(needs mricron-data), or on the MNI152 grid directly (default: "
+                   f"{d('structural.atlas_space')}: colin27 when installed)")
     g.add_argument("--structural-inputs", nargs="+", default=None, metavar="KIND",
                    choices=["aseg", "synthseg", "dseg", "t1w"],
                    help="structural inputs in order of preference (default: "
@@ -290,7 +294,8 @@ def _bids_app_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "functional": {"strategy": args.denoise_strategy, "fd_threshold": args.fd_threshold,
                        "repetition_time": args.repetition_time,
                        "allow_missing_confounds": args.allow_missing_confounds},
-        "structural": {"quick": args.quick, "inputs": args.structural_inputs},
+        "structural": {"quick": args.quick, "inputs": args.structural_inputs,
+                       "atlas_space": args.atlas_space},
         "pet": {"space": args.pet_space, "reference_region": args.pet_reference,
                 "pvc": args.pvc, "template": absolute(args.pet_template)},
     }

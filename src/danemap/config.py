@@ -186,12 +186,19 @@ class StructuralConfig:
         ``dseg.tsv``); empty: the ``.tsv`` beside the image, else FreeSurfer's aseg labels.
     keep_work : bool
         Keep the raw-T1w path's intermediate files even when it succeeds.
+    atlas_space : {"auto", "colin27", "mni152"}
+        Raw-T1w path: where the atlas is read. ``"colin27"``: through Colin27, on which
+        AAL3 (and so the built-in atlas) was drawn, by a Colin27 -> MNI152 registration
+        computed once per machine (needs the Debian package mricron-data); ``"mni152"``:
+        on the MNI152 template grid directly; ``"auto"``: ``"colin27"`` for an AAL3-based
+        atlas when mricron-data is installed, else ``"mni152"`` with a warning.
     """
 
     inputs: list[str] = field(default_factory=lambda: ["aseg", "synthseg", "dseg", "t1w"])
     quick: bool = False
     lut: str = ""
     keep_work: bool = False
+    atlas_space: str = "auto"
 
 
 @dataclass

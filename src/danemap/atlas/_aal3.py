@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from danemap._utils.optional import find_optional
 from danemap.errors import DependencyError, InputError
 
 AAL3_IMAGE = "AAL3.nii"
 AAL3_TABLE = "AAL3.txt"
+#: Colin27 (Holmes 1998), the single-subject T1 on which AAL (and so AAL3) was drawn, as the
+#: Debian package mricron-data installs it (1 mm, MNI single-subject space).
+COLIN27_T1 = Path("/usr/share/mricron/templates/ch2.nii.gz")
+
+
+def drawn_on_colin27(regions: Any) -> bool:
+    """Whether every region of an atlas table is made of AAL3 labels (drawn on Colin27).
+
+    Parameters
+    ----------
+    regions : pandas.DataFrame
+        An atlas region table (:attr:`danemap.atlas.Atlas.regions`).
+
+    Returns
+    -------
+    bool
+        True when the table has a ``source_labels`` column and every entry is
+        ``AAL3:<labels>``.
+    """
+    if "source_labels" not in regions.columns or len(regions) == 0:
+        return False
+    return bool(regions["source_labels"].astype(str).str.startswith("AAL3:").all())
 
 
 def aal3_paths() -> tuple[Path, Path]:

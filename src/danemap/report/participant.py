@@ -15,13 +15,13 @@ failed, and why.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from danemap._utils.hashing import file_sha256
 from danemap._utils.logging import get_logger
 from danemap._utils.text import DISCLAIMER
 from danemap.errors import DanemapError, InputError
@@ -75,11 +75,7 @@ def _label(path: Path, keep: Sequence[str] = ("ses", "task", "run", "trc")) -> s
 
 def _sha256(path: Path, cache: dict[Path, str]) -> str:
     if path not in cache:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        cache[path] = h.hexdigest()
+        cache[path] = file_sha256(path)
     return cache[path]
 
 

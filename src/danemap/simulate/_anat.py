@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from danemap.atlas._aal3 import COLIN27_T1
 from danemap.errors import InputError
 from danemap.simulate._common import (
     STREAMS,
@@ -386,7 +387,7 @@ def anat_summary(per: dict[str, Any], eff: SimulationEffects) -> dict[str, Any]:
 
 #: Colin27 (Holmes 1998) single-subject T1 of the Debian package mricron-data; AAL (and so the
 #: danemap atlas) was drawn on it.
-COLIN27_PATH = Path("/usr/share/mricron/templates/ch2.nii.gz")
+COLIN27_PATH = COLIN27_T1
 COLIN27_BRAIN_PATH = Path("/usr/share/mricron/templates/ch2bet.nii.gz")
 ANAT_BASES = ("mni152", "colin27")
 POSE_MAX_DEG = 8.0  # uniform in [-8, 8] degrees about each axis

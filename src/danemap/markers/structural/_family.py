@@ -43,7 +43,8 @@ _COLUMN_DOCS: dict[str, dict[str, Any]] = {
         "synthseg-1": "SynthSeg 1 volume CSV", "synthseg-2": "SynthSeg 2 volume CSV",
         "dseg-lut": "label image with a FreeSurfer lookup table (voxel counts)",
         "ants-atlas": "raw T1w: ANTsPy N4, registration to MNI152, Atropos, the danemap "
-                      "atlas warped into native space"}},
+                      "atlas warped into native space (through Colin27, where AAL3 was "
+                      "drawn, when the sidecar's Provenance.atlas_space is colin27)"}},
     "enigma": {"Description": "The ENIGMA-ADHD structure name (Hoogman et al. 2017) of a "
                               "FreeSurfer-style row, n/a otherwise (atlas regions are not the "
                               "same quantity as FreeSurfer's)"},
@@ -134,7 +135,7 @@ class StructuralFamily(MarkerFamily):
         xfm = _transform_dir(item.session, config)
         res = segment_t1w(item.path, atlas, quick=config.structural.quick,
                           work_dir=_work_root(config), keep_work=config.structural.keep_work,
-                          transform_dir=xfm)
+                          transform_dir=xfm, atlas_space=config.structural.atlas_space)
         # the PET family reuses the transforms (cached_t1w_transforms)
         write_json(xfm / "transforms.json", {
             "t1w": str(item.path), "forward": [str(p) for p in res.transforms["forward"]],
@@ -183,7 +184,7 @@ class StructuralFamily(MarkerFamily):
                                                      atlas_name).items():
             title = ("Subcortical volumes (FreeSurfer-style, the ENIGMA-ADHD structures)"
                      if like_fs else "Regional volumes (the atlas warped into each T1w; "
-                     "validated to shrink group differences about 40% towards zero)")
+                     "registration errors as large as the effects sought; see the sidecar)")
             analyses = (*GROUP_ANALYSES, "reference") if like_fs else GROUP_ANALYSES
             tables.append(GroupTable(name=name, path=path, title=title, kind="region",
                                      analyses=analyses, family=self.name, icv=ICV_REGION))
