@@ -97,8 +97,8 @@ def test_result_shape(cohort):
 def test_planted_volumes_recovered(cohort):
     """Per participant median |error| of the listed regions <= 3 %, ICV within 2 %.
 
-    Measured (full, 2 mm, Colin27 atlas space): median |error| 0.7-1.9 %, ICV +0.1 to
-    +0.4 %. Reading the atlas on the MNI152 grid directly (``atlas_space="mni152"``) gave
+    Measured (full, 2 mm, Colin27 atlas space): median |error| 2.0, 2.6, 2.2 and 2.3 %, ICV
+    +0.1 to +0.4 %. Reading the atlas on the MNI152 grid directly (``atlas_space="mni152"``) gave
     4.5-7.3 % (quick mode 1.8-5.4 %), because AAL3 was drawn on Colin27.
     """
     _, truth, tables, _ = cohort
@@ -158,6 +158,21 @@ def test_colin27_map_is_cached(cohort, monkeypatch):
     assert inside.mean() > 0.5 and np.abs(first[:, inside]).max() < 200.0
 
 
+def test_unusable_cache_folder_computes_the_map_for_the_run(monkeypatch, tmp_path, caplog):
+    """A cache folder that cannot be created: a warning, and the map is still returned."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("DANEMAP_CACHE_DIR", str(blocker / "cache"))
+    sentinel = np.zeros((3, 2, 2, 2), dtype=np.float32)
+    monkeypatch.setattr(_ants, "_compute_colin27_map", lambda ants, tpl, work: sentinel)
+    ants = _ants._ants()
+    tpl, _ = _ants._load_template(ants, _ants.FULL)
+    with caplog.at_level("WARNING", logger="danemap"):
+        got = _ants._colin27_map(ants, tpl, tmp_path, _ants.DEFAULT_SEED)
+    assert got is sentinel
+    assert "is unusable" in caplog.text and "DANEMAP_CACHE_DIR" in caplog.text
+
+
 def test_atlas_space_setting(atlas, monkeypatch, tmp_path):
     from danemap.atlas import _aal3
     from danemap.errors import DanemapWarning
@@ -205,7 +220,7 @@ def test_work_folder_kept_on_failure(tmp_path, atlas, monkeypatch):
 
     monkeypatch.setattr(_ants, "_n4", boom)
     with pytest.raises(RuntimeError, match="forced failure"):
-        segment_t1w(img, atlas, quick=True, work_dir=tmp_path)
+        segment_t1w(img, atlas, quick=True, work_dir=tmp_path, atlas_space="mni152")
     kept = list(tmp_path.glob("danemap-ants-*"))
     assert len(kept) == 1 and (kept[0] / "t1w.nii.gz").is_file()
 
