@@ -150,6 +150,7 @@ def test_colin27_map_is_cached(cohort, monkeypatch):
 
     monkeypatch.setattr(_ants, "_register", no_registration)
     again = _ants.colin27_map()
+    # exact: both calls read the same cached file (the same bytes, no computation)
     assert first.ndim == 4 and first.shape[0] == 3 and np.array_equal(first, again)
     cached = list(_ants.cache_dir().glob("colin27-to-mni152_*.npy"))
     assert cached and not list(_ants.cache_dir().glob("*.tmp.npy"))
