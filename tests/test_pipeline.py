@@ -311,7 +311,8 @@ def _stub_group_outputs(monkeypatch, tmp_path):
     monkeypatch.setattr(group_report, "write_group_report",
                         lambda group_dir, *a, **k: Path(group_dir) / "report.html")
     monkeypatch.setattr(participant_report, "write_participant_reports",
-                        lambda root: [Path(root) / "sub-01.html", Path(root) / "sub-03.html"])
+                        lambda root, n_jobs=1: [Path(root) / "sub-01.html",
+                                                Path(root) / "sub-03.html"])
 
 
 def test_mixed_settings_in_one_output_folder_are_refused_by_the_group_level(

@@ -550,7 +550,7 @@ def run_group(bids_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
     else:
         log.info("writing the participant reports")
         try:
-            reports = write_participant_reports(writer.root)
+            reports = write_participant_reports(writer.root, n_jobs=config.run.n_jobs)
             log.log(SUMMARY, "participant reports: %d in %s (%s ... %s)", len(reports),
                     reports[0].parent, reports[0].name, reports[-1].name)
         except DanemapError as exc:  # the group results stand; the reports are said failed

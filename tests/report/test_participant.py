@@ -10,7 +10,7 @@ import re
 import pytest
 
 from danemap.cli import main
-from danemap.errors import InputError
+from danemap.errors import DanemapError, InputError
 from danemap.report._figures import nice_limit, nice_ticks
 from danemap.report.participant import write_participant_report, write_participant_reports
 
@@ -90,6 +90,37 @@ def test_unreadable_output_is_a_failed_section(tmp_path, tree):
     html = write_participant_report(root, "sub-01").read_text()
     assert "status-failed" in _sections(html)["qc"]
     assert "could not be drawn" in html
+
+
+def test_reports_in_worker_processes_match_and_one_failure_spares_the_others(
+        tmp_path, tree, monkeypatch):
+    import re
+
+    import danemap.report.participant as participant
+
+    root = tree["build"](tmp_path)
+    stamp = re.compile(r"Report generated [0-9-]+ [0-9:]+ UTC")
+
+    def pages():
+        return {p.name: stamp.sub("", p.read_text()) for p in sorted(root.glob("sub-*.html"))}
+
+    one = write_participant_reports(root)
+    first = pages()
+    two = write_participant_reports(root, n_jobs=2)
+    assert two == one and pages() == first and len(first) == 3
+    for p in one:
+        p.unlink()
+    real = participant.write_participant_report
+
+    def broken(r, sub):
+        if sub.endswith("02"):
+            raise InputError("sub-02: a broken output")
+        return real(r, sub)
+
+    monkeypatch.setattr(participant, "write_participant_report", broken)
+    with pytest.raises(DanemapError, match="reports failed for sub-02: sub-02: a broken"):
+        write_participant_reports(root)
+    assert sorted(p.name for p in root.glob("sub-*.html")) == ["sub-01.html", "sub-03.html"]
 
 
 def test_report_command_rebuilds_every_report(tmp_path, capsys, tree):

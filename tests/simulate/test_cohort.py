@@ -251,8 +251,10 @@ def test_warped_label_volumes_match_ground_truth(cohort, truth):
             assert counts[idx] * 8.0 == p["anat"]["volume_mm3"][name]
 
 
-def test_same_seed_identical_other_seed_differs(cohort, tmp_path):
-    again = simulate_cohort(tmp_path / "b", dynamic_pet=True, **KW)
+def test_same_seed_identical_with_any_n_jobs_other_seed_differs(cohort, tmp_path):
+    # the second run in 2 worker processes: the draws depend on the seed and the
+    # participant only
+    again = simulate_cohort(tmp_path / "b", dynamic_pet=True, n_jobs=2, **KW)
     for name in ("participants.tsv", "ground_truth.json", "participants.json"):
         assert (cohort / name).read_bytes() == (again / name).read_bytes()
     imgs = _images(cohort)
@@ -282,6 +284,7 @@ def test_overwrites_previous_simulation_but_not_foreign_folder(tmp_path):
     ("kwargs", "match"),
     [
         ({"n_subjects": 1}, "n_subjects: expected an integer >= 2"),
+        ({"n_jobs": 0}, "n_jobs: expected an integer >= 1, found 0"),
         ({"n_sites": 5, "n_subjects": 4}, r"n_sites: expected an integer between 1 and"),
         ({"modalities": ("dwi",)}, r"modalities: unknown \['dwi'\]"),
         ({"modalities": ()}, "modalities: expected at least one"),

@@ -1109,7 +1109,7 @@ def _participants(root: Path) -> list[str]:
     return sorted(subs)
 
 
-def write_participant_reports(root: str | Path) -> list[Path]:
+def write_participant_reports(root: str | Path, n_jobs: int = 1) -> list[Path]:
     """Write the report of every participant under ``root`` (``OUT/danemap``).
 
     Parameters
@@ -1118,6 +1118,8 @@ def write_participant_reports(root: str | Path) -> list[Path]:
         The derivatives folder; its ``sub-*`` folders and the participants of
         ``logs/participant_status.tsv`` (a failed participant may have no folder) get one
         report each.
+    n_jobs : int
+        Reports written at once, in worker processes (:func:`danemap.engine.run_many`).
 
     Returns
     -------
@@ -1128,15 +1130,28 @@ def write_participant_reports(root: str | Path) -> list[Path]:
     ------
     InputError
         If ``root`` holds no participant at all.
+    DanemapError
+        If a participant's report failed; the others are written first.
     """
+    import functools
+
+    from danemap.engine import run_many
+
     root = Path(root)
     subs = _participants(root)
     if not subs:
         raise InputError(f"participant reports: {root} has no sub-* folder and no "
                          "logs/participant_status.tsv row: expected the participant level's "
                          "outputs (OUT/danemap)")
-    paths = []
-    for k, sub in enumerate(subs, 1):
-        paths.append(write_participant_report(root, sub))
-        log.info("participant report %d/%d: %s", k, len(subs), paths[-1])
+    outcomes = run_many(functools.partial(write_participant_report, root), subs,
+                        n_jobs=n_jobs, description="participant reports", verbose=False)
+    failed = [o for o in outcomes if o.status != "ok"]
+    for o in failed:
+        log.debug("participant report %s failed:\n%s", o.item, o.detail)
+    if failed:  # one broken participant's report does not stop the others'
+        raise DanemapError("participant reports failed for "
+                           + "; ".join(f"{o.item}: {o.error}" for o in failed))
+    paths = [Path(o.result) for o in outcomes]
+    for k, path in enumerate(paths, 1):
+        log.info("participant report %d/%d: %s", k, len(paths), path)
     return paths

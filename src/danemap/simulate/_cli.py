@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="remove a previous simulation in OUT_DIR (a folder holding "
                         "ground_truth.json) first; a folder with other content is refused "
                         "even then")
+    parser.add_argument("--n-jobs", type=int, default=1,
+                        help="participants simulated at once in worker processes (default "
+                        "1; the output does not depend on it)")
     g = parser.add_argument_group("cohort")
     g.add_argument("--n-subjects", type=int, default=24,
                    help="participants (>= 2), ADHD and TD balanced within each site")
@@ -113,6 +116,7 @@ def run(args: argparse.Namespace, config: Any) -> int:
         n_volumes=args.n_volumes, tr=args.tr, effects=effects,
         site_effects=args.site_effects, dynamic_pet=args.dynamic_pet,
         verbose=True, anat_base=args.anat_base, overwrite=args.overwrite,
+        n_jobs=args.n_jobs,
     )
     log.log(SUMMARY, "simulate: %d participants at %d site(s), %s, written to %s (planted "
             "effects in %s)", args.n_subjects, args.n_sites, ", ".join(args.modalities), out,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ import numpy as np
 
 from danemap._utils.logging import get_logger, progress
 from danemap._version import __version__
-from danemap.errors import InputError
+from danemap.errors import DanemapError, InputError
 from danemap.simulate._common import (
     STREAMS,
     check_resolution,
@@ -264,6 +265,42 @@ def _func_subject(out: Path, sub: str, row: dict[str, Any], site: dict[str, Any]
     return {k: truth[k] for k in keep} | {"_regions": truth["regions"], "_n_vox": truth["n_vox"]}
 
 
+def _simulate_participant(sub: str, *, out: Path, rows: dict[str, tuple[int, dict[str, Any]]],
+                          sites: dict[str, Any], mods: tuple[str, ...], atlas: Any,
+                          anat_atlas: Any, seed: int, n_volumes: int, tr: float, res: int,
+                          anat_res: int, eff: SimulationEffects, dynamic_pet: bool,
+                          anat_base: str, anat_realistic: bool | None,
+                          ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Write one participant's images; return its truth and the shared functional truth.
+
+    Module level (picklable) for :func:`danemap.engine.run_many`. Every draw is seeded by
+    ``seed`` and the participant's index, so the output does not depend on ``n_jobs``.
+    """
+    idx, row = rows[sub]
+    site = sites[row["site"]]
+    entry: dict[str, Any] = {"group": row["group"], "site": row["site"]}
+    func_shared = None
+    if "func" in mods:
+        ft = _func_subject(out, sub, row, site, atlas, idx, seed, n_volumes, tr, res, eff)
+        func_shared = {"regions": ft.pop("_regions"), "n_vox": ft.pop("_n_vox")}
+        entry["func"] = ft
+    if "pet" in mods:
+        from danemap.simulate._pet import pet_subject
+
+        entry["pet"] = pet_subject(out, sub, row, site, atlas, idx, seed, eff, dynamic_pet)
+    if "anat" in mods:
+        from danemap.simulate._anat import anat_subject
+
+        entry["anat"] = anat_subject(out, sub, row, site, anat_atlas, idx, seed, anat_res,
+                                     eff, anat_base, anat_realistic)
+    if "task" in mods:
+        from danemap.simulate._task import task_subject
+
+        entry["task"] = task_subject(out, sub, row, site, atlas, idx, seed, eff)
+    log.debug("simulated %s", sub)
+    return entry, func_shared
+
+
 def simulate_cohort(
     out_dir: str | os.PathLike[str],
     n_subjects: int = 24,
@@ -281,6 +318,7 @@ def simulate_cohort(
     anat_base: str = "mni152",
     anat_realistic: bool | None = None,
     overwrite: bool = False,
+    n_jobs: int = 1,
 ) -> Path:
     """Write a seeded BIDS cohort with planted group and site effects.
 
@@ -327,6 +365,9 @@ def simulate_cohort(
         Remove a previous simulation in ``out_dir`` (a folder holding ``ground_truth.json``)
         before writing. A non-empty folder without ``ground_truth.json`` is refused even
         then.
+    n_jobs : int
+        Participants simulated at once, in worker processes
+        (:func:`danemap.engine.run_many`); the output is the same for any value.
 
     Returns
     -------
@@ -337,8 +378,11 @@ def simulate_cohort(
     ------
     InputError
         On an invalid argument (including an ``effects.site_scale`` whose length is not
-        ``n_sites``), a non-empty foreign ``out_dir``, or a previous simulation in
-        ``out_dir`` without ``overwrite``.
+        ``n_sites``, or ``n_jobs < 1``), a non-empty foreign ``out_dir``, or a previous
+        simulation in ``out_dir`` without ``overwrite``.
+    DanemapError
+        When a participant fails in a worker process (``n_jobs > 1``); no
+        ``ground_truth.json`` is written.
     """
     from danemap.atlas import load_atlas
 
@@ -351,6 +395,8 @@ def simulate_cohort(
     anat_res = check_resolution(anat_resolution)
     out, mods = _check_args(out_dir, n_subjects, n_sites, modalities, n_volumes, tr,
                             bool(overwrite))
+    if int(n_jobs) < 1:
+        raise InputError(f"n_jobs: expected an integer >= 1, found {n_jobs}")
     if eff.site_scale is not None and len(eff.site_scale) != n_sites:
         raise InputError(
             f"effects.site_scale: expected one factor per site ({n_sites}), found "
@@ -386,36 +432,33 @@ def simulate_cohort(
         write_json(out / "derivatives" / "danemap-sim" / "dataset_description.json",
                    _description("danemap simulator: warped atlas labels", True))
 
+    job = functools.partial(
+        _simulate_participant, out=out, rows={r["participant_id"]: (i, r)
+                                              for i, r in enumerate(rows)},
+        sites=sites, mods=mods, atlas=atlas, anat_atlas=anat_atlas, seed=int(seed),
+        n_volumes=int(n_volumes), tr=float(tr), res=res, anat_res=anat_res, eff=eff,
+        dynamic_pet=bool(dynamic_pet), anat_base=anat_base, anat_realistic=anat_realistic)
+    subs = [r["participant_id"] for r in rows]
+    if int(n_jobs) <= 1:  # in this process: any error keeps its type and traceback
+        results = [job(sub) for sub in progress(subs, "Simulating participants",
+                                                verbose=verbose)]
+    else:
+        from danemap.engine import run_many
+
+        outcomes = run_many(job, subs, n_jobs=int(n_jobs),
+                            description="Simulating participants", verbose=verbose)
+        failed = [o for o in outcomes if o.status != "ok"]
+        if failed:  # the simulation fails whole: no ground_truth.json is written
+            raise DanemapError(f"simulating {failed[0].item} failed: {failed[0].error}"
+                               + (f" (and {len(failed) - 1} more)" if len(failed) > 1
+                                  else ""))
+        results = [o.result for o in outcomes]
     per: dict[str, Any] = {}
     mod_truth: dict[str, Any] = {}
-    for idx, row in enumerate(progress(rows, "Simulating participants", verbose=verbose)):
-        sub = row["participant_id"]
-        site = sites[row["site"]]
-        entry: dict[str, Any] = {"group": row["group"], "site": row["site"]}
-        if "func" in mods:
-            ft = _func_subject(out, sub, row, site, atlas, idx, int(seed), int(n_volumes),
-                               float(tr), res, eff)
-            mod_truth.setdefault("func", {"regions": ft.pop("_regions"),
-                                          "n_vox": ft.pop("_n_vox")})
-            ft.pop("_regions", None)
-            ft.pop("_n_vox", None)
-            entry["func"] = ft
-        if "pet" in mods:
-            from danemap.simulate._pet import pet_subject
-
-            entry["pet"] = pet_subject(out, sub, row, site, atlas, idx, int(seed), eff,
-                                       dynamic_pet)
-        if "anat" in mods:
-            from danemap.simulate._anat import anat_subject
-
-            entry["anat"] = anat_subject(out, sub, row, site, anat_atlas, idx, int(seed),
-                                         anat_res, eff, anat_base, anat_realistic)
-        if "task" in mods:
-            from danemap.simulate._task import task_subject
-
-            entry["task"] = task_subject(out, sub, row, site, atlas, idx, int(seed), eff)
+    for sub, (entry, func_shared) in zip(subs, results, strict=True):
+        if func_shared is not None:
+            mod_truth.setdefault("func", func_shared)
         per[sub] = entry
-        log.debug("simulated %s", sub)
 
     truth: dict[str, Any] = {
         "generator": {"name": "danemap.simulate", "version": __version__},
