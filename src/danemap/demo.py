@@ -101,14 +101,20 @@ def run(args: argparse.Namespace, config: Config) -> int:
                   f"{args.n_sites} sites into {bids}")
     simulate_cohort(bids, n_subjects=args.n_subjects, n_sites=args.n_sites, seed=args.seed,
                     resolution=args.resolution, n_volumes=args.n_volumes, verbose=True,
-                    modalities=("anat", "func", "pet", "task"), overwrite=previous)
+                    modalities=("anat", "func", "pet", "task"), overwrite=previous,
+                    n_jobs=args.n_jobs,
+                    # head pose, bias field and noise, with the truth measured on the
+                    # atlas itself (the legacy T1w's truth is its own smoothed labels,
+                    # whose caudate is a quarter smaller than the atlas')
+                    anat_realistic=True)
     kept = _keep_anat(bids, args.n_anat)
     console.print(f"raw-T1w structural path (quick) on {len(kept)} participants: "
                   f"{', '.join(kept) or 'none'}")
     config = config.updated({"run": {"n_jobs": args.n_jobs},
-                             # the demo's T1ws are the MNI152 template deformed, with
-                             # the atlas read on that template's grid as their truth:
-                             # so it is read there too (no Colin27 map to compute)
+                             # the demo's T1ws are the MNI152 template deformed and
+                             # posed, with the atlas read on that template's grid as
+                             # their truth: so it is read there too (no Colin27 map to
+                             # compute)
                              "structural": {"quick": True, "atlas_space": "mni152"},
                              "pet": {"fwhm_mm": 8.0},
                              # the demo's classifiers: fewer label permutations and
@@ -231,17 +237,36 @@ def _print_volumes(console: Any, truth: dict[str, Any], root: Path) -> None:
     parts = truth["participants"]
     icv = [vols.loc[s, "ICV"] / parts[s]["anat"]["icv_mm3"] - 1 for s in vols.index
            if "anat" in parts.get(s, {})]
+    anat = [s for s in vols.index if "anat" in parts.get(s, {})]
+    striatal = [f"{r}_{h}" for r in ("Caudate", "Putamen", "NAcc") for h in "LR"]
+    err = [abs(vols.loc[s, r] / parts[s]["anat"]["volume_mm3"][r] - 1)
+           for s in anat for r in striatal if r in vols.columns]
+
+    def pct(get: Any) -> float:  # striatal ADHD vs TD difference (%), mean over regions
+        grp = {s: parts[s]["group"] for s in anat}
+        out = [100 * (np.mean([get(s, r) for s in anat if grp[s] == "ADHD"])
+                      / np.mean([get(s, r) for s in anat if grp[s] == "TD"]) - 1)
+               for r in striatal if r in vols.columns]
+        return float(np.mean(out)) if out else float("nan")
+
+    diff = (f"striatal ADHD vs TD {pct(lambda s, r: vols.loc[s, r]):+.1f}% (true "
+            f"{pct(lambda s, r: parts[s]['anat']['volume_mm3'][r]):+.1f}%)")
     planted = truth.get("structural", {}).get("planted_cohens_d", {})
     head_path = root / "group" / "stats" / "volumes" / "headline.tsv"
     cells = []
     if head_path.is_file():
         head = pd.read_csv(head_path, sep="\t", na_values="n/a").set_index("feature")
         cells = [f"{r} d {head.loc[r, 'd']:+.2f} (planted {planted.get(r, 0.0):+.2f})"
-                 for r in ("Caudate_L", "Putamen_L", "NAcc_L") if r in head.index]
+                 for r in ("Caudate_L", "Putamen_L", "NAcc_L")
+                 if r in head.index and np.isfinite(head.loc[r, "d"])]
+    if not cells:
+        cells = [f"no d: {len(vols)} participants leave the GLM (group, age, sex, site, ICV) "
+                 "no residual degrees of freedom"]
     console.print(f"Volumes:   raw T1w (quick) on {len(vols)} participants: ICV median |error| "
-                  f"{np.median(np.abs(icv)):.1%}; {'; '.join(cells)}. Registration errors in "
-                  "atlas volumes from a T1w are as large as the effects sought (see the "
-                  "sidecar's Caution); with this few participants the intervals are wide.")
+                  f"{np.median(np.abs(icv)):.1%}, striatal median |error| "
+                  f"{np.median(err) if err else float('nan'):.1%}; {diff}; "
+                  f"{'; '.join(cells)}. Registration errors in atlas volumes from a T1w are "
+                  "as large as the effects sought (see the sidecar's Caution).")
 
 
 def _print_pet(console: Any, truth: dict[str, Any], root: Path) -> None:
