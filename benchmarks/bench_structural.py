@@ -21,6 +21,12 @@ cohort with that base brain (head pose, bias field, Rician noise, site contrast)
 prints, per participant, the median |error| of the listed regions and the ICV error, and
 the recovered vs planted striatal group difference (for the MNI152-base comparison that the
 test budget leaves out).
+
+``--tracking [--plant -0.10] [--seed 5] [--full]`` measures how much of a planted local
+volume change the registration follows, with the noise of a group comparison removed: one
+Colin27-based participant is simulated twice with the same seed (so the same head pose,
+bias field and noise), its six striatal regions' log volume factors set to ``--plant`` and
+to 0; per region it prints recovered log ratio / true log ratio (1 = followed fully).
 """
 
 from __future__ import annotations
@@ -142,6 +148,57 @@ def _validate(base: str, n: int, quick: bool, space: str, n_jobs: int) -> None:
           f"{recovered - planted:+.2f} pp)")
 
 
+def _tracking_one(plant: str, *, folder: str, seed: int, log_factor: float,
+                  quick: bool) -> dict[str, dict[str, float]]:
+    import nibabel as nib
+
+    from danemap.atlas import load_atlas
+    from danemap.markers.structural._ants import segment_t1w
+    from danemap.simulate import SimulationEffects
+    from danemap.simulate._anat import realistic_t1w_arrays
+
+    atlas = load_atlas(2)
+    factors = {n: 0.0 for n in atlas.regions["name"]}
+    factors.update({r: (log_factor if plant == "planted" else 0.0) for r in STRIATAL})
+    t1, _, affine, truth = realistic_t1w_arrays(atlas, seed, "TD", SimulationEffects(),
+                                                base="colin27", log_volume_factors=factors)
+    path = Path(folder) / f"{plant}_T1w.nii.gz"
+    nib.save(nib.Nifti1Image(t1, affine), path)
+    tab = segment_t1w(path, atlas, quick=quick, work_dir=folder,
+                      atlas_space="colin27").volumes.table.set_index("region")
+    return {"got": {r: float(tab.loc[r, "volume_mm3"]) for r in STRIATAL},
+            "true": {r: float(truth["volume_mm3"][r]) for r in STRIATAL}}
+
+
+def _tracking(seed: int, log_factor: float, quick: bool) -> None:
+    import functools
+
+    import numpy as np
+
+    from danemap.engine import run_many
+    from danemap.markers.structural._ants import colin27_map
+
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
+    colin27_map()  # cached: computed at most once, before the two workers start
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        runs = run_many(functools.partial(_tracking_one, folder=tmp, seed=seed,
+                                          log_factor=log_factor, quick=quick),
+                        ["planted", "unchanged"], n_jobs=2, verbose=False)
+        wall = time.perf_counter() - t0
+    if any(o.status != "ok" for o in runs):
+        raise SystemExit("; ".join(o.error for o in runs if o.error))
+    a, b = runs[0].result, runs[1].result
+    track = [np.log(a["got"][r] / b["got"][r]) / np.log(a["true"][r] / b["true"][r])
+             for r in STRIATAL]
+    print(f"tracking ({'quick' if quick else 'full'} mode, seed {seed}, planted log factor "
+          f"{log_factor:+.2f}, {wall:.0f} s with 2 workers): "
+          + " ".join(f"{r} {t:.2f}" for r, t in zip(STRIATAL, track, strict=True))
+          + f"; mean {np.mean(track):.2f}")
+    print("unchanged participant's errors: " + " ".join(
+        f"{r} {100 * (b['got'][r] / b['true'][r] - 1):+.1f} %" for r in STRIATAL))
+
+
 def main() -> int:
     """Run the benchmark and print the per-subject wall time and peak memory."""
     ap = argparse.ArgumentParser()
@@ -149,11 +206,20 @@ def main() -> int:
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--validate", choices=["colin27", "mni152"], default=None)
     ap.add_argument("--n", type=int, default=4, help="participants of --validate")
-    ap.add_argument("--full", action="store_true", help="--validate in full mode")
+    ap.add_argument("--full", action="store_true",
+                    help="--validate and --tracking in full mode")
     ap.add_argument("--n-jobs", type=int, default=2, help="--validate: workers")
     ap.add_argument("--atlas-space", choices=["auto", "colin27", "mni152"], default="auto",
                     help="--validate: where the atlas is read")
+    ap.add_argument("--tracking", action="store_true",
+                    help="measure the fraction of a planted local change followed")
+    ap.add_argument("--plant", type=float, default=-0.10,
+                    help="--tracking: striatal log volume factor planted")
+    ap.add_argument("--seed", type=int, default=5, help="--tracking: simulation seed")
     args = ap.parse_args()
+    if args.tracking:
+        _tracking(args.seed, args.plant, not args.full)
+        return 0
     if args.validate is not None:
         _validate(args.validate, args.n, not args.full, args.atlas_space, args.n_jobs)
         return 0
