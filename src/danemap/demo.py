@@ -235,9 +235,8 @@ def _print_volumes(console: Any, truth: dict[str, Any], root: Path) -> None:
         return
     vols = pd.read_csv(path, sep="\t", na_values="n/a").set_index("participant_id")
     parts = truth["participants"]
-    icv = [vols.loc[s, "ICV"] / parts[s]["anat"]["icv_mm3"] - 1 for s in vols.index
-           if "anat" in parts.get(s, {})]
     anat = [s for s in vols.index if "anat" in parts.get(s, {})]
+    icv = [vols.loc[s, "ICV"] / parts[s]["anat"]["icv_mm3"] - 1 for s in anat]
     striatal = [f"{r}_{h}" for r in ("Caudate", "Putamen", "NAcc") for h in "LR"]
     err = [abs(vols.loc[s, r] / parts[s]["anat"]["volume_mm3"][r] - 1)
            for s in anat for r in striatal if r in vols.columns]
@@ -260,8 +259,8 @@ def _print_volumes(console: Any, truth: dict[str, Any], root: Path) -> None:
                  for r in ("Caudate_L", "Putamen_L", "NAcc_L")
                  if r in head.index and np.isfinite(head.loc[r, "d"])]
     if not cells:
-        cells = [f"no d: {len(vols)} participants leave the GLM (group, age, sex, site, ICV) "
-                 "no residual degrees of freedom"]
+        cells = [f"no d: the GLM (group, age, sex, site, ICV) gave none on {len(vols)} "
+                 "participants (the run log says why)"]
     console.print(f"Volumes:   raw T1w (quick) on {len(vols)} participants: ICV median |error| "
                   f"{np.median(np.abs(icv)):.1%}, striatal median |error| "
                   f"{np.median(err) if err else float('nan'):.1%}; {diff}; "
