@@ -1145,9 +1145,7 @@ def write_participant_reports(root: str | Path, n_jobs: int = 1) -> list[Path]:
                          "outputs (OUT/danemap)")
     outcomes = run_many(functools.partial(write_participant_report, root), subs,
                         n_jobs=n_jobs, description="participant reports", verbose=False)
-    failed = [o for o in outcomes if o.status != "ok"]
-    for o in failed:
-        log.debug("participant report %s failed:\n%s", o.item, o.detail)
+    failed = [o for o in outcomes if o.status != "ok"]  # run_many logged each traceback
     if failed:  # one broken participant's report does not stop the others'
         raise DanemapError("participant reports failed for "
                            + "; ".join(f"{o.item}: {o.error}" for o in failed))
