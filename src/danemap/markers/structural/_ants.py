@@ -9,9 +9,10 @@ Steps (each logged with its time at INFO level):
 3. **Registration** T1w -> MNI152 (the 2009 template shipped inside nilearn,
    ``nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz``, read from the
    package folder: nothing is downloaded): an affine stage (Mattes MI, regular sampling)
-   from a centre-of-mass start, then SyN (Mattes MI), both with the metric restricted to the
-   template brain mask dilated by :data:`FIXED_MASK_DILATE_MM` (so the scalp of a raw T1w
-   does not drive the fit). The schedule is :data:`FULL` or :data:`QUICK`.
+   from a centre-of-mass start, then SyN (local cross-correlation in full mode, Mattes MI
+   in quick mode), both with the metric restricted to the template brain mask dilated by
+   :data:`FIXED_MASK_DILATE_MM` (so the scalp of a raw T1w does not drive the fit). The
+   schedule is :data:`FULL` or :data:`QUICK`.
 4. **Brain extraction**: the template brain mask (nilearn's definition: template / max >
    0.2, holes filled, plus the atlas regions) pulled back into native space by the inverse
    transform (linear interpolation; the mask is the fraction >= 0.5).
@@ -164,20 +165,22 @@ class Schedule:
     flow_sigma: float = 3.0
 
 
-#: Full mode: SyN with a local cross-correlation metric (radius 2 voxels) and less smoothing
-#: of the update field, down to 2 mm, at 3-6x the quick registration time. On an
-#: MNI152-based simulation with a planted -8.7 % striatal change it recovered 0.90 of the
-#: change (quick, Mattes: 0.59). On the Colin27-based cohort of the tests (atlas through
-#: Colin27) the ADHD participants' mean striatal errors were +0.7 and +1.2 %, the TD
-#: participants' -3.2 and -1.2 %: the planted -5.0 % group difference came back as -2.0 %
-#: (about 60 % of a planted local change followed). Tried and not taken: flow sigma 1
-#: (-0.9 %), gradient step 0.3 (same time: -2.1 %), 20 finest-level iterations (1.6x the
-#: time; one participant only).
+#: Full mode: SyN with a local cross-correlation metric of radius 1 voxel (a 6 mm window at
+#: 2 mm) and an update-field smoothing of 2 voxels. The CC radius sets how much of a planted
+#: local volume change the registration follows (``bench_structural.py --tracking``, the
+#: same participant with and without a -10 % striatal change, Colin27 base, seed 5):
+#: radius 4: 0.53, radius 2: 0.69, radius 1: 0.81 (seed 7: 0.83), in half the time of
+#: radius 2. Registering the planted copy to the unchanged one (the same brain) follows
+#: 0.94: the rest is lost to the anatomy that differs between a brain and the template.
+#: Tried at radius 1 and not taken: flow sigma 1.5 (0.80) or 3 (0.79), 20 finest-level
+#: iterations (0.82, 1.6x the time), a 1 mm registration grid (0.65, 4x the time).
 FULL = Schedule(template_mm=2.0, aff_iterations=(500, 250, 100), aff_shrink=(4, 2, 1),
                 aff_sigmas=(2, 1, 0), syn_iterations=(40, 20, 10), n4_shrink=4,
                 n4_iterations=(50, 50, 30), atropos_iterations=5, syn_metric="CC",
-                syn_sampling=2, flow_sigma=2.0)
-#: Quick mode: coarser affine (to 4 mm), fewer SyN iterations.
+                syn_sampling=1, flow_sigma=2.0)
+#: Quick mode: coarser affine (to 4 mm), fewer SyN iterations, Mattes MI (tracking 0.60).
+#: Tried and not taken: the full mode's CC radius 1 here follows 0.77 of the change, but
+#: takes 95 s per 1 mm subject on 2 cores, over quick mode's 90 s budget (Mattes: 62 s).
 QUICK = Schedule(template_mm=2.0, aff_iterations=(200, 100), aff_shrink=(4, 2),
                  aff_sigmas=(2, 1), syn_iterations=(40, 20, 5), n4_shrink=4,
                  n4_iterations=(30, 20, 10), atropos_iterations=3)
