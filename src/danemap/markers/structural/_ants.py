@@ -171,7 +171,7 @@ class Schedule:
 #: same participant with and without a -10 % striatal change, Colin27 base, seed 5):
 #: radius 4: 0.53, radius 2: 0.69, radius 1: 0.81 (seed 7: 0.83), in half the time of
 #: radius 2. Registering the planted copy to the unchanged one (the same brain) follows
-#: 0.94: the rest is lost to the anatomy that differs between a brain and the template.
+#: 0.94, so most of the loss comes with registering to a different brain (the template).
 #: Tried at radius 1 and not taken: flow sigma 1.5 (0.80) or 3 (0.79), 20 finest-level
 #: iterations (0.82, 1.6x the time), a 1 mm registration grid (0.65, 4x the time).
 FULL = Schedule(template_mm=2.0, aff_iterations=(500, 250, 100), aff_shrink=(4, 2, 1),
