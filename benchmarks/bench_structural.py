@@ -101,6 +101,7 @@ def _validate(base: str, n: int, quick: bool, space: str, n_jobs: int) -> None:
     from danemap.config import Config
     from danemap.pipeline import run_participant
     from danemap.simulate import SimulationEffects, simulate_cohort
+    from danemap.simulate._anat import group_difference_pct
 
     # one ITK thread per worker (deterministic, and the workers share the cores)
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
@@ -132,16 +133,10 @@ def _validate(base: str, n: int, quick: bool, space: str, n_jobs: int) -> None:
                   + " ".join(f"{r} {100 * e:+.1f}" for r, e in zip(LISTED, err, strict=True)),
                   flush=True)
 
-    def pct(get):
-        out = []
-        for r in STRIATAL:
-            g = {k: np.mean([get(s, r) for s in truth if truth[s]["group"] == k])
-                 for k in ("ADHD", "TD")}
-            out.append(100.0 * (g["ADHD"] / g["TD"] - 1.0))
-        return float(np.mean(out))
-
-    planted = pct(lambda s, r: truth[s]["anat"]["volume_mm3"][r])
-    recovered = pct(lambda s, r: got[s][r])
+    groups = {s: p["group"] for s, p in truth.items()}
+    planted = group_difference_pct({s: p["anat"]["volume_mm3"] for s, p in truth.items()},
+                                   groups, STRIATAL)
+    recovered = group_difference_pct(got, groups, STRIATAL)
     mode = "quick" if quick else "full"
     print(f"{base} (atlas space {space}, {mode} mode): striatal ADHD vs TD difference "
           f"planted {planted:+.2f} %, recovered {recovered:+.2f} % (difference "

@@ -229,6 +229,8 @@ def _print_volumes(console: Any, truth: dict[str, Any], root: Path) -> None:
     import numpy as np
     import pandas as pd
 
+    from danemap.simulate._anat import group_difference_pct
+
     path = root / "group" / "volumes.tsv"
     if not path.is_file():
         console.print("Volumes:   none (no participant went through the structural path)")
@@ -237,19 +239,15 @@ def _print_volumes(console: Any, truth: dict[str, Any], root: Path) -> None:
     parts = truth["participants"]
     anat = [s for s in vols.index if "anat" in parts.get(s, {})]
     icv = [vols.loc[s, "ICV"] / parts[s]["anat"]["icv_mm3"] - 1 for s in anat]
-    striatal = [f"{r}_{h}" for r in ("Caudate", "Putamen", "NAcc") for h in "LR"]
+    striatal = [f"{r}_{h}" for r in ("Caudate", "Putamen", "NAcc") for h in "LR"
+                if f"{r}_{h}" in vols.columns]
     err = [abs(vols.loc[s, r] / parts[s]["anat"]["volume_mm3"][r] - 1)
-           for s in anat for r in striatal if r in vols.columns]
-
-    def pct(get: Any) -> float:  # striatal ADHD vs TD difference (%), mean over regions
-        grp = {s: parts[s]["group"] for s in anat}
-        out = [100 * (np.mean([get(s, r) for s in anat if grp[s] == "ADHD"])
-                      / np.mean([get(s, r) for s in anat if grp[s] == "TD"]) - 1)
-               for r in striatal if r in vols.columns]
-        return float(np.mean(out)) if out else float("nan")
-
-    diff = (f"striatal ADHD vs TD {pct(lambda s, r: vols.loc[s, r]):+.1f}% (true "
-            f"{pct(lambda s, r: parts[s]['anat']['volume_mm3'][r]):+.1f}%)")
+           for s in anat for r in striatal]
+    groups = {s: parts[s]["group"] for s in anat}
+    got = group_difference_pct({s: vols.loc[s] for s in anat}, groups, striatal)
+    true = group_difference_pct({s: parts[s]["anat"]["volume_mm3"] for s in anat}, groups,
+                                striatal)
+    diff = f"striatal ADHD vs TD {got:+.1f}% (true {true:+.1f}%)"
     planted = truth.get("structural", {}).get("planted_cohens_d", {})
     head_path = root / "group" / "stats" / "volumes" / "headline.tsv"
     cells = []

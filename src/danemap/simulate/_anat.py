@@ -383,6 +383,33 @@ def anat_summary(per: dict[str, Any], eff: SimulationEffects) -> dict[str, Any]:
     }
 
 
+def group_difference_pct(volumes: Mapping[str, Mapping[str, float]],
+                         groups: Mapping[str, str], regions: Sequence[str]) -> float:
+    """ADHD vs TD difference of regional volumes in %, averaged over regions.
+
+    Parameters
+    ----------
+    volumes : mapping
+        ``{participant: {region: volume}}`` (recovered or true), every participant of the
+        comparison.
+    groups : mapping
+        ``{participant: "ADHD" or "TD"}`` for those participants.
+    regions : sequence of str
+        Regions to average over.
+
+    Returns
+    -------
+    float
+        Mean over ``regions`` of ``100 * (ADHD mean / TD mean - 1)``; NaN without regions.
+    """
+    out = []
+    for r in regions:
+        means = {k: np.mean([v[r] for s, v in volumes.items() if groups[s] == k])
+                 for k in ("ADHD", "TD")}
+        out.append(100.0 * (means["ADHD"] / means["TD"] - 1.0))
+    return float(np.mean(out)) if out else float("nan")
+
+
 # --- Realistic T1w: a real base brain, head pose, bias field, Rician noise, site contrast ---
 
 #: Colin27 (Holmes 1998) single-subject T1 of the Debian package mricron-data; AAL (and so the
