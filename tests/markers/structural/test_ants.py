@@ -251,17 +251,29 @@ def test_header_checks(tmp_path, atlas, shape, zooms, match):
 
 
 def test_interpolated_volume_matches_reference(atlas):
-    """The trilinear bincount equals scipy's per-region linear interpolation."""
+    """The trilinear bincount equals scipy's per-region linear interpolation.
+
+    The points cover a block of regions, the whole grid and up to 3 voxels beyond its
+    edges, and the -1e4 of "outside the template", so skipping the points without a
+    labelled corner is checked too.
+    """
     from scipy import ndimage
 
     labels = np.asarray(atlas.img.dataobj).astype(np.int32)
     rng = np.random.default_rng(1)
-    pts = (np.indices((30, 30, 30)).reshape(3, -1) * 0.7 + np.array([[30.0], [50.0], [30.0]])
-           + rng.uniform(-0.5, 0.5, (3, 27000)))
-    (got,) = _ants._region_sums(labels, pts, [np.ones(pts.shape[1])], int(labels.max()) + 1)
-    for i in (11, 13, 19):
-        ref = ndimage.map_coordinates((labels == i).astype(float), pts, order=1).sum()
-        assert got[i] == pytest.approx(ref, rel=1e-9, abs=1e-9)
+    block = (np.indices((30, 30, 30)).reshape(3, -1) * 0.7 + np.array([[30.0], [50.0], [30.0]])
+             + rng.uniform(-0.5, 0.5, (3, 27000)))
+    dims = np.asarray(labels.shape, dtype=float)[:, None]
+    spread = rng.uniform(0.0, 1.0, (3, 200_000)) * (dims + 6.0) - 3.0
+    pts = np.concatenate([block, spread, np.full((3, 10), -1e4)], axis=1)
+    weights = rng.uniform(0.0, 1.0, pts.shape[1])
+    got, got_w = _ants._region_sums(labels, pts, [np.ones(pts.shape[1]), weights],
+                                    int(labels.max()) + 1)
+    for i in (1, 11, 13, 19, int(labels.max())):
+        ind = ndimage.map_coordinates((labels == i).astype(float), pts, order=1,
+                                      mode="constant", cval=0.0)
+        assert got[i] == pytest.approx(ind.sum(), rel=1e-9, abs=1e-9)
+        assert got_w[i] == pytest.approx((ind * weights).sum(), rel=1e-9, abs=1e-9)
 
 
 def test_qc_figure(cohort, tmp_path):

@@ -620,6 +620,18 @@ def _trilinear(pts: np.ndarray, shape: tuple[int, ...]) -> Iterator[tuple[np.nda
 def _region_sums(labels: np.ndarray, pts: np.ndarray, weights: list[np.ndarray],
                  nlab: int) -> list[np.ndarray]:
     """Per label, sum over points of (interpolated indicator x each weight array)."""
+    from scipy import ndimage
+
+    # Only points with a labelled corner add to a region: skip the others (most of a
+    # head's voxels), which leaves every region's sum, and its order of terms, unchanged.
+    near = ndimage.binary_dilation(labels > 0, np.ones((3, 3, 3), dtype=bool))
+    base = np.floor(pts).astype(np.int64)
+    dims = np.asarray(labels.shape)[:, None]
+    inside = np.all((base >= -1) & (base < dims), axis=0)
+    idx = np.flatnonzero(inside)
+    keep = idx[near[tuple(np.clip(base[:, idx], 0, dims - 1))]]
+    pts = pts[:, keep]
+    weights = [w[keep] for w in weights]
     lab_flat = labels.ravel()
     sums = [np.zeros(nlab) for _ in weights]
     for flat, w, valid in _trilinear(pts, labels.shape):
