@@ -9,8 +9,8 @@ Steps (each logged with its time at INFO level):
 3. **Registration** T1w -> MNI152 (the 2009 template shipped inside nilearn,
    ``nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz``, read from the
    package folder: nothing is downloaded): an affine stage (Mattes MI, regular sampling)
-   from a centre-of-mass start, then SyN (local cross-correlation in full mode, Mattes MI
-   in quick mode), both with the metric restricted to the template brain mask dilated by
+   from a centre-of-mass start, then SyN (local cross-correlation, radius 1 voxel, in both
+   modes), both with the metric restricted to the template brain mask dilated by
    :data:`FIXED_MASK_DILATE_MM` (so the scalp of a raw T1w does not drive the fit). The
    schedule is :data:`FULL` or :data:`QUICK`.
 4. **Brain extraction**: the template brain mask (nilearn's definition: template / max >
@@ -178,12 +178,17 @@ FULL = Schedule(template_mm=2.0, aff_iterations=(500, 250, 100), aff_shrink=(4, 
                 aff_sigmas=(2, 1, 0), syn_iterations=(40, 20, 10), n4_shrink=4,
                 n4_iterations=(50, 50, 30), atropos_iterations=5, syn_metric="CC",
                 syn_sampling=1, flow_sigma=2.0)
-#: Quick mode: coarser affine (to 4 mm), fewer SyN iterations, Mattes MI (tracking 0.60).
-#: Tried and not taken: the full mode's CC radius 1 here follows 0.77 of the change, but
-#: takes 95 s per 1 mm subject on 2 cores, over quick mode's 90 s budget (Mattes: 62 s).
+#: Quick mode: the full mode's SyN metric (CC radius 1) with a coarser affine (to 4 mm),
+#: fewer iterations and a coarser N4 (shrink 6). It follows 0.76 of a planted change
+#: (``bench_structural.py --tracking``) and recovered a planted -5.9 % striatal group
+#: difference as -3.8 %, as full mode does (4 + 4, ``--validate colin27 --n 8``). The
+#: earlier quick mode, SyN with Mattes MI (62-80 s per 1 mm subject against 75-100 s now),
+#: followed 0.60 and gave a 2 + 2 group difference back with the wrong sign. Its finest
+#: SyN level is what buys the tracking: 2 iterations there follow 0.67, none 0.56.
 QUICK = Schedule(template_mm=2.0, aff_iterations=(200, 100), aff_shrink=(4, 2),
-                 aff_sigmas=(2, 1), syn_iterations=(40, 20, 5), n4_shrink=4,
-                 n4_iterations=(30, 20, 10), atropos_iterations=3)
+                 aff_sigmas=(2, 1), syn_iterations=(40, 20, 5), n4_shrink=6,
+                 n4_iterations=(30, 20, 10), atropos_iterations=3, syn_metric="CC",
+                 syn_sampling=1, flow_sigma=2.0)
 
 
 @dataclass

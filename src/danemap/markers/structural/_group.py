@@ -94,17 +94,20 @@ def collect_volumes(derivatives_root: str | os.PathLike[str],
         method = str(meta.get("Method", "unknown"))
         prov = meta.get("Provenance") or {}
         space = prov.get("atlas_space")
-        if prov.get("mode") == "quick":
+        # the quick mode before CC SyN (Mattes MI) reversed a validation group difference
+        if prov.get("mode") == "quick" and (prov.get("schedule") or {}).get(
+                "syn_metric") == "mattes":
             quick.append(str(row["participant_id"]))
         # the raw-T1w path's atlas space changes the volumes as much as a method does
         kinds[like_fs].append((row, f"{method} (atlas space {space})" if space else method))
     if quick:
         named = ", ".join(quick[:5]) + (", ..." if len(quick) > 5 else "")
         warnings.warn(
-            f"{len(quick)} participant(s) ({named}) have raw-T1w volumes from the quick "
-            "mode, whose validation gave a planted -5.0 % striatal group difference back "
-            "as +1.4 % (the wrong sign): use them for a look, and rerun the participant "
-            "level without --quick for group statistics",
+            f"{len(quick)} participant(s) ({named}) have raw-T1w volumes from the earlier "
+            "quick mode (SyN with Mattes MI), whose validation gave a planted -5.0 % "
+            "striatal group difference back as +1.4 % (the wrong sign): rerun the "
+            "participant level for them (today's quick and full modes use CC SyN) before "
+            "any group statistics",
             DanemapWarning, stacklevel=2)
     out: dict[str, tuple[Path, bool]] = {}
     for like_fs in (True, False):

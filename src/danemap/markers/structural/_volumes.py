@@ -31,16 +31,15 @@ VOLUME_COLUMNS = ("region", "hemisphere", "volume_mm3", "method", "enigma", "qc"
 #: What the validation of the raw-T1w path found, written into its sidecars.
 RAW_T1W_CAUTION = (
     "Validation on simulated brains (Colin27 base, head pose, bias field, noise, planted "
-    "regional changes; full mode, the atlas read through Colin27): per-participant median "
-    "regional errors 0.9-1.8% (8 participants), ICV within 1.1%; but a planted -5.9% "
-    "striatal group difference came back as -3.8% (4 + 4 participants; -5.0% as -2.0% in "
-    "2 + 2): the registration follows about 0.8 of a planted local volume change (quick "
-    "mode 0.6), and per-participant registration errors (SD about 2% in the striatum) are "
-    "as large as the effects sought, so group differences in these volumes are shrunk "
-    "towards 0 by a fifth to a third, and small-sample ones are unreliable. Quick mode is "
-    "worse (medians 2.1-3.7%, ICV +1.4 to +2.7%, and a 2 + 2 group difference came back as "
-    "+1.4%, the wrong sign), and so is the atlas read on the MNI152 grid (atlas_space "
-    "mni152). Prefer FreeSurfer, FastSurfer or SynthSeg inputs for group comparisons.")
+    "regional changes; the atlas read through Colin27): per-participant median regional "
+    "errors 0.9-1.8% in full mode and 0.8-2.5% in quick mode (8 participants), ICV within "
+    "1.1%; but a planted -5.9% striatal group difference came back as -3.8% in both modes "
+    "(4 + 4 participants; -5.0% as -2.0% in 2 + 2): the registration follows about 0.8 of "
+    "a planted local volume change, and per-participant registration errors (SD about 2% "
+    "in the striatum) are as large as the effects sought, so group differences in these "
+    "volumes are shrunk towards 0 by a fifth to a third, and small-sample ones are "
+    "unreliable. The atlas read on the MNI152 grid (atlas_space mni152) is worse. Prefer "
+    "FreeSurfer, FastSurfer or SynthSeg inputs for group comparisons.")
 
 
 @dataclass
