@@ -121,14 +121,14 @@ def test_the_enigma_comparison_runs_by_itself_on_like_for_like_structures(group_
 
 def test_raw_t1w_volumes_in_two_atlas_spaces_are_flagged(tmp_path):
     """Atlas volumes read through Colin27 and on the MNI152 grid in one table: a warning;
-    volumes from the earlier quick mode (Mattes MI SyN): another, which today's quick mode
-    (CC SyN) does not get."""
+    volumes from the earlier quick mode (Mattes MI SyN, or a schedule without its metric):
+    another, which today's quick mode (CC SyN) does not get."""
     from danemap.errors import DanemapWarning
     from danemap.markers.structural._group import collect_volumes
 
     root = tmp_path / "danemap"
     for sub, space, metric in (("01", "colin27", "CC"), ("02", "mni152", "mattes"),
-                               ("03", "colin27", "CC")):
+                               ("03", "colin27", "CC"), ("04", "colin27", None)):
         anat = root / f"sub-{sub}" / "anat"
         anat.mkdir(parents=True)
         stem = anat / f"sub-{sub}_atlas-danemap_desc-volumes_stats"
@@ -139,14 +139,15 @@ def test_raw_t1w_volumes_in_two_atlas_spaces_are_flagged(tmp_path):
         stem.with_suffix(".json").write_text(json.dumps({
             "Method": "ants-atlas", "LikeFreeSurfer": False,
             "Provenance": {"atlas_space": space, "mode": "full" if sub == "01" else "quick",
-                           "schedule": {"syn_metric": metric}}}))
+                           "schedule": {} if metric is None else {"syn_metric": metric}}}))
     with pytest.warns(DanemapWarning) as record:
         out = collect_volumes(root, root / "group")
     said = " | ".join(str(w.message) for w in record)
     assert "(ants-atlas (atlas space colin27), ants-atlas (atlas space mni152))" in said
-    assert "1 participant(s) (sub-02) have raw-T1w volumes from the earlier quick mode" in said
+    assert "2 participant(s) (sub-02, sub-04) have raw-T1w volumes from the earlier quick " \
+        "mode" in said
     side = json.loads((root / "group" / "volumes.json").read_text())
     assert side["Methods"] == ["ants-atlas (atlas space colin27)",
                                "ants-atlas (atlas space mni152)"]
-    assert read_tsv(out["volumes"][0])["Caudate_L"].tolist() == pytest.approx([7000.0] * 3,
+    assert read_tsv(out["volumes"][0])["Caudate_L"].tolist() == pytest.approx([7000.0] * 4,
                                                                                rel=1e-12)

@@ -94,9 +94,10 @@ def collect_volumes(derivatives_root: str | os.PathLike[str],
         method = str(meta.get("Method", "unknown"))
         prov = meta.get("Provenance") or {}
         space = prov.get("atlas_space")
-        # the quick mode before CC SyN (Mattes MI) reversed a validation group difference
+        # the quick mode before CC SyN (Mattes MI, also when a sidecar predates the
+        # schedule's metric field) reversed a validation group difference
         if prov.get("mode") == "quick" and (prov.get("schedule") or {}).get(
-                "syn_metric") == "mattes":
+                "syn_metric", "mattes") != "CC":
             quick.append(str(row["participant_id"]))
         # the raw-T1w path's atlas space changes the volumes as much as a method does
         kinds[like_fs].append((row, f"{method} (atlas space {space})" if space else method))
