@@ -182,9 +182,10 @@ FULL = Schedule(template_mm=2.0, aff_iterations=(500, 250, 100), aff_shrink=(4, 
 #: fewer iterations and a coarser N4 (shrink 6). It follows 0.76 of a planted change
 #: (``bench_structural.py --tracking``) and recovered a planted -5.9 % striatal group
 #: difference as -3.8 %, as full mode does (4 + 4, ``--validate colin27 --n 8``). The
-#: earlier quick mode, SyN with Mattes MI (62-80 s per 1 mm subject against 75-100 s now),
-#: followed 0.60 and gave a 2 + 2 group difference back with the wrong sign. Its finest
-#: SyN level is what buys the tracking: 2 iterations there follow 0.67, none 0.56.
+#: earlier quick mode, SyN with Mattes MI (62-80 s per 1 mm subject; now a median 86 s,
+#: 84-101 s), followed 0.60 and gave a 2 + 2 group difference back with the wrong sign.
+#: Its finest SyN level is what buys the tracking: 2 iterations there follow 0.67, none
+#: 0.56.
 QUICK = Schedule(template_mm=2.0, aff_iterations=(200, 100), aff_shrink=(4, 2),
                  aff_sigmas=(2, 1), syn_iterations=(40, 20, 5), n4_shrink=6,
                  n4_iterations=(30, 20, 10), atropos_iterations=3, syn_metric="CC",
